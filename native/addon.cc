@@ -1,0 +1,648 @@
+// N-API bindings: the NativeEngine class that the TypeScript engine drives, the Node event-loop
+// integration of `auto` drive, and the conversion of finished ops into one batch for JavaScript.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <napi.h>
+
+#include "backends/epoll.h"
+#include "core/engine_core.h"
+
+namespace async_engine {
+
+namespace {
+
+const char* syscallName(Syscall s) {
+  switch (s) {
+    case Syscall::kAccept:
+      return "accept";
+    case Syscall::kConnect:
+      return "connect";
+    case Syscall::kRecv:
+      return "recv";
+    case Syscall::kSend:
+      return "send";
+    case Syscall::kGetaddrinfo:
+      return "getaddrinfo";
+    default:
+      return nullptr;
+  }
+}
+
+// Parses a numeric IPv4/IPv6 address and port, or a Unix socket path (port < 0).
+bool parseAddress(const std::string& host, int port, sockaddr_storage* ss, socklen_t* len) {
+  std::memset(ss, 0, sizeof *ss);
+  if (port < 0) {
+    auto* un = reinterpret_cast<sockaddr_un*>(ss);
+    if (host.empty() || host.size() >= sizeof un->sun_path) return false;
+    un->sun_family = AF_UNIX;
+    std::memcpy(un->sun_path, host.data(), host.size());
+    *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + host.size() + 1);
+    return true;
+  }
+  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
+  std::string h = host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  if (::inet_pton(AF_INET6, h.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    *len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+// [address, port, family] of a socket's own or peer address; the path for a Unix socket.
+Napi::Value describe(Napi::Env env, const sockaddr_storage& ss, socklen_t len) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    auto arr = Napi::Array::New(env, 3);
+    arr.Set(0u, Napi::String::New(env, buf));
+    arr.Set(1u, Napi::Number::New(env, ntohs(a->sin_port)));
+    arr.Set(2u, Napi::String::New(env, "IPv4"));
+    return arr;
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    auto arr = Napi::Array::New(env, 3);
+    arr.Set(0u, Napi::String::New(env, buf));
+    arr.Set(1u, Napi::Number::New(env, ntohs(a->sin6_port)));
+    arr.Set(2u, Napi::String::New(env, "IPv6"));
+    return arr;
+  }
+  if (ss.ss_family == AF_UNIX) {
+    auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    size_t n = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+    std::string path(un->sun_path, strnlen(un->sun_path, n));
+    return Napi::String::New(env, path);
+  }
+  return env.Undefined();
+}
+
+Napi::Error errnoError(Napi::Env env, int64_t negErrno, const char* syscall) {
+  Napi::Error e = Napi::Error::New(env, std::string(syscall) + " failed: " + std::strerror(static_cast<int>(-negErrno)));
+  e.Set("errno", Napi::Number::New(env, static_cast<double>(negErrno)));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+}  // namespace
+
+class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {
+                           InstanceMethod<&NativeEngine::Listen>("listen"),
+                           InstanceMethod<&NativeEngine::Adopt>("adopt"),
+                           InstanceMethod<&NativeEngine::Close>("close"),
+                           InstanceMethod<&NativeEngine::Submit>("submit"),
+                           InstanceMethod<&NativeEngine::Chain>("chain"),
+                           InstanceMethod<&NativeEngine::Cancel>("cancel"),
+                           InstanceMethod<&NativeEngine::RegexVerdict>("regexVerdict"),
+                           InstanceMethod<&NativeEngine::RunOnce>("runOnce"),
+                           InstanceMethod<&NativeEngine::Shutdown>("shutdown"),
+                           InstanceMethod<&NativeEngine::StatsJs>("stats"),
+                           InstanceMethod<&NativeEngine::Buffered>("bufferedBytes"),
+                           InstanceMethod<&NativeEngine::Address>("address"),
+                           InstanceMethod<&NativeEngine::Pending>("pending"),
+                       });
+  }
+
+  // new NativeEngine(impl, manualDrive, dispatch, maxEvents)
+  NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
+    Napi::Env env = info.Env();
+    closedHandle_.closed = true;
+    std::string impl = info[0].As<Napi::String>();
+    manual_ = info[1].As<Napi::Boolean>();
+    dispatch_ = Napi::Persistent(info[2].As<Napi::Function>());
+    int maxEvents = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 256;
+    if (impl != "readiness") {
+      Napi::Error::New(env, "implementation '" + impl + "' is not available in this build").ThrowAsJavaScriptException();
+      return;
+    }
+    int err = 0;
+    auto backend = makeEpollBackend(&core_, maxEvents, &err);
+    if (!backend) {
+      errnoError(env, err, "epoll_create1").ThrowAsJavaScriptException();
+      return;
+    }
+    err = core_.init(std::move(backend));
+    if (err < 0) {
+      errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
+      return;
+    }
+    env_ = env;
+    napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
+    cleanupHook_ = true;
+    if (!manual_) {
+      asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "AsyncEngine");
+      uv_loop_t* loop = nullptr;
+      napi_get_uv_event_loop(env, &loop);
+      uv_ = new UvHandles();
+      uv_->owner = this;
+      uv_poll_init(loop, &uv_->poll, core_.pollFd());
+      uv_->poll.data = uv_;
+      uv_poll_start(&uv_->poll, UV_READABLE, &NativeEngine::OnPoll);
+      uv_timer_init(loop, &uv_->timer);
+      uv_->timer.data = uv_;
+      uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->timer));
+      uv_idle_init(loop, &uv_->idle);
+      uv_->idle.data = uv_;
+      uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->idle));
+      updateRef();
+    }
+  }
+
+  ~NativeEngine() override { teardown(); }
+
+ private:
+  // The libuv handles of `auto` drive live apart from the wrapper, so that they can be closed
+  // (asynchronously) even when the wrapper is being garbage-collected.
+  struct UvHandles {
+    NativeEngine* owner = nullptr;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    uv_idle_t idle;
+    int open = 3;
+  };
+
+  static void EnvCleanup(void* arg) {
+    auto* self = static_cast<NativeEngine*>(arg);
+    self->cleanupHook_ = false;
+    self->teardown();
+  }
+
+  // Closes everything without calling into JavaScript. Idempotent.
+  void teardown() {
+    if (torn_) return;
+    torn_ = true;
+    core_.shutdown();
+    core_.ready().clear();
+    if (cleanupHook_) {
+      napi_remove_env_cleanup_hook(env_, &NativeEngine::EnvCleanup, this);
+      cleanupHook_ = false;
+    }
+    if (uv_) {
+      uv_->owner = nullptr;
+      auto onClose = [](uv_handle_t* h) {
+        auto* u = static_cast<UvHandles*>(h->data);
+        if (--u->open == 0) delete u;
+      };
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->poll), onClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->timer), onClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), onClose);
+      uv_ = nullptr;
+    }
+    if (refd_) {
+      refd_ = false;
+      Unref();
+    }
+  }
+
+  static void OnPoll(uv_poll_t* p, int status, int events) {
+    auto* u = static_cast<UvHandles*>(p->data);
+    if (!u->owner) return;
+    NativeEngine* self = u->owner;
+    self->core_.poll(0);
+    self->deliverFromLoop();
+  }
+
+  static void OnTimer(uv_timer_t* t) {
+    auto* u = static_cast<UvHandles*>(t->data);
+    if (!u->owner) return;
+    NativeEngine* self = u->owner;
+    self->armedDeadline_ = 0;
+    self->core_.expireTimers();
+    self->deliverFromLoop();
+  }
+
+  static void OnIdle(uv_idle_t* i) {
+    auto* u = static_cast<UvHandles*>(i->data);
+    uv_idle_stop(i);
+    if (!u->owner) return;
+    u->owner->idleActive_ = false;
+    u->owner->deliverFromLoop();
+  }
+
+  // Called from a libuv callback: deliver in rounds, each its own callback scope, so that
+  // promise jobs and nextTicks run between rounds as they do after any Node callback.
+  void deliverFromLoop() {
+    Napi::Env env = Env();
+    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
+      Napi::HandleScope scope(env);
+      Napi::Value batch = takeBatch(env);
+      napi_value result;
+      napi_value argv[1] = {batch};
+      napi_status st = napi_make_callback(env, asyncContext_ ? static_cast<napi_async_context>(*asyncContext_) : nullptr,
+                                          Value(), dispatch_.Value(), 1, argv, &result);
+      if (st != napi_ok || env.IsExceptionPending()) {
+        if (env.IsExceptionPending()) {
+          Napi::Error e = env.GetAndClearPendingException();
+          napi_fatal_exception(env, e.Value());
+        }
+      }
+    }
+    afterCall();
+  }
+
+  // Converts the finished ops into [id, result, payload, ...] for the JS dispatcher.
+  Napi::Value takeBatch(Napi::Env env) {
+    std::vector<Completion> batch;
+    batch.swap(core_.ready());
+    Napi::Array arr = Napi::Array::New(env, batch.size() * 3);
+    size_t settled = 0;
+    uint32_t k = 0;
+    for (Completion& c : batch) {
+      arr.Set(k++, Napi::Number::New(env, static_cast<double>(c.id)));
+      arr.Set(k++, Napi::Number::New(env, static_cast<double>(c.result)));
+      if (c.result != kProgress) settled++;
+      arr.Set(k++, payload(env, c));
+    }
+    core_.delivered(settled);
+    return arr;
+  }
+
+  Napi::Value payload(Napi::Env env, Completion& c) {
+    if (c.result < 0 && c.result != kProgress && c.kind != PayloadKind::kBytes) {
+      if (c.result == kErrResolve) {
+        auto a = Napi::Array::New(env, 2);
+        a.Set(0u, Napi::Number::New(env, c.fd));
+        a.Set(1u, Napi::Number::New(env, static_cast<double>(c.handle)));
+        return a;
+      }
+      const char* sc = syscallName(c.syscall);
+      return sc ? Napi::String::New(env, sc) : env.Undefined();
+    }
+    switch (c.kind) {
+      case PayloadKind::kBytes:
+        return Napi::Buffer<char>::Copy(env, c.data.data(), c.data.size());
+      case PayloadKind::kString:
+        return Napi::String::New(env, c.data.data(), c.data.size());
+      case PayloadKind::kSocket: {
+        auto a = Napi::Array::New(env, 2);
+        a.Set(0u, Napi::Number::New(env, static_cast<double>(c.handle)));
+        a.Set(1u, Napi::Number::New(env, c.fd));
+        return a;
+      }
+      case PayloadKind::kLines:
+      case PayloadKind::kAddrs: {
+        auto a = Napi::Array::New(env, c.list.size());
+        for (uint32_t i = 0; i < c.list.size(); i++) a.Set(i, Napi::String::New(env, c.list[i]));
+        return a;
+      }
+      case PayloadKind::kProgress: {
+        auto a = Napi::Array::New(env, 3);
+        a.Set(0u, Napi::Buffer<char>::Copy(env, c.data.data(), c.data.size()));
+        a.Set(1u, Napi::Boolean::New(env, c.flag));
+        a.Set(2u, Napi::Boolean::New(env, c.flag2));
+        return a;
+      }
+      default:
+        return env.Undefined();
+    }
+  }
+
+  // After anything that may have finished ops or moved a deadline: schedule delivery, re-arm
+  // the deadline timer, and keep the process alive only while there is something to wait for.
+  void afterCall() {
+    if (!uv_ || torn_) return;
+    if (!core_.ready().empty() && !idleActive_) {
+      idleActive_ = true;
+      uv_idle_start(&uv_->idle, &NativeEngine::OnIdle);
+    }
+    int64_t d = core_.nextDeadline();
+    if (d != armedDeadline_) {
+      armedDeadline_ = d;
+      if (d == 0) {
+        uv_timer_stop(&uv_->timer);
+      } else {
+        int64_t ms = core_.msToNextDeadline();
+        uv_timer_start(&uv_->timer, &NativeEngine::OnTimer, static_cast<uint64_t>(ms < 0 ? 0 : ms), 0);
+      }
+    }
+    updateRef();
+  }
+
+  void updateRef() {
+    bool want = core_.liveOps() > 0 || core_.pendingDelivery() > 0 || core_.listeners() > 0;
+    if (want == refd_) return;
+    refd_ = want;
+    if (want) {
+      Ref();
+      if (uv_) uv_ref(reinterpret_cast<uv_handle_t*>(&uv_->poll));
+    } else {
+      Unref();
+      if (uv_) uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->poll));
+    }
+  }
+
+  bool checkOpen(Napi::Env env) {
+    if (torn_) {
+      Napi::Error::New(env, "the engine is shut down").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+
+  // listen(host|path, port (-1 for a path), backlog, reusePort) -> [handle, fd]
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!checkOpen(env)) return env.Undefined();
+    std::string host = info[0].As<Napi::String>();
+    int port = info[1].As<Napi::Number>().Int32Value();
+    int backlog = info[2].As<Napi::Number>().Int32Value();
+    bool reusePort = info[3].As<Napi::Boolean>();
+    sockaddr_storage ss;
+    socklen_t len;
+    if (!parseAddress(host, port, &ss, &len)) {
+      Napi::TypeError::New(env, "not a numeric address or a valid path: " + host).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    uint64_t id = 0;
+    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, &id);
+    if (fd < 0) {
+      errnoError(env, fd, port < 0 ? "bind" : "listen").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    afterCall();
+    auto a = Napi::Array::New(env, 2);
+    a.Set(0u, Napi::Number::New(env, static_cast<double>(id)));
+    a.Set(1u, Napi::Number::New(env, static_cast<double>(fd)));
+    return a;
+  }
+
+  Napi::Value Adopt(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!checkOpen(env)) return env.Undefined();
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    uint64_t id = 0;
+    int64_t rc = core_.adopt(fd, &id);
+    if (rc < 0) {
+      errnoError(env, rc, "adopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    afterCall();
+    return Napi::Number::New(env, static_cast<double>(id));
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    if (torn_) return info.Env().Undefined();
+    core_.close(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    afterCall();
+    return info.Env().Undefined();
+  }
+
+  // Builds an Op from [kind, id, handle, timeoutMs, a, b, flags] (a, b depend on kind).
+  Op* makeOp(Napi::Env env, const Napi::Value* v) {
+    auto* op = new Op();
+    op->kind = static_cast<OpKind>(v[0].As<Napi::Number>().Int32Value());
+    op->id = v[1].As<Napi::Number>().Int64Value();
+    double handle = v[2].As<Napi::Number>().DoubleValue();
+    if (handle > 0) {
+      op->h = core_.handle(static_cast<uint64_t>(handle));
+      if (!op->h) op->h = &closedHandle_;
+    }
+    op->timeoutMs = v[3].As<Napi::Number>().DoubleValue();
+    const Napi::Value& a = v[4];
+    const Napi::Value& b = v[5];
+    auto maxBytes = [](const Napi::Value& x) {
+      double d = x.As<Napi::Number>().DoubleValue();
+      return d < 0 || d >= 9.0e15 ? SIZE_MAX : static_cast<size_t>(d);
+    };
+    switch (op->kind) {
+      case OpKind::kReadUntil:
+      case OpKind::kReadGlob: {
+        if (a.IsBuffer()) {
+          auto buf = a.As<Napi::Buffer<char>>();
+          op->pattern.assign(buf.Data(), buf.Length());
+        } else {
+          op->pattern = a.As<Napi::String>().Utf8Value();
+        }
+        op->maxBytes = maxBytes(b);
+        break;
+      }
+      case OpKind::kReadLine:
+        op->maxBytes = maxBytes(a);
+        op->asString = b.IsBoolean() && b.As<Napi::Boolean>();
+        break;
+      case OpKind::kReadRegex:
+      case OpKind::kReadAll:
+        op->maxBytes = maxBytes(a);
+        break;
+      case OpKind::kReadChunk:
+      case OpKind::kReadExactly:
+        op->n = static_cast<size_t>(a.As<Napi::Number>().DoubleValue());
+        break;
+      case OpKind::kWrite: {
+        if (a.IsBuffer()) {
+          auto buf = a.As<Napi::Buffer<char>>();
+          op->data.assign(buf.Data(), buf.Length());
+        } else if (a.IsArray()) {
+          auto arr = a.As<Napi::Array>();
+          for (uint32_t i = 0; i < arr.Length(); i++) {
+            auto buf = arr.Get(i).As<Napi::Buffer<char>>();
+            op->data.append(buf.Data(), buf.Length());
+          }
+        }
+        break;
+      }
+      case OpKind::kConnect: {
+        if (a.IsString()) {
+          sockaddr_storage ss;
+          socklen_t len;
+          if (!parseAddress(a.As<Napi::String>(), b.As<Napi::Number>().Int32Value(), &ss, &len)) {
+            delete op;
+            Napi::TypeError::New(env, "not a numeric address or a valid path").ThrowAsJavaScriptException();
+            return nullptr;
+          }
+          op->addrs.push_back(ss);
+          op->addrLens.push_back(len);
+        }
+        op->h = nullptr;
+        break;
+      }
+      case OpKind::kSleep:
+        break;
+      case OpKind::kResolve:
+        op->host = a.As<Napi::String>().Utf8Value();
+        op->service = b.IsString() ? b.As<Napi::String>().Utf8Value() : std::string();
+        break;
+      default:
+        break;
+    }
+    return op;
+  }
+
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!checkOpen(env)) return env.Undefined();
+    Napi::Value v[6] = {info[0], info[1], info[2], info[3], info[4], info[5]};
+    Op* op = makeOp(env, v);
+    if (!op) return env.Undefined();
+    core_.submit(op);
+    afterCall();
+    return env.Undefined();
+  }
+
+  Napi::Value Chain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!checkOpen(env)) return env.Undefined();
+    auto stages = info[0].As<Napi::Array>();
+    std::vector<Op*> ops;
+    for (uint32_t i = 0; i < stages.Length(); i++) {
+      auto s = stages.Get(i).As<Napi::Array>();
+      Napi::Value v[6] = {s.Get(0u), s.Get(1u), s.Get(2u), s.Get(3u), s.Get(4u), s.Get(5u)};
+      Op* op = makeOp(env, v);
+      if (!op) {
+        for (Op* o : ops) delete o;
+        return env.Undefined();
+      }
+      if (i > 0 && op->h == &closedHandle_) op->h = nullptr;
+      ops.push_back(op);
+    }
+    core_.submitChain(std::move(ops));
+    afterCall();
+    return env.Undefined();
+  }
+
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    if (torn_) return Napi::Boolean::New(info.Env(), false);
+    bool won = core_.cancel(info[0].As<Napi::Number>().Int64Value());
+    afterCall();
+    return Napi::Boolean::New(info.Env(), won);
+  }
+
+  Napi::Value RegexVerdict(const Napi::CallbackInfo& info) {
+    if (torn_) return Napi::Boolean::New(info.Env(), false);
+    bool ok = core_.regexVerdict(info[0].As<Napi::Number>().Int64Value(), info[1].As<Napi::Number>().Int64Value());
+    afterCall();
+    return Napi::Boolean::New(info.Env(), ok);
+  }
+
+  // runOnce(timeoutMs): waits for work (bounded by deadlines), then dispatches one batch and
+  // whatever the batch's callbacks finish at once. Returns the number of ops settled.
+  Napi::Value RunOnce(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (torn_) return Napi::Number::New(env, 0);
+    int timeout = info[0].As<Napi::Number>().Int32Value();
+    core_.poll(core_.ready().empty() ? timeout : 0);
+    size_t before = core_.stats().completions;
+    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
+      Napi::Value batch = takeBatch(env);
+      dispatch_.Call(Value(), {batch});
+      if (env.IsExceptionPending()) break;
+    }
+    size_t n = core_.stats().completions - before;
+    afterCall();
+    return Napi::Number::New(env, static_cast<double>(n));
+  }
+
+  // shutdown(): fails every op with ECANCELED, closes every handle, and delivers those
+  // failures on the next turn of the loop; the JS side resolves once they are in.
+  Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (torn_) return env.Undefined();
+    core_.shutdown();
+    Napi::Value batch = takeBatch(env);
+    teardown();
+    return batch;
+  }
+
+  Napi::Value StatsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Stats s = core_.stats();
+    auto o = Napi::Object::New(env);
+    o.Set("opsInFlight", Napi::Number::New(env, static_cast<double>(core_.liveOps() + core_.pendingDelivery())));
+    o.Set("completions", Napi::Number::New(env, static_cast<double>(s.completions)));
+    o.Set("batches", Napi::Number::New(env, static_cast<double>(s.batches)));
+    o.Set("syscalls", Napi::Number::New(env, static_cast<double>(s.coreSyscalls)));
+    o.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytesRead)));
+    o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
+    o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));
+    o.Set("listeners", Napi::Number::New(env, static_cast<double>(core_.listeners())));
+    return o;
+  }
+
+  Napi::Value Buffered(const Napi::CallbackInfo& info) {
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    return Napi::Number::New(info.Env(), h ? static_cast<double>(h->in.size()) : 0);
+  }
+
+  // address(handle, peer) -> [address, port, family] | path | undefined
+  Napi::Value Address(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h) return env.Undefined();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int rc = info[1].As<Napi::Boolean>() ? ::getpeername(h->fd, reinterpret_cast<sockaddr*>(&ss), &len)
+                                         : ::getsockname(h->fd, reinterpret_cast<sockaddr*>(&ss), &len);
+    if (rc < 0) return env.Undefined();
+    return describe(env, ss, len);
+  }
+
+  // True while an op is live or a completion awaits delivery (run() waits on it).
+  Napi::Value Pending(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !torn_ && (core_.liveOps() > 0 || !core_.ready().empty()));
+  }
+
+  EngineCore core_;
+  Handle closedHandle_{};  // stands for a handle id that is no longer open
+  Napi::FunctionReference dispatch_;
+  std::unique_ptr<Napi::AsyncContext> asyncContext_;
+  napi_env env_ = nullptr;
+  UvHandles* uv_ = nullptr;
+  bool manual_ = false;
+  bool refd_ = false;
+  bool idleActive_ = false;
+  bool torn_ = false;
+  bool cleanupHook_ = false;
+  int64_t armedDeadline_ = 0;
+};
+
+namespace {
+
+// "" when the implementation can run here, else the reason it cannot.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string impl = info[0].As<Napi::String>();
+  if (impl == "readiness") {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return Napi::String::New(env, std::string("epoll_create1 failed: ") + std::strerror(errno));
+    ::close(fd);
+    return Napi::String::New(env, "");
+  }
+  return Napi::String::New(env, "the " + impl + " implementation is not part of this build yet");
+}
+
+}  // namespace
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("NativeEngine", NativeEngine::Init(env));
+  exports.Set("probe", Napi::Function::New(env, Probe));
+  return exports;
+}
+
+}  // namespace async_engine
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
+  return async_engine::InitModule(env, exports);
+}
+
+NODE_API_MODULE(async_engine, InitAddon)

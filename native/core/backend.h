@@ -1,0 +1,70 @@
+// The Backend interface: the few primitive operations every implementation provides
+// (accept, connect, recv, send, wait). Compound ops and framing are written once, in the core,
+// over these primitives; a backend never sees a line, a delimiter or a chain.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace async_engine {
+
+struct Handle;
+
+// Returned by a primitive that cannot finish now. The backend later reports the primitive
+// through the matching Sink method; until then the core does not ask for it again.
+constexpr ssize_t kPending = -0x7fff0001;
+// Passed to a Sink method by a readiness backend: "the fd is ready now, ask again".
+constexpr ssize_t kRetry = -0x7fff0002;
+
+// The core's side of the interface. Every call happens on the engine's thread (the JS thread),
+// from inside Backend::wait().
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  // Space to receive into for `h`, valid until the matching onRecv/recv result is handled.
+  virtual char* recvSpace(Handle* h, size_t* len) = 0;
+  virtual void onRecv(Handle* h, ssize_t result) = 0;
+  virtual void onSend(Handle* h, ssize_t result) = 0;
+  virtual void onAccept(Handle* listener, ssize_t fdOrError) = 0;
+  virtual void onConnect(Handle* h, ssize_t result) = 0;
+  // The engine's wake-up fd (cross-thread completions, e.g. DNS) became readable.
+  virtual void onWake() = 0;
+};
+
+// One primitive-operation provider. A backend owns the kernel mechanism (an epoll set, a ring,
+// a pool of threads) and nothing else: socket state, buffers and ops belong to the core.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // A pollable fd that is readable whenever wait(0) would find work; the Node event loop watches
+  // it in `auto` drive.
+  virtual int pollFd() const = 0;
+  // Watch the core's wake-up fd; Sink::onWake() is called when it is readable.
+  virtual int watchWake(int fd) = 0;
+
+  // A new socket or listener (non-blocking, close-on-exec) joins the backend.
+  virtual int attach(Handle* h) = 0;
+  // The handle is about to be closed: forget every primitive pending on it. Returns how many
+  // pending primitives will still be reported later (0 for a readiness backend).
+  virtual int detach(Handle* h) = 0;
+
+  // Primitives. Each returns a result now (>= 0, or -errno), or kPending: then exactly one
+  // Sink report follows, either the result or kRetry (ready: call the primitive again).
+  virtual ssize_t recv(Handle* h) = 0;  // bytes land in Sink::recvSpace(h); 0 = EOF
+  virtual ssize_t send(Handle* h, const struct iovec* iov, int iovcnt) = 0;
+  // The result is the new connection's fd (non-blocking, close-on-exec).
+  virtual ssize_t accept(Handle* listener) = 0;
+  virtual ssize_t connect(Handle* h, const struct sockaddr* addr, socklen_t len) = 0;
+
+  // Waits up to timeoutMs (0: poll, -1: forever) and reports what finished through the Sink.
+  // Returns the number of events handled, or -errno.
+  virtual int wait(int timeoutMs) = 0;
+  // System calls made so far, for stats().
+  virtual uint64_t syscalls() const = 0;
+};
+
+}  // namespace async_engine

@@ -1,0 +1,71 @@
+// A socket's input buffer: bytes received and not yet consumed by an op, in one contiguous
+// span so that framing can search it in place. Storage is released when it drains, so an idle
+// connection holds no buffer memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace async_engine {
+
+class ByteBuffer {
+ public:
+  ByteBuffer() = default;
+  ByteBuffer(const ByteBuffer&) = delete;
+  ByteBuffer& operator=(const ByteBuffer&) = delete;
+  ~ByteBuffer() { std::free(data_); }
+
+  const char* data() const { return data_ + r_; }
+  size_t size() const { return w_ - r_; }
+  bool empty() const { return w_ == r_; }
+
+  void append(const char* p, size_t n) {
+    reserve(n);
+    std::memcpy(data_ + w_, p, n);
+    w_ += n;
+  }
+
+  // Drops the first n bytes; the storage goes once nothing is left.
+  void consume(size_t n) {
+    r_ += n;
+    if (r_ == w_) release();
+  }
+
+  void release() {
+    std::free(data_);
+    data_ = nullptr;
+    r_ = w_ = cap_ = 0;
+  }
+
+ private:
+  void reserve(size_t n) {
+    if (cap_ - w_ >= n) return;
+    size_t live = w_ - r_;
+    if (r_ > 0 && cap_ - live >= n && r_ >= live) {  // compact rather than grow
+      std::memmove(data_, data_ + r_, live);
+      r_ = 0;
+      w_ = live;
+      return;
+    }
+    size_t want = live + n;
+    size_t cap = cap_ ? cap_ : 4096;
+    while (cap < want) cap *= 2;
+    char* fresh = static_cast<char*>(std::malloc(cap));
+    if (!fresh) throw std::bad_alloc();
+    if (live) std::memcpy(fresh, data_ + r_, live);
+    std::free(data_);
+    data_ = fresh;
+    cap_ = cap;
+    r_ = 0;
+    w_ = live;
+  }
+
+  char* data_ = nullptr;
+  size_t r_ = 0;
+  size_t w_ = 0;
+  size_t cap_ = 0;
+};
+
+}  // namespace async_engine

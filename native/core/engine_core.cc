@@ -1,0 +1,928 @@
+// The engine core (see engine_core.h): op bookkeeping, framing, chains and deadlines over the
+// Backend primitives. Single-threaded: every function runs on the engine's thread.
+#include "core/engine_core.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include "core/framing.h"
+
+namespace async_engine {
+
+namespace {
+constexpr size_t kScratchSize = 64 * 1024;
+constexpr int kMaxIov = 64;
+
+bool isRead(OpKind k) {
+  switch (k) {
+    case OpKind::kReadUntil:
+    case OpKind::kReadLine:
+    case OpKind::kReadGlob:
+    case OpKind::kReadRegex:
+    case OpKind::kReadChunk:
+    case OpKind::kReadExactly:
+    case OpKind::kReadAll:
+      return true;
+    default:
+      return false;
+  }
+}
+}  // namespace
+
+int64_t EngineCore::nowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+EngineCore::EngineCore() : scratch_(kScratchSize) {}
+
+EngineCore::~EngineCore() {
+  shutdown();
+  if (resolver_) resolver_->stop();
+  backend_.reset();
+  if (wakeFd_ >= 0) ::close(wakeFd_);
+}
+
+int EngineCore::init(std::unique_ptr<Backend> backend) {
+  backend_ = std::move(backend);
+  wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wakeFd_ < 0) return -errno;
+  int rc = backend_->watchWake(wakeFd_);
+  if (rc < 0) return rc;
+  resolver_ = std::make_unique<Resolver>(wakeFd_, 2);
+  return 0;
+}
+
+// ---- handles ----
+
+Handle* EngineCore::newHandle(int fd, HandleKind kind) {
+  auto* h = new Handle();
+  h->id = nextHandle_++;
+  h->fd = fd;
+  h->kind = kind;
+  handles_[h->id] = h;
+  if (kind == HandleKind::kListener) {
+    listeners_++;
+  } else {
+    sockets_++;
+  }
+  return h;
+}
+
+Handle* EngineCore::handle(uint64_t id) {
+  auto it = handles_.find(id);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
+int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
+                           uint64_t* id) {
+  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (addr->sa_family != AF_UNIX) {
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+      int e = errno;
+      ::close(fd);
+      return -e;
+    }
+    if (addr->sa_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (::bind(fd, addr, len) < 0 || ::listen(fd, backlog) < 0) {
+    int e = errno;
+    ::close(fd);
+    return -e;
+  }
+  Handle* h = newHandle(fd, HandleKind::kListener);
+  int rc = backend_->attach(h);
+  if (rc < 0) {
+    handles_.erase(h->id);
+    listeners_--;
+    ::close(fd);
+    delete h;
+    return rc;
+  }
+  *id = h->id;
+  return fd;
+}
+
+int64_t EngineCore::adopt(int fd, uint64_t* id) {
+  int type = 0;
+  socklen_t tlen = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0) return -errno;
+  if (type != SOCK_STREAM) return -ENOTSUP;
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  Handle* h = newHandle(fd, HandleKind::kSocket);
+  int rc = backend_->attach(h);
+  if (rc < 0) {
+    handles_.erase(h->id);
+    sockets_--;
+    delete h;
+    return rc;
+  }
+  *id = h->id;
+  return fd;
+}
+
+void EngineCore::close(uint64_t id) {
+  Handle* h = handle(id);
+  if (!h) return;
+  h->closed = true;
+  // Every op queued on the handle fails; ops are unlinked by fail().
+  auto failAll = [this](std::deque<Op*>& q) {
+    while (!q.empty()) fail(q.front(), kErrCanceled);
+  };
+  failAll(h->reads);
+  failAll(h->writes);
+  failAll(h->accepts);
+  if (Op* c = h->connecting) {
+    h->connecting = nullptr;
+    c->h = nullptr;
+    fail(c, kErrCanceled);
+  }
+  for (int fd : h->backlog) ::close(fd);
+  h->backlog.clear();
+  handles_.erase(h->id);
+  if (h->kind == HandleKind::kListener) {
+    listeners_--;
+  } else {
+    sockets_--;
+  }
+  h->pendingPrimitives = backend_->detach(h);
+  ::close(h->fd);
+  h->fd = -1;
+  releaseHandle(h);
+}
+
+void EngineCore::releaseHandle(Handle* h) {
+  if (h->pendingPrimitives > 0) {
+    zombies_.push_back(h);
+    return;
+  }
+  delete h;
+}
+
+// ---- ops ----
+
+void EngineCore::submit(Op* op) {
+  ops_[op->id] = op;
+  start(op);
+}
+
+void EngineCore::submitChain(std::vector<Op*> stages) {
+  for (size_t i = 0; i < stages.size(); i++) {
+    ops_[stages[i]->id] = stages[i];
+    stages[i]->chained = i > 0;
+    stages[i]->next = i + 1 < stages.size() ? stages[i + 1] : nullptr;
+  }
+  if (!stages.empty()) start(stages[0]);
+}
+
+void EngineCore::armTimer(Op* op) {
+  if (op->timeoutMs <= 0) return;
+  // Deadlines past ~146 years saturate rather than overflow.
+  constexpr double kMaxMs = 4.0e12;
+  double ms = op->timeoutMs < kMaxMs ? op->timeoutMs : kMaxMs;
+  op->deadline = nowNs() + static_cast<int64_t>(ms * 1e6);
+  op->timerSeq = ++timerSeq_;
+  heapPush(op);
+}
+
+void EngineCore::heapPush(Op* op) {
+  op->heapIndex = heap_.size();
+  heap_.push_back(op);
+  heapSiftUp(op->heapIndex);
+}
+
+void EngineCore::heapRemove(Op* op) {
+  size_t i = op->heapIndex;
+  if (i == SIZE_MAX) return;
+  op->heapIndex = SIZE_MAX;
+  Op* last = heap_.back();
+  heap_.pop_back();
+  if (last == op) return;
+  heap_[i] = last;
+  last->heapIndex = i;
+  heapSiftUp(i);
+  heapSiftDown(last->heapIndex);
+}
+
+void EngineCore::heapSiftUp(size_t i) {
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (!earlier(heap_[i], heap_[parent])) break;
+    std::swap(heap_[i], heap_[parent]);
+    heap_[i]->heapIndex = i;
+    heap_[parent]->heapIndex = parent;
+    i = parent;
+  }
+}
+
+void EngineCore::heapSiftDown(size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    if (l < heap_.size() && earlier(heap_[l], heap_[m])) m = l;
+    if (r < heap_.size() && earlier(heap_[r], heap_[m])) m = r;
+    if (m == i) return;
+    std::swap(heap_[i], heap_[m]);
+    heap_[i]->heapIndex = i;
+    heap_[m]->heapIndex = m;
+    i = m;
+  }
+}
+
+void EngineCore::start(Op* op) {
+  op->started = true;
+  if (op->kind == OpKind::kSleep) {
+    // callLater: the deadline is the op itself; expiry is its success.
+    armTimer(op);
+    return;
+  }
+  armTimer(op);
+  Handle* h = op->h;
+  switch (op->kind) {
+    case OpKind::kSoon: {
+      Completion c;
+      finish(op, std::move(c));
+      return;
+    }
+    case OpKind::kResolve:
+      resolver_->submit(op->id, op->host, op->service);
+      return;
+    case OpKind::kConnect:
+      startConnect(op);
+      return;
+    default:
+      break;
+  }
+  if (!h || h->closed) {
+    fail(op, kErrBadHandle);
+    return;
+  }
+  if (op->kind == OpKind::kAccept) {
+    if (h->kind != HandleKind::kListener) {
+      fail(op, -EINVAL);
+      return;
+    }
+    h->accepts.push_back(op);
+    pumpAccepts(h);
+    return;
+  }
+  if (h->kind != HandleKind::kSocket) {
+    fail(op, -ENOTSOCK);
+    return;
+  }
+  if (op->kind == OpKind::kWrite) {
+    h->writes.push_back(op);
+    if (h->writes.size() == 1) pumpWrites(h);
+    return;
+  }
+  h->reads.push_back(op);
+  if (h->reads.size() == 1) pumpReads(h);
+}
+
+// Removes a live op from wherever it waits. The op stays allocated.
+void EngineCore::unlink(Op* op) {
+  ops_.erase(op->id);
+  heapRemove(op);
+  op->deadline = 0;
+  Handle* h = op->h;
+  if (!h || !op->started) return;
+  auto drop = [op](std::deque<Op*>& q) {
+    auto it = std::find(q.begin(), q.end(), op);
+    if (it != q.end()) q.erase(it);
+  };
+  if (op->kind == OpKind::kAccept) {
+    drop(h->accepts);
+  } else if (op->kind == OpKind::kWrite) {
+    drop(h->writes);
+  } else if (isRead(op->kind)) {
+    drop(h->reads);
+  } else if (op->kind == OpKind::kConnect && h->connecting == op) {
+    // Cancelled or timed out mid-connect: the half-open socket is nobody's.
+    h->connecting = nullptr;
+    op->h = nullptr;
+    close(h->id);
+  }
+}
+
+void EngineCore::finish(Op* op, Completion&& c) {
+  unlink(op);
+  c.id = op->id;
+  ready_.push_back(std::move(c));
+  undelivered_++;
+  Op* next = op->next;
+  bool ok = ready_.back().result >= 0;
+  if (next) {
+    if (ok) {
+      // The next stage runs on the socket this stage produced (accept, connect) or used.
+      if (!next->h) next->h = ready_.back().kind == PayloadKind::kSocket ? handle(ready_.back().handle) : op->h;
+      if (next->kind == OpKind::kConnect && op->kind == OpKind::kResolve) {
+        // getaddrinfoThenConnect: the addresses were stashed on the resolve op.
+        next->addrs = std::move(op->addrs);
+        next->addrLens = std::move(op->addrLens);
+      }
+      delete op;
+      start(next);
+      return;
+    }
+    abortAfter(op, ready_.back().result);
+  }
+  delete op;
+}
+
+void EngineCore::abortAfter(Op* op, int64_t cause) {
+  for (Op* s = op->next; s;) {
+    Op* after = s->next;
+    ops_.erase(s->id);
+    Completion c;
+    c.id = s->id;
+    c.result = kErrAborted;
+    ready_.push_back(std::move(c));
+    undelivered_++;
+    delete s;
+    s = after;
+  }
+  op->next = nullptr;
+  (void)cause;
+}
+
+void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
+  Completion c;
+  c.result = code;
+  c.syscall = sc;
+  finish(op, std::move(c));
+}
+
+bool EngineCore::cancel(int64_t id) {
+  auto it = ops_.find(id);
+  if (it == ops_.end()) return false;
+  Op* op = it->second;
+  // A chain is cancelled from its running stage on: find the stage that has started.
+  Op* target = op;
+  if (op->chained && !op->started) {
+    for (auto& [oid, o] : ops_) {
+      (void)oid;
+      if (o->started && o->next) {
+        for (Op* s = o->next; s; s = s->next) {
+          if (s == op) {
+            target = o;
+            break;
+          }
+        }
+      }
+      if (target != op) break;
+    }
+  }
+  // Every unfinished stage fails with ECANCELED, in stage order.
+  Op* rest = target->next;
+  target->next = nullptr;
+  Handle* h = target->h;
+  bool wasHeadRead = h && isRead(target->kind) && !h->reads.empty() && h->reads.front() == target;
+  bool wasHeadWrite = h && target->kind == OpKind::kWrite && !h->writes.empty() && h->writes.front() == target;
+  fail(target, kErrCanceled);
+  for (Op* s = rest; s;) {
+    Op* after = s->next;
+    s->next = nullptr;
+    fail(s, kErrCanceled);
+    s = after;
+  }
+  resumeAfter(h, wasHeadRead, wasHeadWrite);
+  return true;
+}
+
+// After the head read or write of `h` left early (cancel, timeout), the next queued op may run.
+// Only read and write heads are passed here, so `h` is still open.
+void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
+  if (wasHeadRead && !h->reads.empty()) pumpReads(h);
+  if (wasHeadWrite && !h->writes.empty()) pumpWrites(h);
+}
+
+bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
+  auto it = ops_.find(id);
+  if (it == ops_.end()) return false;
+  Op* op = it->second;
+  if (op->kind != OpKind::kReadRegex || !op->awaitingVerdict) return false;
+  op->awaitingVerdict = false;
+  Handle* h = op->h;
+  if (verdict > 0) {
+    size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());
+    Completion c;
+    c.kind = PayloadKind::kBytes;
+    c.data.assign(h->in.data(), n);
+    c.result = static_cast<int64_t>(n);
+    h->in.consume(n);
+    finish(op, std::move(c));
+  } else if (verdict < 0) {
+    Completion c;
+    c.result = verdict;
+    if (verdict == kErrIncomplete) {
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(h->in.data(), h->in.size());
+      h->in.consume(h->in.size());
+    }
+    finish(op, std::move(c));
+  }
+  if (!h->closed) pumpReads(h);
+  return true;
+}
+
+// ---- reads ----
+
+char* EngineCore::recvSpace(Handle* h, size_t* len) {
+  (void)h;
+  *len = scratch_.size();
+  return scratch_.data();
+}
+
+void EngineCore::pumpReads(Handle* h) {
+  for (;;) {
+    while (!h->reads.empty()) {
+      Op* op = h->reads.front();
+      if (!tryFrame(h, op)) break;
+    }
+    if (h->reads.empty() || h->closed) return;
+    Op* head = h->reads.front();
+    if (head->awaitingVerdict) return;
+    if (h->eof || h->readError) {
+      failReadAtEnd(h, head);
+      continue;
+    }
+    if (h->recvPending) return;
+    ssize_t r = backend_->recv(h);
+    if (r == kPending) {
+      h->recvPending = true;
+      return;
+    }
+    stats_.coreSyscalls++;
+    if (r > 0) {
+      h->in.append(scratch_.data(), static_cast<size_t>(r));
+      stats_.bytesRead += r;
+    } else if (r == 0) {
+      h->eof = true;
+    } else {
+      h->readError = static_cast<int>(r);
+    }
+  }
+}
+
+void EngineCore::onRecv(Handle* h, ssize_t result) {
+  h->recvPending = false;
+  if (h->closed) {
+    h->pendingPrimitives--;
+    return;
+  }
+  if (result == kRetry) {
+    pumpReads(h);
+    return;
+  }
+  if (result > 0) {
+    h->in.append(scratch_.data(), static_cast<size_t>(result));
+    stats_.bytesRead += result;
+  } else if (result == 0) {
+    h->eof = true;
+  } else {
+    h->readError = static_cast<int>(result);
+  }
+  pumpReads(h);
+}
+
+// The stream ended (EOF or an error) with `op` still short of its goal.
+void EngineCore::failReadAtEnd(Handle* h, Op* op) {
+  if (h->readError) {
+    fail(op, h->readError, Syscall::kRecv);
+    return;
+  }
+  Completion c;
+  c.kind = PayloadKind::kBytes;
+  switch (op->kind) {
+    case OpKind::kReadChunk:
+      c.result = 0;  // EOF is an empty chunk
+      break;
+    case OpKind::kReadAll:
+      c.data.assign(h->in.data(), h->in.size());
+      c.result = static_cast<int64_t>(h->in.size());
+      h->in.consume(h->in.size());
+      break;
+    case OpKind::kReadRegex:
+      // JavaScript matches what remains; report the EOF as progress.
+      if (!op->reportedEof) {
+        op->reportedEof = true;
+        op->awaitingVerdict = true;
+        Completion p;
+        p.id = op->id;
+        p.result = kProgress;
+        p.kind = PayloadKind::kProgress;
+        p.flag = true;
+        p.data.assign(h->in.data(), std::min(h->in.size(), op->maxBytes));
+        p.flag2 = h->in.size() > op->maxBytes;
+        ready_.push_back(std::move(p));
+        return;
+      }
+      [[fallthrough]];
+    default:
+      c.result = kErrIncomplete;
+      c.data.assign(h->in.data(), h->in.size());
+      h->in.consume(h->in.size());
+      break;
+  }
+  finish(op, std::move(c));
+}
+
+bool EngineCore::tryFrame(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  Completion c;
+  switch (op->kind) {
+    case OpKind::kReadUntil: {
+      Frame f = frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
+      if (f.status == FrameStatus::kNeedMore) return false;
+      if (f.status == FrameStatus::kOverLimit) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, f.end);
+      c.result = static_cast<int64_t>(f.end);
+      h->in.consume(f.end);
+      break;
+    }
+    case OpKind::kReadLine: {
+      Frame f = frameLine(p, len, op->maxBytes, &op->scanFrom);
+      if (f.status == FrameStatus::kNeedMore) return false;
+      if (f.status == FrameStatus::kOverLimit) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      c.kind = op->asString ? PayloadKind::kString : PayloadKind::kBytes;
+      c.data.assign(p, f.content);
+      c.result = static_cast<int64_t>(f.content);
+      h->in.consume(f.end);
+      break;
+    }
+    case OpKind::kReadGlob: {
+      // Lines are collected without consuming, so a cancelled op leaves them all buffered.
+      for (;;) {
+        size_t lineStart = op->n;
+        size_t scan = op->scanFrom - lineStart;
+        size_t budget = op->maxBytes >= lineStart ? op->maxBytes - lineStart : 0;
+        Frame f = frameLine(p + lineStart, len - lineStart, budget, &scan);
+        op->scanFrom = lineStart + scan;
+        if (f.status == FrameStatus::kNeedMore) return false;
+        if (f.status == FrameStatus::kOverLimit) {
+          op->lines.clear();
+          fail(op, kErrLimit);
+          return true;
+        }
+        op->lines.emplace_back(p + lineStart, f.content);
+        op->n = lineStart + f.end;
+        op->scanFrom = op->n;
+        if (globMatch(op->pattern, op->lines.back())) break;
+      }
+      c.kind = PayloadKind::kLines;
+      c.list = std::move(op->lines);
+      c.result = static_cast<int64_t>(op->n);
+      h->in.consume(op->n);
+      break;
+    }
+    case OpKind::kReadRegex: {
+      if (op->awaitingVerdict) return false;
+      if (len == 0 || len <= op->reportedLen) return false;
+      op->reportedLen = len;
+      op->awaitingVerdict = true;
+      Completion pr;
+      pr.id = op->id;
+      pr.result = kProgress;
+      pr.kind = PayloadKind::kProgress;
+      pr.data.assign(p, std::min(len, op->maxBytes));
+      pr.flag = h->eof;
+      pr.flag2 = len > op->maxBytes;
+      op->reportedEof = h->eof;
+      ready_.push_back(std::move(pr));
+      return false;
+    }
+    case OpKind::kReadChunk: {
+      if (len == 0) return false;
+      size_t n = std::min(len, op->n);
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, n);
+      c.result = static_cast<int64_t>(n);
+      h->in.consume(n);
+      break;
+    }
+    case OpKind::kReadExactly: {
+      if (len < op->n) return false;
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, op->n);
+      c.result = static_cast<int64_t>(op->n);
+      h->in.consume(op->n);
+      break;
+    }
+    case OpKind::kReadAll: {
+      if (len > op->maxBytes) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      return false;  // delivered at EOF by failReadAtEnd
+    }
+    default:
+      return false;
+  }
+  finish(op, std::move(c));
+  return true;
+}
+
+// ---- writes ----
+
+void EngineCore::pumpWrites(Handle* h) {
+  while (!h->writes.empty() && !h->closed) {
+    Op* op = h->writes.front();
+    if (h->writeError) {
+      fail(op, h->writeError, Syscall::kSend);
+      continue;
+    }
+    if (h->sendPending) return;
+    if (op->written < op->data.size()) {
+      iovec iov{const_cast<char*>(op->data.data()) + op->written, op->data.size() - op->written};
+      ssize_t r = backend_->send(h, &iov, 1);
+      if (r == kPending) {
+        h->sendPending = true;
+        return;
+      }
+      stats_.coreSyscalls++;
+      if (r < 0) {
+        h->writeError = static_cast<int>(r);
+        continue;
+      }
+      op->written += static_cast<size_t>(r);
+      stats_.bytesWritten += r;
+      if (op->written < op->data.size()) continue;
+    }
+    Completion c;
+    c.result = static_cast<int64_t>(op->written);
+    finish(op, std::move(c));
+  }
+}
+
+void EngineCore::onSend(Handle* h, ssize_t result) {
+  h->sendPending = false;
+  if (h->closed) {
+    h->pendingPrimitives--;
+    return;
+  }
+  if (result != kRetry && !h->writes.empty()) {
+    if (result < 0) {
+      h->writeError = static_cast<int>(result);
+    } else {
+      h->writes.front()->written += static_cast<size_t>(result);
+      stats_.bytesWritten += result;
+    }
+  }
+  pumpWrites(h);
+}
+
+// ---- accept / connect ----
+
+void EngineCore::pumpAccepts(Handle* l) {
+  while (!l->accepts.empty()) {
+    if (!l->backlog.empty()) {
+      int fd = l->backlog.front();
+      l->backlog.pop_front();
+      deliverAccepted(l->accepts.front(), fd);
+      continue;
+    }
+    if (l->acceptPending) return;
+    ssize_t r = backend_->accept(l);
+    if (r == kPending) {
+      l->acceptPending = true;
+      return;
+    }
+    stats_.coreSyscalls++;
+    if (r < 0) {
+      fail(l->accepts.front(), r, Syscall::kAccept);
+      continue;
+    }
+    deliverAccepted(l->accepts.front(), static_cast<int>(r));
+  }
+}
+
+void EngineCore::deliverAccepted(Op* op, int fd) {
+  Handle* h = newHandle(fd, HandleKind::kSocket);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int rc = backend_->attach(h);
+  if (rc < 0) {
+    handles_.erase(h->id);
+    sockets_--;
+    ::close(fd);
+    delete h;
+    fail(op, rc, Syscall::kAccept);
+    return;
+  }
+  Completion c;
+  c.kind = PayloadKind::kSocket;
+  c.handle = h->id;
+  c.fd = fd;
+  c.result = 0;
+  finish(op, std::move(c));
+}
+
+void EngineCore::onAccept(Handle* l, ssize_t r) {
+  l->acceptPending = false;
+  if (l->closed) {
+    l->pendingPrimitives--;
+    if (r >= 0) ::close(static_cast<int>(r));
+    return;
+  }
+  if (r == kRetry) {
+    pumpAccepts(l);
+    return;
+  }
+  if (r >= 0) {
+    if (l->accepts.empty()) {
+      l->backlog.push_back(static_cast<int>(r));  // its op was cancelled: keep it for the next
+    } else {
+      deliverAccepted(l->accepts.front(), static_cast<int>(r));
+    }
+  } else if (!l->accepts.empty()) {
+    fail(l->accepts.front(), r, Syscall::kAccept);
+  }
+  pumpAccepts(l);
+}
+
+void EngineCore::startConnect(Op* op) {
+  if (op->addrIndex >= op->addrs.size()) {
+    fail(op, -EINVAL, Syscall::kConnect);
+    return;
+  }
+  const sockaddr_storage& ss = op->addrs[op->addrIndex];
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    connectResult(op, -errno);
+    return;
+  }
+  if (ss.ss_family != AF_UNIX) {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  Handle* h = newHandle(fd, HandleKind::kSocket);
+  int rc = backend_->attach(h);
+  if (rc < 0) {
+    handles_.erase(h->id);
+    sockets_--;
+    ::close(fd);
+    delete h;
+    connectResult(op, rc);
+    return;
+  }
+  op->h = h;
+  h->connecting = op;
+  ssize_t r = backend_->connect(h, reinterpret_cast<const sockaddr*>(&ss), op->addrLens[op->addrIndex]);
+  stats_.coreSyscalls++;
+  if (r == kPending) return;
+  connectResult(op, r);
+}
+
+void EngineCore::onConnect(Handle* h, ssize_t result) {
+  if (h->closed) {
+    h->pendingPrimitives--;
+    return;
+  }
+  Op* op = h->connecting;
+  if (!op) return;
+  connectResult(op, result);
+}
+
+void EngineCore::connectResult(Op* op, ssize_t result) {
+  Handle* h = op->h;
+  if (h) h->connecting = nullptr;
+  if (result >= 0) {
+    Completion c;
+    c.kind = PayloadKind::kSocket;
+    c.handle = h->id;
+    c.fd = h->fd;
+    finish(op, std::move(c));
+    return;
+  }
+  // This address failed: drop its socket and try the next candidate, if any.
+  if (h) {
+    op->h = nullptr;
+    close(h->id);
+  }
+  if (++op->addrIndex < op->addrs.size()) {
+    startConnect(op);
+    return;
+  }
+  fail(op, result, Syscall::kConnect);
+}
+
+// ---- cross-thread results ----
+
+void EngineCore::onWake() {
+  uint64_t v;
+  while (::read(wakeFd_, &v, sizeof v) > 0) {
+  }
+  for (ResolveResult& r : resolver_->drain()) {
+    auto it = ops_.find(r.id);
+    if (it == ops_.end()) continue;  // cancelled or timed out meanwhile
+    Op* op = it->second;
+    Completion c;
+    if (r.gaiError) {
+      c.result = kErrResolve;
+      c.syscall = Syscall::kGetaddrinfo;
+      c.fd = r.gaiError;
+      c.handle = static_cast<uint64_t>(r.sysErrno);
+      finish(op, std::move(c));
+      continue;
+    }
+    c.kind = PayloadKind::kAddrs;
+    for (size_t i = 0; i < r.addresses.size(); i++) {
+      c.list.push_back(r.addresses[i]);
+      c.list.push_back(r.families[i] == 6 ? "6" : "4");
+    }
+    c.result = static_cast<int64_t>(r.addresses.size());
+    op->addrs = std::move(r.sockaddrs);
+    op->addrLens = std::move(r.sockaddrLens);
+    if (op->addrs.empty() && op->next) {
+      fail(op, kErrResolve);
+      continue;
+    }
+    finish(op, std::move(c));
+  }
+}
+
+// ---- time ----
+
+int64_t EngineCore::nextDeadline() const { return heap_.empty() ? 0 : heap_.front()->deadline; }
+
+int64_t EngineCore::msToNextDeadline() const {
+  if (heap_.empty()) return -1;
+  int64_t d = heap_.front()->deadline - nowNs();
+  if (d <= 0) return 0;
+  return (d + 999999) / 1000000;
+}
+
+void EngineCore::expireTimers() {
+  if (heap_.empty()) return;
+  int64_t now = nowNs();
+  while (!heap_.empty() && heap_.front()->deadline <= now) {
+    Op* op = heap_.front();
+    if (op->kind == OpKind::kSleep) {
+      Completion c;
+      finish(op, std::move(c));
+      continue;
+    }
+    Handle* h = op->h;
+    bool wasHeadRead = h && isRead(op->kind) && !h->reads.empty() && h->reads.front() == op;
+    bool wasHeadWrite = h && op->kind == OpKind::kWrite && !h->writes.empty() && h->writes.front() == op;
+    fail(op, kErrTimedOut);
+    resumeAfter(h, wasHeadRead, wasHeadWrite);
+  }
+}
+
+int EngineCore::poll(int timeoutMs) {
+  int64_t toDeadline = msToNextDeadline();
+  int wait = timeoutMs;
+  if (toDeadline >= 0 && (wait < 0 || toDeadline < wait)) wait = static_cast<int>(std::min<int64_t>(toDeadline, INT_MAX));
+  if (!ready_.empty()) wait = 0;
+  int rc = backend_->wait(wait);
+  expireTimers();
+  return rc;
+}
+
+Stats EngineCore::stats() const {
+  Stats s = stats_;
+  s.coreSyscalls += backend_ ? backend_->syscalls() : 0;
+  return s;
+}
+
+void EngineCore::shutdown() {
+  // Stages of a chain are failed by their running stage; collect the running ones first.
+  std::vector<int64_t> ids;
+  ids.reserve(ops_.size());
+  for (auto& [id, op] : ops_) {
+    if (!op->chained || op->started) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  for (int64_t id : ids) cancel(id);
+  std::vector<uint64_t> hs;
+  for (auto& [id, h] : handles_) hs.push_back(id);
+  for (uint64_t id : hs) close(id);
+  for (Handle* z : zombies_) delete z;
+  zombies_.clear();
+}
+
+}  // namespace async_engine

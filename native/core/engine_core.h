@@ -1,0 +1,257 @@
+// The backend-independent engine: sockets with their input buffers and op queues, the framing
+// state machines, chains, the deadline heap and the queue of finished ops handed to JavaScript.
+// Everything here runs on the engine's thread (the JS thread that created the engine).
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/byte_buffer.h"
+#include "core/resolver.h"
+
+namespace async_engine {
+
+// Engine-level error codes, beside negative errno values. Mapped to names once, in TypeScript.
+enum EngineCode : int64_t {
+  kErrIncomplete = -100001,  // EOF before the op's goal; payload: the partial bytes
+  kErrLimit = -100002,       // more than maxBytes would have to be buffered
+  kErrAborted = -100003,     // an earlier chain stage failed
+  kErrTimedOut = -100004,    // the op's deadline passed
+  kErrCanceled = -100005,    // cancelled by the caller, close() or shutdown()
+  kErrBadHandle = -100006,   // the socket or listener is closed
+  kErrResolve = -100007,     // getaddrinfo failed; aux holds the EAI_* value
+};
+
+// Result codes that are not a settlement.
+constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to match
+
+enum class OpKind : uint8_t {
+  kAccept,
+  kConnect,
+  kReadUntil,
+  kReadLine,
+  kReadGlob,
+  kReadRegex,
+  kReadChunk,
+  kReadExactly,
+  kReadAll,
+  kWrite,
+  kSleep,
+  kSoon,
+  kResolve,
+};
+
+// Which system call an error came from (reported as err.syscall).
+enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo };
+
+enum class HandleKind : uint8_t { kSocket, kListener };
+
+struct Op;
+
+struct Handle {
+  uint64_t id = 0;
+  int fd = -1;
+  HandleKind kind = HandleKind::kSocket;
+  bool closed = false;
+  int pendingPrimitives = 0;  // reports the backend still owes after detach
+
+  // Socket input: bytes read and not yet consumed, and what ended the stream.
+  ByteBuffer in;
+  bool eof = false;
+  int readError = 0;   // negative errno, sticky
+  int writeError = 0;  // negative errno, sticky
+  bool recvPending = false;
+  bool sendPending = false;
+  std::deque<Op*> reads;
+  std::deque<Op*> writes;
+
+  // Listener: queued accept ops, and connections accepted for an op that was cancelled.
+  std::deque<Op*> accepts;
+  std::deque<int> backlog;
+  bool acceptPending = false;
+
+  // Connect in progress.
+  Op* connecting = nullptr;
+
+  // Owned by the backend.
+  uint32_t backendFlags = 0;
+};
+
+struct Op {
+  int64_t id = 0;
+  OpKind kind = OpKind::kSoon;
+  Handle* h = nullptr;
+  bool started = false;    // in a queue of its handle (or waiting on a primitive)
+  int64_t deadline = 0;    // CLOCK_MONOTONIC ns; 0: none
+  uint64_t timerSeq = 0;   // orders equal deadlines first-in, first-out
+  size_t heapIndex = SIZE_MAX;  // position in the deadline heap, SIZE_MAX: not in it
+  double timeoutMs = 0;    // applied when the op starts (chains start later stages later)
+
+  size_t maxBytes = SIZE_MAX;
+  bool asString = true;    // readLine: deliver a UTF-8 string rather than bytes
+  size_t n = 0;            // readChunk size, readExactly count
+  size_t scanFrom = 0;     // framing: bytes already searched without a match
+  std::string pattern;     // readUntil delimiter, readUntilLineglob glob
+  std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
+
+  // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
+  bool awaitingVerdict = false;
+  size_t reportedLen = 0;
+  bool reportedEof = false;
+
+  // Writes: the bytes not yet accepted by the kernel.
+  std::string data;
+  size_t written = 0;
+
+  // Connects: candidate addresses, tried in order.
+  std::vector<sockaddr_storage> addrs;
+  std::vector<socklen_t> addrLens;
+  size_t addrIndex = 0;
+
+  // Resolve: the query.
+  std::string host;
+  std::string service;
+
+  // Chains: the next stage, which starts when this one succeeds.
+  Op* next = nullptr;
+  bool chained = false;  // a later stage of a chain (started by its predecessor)
+};
+
+enum class PayloadKind : uint8_t { kNone, kBytes, kString, kSocket, kLines, kAddrs, kProgress };
+
+// One finished op (or a regex progress report), as handed to JavaScript.
+struct Completion {
+  int64_t id = 0;
+  int64_t result = 0;  // >= 0: success value; < 0: -errno or an EngineCode
+  PayloadKind kind = PayloadKind::kNone;
+  Syscall syscall = Syscall::kNone;
+  bool flag = false;   // progress: EOF seen
+  bool flag2 = false;  // progress: over the limit
+  std::string data;
+  std::vector<std::string> list;
+  uint64_t handle = 0;
+  int fd = -1;
+};
+
+struct Stats {
+  uint64_t completions = 0;
+  uint64_t batches = 0;
+  uint64_t bytesRead = 0;
+  uint64_t bytesWritten = 0;
+  uint64_t coreSyscalls = 0;
+};
+
+class EngineCore : public Sink {
+ public:
+  EngineCore();
+  ~EngineCore() override;
+  // Takes the backend; returns 0 or -errno.
+  int init(std::unique_ptr<Backend> backend);
+
+  const char* backendName() const { return backend_->name(); }
+  int pollFd() const { return backend_->pollFd(); }
+
+  // Handles.
+  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, uint64_t* id);
+  int64_t adopt(int fd, uint64_t* id);
+  Handle* handle(uint64_t id);
+  void close(uint64_t id);
+
+  // Ops. The op belongs to the core from here on; its completion lands in ready().
+  void submit(Op* op);
+  // Submits a chain: stages[0] starts now, each later one when its predecessor succeeds.
+  void submitChain(std::vector<Op*> stages);
+  bool cancel(int64_t id);
+  // A regex read's verdict from JavaScript: consume > 0 bytes and succeed, or code < 0 to fail,
+  // or 0 to wait for more bytes. Returns false when the op is gone (cancelled or timed out).
+  bool regexVerdict(int64_t id, int64_t verdict);
+
+  // Runs the backend once (waiting up to timeoutMs, bounded by the next deadline) and expires
+  // deadlines. Returns the number of events or -errno.
+  int poll(int timeoutMs);
+  void expireTimers();
+  // Milliseconds to the next deadline: -1 none, 0 due.
+  int64_t msToNextDeadline() const;
+  int64_t nextDeadline() const;
+
+  std::vector<Completion>& ready() { return ready_; }
+  size_t liveOps() const { return ops_.size(); }
+  size_t pendingDelivery() const { return undelivered_; }
+  void delivered(size_t n) {
+    undelivered_ -= n;
+    stats_.completions += n;
+    stats_.batches++;
+  }
+  size_t sockets() const { return sockets_; }
+  size_t listeners() const { return listeners_; }
+  Stats stats() const;
+
+  // Fails every op with ECANCELED and closes every handle.
+  void shutdown();
+
+  // Sink.
+  char* recvSpace(Handle* h, size_t* len) override;
+  void onRecv(Handle* h, ssize_t result) override;
+  void onSend(Handle* h, ssize_t result) override;
+  void onAccept(Handle* listener, ssize_t fdOrError) override;
+  void onConnect(Handle* h, ssize_t result) override;
+  void onWake() override;
+
+  static int64_t nowNs();
+
+ private:
+  Handle* newHandle(int fd, HandleKind kind);
+  void start(Op* op);
+  void armTimer(Op* op);
+  void finish(Op* op, Completion&& c);
+  void fail(Op* op, int64_t code, Syscall sc = Syscall::kNone);
+  void abortAfter(Op* op, int64_t cause);
+  void unlink(Op* op);
+
+  void resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite);
+  void pumpReads(Handle* h);
+  bool tryFrame(Handle* h, Op* op);  // true: op finished
+  void failReadAtEnd(Handle* h, Op* op);
+  void pumpWrites(Handle* h);
+  void pumpAccepts(Handle* l);
+  void deliverAccepted(Op* op, int fd);
+  void startConnect(Op* op);
+  void connectResult(Op* op, ssize_t result);
+  void releaseHandle(Handle* h);
+
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Resolver> resolver_;
+  int wakeFd_ = -1;
+  std::unordered_map<int64_t, Op*> ops_;
+  std::unordered_map<uint64_t, Handle*> handles_;
+  std::vector<Handle*> zombies_;  // closed, still owed primitive reports
+  uint64_t nextHandle_ = 1;
+  size_t sockets_ = 0;
+  size_t listeners_ = 0;
+
+  // Deadlines: a binary min-heap of ops, indexed so that an op that finishes early leaves it
+  // at once (a server arming a 30 s timeout on every read keeps no dead entries around).
+  static bool earlier(const Op* a, const Op* b) {
+    return a->deadline != b->deadline ? a->deadline < b->deadline : a->timerSeq < b->timerSeq;
+  }
+  void heapPush(Op* op);
+  void heapRemove(Op* op);
+  void heapSiftUp(size_t i);
+  void heapSiftDown(size_t i);
+  std::vector<Op*> heap_;
+  uint64_t timerSeq_ = 0;
+
+  std::vector<Completion> ready_;
+  size_t undelivered_ = 0;
+  std::vector<char> scratch_;
+  Stats stats_;
+};
+
+}  // namespace async_engine

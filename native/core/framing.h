@@ -1,0 +1,30 @@
+// Framing over a socket's buffered bytes: where the next delimiter or line ends, and whether
+// the op's byte bound is already exceeded. Pure functions, searched incrementally through a
+// scan offset so that a slow peer never makes framing quadratic.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace async_engine {
+
+enum class FrameStatus { kNeedMore, kFound, kOverLimit };
+
+struct Frame {
+  FrameStatus status = FrameStatus::kNeedMore;
+  size_t content = 0;  // bytes before the delimiter or line terminator
+  size_t end = 0;      // bytes through the delimiter or terminator
+};
+
+// The first occurrence of `delim` in p[0, len). maxBytes bounds `content`.
+Frame frameDelimiter(const char* p, size_t len, const std::string& delim, size_t maxBytes,
+                     size_t* scanFrom);
+
+// The first line ending in "\n" (a preceding "\r" is part of the terminator). maxBytes bounds
+// the line without its terminator.
+Frame frameLine(const char* p, size_t len, size_t maxBytes, size_t* scanFrom);
+
+// fnmatch(3) semantics, no flags: `*`, `?`, bracket expressions, backslash escapes.
+bool globMatch(const std::string& glob, const std::string& text);
+
+}  // namespace async_engine

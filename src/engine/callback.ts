@@ -1,0 +1,72 @@
+// Callback: the success / failure / timeout slots an op settles, and the cancel the engine fills in.
+import type { EngineError } from './errors.js';
+import { invalidArgType, outOfRange } from './errors.js';
+import type { Socket } from './io.js';
+
+/** The slots of a {@link Callback}. */
+export interface CallbackSlots<T> {
+  /**
+   * Called once with the op's value and the socket it ran on (for `accept` and `connect`, the
+   * new socket; `undefined` for ops that have none, such as `getaddrinfo`).
+   */
+  success?: (value: T, socket: Socket) => void;
+  /** Called once with the reason the op failed. Without it, failures are dropped. */
+  failure?: (err: EngineError) => void;
+  /**
+   * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
+   * no deadline. Measured on the monotonic clock from when the op (or chain stage) starts.
+   */
+  timeout?: number;
+}
+
+/** Where an in-flight Callback's op lives, so that `cancel()` can reach it. */
+export interface CancelTarget {
+  cancelOp(id: number): boolean;
+}
+
+/**
+ * One op's outcome: exactly one of `success` or `failure` is called, exactly once, never inside
+ * the call that submitted the op. A Callback may be reused once its op has settled.
+ */
+export class Callback<T = unknown> {
+  readonly success?: (value: T, socket: Socket) => void;
+  readonly failure?: (err: EngineError) => void;
+  readonly timeout?: number;
+  /** @internal */
+  _target: CancelTarget | null = null;
+  /** @internal */
+  _id = 0;
+
+  constructor(slots: CallbackSlots<T> = {}) {
+    if (slots === null || typeof slots !== 'object') {
+      throw invalidArgType('slots', 'an object', slots);
+    }
+    const { success, failure, timeout } = slots;
+    if (success !== undefined && typeof success !== 'function') {
+      throw invalidArgType('success', 'a function', success);
+    }
+    if (failure !== undefined && typeof failure !== 'function') {
+      throw invalidArgType('failure', 'a function', failure);
+    }
+    if (timeout !== undefined) {
+      if (typeof timeout !== 'number') throw invalidArgType('timeout', 'a number', timeout);
+      if (!Number.isFinite(timeout) || timeout < 0) {
+        throw outOfRange('timeout', 'a finite number >= 0', timeout);
+      }
+    }
+    this.success = success;
+    this.failure = failure;
+    this.timeout = timeout;
+  }
+
+  /**
+   * Cancels the op. Returns `true` when the cancel won: `failure` with `ECANCELED` follows, on a
+   * later tick. Returns `false` when the op had already finished (its own outcome follows or has
+   * happened), was already cancelled, or was never submitted. On a chain stage, cancels every
+   * stage not yet finished.
+   */
+  cancel(): boolean {
+    const target = this._target;
+    return target ? target.cancelOp(this._id) : false;
+  }
+}

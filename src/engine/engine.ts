@@ -1,0 +1,981 @@
+// AsyncEngine: the public surface. It validates arguments, keeps one record per op in flight,
+// hands ops to the native core and settles each Callback exactly once from the batches the core
+// delivers.
+import { isIP } from 'node:net';
+import { Callback, type CancelTarget } from './callback.js';
+import {
+  EngineError,
+  errorFromNative,
+  invalidArgType,
+  invalidArgValue,
+  outOfRange,
+} from './errors.js';
+import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
+import { Listener, Socket, type IoOwner } from './io.js';
+import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
+import type {
+  AddrInfo,
+  ConnectAddress,
+  DriveMode,
+  EngineConfig,
+  EngineStats,
+  ImplName,
+  ListenOptions,
+  OpOptions,
+  RegexResult,
+  TimerHandle,
+} from './types.js';
+
+/** Data a write accepts. */
+export type WriteData = Buffer | Uint8Array | string | ReadonlyArray<Buffer | Uint8Array>;
+
+/** What `expectLine` checks a line against: `null` accepts any line. */
+export type LineExpectation = string | RegExp | null;
+
+// A chain's shared state: the failure that aborts later stages.
+interface ChainState {
+  records: OpRecord[];
+  error?: EngineError;
+  // The error came from a stage the caller did not ask for (name resolution before a connect):
+  // the next stage reports it as its own failure rather than as ERR_ABORTED.
+  errorIsInternal?: boolean;
+}
+
+// One op in flight.
+class OpRecord {
+  expect: LineExpectation | undefined = undefined;
+  regex: RegExp | undefined = undefined;
+  match: RegExpExecArray | undefined = undefined;
+  encoding: BufferEncoding = 'utf8';
+  chain: ChainState | undefined = undefined;
+  internal = false;
+  fn: (() => void) | undefined = undefined;
+  constructor(
+    readonly cb: Callback<any> | null,
+    readonly kind: Kind,
+    public sock: Socket | undefined,
+  ) {}
+}
+
+// A stage before it is registered: validated arguments for one native op.
+interface StageSpec {
+  kind: Kind;
+  cb: Callback<any> | null;
+  sock?: Socket;
+  handle: number;
+  a?: unknown;
+  b?: unknown;
+  setup?: (rec: OpRecord) => void;
+}
+
+const DEFAULT_MAX_BYTES = 65536;
+const MAX_SIZE = 2 ** 31 - 1;
+const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
+
+/**
+ * An engine: one native backend, its sockets and listeners, and the ops in flight on them.
+ * Make one with {@link createEngine}.
+ */
+export class AsyncEngine implements IoOwner, CancelTarget {
+  /** The implementation actually running (`'auto'` resolved). */
+  readonly impl: ImplName;
+  /** @internal */
+  readonly native: NativeEngine;
+  readonly #drive: DriveMode;
+  readonly #maxBytes: number;
+  readonly #encoding: BufferEncoding;
+  readonly #ops = new Map<number, OpRecord>();
+  readonly #sockets = new Map<number, Socket | Listener>();
+  #nextId = 1;
+  #closed = false;
+  #shutdown: Promise<void> | undefined;
+  #runWaiters: Array<() => void> = [];
+
+  /** @internal Use {@link createEngine}. */
+  constructor(config: EngineConfig = {}) {
+    if (config === null || typeof config !== 'object') {
+      throw invalidArgType('config', 'an object', config);
+    }
+    const drive = config.drive ?? 'auto';
+    if (drive !== 'auto' && drive !== 'manual') {
+      throw invalidArgValue('config.drive', "must be 'auto' or 'manual'", drive);
+    }
+    this.#drive = drive;
+    this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
+    this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
+    this.impl = chooseImpl(config.impl ?? 'auto');
+    this.native = impls[this.impl].create(config, drive === 'manual', this.#dispatch);
+  }
+
+  // ---- listeners and sockets ----
+
+  /**
+   * Binds and listens: TCP on `host`/`port` (IPv4 or IPv6 literal; `port: 0` picks a free port)
+   * or a Unix socket at `path`. Throws an `EngineError` (e.g. `EADDRINUSE`) when it cannot.
+   */
+  listen(options: ListenOptions = {}): Listener {
+    this.#checkOpen();
+    if (options === null || typeof options !== 'object') {
+      throw invalidArgType('options', 'an object', options);
+    }
+    const backlog = options.backlog ?? 511;
+    if (!Number.isInteger(backlog) || backlog < 0) {
+      throw outOfRange('options.backlog', 'an integer >= 0', backlog);
+    }
+    let host: string;
+    let port: number;
+    if (options.path !== undefined) {
+      if (typeof options.path !== 'string' || options.path === '') {
+        throw invalidArgType('options.path', 'a non-empty string', options.path);
+      }
+      host = options.path;
+      port = -1;
+    } else {
+      host = numericHost(options.host ?? '127.0.0.1', 'options.host');
+      port = checkPort(options.port ?? 0, 'options.port');
+    }
+    let ids: [number, number];
+    try {
+      ids = this.native.listen(host, port, backlog, options.reusePort === true);
+    } catch (e) {
+      throw fromThrown(e);
+    }
+    const listener = new Listener(this, ids[0], ids[1]);
+    this.#sockets.set(ids[0], listener);
+    return listener;
+  }
+
+  /** Takes ownership of a connected stream socket's fd made elsewhere. */
+  adopt(fd: number): Socket {
+    this.#checkOpen();
+    if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'an integer >= 0', fd);
+    let handle: number;
+    try {
+      handle = this.native.adopt(fd);
+    } catch (e) {
+      throw fromThrown(e);
+    }
+    const sock = new Socket(this, handle, fd);
+    this.#sockets.set(handle, sock);
+    return sock;
+  }
+
+  /**
+   * Closes a socket or listener. Its pending ops fail with `ECANCELED` (on a later tick); ops
+   * submitted on it afterwards fail with `EBADF`. Closing twice does nothing.
+   */
+  close(io: Socket | Listener): void {
+    if (!(io instanceof Socket) && !(io instanceof Listener)) {
+      throw invalidArgType('io', 'a Socket or Listener', io);
+    }
+    this.#checkOwner(io, 'io');
+    if (io._closed || this.#closed) return;
+    io._closed = true;
+    this.#sockets.delete(io._handle);
+    this.native.close(io._handle);
+  }
+
+  // ---- single ops ----
+
+  /** Accepts the next connection: `success(socket, socket)`. */
+  accept(listener: Listener, cb: Callback<Socket>): void {
+    this.#submit({ kind: Kind.Accept, cb: this.#cb(cb), handle: this.#listener(listener) });
+  }
+
+  /**
+   * Connects to `{ host, port }` (a name is resolved first, on the engine's resolver threads) or
+   * to a Unix socket `{ path }`: `success(socket, socket)`.
+   */
+  connect(address: ConnectAddress, cb: Callback<Socket>): void {
+    this.#chain([...this.#connectStages(address, this.#cb(cb))]);
+  }
+
+  /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
+  getaddrinfo(host: string, port: number, cb: Callback<AddrInfo[]>): void {
+    const stage = this.#resolveStage(host, port, this.#cb(cb));
+    this.#submit(stage);
+  }
+
+  /**
+   * Reads through the first `delimiter`: `success(Buffer)`, delimiter included. The bytes
+   * after it stay buffered for the next read.
+   */
+  readUntil(sock: Socket, delimiter: string | Buffer, cb: Callback<Buffer>): void;
+  readUntil(sock: Socket, delimiter: string | Buffer, options: OpOptions, cb: Callback<Buffer>): void;
+  readUntil(sock: Socket, delimiter: string | Buffer, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+    const [opts, cb] = this.#optsCb(a, b);
+    this.#submit(this.#readUntilStage(sock, delimiter, opts, cb));
+  }
+
+  /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
+  readAll(sock: Socket, cb: Callback<Buffer>): void;
+  readAll(sock: Socket, options: OpOptions, cb: Callback<Buffer>): void;
+  readAll(sock: Socket, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+    const [opts, cb] = this.#optsCb(a, b);
+    this.#submit({ kind: Kind.ReadAll, cb, sock, handle: this.#socket(sock), a: this.#limit(opts) });
+  }
+
+  /**
+   * Reads lines until one matches the fnmatch(3) `glob`: `success(string[])`, every line up to
+   * and including the match, terminators stripped.
+   */
+  readUntilLineglob(sock: Socket, glob: string, cb: Callback<string[]>): void;
+  readUntilLineglob(sock: Socket, glob: string, options: OpOptions, cb: Callback<string[]>): void;
+  readUntilLineglob(
+    sock: Socket,
+    glob: string,
+    a: OpOptions | Callback<string[]>,
+    b?: Callback<string[]>,
+  ): void {
+    const [opts, cb] = this.#optsCb(a, b);
+    if (typeof glob !== 'string') throw invalidArgType('glob', 'a string', glob);
+    if (glob === '' || glob.includes('\0')) {
+      throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
+    }
+    this.#submit({
+      kind: Kind.ReadGlob,
+      cb,
+      sock,
+      handle: this.#socket(sock),
+      a: glob,
+      b: this.#limit(opts),
+    });
+  }
+
+  /**
+   * Reads until `regex` matches the buffered bytes (decoded with the op's encoding):
+   * `success({ data, match })`, `data` being the bytes through the end of the match.
+   */
+  readUntilRegex(sock: Socket, regex: RegExp, cb: Callback<RegexResult>): void;
+  readUntilRegex(sock: Socket, regex: RegExp, options: OpOptions, cb: Callback<RegexResult>): void;
+  readUntilRegex(
+    sock: Socket,
+    regex: RegExp,
+    a: OpOptions | Callback<RegexResult>,
+    b?: Callback<RegexResult>,
+  ): void {
+    const [opts, cb] = this.#optsCb(a, b);
+    this.#submit(this.#regexStage(sock, this.#socket(sock), regex, opts, cb));
+  }
+
+  /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
+  readChunk(sock: Socket, size: number, cb: Callback<Buffer>): void;
+  readChunk(sock: Socket, size: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readChunk(sock: Socket, size: number, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+    const [, cb] = this.#optsCb(a, b);
+    checkSize(size, 'size');
+    this.#submit({ kind: Kind.ReadChunk, cb, sock, handle: this.#socket(sock), a: size });
+  }
+
+  /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
+  readExactly(sock: Socket, n: number, cb: Callback<Buffer>): void;
+  readExactly(sock: Socket, n: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readExactly(sock: Socket, n: number, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+    const [, cb] = this.#optsCb(a, b);
+    checkSize(n, 'n');
+    this.#submit({ kind: Kind.ReadExactly, cb, sock, handle: this.#socket(sock), a: n });
+  }
+
+  /**
+   * Reads one line (`\n` or `\r\n`, stripped): `success(string)`. `expect`: `null` accepts any
+   * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
+   * `err.line` (the line is consumed).
+   */
+  expectLine(sock: Socket, expect: LineExpectation, cb: Callback<string>): void;
+  expectLine(sock: Socket, expect: LineExpectation, options: OpOptions, cb: Callback<string>): void;
+  expectLine(
+    sock: Socket,
+    expect: LineExpectation,
+    a: OpOptions | Callback<string>,
+    b?: Callback<string>,
+  ): void {
+    const [opts, cb] = this.#optsCb(a, b);
+    this.#submit(this.#lineStage(sock, this.#socket(sock), expect, opts, cb));
+  }
+
+  /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
+  write(sock: Socket, data: WriteData, cb: Callback<number>): void;
+  write(sock: Socket, data: WriteData, options: OpOptions, cb: Callback<number>): void;
+  write(sock: Socket, data: WriteData, a: OpOptions | Callback<number>, b?: Callback<number>): void {
+    const [, cb] = this.#optsCb(a, b);
+    this.#submit({ kind: Kind.Write, cb, sock, handle: this.#socket(sock), a: toBytes(data) });
+  }
+
+  // ---- chains ----
+
+  /** Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`. */
+  acceptThenWrite(listener: Listener, data: WriteData, cbs: [Callback<Socket>, Callback<number>]): void {
+    const [c1, c2] = this.#cbs(cbs, 2);
+    const handle = this.#listener(listener);
+    const bytes = toBytes(data);
+    this.#chain([
+      { kind: Kind.Accept, cb: c1, handle },
+      { kind: Kind.Write, cb: c2, handle: 0, a: bytes },
+    ]);
+  }
+
+  /** Accepts a connection, then reads one line from it: `[cbSocket, cbLine]`. */
+  acceptThenExpectLine(
+    listener: Listener,
+    expect: LineExpectation,
+    cbs: [Callback<Socket>, Callback<string>],
+  ): void;
+  acceptThenExpectLine(
+    listener: Listener,
+    expect: LineExpectation,
+    options: OpOptions,
+    cbs: [Callback<Socket>, Callback<string>],
+  ): void;
+  acceptThenExpectLine(
+    listener: Listener,
+    expect: LineExpectation,
+    a: OpOptions | [Callback<Socket>, Callback<string>],
+    b?: [Callback<Socket>, Callback<string>],
+  ): void {
+    const [opts, cbs] = this.#optsCbs(a, b);
+    const [c1, c2] = this.#cbs(cbs, 2);
+    const handle = this.#listener(listener);
+    this.#chain([
+      { kind: Kind.Accept, cb: c1, handle },
+      this.#lineStage(undefined, 0, expect, opts, c2),
+    ]);
+  }
+
+  /**
+   * Accepts a connection, then reads until `regex` matches what it sent (across lines):
+   * `[cbSocket, cbMatch]`, the match as in {@link readUntilRegex}.
+   */
+  acceptThenExpectMultilineRegex(
+    listener: Listener,
+    regex: RegExp,
+    cbs: [Callback<Socket>, Callback<RegexResult>],
+  ): void;
+  acceptThenExpectMultilineRegex(
+    listener: Listener,
+    regex: RegExp,
+    options: OpOptions,
+    cbs: [Callback<Socket>, Callback<RegexResult>],
+  ): void;
+  acceptThenExpectMultilineRegex(
+    listener: Listener,
+    regex: RegExp,
+    a: OpOptions | [Callback<Socket>, Callback<RegexResult>],
+    b?: [Callback<Socket>, Callback<RegexResult>],
+  ): void {
+    const [opts, cbs] = this.#optsCbs(a, b);
+    const [c1, c2] = this.#cbs(cbs, 2);
+    const handle = this.#listener(listener);
+    this.#chain([{ kind: Kind.Accept, cb: c1, handle }, this.#regexStage(undefined, 0, regex, opts, c2)]);
+  }
+
+  /** Writes `data`, then reads one line: `[cbWritten, cbLine]`. */
+  writeThenExpectLine(
+    sock: Socket,
+    data: WriteData,
+    expect: LineExpectation,
+    cbs: [Callback<number>, Callback<string>],
+  ): void;
+  writeThenExpectLine(
+    sock: Socket,
+    data: WriteData,
+    expect: LineExpectation,
+    options: OpOptions,
+    cbs: [Callback<number>, Callback<string>],
+  ): void;
+  writeThenExpectLine(
+    sock: Socket,
+    data: WriteData,
+    expect: LineExpectation,
+    a: OpOptions | [Callback<number>, Callback<string>],
+    b?: [Callback<number>, Callback<string>],
+  ): void {
+    const [opts, cbs] = this.#optsCbs(a, b);
+    const [c1, c2] = this.#cbs(cbs, 2);
+    const handle = this.#socket(sock);
+    const bytes = toBytes(data);
+    this.#chain([
+      { kind: Kind.Write, cb: c1, sock, handle, a: bytes },
+      this.#lineStage(sock, handle, expect, opts, c2),
+    ]);
+  }
+
+  /** Connects, then reads one line (a greeting): `[cbSocket, cbLine]`. */
+  connectThenExpectLine(
+    address: ConnectAddress,
+    expect: LineExpectation,
+    cbs: [Callback<Socket>, Callback<string>],
+  ): void;
+  connectThenExpectLine(
+    address: ConnectAddress,
+    expect: LineExpectation,
+    options: OpOptions,
+    cbs: [Callback<Socket>, Callback<string>],
+  ): void;
+  connectThenExpectLine(
+    address: ConnectAddress,
+    expect: LineExpectation,
+    a: OpOptions | [Callback<Socket>, Callback<string>],
+    b?: [Callback<Socket>, Callback<string>],
+  ): void {
+    const [opts, cbs] = this.#optsCbs(a, b);
+    const [c1, c2] = this.#cbs(cbs, 2);
+    const connect = this.#connectStages(address, c1);
+    this.#chain([...connect, this.#lineStage(undefined, 0, expect, opts, c2)]);
+  }
+
+  /** Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`. */
+  connectThenWriteLine(
+    address: ConnectAddress,
+    line: string | Buffer,
+    cbs: [Callback<Socket>, Callback<number>],
+  ): void {
+    const [c1, c2] = this.#cbs(cbs, 2);
+    if (typeof line !== 'string' && !Buffer.isBuffer(line)) {
+      throw invalidArgType('line', 'a string or Buffer', line);
+    }
+    const bytes = Buffer.concat([Buffer.from(line), CRLF]);
+    const connect = this.#connectStages(address, c1);
+    this.#chain([...connect, { kind: Kind.Write, cb: c2, handle: 0, a: bytes }]);
+  }
+
+  /** Resolves `host`, then connects to the first address that answers: `[cbAddrs, cbSocket]`. */
+  getaddrinfoThenConnect(
+    host: string,
+    port: number,
+    cbs: [Callback<AddrInfo[]>, Callback<Socket>],
+  ): void {
+    const [c1, c2] = this.#cbs(cbs, 2);
+    this.#chain([this.#resolveStage(host, port, c1), { kind: Kind.Connect, cb: c2, handle: 0 }]);
+  }
+
+  // ---- bare callbacks and the loop ----
+
+  /** Runs `fn` on a later turn, in the order of `callSoon` calls. */
+  callSoon(fn: () => void): TimerHandle {
+    return this.#bare(fn, Kind.Soon, 0);
+  }
+
+  /** Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order. */
+  callLater(ms: number, fn: () => void): TimerHandle {
+    if (typeof ms !== 'number') throw invalidArgType('ms', 'a number', ms);
+    if (!Number.isFinite(ms) || ms < 0) throw outOfRange('ms', 'a finite number >= 0', ms);
+    return this.#bare(fn, ms === 0 ? Kind.Soon : Kind.Sleep, ms);
+  }
+
+  /**
+   * Waits up to `timeout` ms (default 0: do not wait) for ops to finish, then dispatches every
+   * finished op in one batch. Returns the number of ops settled. The loop of `drive: 'manual'`.
+   */
+  runOnce(options: { timeout?: number } = {}): number {
+    this.#checkOpen();
+    const timeout = options.timeout ?? 0;
+    if (typeof timeout !== 'number' || !(timeout >= 0) || timeout > MAX_SIZE) {
+      throw outOfRange('options.timeout', 'a number from 0 to 2147483647', timeout);
+    }
+    return this.native.runOnce(Math.ceil(timeout));
+  }
+
+  /**
+   * Resolves when nothing is pending any more (no op in flight), or the engine is shut down.
+   * With `drive: 'manual'` it drives the engine itself meanwhile.
+   */
+  run(): Promise<void> {
+    if (this.#drive === 'manual') return this.#runManual();
+    return new Promise((resolve) => {
+      if (this.#closed || !this.native.pending()) {
+        setImmediate(resolve);
+        return;
+      }
+      this.#runWaiters.push(resolve);
+    });
+  }
+
+  async #runManual(): Promise<void> {
+    while (!this.#closed && this.native.pending()) {
+      this.native.runOnce(10);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+
+  /**
+   * Cancels every op (each fails with `ECANCELED`), closes every socket and listener and
+   * releases the backend. Resolves once those failures have been delivered; nothing is called
+   * after that. Later calls return the same promise.
+   */
+  shutdown(): Promise<void> {
+    if (this.#shutdown) return this.#shutdown;
+    this.#closed = true;
+    const batch = this.native.shutdown() as unknown[];
+    for (const io of this.#sockets.values()) io._closed = true;
+    this.#sockets.clear();
+    this.#shutdown = new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.#dispatch(batch);
+        // Anything the native side no longer knew of (it cannot be, but the contract is
+        // exactly once) settles here.
+        for (const [id, rec] of this.#ops) this.#settle(id, rec, Code.Canceled, undefined);
+        const waiters = this.#runWaiters;
+        this.#runWaiters = [];
+        for (const w of waiters) w();
+        resolve();
+      });
+    });
+    return this.#shutdown;
+  }
+
+  /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
+  stats(): EngineStats {
+    const s = this.native.stats();
+    return { impl: this.impl, ...s };
+  }
+
+  /** @internal Cancels the op with this id; see {@link Callback.cancel}. */
+  cancelOp(id: number): boolean {
+    if (this.#closed || !this.#ops.has(id)) return false;
+    return this.native.cancel(id);
+  }
+
+  // ---- internals ----
+
+  #checkOpen(): void {
+    if (this.#closed) {
+      throw new EngineError('ERR_ENGINE_CLOSED', 'the engine is shut down');
+    }
+  }
+
+  #checkOwner(io: Socket | Listener, name: string): void {
+    if (io._owner !== this) {
+      throw invalidArgValue(name, 'belongs to another engine', io);
+    }
+  }
+
+  #socket(sock: unknown): number {
+    if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
+    this.#checkOwner(sock, 'socket');
+    return sock._handle;
+  }
+
+  #listener(listener: unknown): number {
+    if (!(listener instanceof Listener)) throw invalidArgType('listener', 'a Listener', listener);
+    this.#checkOwner(listener, 'listener');
+    return listener._handle;
+  }
+
+  #cb<T>(cb: unknown): Callback<T> {
+    if (!(cb instanceof Callback)) throw invalidArgType('cb', 'a Callback', cb);
+    if (cb._target !== null) {
+      const err = new Error('this Callback is already in flight') as Error & { code: string };
+      err.code = 'ERR_INVALID_STATE';
+      throw err;
+    }
+    return cb as Callback<T>;
+  }
+
+  #cbs(cbs: unknown, n: number): Callback<any>[] {
+    if (!Array.isArray(cbs) || cbs.length !== n) {
+      throw invalidArgType('callbacks', `an array of ${n} Callbacks`, cbs);
+    }
+    const out = cbs.map((c) => this.#cb<unknown>(c));
+    if (new Set(out).size !== out.length) {
+      throw invalidArgValue('callbacks', 'must be distinct Callbacks', cbs);
+    }
+    return out;
+  }
+
+  #optsCb<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): [OpOptions, Callback<T>] {
+    if (a instanceof Callback) return [{}, this.#cb<T>(a)];
+    checkOptions(a);
+    return [a, this.#cb<T>(b)];
+  }
+
+  #optsCbs<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
+    if (Array.isArray(a)) return [{}, a as C];
+    checkOptions(a);
+    return [a as OpOptions, b as C];
+  }
+
+  #limit(opts: OpOptions): number {
+    if (opts.maxBytes === undefined) return this.#maxBytes;
+    return checkMaxBytes(opts.maxBytes, 'options.maxBytes');
+  }
+
+  #readUntilStage(sock: Socket, delimiter: unknown, opts: OpOptions, cb: Callback<Buffer>): StageSpec {
+    let delim: Buffer;
+    if (typeof delimiter === 'string') delim = Buffer.from(delimiter);
+    else if (Buffer.isBuffer(delimiter)) delim = delimiter;
+    else throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
+    if (delim.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
+    return { kind: Kind.ReadUntil, cb, sock, handle: this.#socket(sock), a: delim, b: this.#limit(opts) };
+  }
+
+  #lineStage(
+    sock: Socket | undefined,
+    handle: number,
+    expect: unknown,
+    opts: OpOptions,
+    cb: Callback<string>,
+  ): StageSpec {
+    if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
+      throw invalidArgType('expect', 'a string, RegExp or null', expect);
+    }
+    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    return {
+      kind: Kind.ReadLine,
+      cb,
+      sock,
+      handle,
+      a: this.#limit(opts),
+      b: encoding === 'utf8' || encoding === 'utf-8',
+      setup: (rec) => {
+        rec.expect = expect as LineExpectation;
+        rec.encoding = encoding;
+      },
+    };
+  }
+
+  #regexStage(
+    sock: Socket | undefined,
+    handle: number,
+    regex: unknown,
+    opts: OpOptions,
+    cb: Callback<RegexResult>,
+  ): StageSpec {
+    if (!(regex instanceof RegExp)) throw invalidArgType('regex', 'a RegExp', regex);
+    regex.lastIndex = 0;
+    const empty = regex.exec('');
+    regex.lastIndex = 0;
+    if (empty !== null) {
+      throw invalidArgValue('regex', 'must not match the empty string', regex);
+    }
+    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    return {
+      kind: Kind.ReadRegex,
+      cb,
+      sock,
+      handle,
+      a: this.#limit(opts),
+      setup: (rec) => {
+        rec.regex = regex;
+        rec.encoding = encoding;
+      },
+    };
+  }
+
+  #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]> | null): StageSpec {
+    if (typeof host !== 'string' || host === '') throw invalidArgType('host', 'a non-empty string', host);
+    const p = checkPort(port, 'port');
+    return { kind: Kind.Resolve, cb, handle: 0, a: host, b: String(p) };
+  }
+
+  // A connect to a numeric address or a path is one stage; to a name, resolve + connect, the
+  // resolve stage internal (its failure becomes the connect's own).
+  #connectStages(address: unknown, cb: Callback<Socket>): StageSpec[] {
+    if (address === null || typeof address !== 'object') {
+      throw invalidArgType('address', 'an object { host, port } or { path }', address);
+    }
+    const addr = address as { host?: unknown; port?: unknown; path?: unknown };
+    if (addr.path !== undefined) {
+      if (typeof addr.path !== 'string' || addr.path === '') {
+        throw invalidArgType('address.path', 'a non-empty string', addr.path);
+      }
+      return [{ kind: Kind.Connect, cb, handle: 0, a: addr.path, b: -1 }];
+    }
+    if (typeof addr.host !== 'string' || addr.host === '') {
+      throw invalidArgType('address.host', 'a non-empty string', addr.host);
+    }
+    const port = checkPort(addr.port, 'address.port');
+    if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
+    const host = addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
+    if (isIP(host)) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
+    const resolve = this.#resolveStage(host, port, null);
+    resolve.setup = (rec) => {
+      rec.internal = true;
+    };
+    return [resolve, { kind: Kind.Connect, cb, handle: 0 }];
+  }
+
+  #register(spec: StageSpec): [number, OpRecord] {
+    const id = this.#nextId++;
+    const rec = new OpRecord(spec.cb, spec.kind, spec.sock);
+    spec.setup?.(rec);
+    this.#ops.set(id, rec);
+    if (spec.cb) {
+      spec.cb._target = this;
+      spec.cb._id = id;
+    }
+    return [id, rec];
+  }
+
+  #submit(spec: StageSpec): void {
+    this.#checkOpen();
+    const [id] = this.#register(spec);
+    this.native.submit(spec.kind, id, spec.handle, spec.cb?.timeout ?? 0, spec.a, spec.b);
+  }
+
+  #chain(specs: StageSpec[]): void {
+    this.#checkOpen();
+    if (specs.length === 1) {
+      this.#submit(specs[0]!);
+      return;
+    }
+    const chain: ChainState = { records: [] };
+    const ops: NativeOp[] = specs.map((spec) => {
+      const [id, rec] = this.#register(spec);
+      rec.chain = chain;
+      chain.records.push(rec);
+      return [spec.kind, id, spec.handle, spec.cb?.timeout ?? 0, spec.a, spec.b];
+    });
+    this.native.chain(ops);
+  }
+
+  #bare(fn: unknown, kind: Kind, ms: number): TimerHandle {
+    if (typeof fn !== 'function') throw invalidArgType('fn', 'a function', fn);
+    this.#checkOpen();
+    const [id, rec] = this.#register({ kind, cb: null, handle: 0 });
+    rec.fn = fn as () => void;
+    this.native.submit(kind, id, 0, ms, undefined, undefined);
+    return { cancel: () => this.cancelOp(id) };
+  }
+
+  // Receives one batch from the native side: [id, result, payload] per finished op.
+  readonly #dispatch = (batch: unknown[]): void => {
+    for (let i = 0; i < batch.length; i += 3) {
+      const id = batch[i] as number;
+      const result = batch[i + 1] as number;
+      const rec = this.#ops.get(id);
+      if (rec === undefined) continue;
+      if (result === Code.Progress) {
+        this.#progress(id, rec, batch[i + 2] as [Buffer, boolean, boolean]);
+        continue;
+      }
+      this.#settle(id, rec, result, batch[i + 2]);
+    }
+    if (this.#runWaiters.length > 0 && !this.native.pending()) {
+      const waiters = this.#runWaiters;
+      this.#runWaiters = [];
+      for (const w of waiters) w();
+    }
+  };
+
+  // A regex read has new bytes: match them here, tell the native side the verdict.
+  #progress(id: number, rec: OpRecord, [snapshot, eof, over]: [Buffer, boolean, boolean]): void {
+    const enc: BufferEncoding = rec.encoding === 'utf8' || rec.encoding === 'utf-8' ? 'utf8' : 'latin1';
+    const text = snapshot.toString(enc);
+    const regex = rec.regex!;
+    regex.lastIndex = 0;
+    const m = regex.exec(text);
+    regex.lastIndex = 0;
+    let verdict = 0;
+    const end = m ? m.index + m[0].length : 0;
+    if (m && end > 0) {
+      rec.match = m;
+      verdict = enc === 'utf8' ? Buffer.byteLength(text.slice(0, end), 'utf8') : end;
+    } else if (over) {
+      verdict = Code.Limit;
+    } else if (eof) {
+      verdict = Code.Incomplete;
+    }
+    this.native.regexVerdict(id, verdict);
+  }
+
+  #settle(id: number, rec: OpRecord, result: number, payload: unknown): void {
+    this.#ops.delete(id);
+    const cb = rec.cb;
+    if (cb !== null && cb._id === id) cb._target = null;
+    if (rec.kind === Kind.Soon || rec.kind === Kind.Sleep) {
+      if (result >= 0 && rec.fn) this.#call(rec.fn, undefined, undefined);
+      return;
+    }
+    let err: EngineError | undefined;
+    let value: unknown;
+    let io = rec.sock;
+    if (result >= 0) {
+      switch (rec.kind) {
+        case Kind.Accept:
+        case Kind.Connect: {
+          const [handle, fd] = payload as [number, number];
+          io = new Socket(this, handle, fd);
+          this.#sockets.set(handle, io);
+          value = io;
+          if (rec.chain) {
+            for (const r of rec.chain.records) if (r !== rec && r.sock === undefined) r.sock = io;
+          }
+          break;
+        }
+        case Kind.ReadLine: {
+          const line = typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
+          if (!lineMatches(line, rec.expect)) {
+            err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
+            err.line = line;
+          }
+          value = line;
+          break;
+        }
+        case Kind.ReadRegex:
+          value = { data: payload as Buffer, match: rec.match! } satisfies RegexResult;
+          break;
+        case Kind.Write:
+          value = result;
+          break;
+        case Kind.Resolve: {
+          const flat = payload as string[];
+          const addrs: AddrInfo[] = [];
+          for (let k = 0; k < flat.length; k += 2) {
+            addrs.push({ address: flat[k]!, family: flat[k + 1] === '6' ? 6 : 4 });
+          }
+          value = addrs;
+          break;
+        }
+        default:
+          value = payload;
+      }
+    } else if (result === Code.Aborted && rec.chain?.error) {
+      const chain = rec.chain;
+      if (chain.errorIsInternal) {
+        err = chain.error!;
+        chain.errorIsInternal = false;
+      } else {
+        err = errorFromNative(result, payload, chain.error);
+      }
+    } else {
+      err = errorFromNative(result, payload);
+    }
+    if (err !== undefined) {
+      if (rec.chain && !rec.chain.error) {
+        rec.chain.error = err;
+        rec.chain.errorIsInternal = rec.internal;
+      }
+      if (!rec.internal && cb?.failure) this.#call(cb.failure, err, undefined);
+      return;
+    }
+    if (!rec.internal && cb?.success) this.#call(cb.success, value, io);
+  }
+
+  // A callback that throws must not stop the rest of the batch: its error is re-thrown on a
+  // clean stack, where it reaches 'uncaughtException' as any Node callback's would.
+  #call(fn: (a?: any, b?: any) => void, a: unknown, b: unknown): void {
+    try {
+      fn(a, b);
+    } catch (e) {
+      process.nextTick(() => {
+        throw e;
+      });
+    }
+  }
+}
+
+const CRLF = Buffer.from('\r\n');
+
+function lineMatches(line: string, expect: LineExpectation | undefined): boolean {
+  if (expect === null || expect === undefined) return true;
+  if (typeof expect === 'string') return line === expect;
+  expect.lastIndex = 0;
+  const ok = expect.test(line);
+  expect.lastIndex = 0;
+  return ok;
+}
+
+function chooseImpl(requested: unknown): ImplName {
+  if (typeof requested !== 'string' || !envImpls.has(requested)) {
+    throw invalidArgValue(
+      'config.impl',
+      "must be 'auto', 'completion', 'readiness' or 'threadpool'",
+      requested,
+    );
+  }
+  let want = requested;
+  if (want === 'auto') {
+    const env = process.env.ASYNC_ENGINE_IMPL;
+    if (env !== undefined && env !== '') {
+      if (!envImpls.has(env)) {
+        throw invalidArgValue(
+          'ASYNC_ENGINE_IMPL',
+          "must be 'auto', 'completion', 'readiness' or 'threadpool'",
+          env,
+        );
+      }
+      want = env;
+    }
+  }
+  if (want === 'auto') {
+    for (const name of autoOrder) if (unavailableReason(name) === undefined) return name;
+    throw new EngineError('ERR_IMPL_UNAVAILABLE', 'no implementation can run on this machine');
+  }
+  const name = want as ImplName;
+  const reason = unavailableReason(name);
+  if (reason !== undefined) {
+    throw new EngineError('ERR_IMPL_UNAVAILABLE', `impl '${name}' cannot run here: ${reason}`);
+  }
+  return name;
+}
+
+function checkOptions(opts: unknown): void {
+  if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'an object', opts);
+}
+
+function checkMaxBytes(v: unknown, name: string): number {
+  if (v === Infinity) return -1;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
+    throw outOfRange(name, 'an integer > 0 or Infinity', v);
+  }
+  return v;
+}
+
+function checkSize(v: unknown, name: string): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < 1 || v > MAX_SIZE) {
+    throw outOfRange(name, `an integer from 1 to ${MAX_SIZE}`, v);
+  }
+}
+
+function checkPort(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
+    throw outOfRange(name, 'an integer from 0 to 65535', v);
+  }
+  return v;
+}
+
+function checkEncoding(v: unknown, name: string): BufferEncoding {
+  if (typeof v !== 'string' || !Buffer.isEncoding(v)) {
+    throw invalidArgValue(name, 'must be a Buffer encoding', v);
+  }
+  return v as BufferEncoding;
+}
+
+function numericHost(host: unknown, name: string): string {
+  if (typeof host !== 'string') throw invalidArgType(name, 'a string', host);
+  if (host === 'localhost') return '127.0.0.1';
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (!isIP(h)) throw invalidArgValue(name, 'must be a numeric IPv4 or IPv6 address', host);
+  return h;
+}
+
+function toBytes(data: unknown): Buffer | Buffer[] {
+  if (typeof data === 'string') return Buffer.from(data);
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (Array.isArray(data)) {
+    return data.map((d, i) => {
+      if (Buffer.isBuffer(d)) return d;
+      if (d instanceof Uint8Array) return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+      throw invalidArgType(`data[${i}]`, 'a Buffer or Uint8Array', d);
+    });
+  }
+  throw invalidArgType('data', 'a string, Buffer, Uint8Array or an array of Buffers', data);
+}
+
+// Errors the native side throws synchronously (listen, adopt) carry errno and syscall.
+function fromThrown(e: unknown): Error {
+  const n = e as { errno?: number; syscall?: string; message?: string };
+  if (typeof n?.errno === 'number') {
+    const err = errorFromNative(n.errno, n.syscall);
+    err.message = n.message ?? err.message;
+    return err;
+  }
+  return e as Error;
+}
+
+/** Creates an engine; see {@link EngineConfig}. */
+export function createEngine(config: EngineConfig = {}): AsyncEngine {
+  return new AsyncEngine(config);
+}

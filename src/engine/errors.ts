@@ -1,0 +1,143 @@
+// EngineError, and the one place where native result codes become error codes.
+import { getSystemErrorName } from 'node:util';
+import { Code } from './internal/native.js';
+
+/** Stable `code` values of engine errors besides the operating system's (`ECONNRESET`, ...). */
+export type EngineErrorCode =
+  | 'ECANCELED'
+  | 'ETIMEDOUT'
+  | 'EBADF'
+  | 'ERR_INCOMPLETE'
+  | 'ERR_LIMIT'
+  | 'ERR_MISMATCH'
+  | 'ERR_ABORTED'
+  | 'ERR_ENGINE_CLOSED'
+  | 'ERR_IMPL_UNAVAILABLE'
+  | 'ENOTFOUND'
+  | (string & {});
+
+/**
+ * The error every failed op hands to its `failure` slot, and that engine calls throw for
+ * operational errors (e.g. `listen` on a port in use).
+ */
+export class EngineError extends Error {
+  /** A stable string: an errno name (`ECONNRESET`) or an engine code (`ERR_LIMIT`). */
+  code: EngineErrorCode;
+  /** The negative errno value, when a system call failed. */
+  errno?: number;
+  /** The system call that failed (`recv`, `connect`, ...). */
+  syscall?: string;
+  /** `ERR_INCOMPLETE`: every byte received before the end of the stream (now consumed). */
+  partial?: Buffer;
+  /** `ERR_MISMATCH`: the line that did not match (terminator stripped; it was consumed). */
+  line?: string;
+  /** `ERR_INCOMPLETE` of a write, or a cancelled write: bytes the kernel accepted. */
+  bytesWritten?: number;
+
+  constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'EngineError';
+    this.code = code;
+  }
+}
+
+const messages: Record<string, string> = {
+  ECANCELED: 'operation cancelled',
+  ETIMEDOUT: 'operation timed out',
+  EBADF: 'the socket or listener is closed',
+  ERR_INCOMPLETE: 'the stream ended before the operation completed',
+  ERR_LIMIT: 'more than maxBytes would have to be buffered',
+  ERR_ABORTED: 'an earlier stage of the chain failed',
+};
+
+/** Makes the error for a native result code (< 0) with its payload. */
+export function errorFromNative(result: number, payload: unknown, cause?: unknown): EngineError {
+  let code: string;
+  switch (result) {
+    case Code.Incomplete:
+      code = 'ERR_INCOMPLETE';
+      break;
+    case Code.Limit:
+      code = 'ERR_LIMIT';
+      break;
+    case Code.Aborted:
+      code = 'ERR_ABORTED';
+      break;
+    case Code.TimedOut:
+      code = 'ETIMEDOUT';
+      break;
+    case Code.Canceled:
+      code = 'ECANCELED';
+      break;
+    case Code.BadHandle:
+      code = 'EBADF';
+      break;
+    case Code.Resolve:
+      return resolveError(payload as [number, number]);
+    default: {
+      const err = new EngineError(getSystemErrorName(result), '');
+      err.errno = result;
+      if (typeof payload === 'string') err.syscall = payload;
+      err.message = `${err.syscall ?? 'io'} ${err.code}`;
+      return err;
+    }
+  }
+  const err = new EngineError(code, messages[code] ?? code, cause === undefined ? undefined : { cause });
+  if (result === Code.Incomplete) err.partial = Buffer.isBuffer(payload) ? payload : Buffer.alloc(0);
+  return err;
+}
+
+// getaddrinfo's EAI_* values (glibc), named as Node's dns module names them.
+const gaiCodes: Record<number, string> = {
+  [-2]: 'ENOTFOUND', // EAI_NONAME
+  [-3]: 'EAI_AGAIN',
+  [-4]: 'EAI_FAIL',
+  [-5]: 'ENODATA', // EAI_NODATA
+  [-6]: 'EAI_FAMILY',
+  [-8]: 'EAI_SERVICE',
+  [-10]: 'EAI_MEMORY',
+  [-11]: 'EAI_SYSTEM',
+};
+
+function resolveError([gai, sysErrno]: [number, number]): EngineError {
+  const code = gaiCodes[gai] ?? (gai === 0 ? 'ENOTFOUND' : `EAI_${-gai}`);
+  const err = new EngineError(code, `getaddrinfo ${code}`);
+  err.syscall = 'getaddrinfo';
+  if (sysErrno) err.errno = -sysErrno;
+  return err;
+}
+
+/** A programmer error about an argument's type: thrown synchronously, as Node does. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const err = new TypeError(
+    `The "${name}" argument must be ${expected}. Received ${describe(actual)}`,
+  ) as TypeError & { code: string };
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+/** A programmer error about an argument's value. */
+export function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
+  const err = new TypeError(
+    `The argument "${name}" ${reason}. Received ${describe(actual)}`,
+  ) as TypeError & { code: string };
+  err.code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+/** A number out of its range. */
+export function outOfRange(name: string, range: string, actual: unknown): RangeError {
+  const err = new RangeError(
+    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
+  ) as RangeError & { code: string };
+  err.code = 'ERR_OUT_OF_RANGE';
+  return err;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'function') return 'function';
+  if (typeof v === 'object') return `an instance of ${v.constructor?.name ?? 'Object'}`;
+  if (typeof v === 'string') return `'${v.length > 28 ? v.slice(0, 25) + '...' : v}'`;
+  return `${typeof v} (${String(v)})`;
+}

@@ -1,0 +1,80 @@
+// Loads the native addon and describes the surface it gives the TypeScript engine.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Op kinds, as numbered by the native core (native/core/engine_core.h, OpKind). */
+export const enum Kind {
+  Accept = 0,
+  Connect = 1,
+  ReadUntil = 2,
+  ReadLine = 3,
+  ReadGlob = 4,
+  ReadRegex = 5,
+  ReadChunk = 6,
+  ReadExactly = 7,
+  ReadAll = 8,
+  Write = 9,
+  Sleep = 10,
+  Soon = 11,
+  Resolve = 12,
+}
+
+/** Engine-level result codes of the native core (EngineCode in engine_core.h). */
+export const enum Code {
+  Incomplete = -100001,
+  Limit = -100002,
+  Aborted = -100003,
+  TimedOut = -100004,
+  Canceled = -100005,
+  BadHandle = -100006,
+  Resolve = -100007,
+  Progress = -200001,
+}
+
+/** One op for the native side: [kind, id, handle, timeoutMs, a, b]. */
+export type NativeOp = [Kind, number, number, number, unknown, unknown];
+
+export interface NativeStats {
+  opsInFlight: number;
+  completions: number;
+  batches: number;
+  syscalls: number;
+  bytesRead: number;
+  bytesWritten: number;
+  sockets: number;
+  listeners: number;
+}
+
+export interface NativeEngine {
+  listen(host: string, port: number, backlog: number, reusePort: boolean): [number, number];
+  adopt(fd: number): number;
+  close(handle: number): void;
+  submit(kind: Kind, id: number, handle: number, timeoutMs: number, a: unknown, b: unknown): void;
+  chain(stages: NativeOp[]): void;
+  cancel(id: number): boolean;
+  regexVerdict(id: number, verdict: number): boolean;
+  runOnce(timeoutMs: number): number;
+  shutdown(): unknown[];
+  stats(): NativeStats;
+  bufferedBytes(handle: number): number;
+  address(handle: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | string | undefined;
+  pending(): boolean;
+}
+
+interface Addon {
+  NativeEngine: new (
+    impl: string,
+    manualDrive: boolean,
+    dispatch: (batch: unknown[]) => void,
+    maxEvents: number,
+  ) => NativeEngine;
+  probe(impl: string): string;
+}
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const require = createRequire(import.meta.url);
+const load = require('node-gyp-build') as (dir: string) => unknown;
+
+/** The addon, loaded once per process (and once per worker thread). */
+export const addon = load(root) as Addon;

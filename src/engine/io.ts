@@ -1,0 +1,122 @@
+// IO objects: opaque handles for sockets and listeners made by the engine.
+import type { NativeEngine } from './internal/native.js';
+import type { ListenerAddress } from './types.js';
+
+/** The engine-side state an IO object needs. @internal */
+export interface IoOwner {
+  readonly native: NativeEngine;
+}
+
+/** A connected stream socket (TCP or Unix), made by `accept`, `connect` or `adopt`. */
+export class Socket {
+  /** @internal */
+  readonly _owner: IoOwner;
+  /** @internal */
+  readonly _handle: number;
+  /** @internal */
+  _fd: number;
+  /** @internal */
+  _closed = false;
+  #peer: ReturnType<NativeEngine['address']> | null = null;
+  #local: ReturnType<NativeEngine['address']> | null = null;
+
+  /** @internal */
+  constructor(owner: IoOwner, handle: number, fd: number) {
+    this._owner = owner;
+    this._handle = handle;
+    this._fd = fd;
+  }
+
+  /** The file descriptor, or -1 once closed. */
+  fileno(): number {
+    return this._closed ? -1 : this._fd;
+  }
+
+  /** True once `engine.close(socket)` (or shutdown) closed it. */
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /** Bytes received and not yet consumed by an op. */
+  get bufferedBytes(): number {
+    return this._closed ? 0 : this._owner.native.bufferedBytes(this._handle);
+  }
+
+  #addr(peer: boolean): ReturnType<NativeEngine['address']> {
+    if (peer) {
+      if (this.#peer === null && !this._closed) this.#peer = this._owner.native.address(this._handle, true);
+      return this.#peer ?? undefined;
+    }
+    if (this.#local === null && !this._closed) this.#local = this._owner.native.address(this._handle, false);
+    return this.#local ?? undefined;
+  }
+
+  /** The peer's IP address (undefined for a Unix socket). */
+  get remoteAddress(): string | undefined {
+    const a = this.#addr(true);
+    return Array.isArray(a) ? a[0] : undefined;
+  }
+  /** The peer's port (undefined for a Unix socket). */
+  get remotePort(): number | undefined {
+    const a = this.#addr(true);
+    return Array.isArray(a) ? a[1] : undefined;
+  }
+  /** `'IPv4'` or `'IPv6'` (undefined for a Unix socket). */
+  get remoteFamily(): 'IPv4' | 'IPv6' | undefined {
+    const a = this.#addr(true);
+    return Array.isArray(a) ? a[2] : undefined;
+  }
+  /** This end's IP address (undefined for a Unix socket). */
+  get localAddress(): string | undefined {
+    const a = this.#addr(false);
+    return Array.isArray(a) ? a[0] : undefined;
+  }
+  /** This end's port (undefined for a Unix socket). */
+  get localPort(): number | undefined {
+    const a = this.#addr(false);
+    return Array.isArray(a) ? a[1] : undefined;
+  }
+}
+
+/** A listening socket, made by `engine.listen`. */
+export class Listener {
+  /** @internal */
+  readonly _owner: IoOwner;
+  /** @internal */
+  readonly _handle: number;
+  /** @internal */
+  _fd: number;
+  /** @internal */
+  _closed = false;
+  #address: ListenerAddress | string | null = null;
+
+  /** @internal */
+  constructor(owner: IoOwner, handle: number, fd: number) {
+    this._owner = owner;
+    this._handle = handle;
+    this._fd = fd;
+  }
+
+  /** The file descriptor, or -1 once closed. */
+  fileno(): number {
+    return this._closed ? -1 : this._fd;
+  }
+
+  /** True once closed. */
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /**
+   * The bound address, as `net.Server#address()` gives it: `{ address, family, port }`, or the
+   * path of a Unix socket.
+   */
+  address(): ListenerAddress | string {
+    if (this.#address === null) {
+      const a = this._owner.native.address(this._handle, false);
+      if (a === undefined) throw new Error('the listener is closed');
+      this.#address = Array.isArray(a) ? { address: a[0], family: a[2], port: a[1] } : a;
+    }
+    return this.#address;
+  }
+}

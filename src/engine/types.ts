@@ -1,0 +1,111 @@
+// Public types of the engine surface: configuration, addresses, op options and results.
+
+/** The three interchangeable implementations behind the engine. */
+export type ImplName = 'completion' | 'readiness' | 'threadpool';
+
+/** How completions are dispatched to JavaScript. */
+export type DriveMode = 'auto' | 'manual';
+
+/**
+ * Engine configuration, given to {@link createEngine}.
+ */
+export interface EngineConfig {
+  /**
+   * Which implementation to run. `'auto'` (the default) picks `completion` where io_uring works
+   * here, else `readiness`; the environment variable `ASYNC_ENGINE_IMPL` overrides `'auto'`.
+   * Asking for an implementation that cannot run here throws an `EngineError` saying why.
+   */
+  impl?: 'auto' | ImplName;
+  /**
+   * `'auto'` (default): completions are dispatched from Node's event loop.
+   * `'manual'`: nothing happens until the program calls {@link AsyncEngine.runOnce} or
+   * {@link AsyncEngine.run}.
+   */
+  drive?: DriveMode;
+  /** Default bound for ops that buffer before they deliver (read-until, lines, readAll). 65536. */
+  maxBytes?: number;
+  /** Encoding of line results (`expectLine`, `readUntilLineglob`, regex matching). `'utf8'`. */
+  encoding?: BufferEncoding;
+  /** Options of the `completion` implementation (io_uring). */
+  completion?: { entries?: number };
+  /** Options of the `readiness` implementation (epoll). */
+  readiness?: { maxEvents?: number };
+  /** Options of the `threadpool` implementation. */
+  threadpool?: { threads?: number };
+}
+
+/** What {@link availableImpls} reports for one implementation. */
+export interface ImplAvailability {
+  impl: ImplName;
+  available: boolean;
+  /** Why the implementation cannot run here, when it cannot. */
+  reason?: string;
+}
+
+/** A TCP address (`host`, `port`) or a Unix socket path (`path`). */
+export type ConnectAddress = { host: string; port: number } | { path: string };
+
+/** Options of {@link AsyncEngine.listen}. */
+export interface ListenOptions {
+  /** Address to bind; default `'127.0.0.1'`. IPv6 literals (`'::1'`, `'::'`) bind IPv6. */
+  host?: string;
+  /** TCP port; `0` (default) lets the kernel pick one, see {@link Listener.address}. */
+  port?: number;
+  /** A Unix domain socket path instead of a TCP address. */
+  path?: string;
+  /** Listen backlog; default 511. */
+  backlog?: number;
+  /** Set `SO_REUSEPORT`, so several engines (one per worker thread) can share the port. */
+  reusePort?: boolean;
+}
+
+/** The address a listener is bound to, as `net.Server#address()` gives it. */
+export interface ListenerAddress {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+/** One result of {@link AsyncEngine.getaddrinfo}. */
+export interface AddrInfo {
+  address: string;
+  family: 4 | 6;
+}
+
+/** Options accepted by every op, just before its callbacks. */
+export interface OpOptions {
+  /** Bound on the bytes this op may buffer before delivering; `Infinity` lifts it. */
+  maxBytes?: number;
+  /** Encoding of string results of this op. */
+  encoding?: BufferEncoding;
+}
+
+/** The value of a regex read: the bytes consumed (through the end of the match) and the match. */
+export interface RegexResult {
+  data: Buffer;
+  match: RegExpExecArray;
+}
+
+/** Counters returned by {@link AsyncEngine.stats}. */
+export interface EngineStats {
+  impl: ImplName;
+  /** Ops submitted and not yet settled. */
+  opsInFlight: number;
+  /** Ops settled since the engine started. */
+  completions: number;
+  /** Wake-ups of the JavaScript thread that delivered at least one completion. */
+  batches: number;
+  /** System calls the engine made for I/O and waiting. */
+  syscalls: number;
+  bytesRead: number;
+  bytesWritten: number;
+  /** Open sockets and listeners. */
+  sockets: number;
+  listeners: number;
+}
+
+/** A handle to something scheduled by `callSoon` / `callLater`. */
+export interface TimerHandle {
+  /** Stops the callback from running; `true` if it had not run yet. */
+  cancel(): boolean;
+}

@@ -1,0 +1,12 @@
+// The `readiness` implementation: epoll, edge-triggered, non-blocking sockets (a reactor that
+// emulates completion semantics in the native core).
+import { addon } from '../../engine/internal/native.js';
+import type { EngineConfig } from '../../engine/types.js';
+import type { ImplDescriptor } from '../registry.js';
+
+export const readiness: ImplDescriptor = {
+  name: 'readiness',
+  probe: () => addon.probe('readiness') || undefined,
+  create: (config: EngineConfig, manual, dispatch) =>
+    new addon.NativeEngine('readiness', manual, dispatch, config.readiness?.maxEvents ?? 256),
+};

@@ -1,0 +1,24 @@
+// async-engine: callback-based asynchronous I/O for Node.js over io_uring, epoll or a native
+// thread pool, behind one interface of compound operations.
+export { AsyncEngine, createEngine } from './engine/engine.js';
+export type { WriteData, LineExpectation } from './engine/engine.js';
+export { Callback } from './engine/callback.js';
+export type { CallbackSlots } from './engine/callback.js';
+export { EngineError } from './engine/errors.js';
+export type { EngineErrorCode } from './engine/errors.js';
+export { Socket, Listener } from './engine/io.js';
+export { availableImpls } from './impl/registry.js';
+export type {
+  AddrInfo,
+  ConnectAddress,
+  DriveMode,
+  EngineConfig,
+  EngineStats,
+  ImplAvailability,
+  ImplName,
+  ListenOptions,
+  ListenerAddress,
+  OpOptions,
+  RegexResult,
+  TimerHandle,
+} from './engine/types.js';
