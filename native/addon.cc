@@ -130,7 +130,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     closedHandle_.closed = true;
     std::string impl = info[0].As<Napi::String>();
     manual_ = info[1].As<Napi::Boolean>();
-    dispatch_ = Napi::Persistent(info[2].As<Napi::Function>());
+    // Weak while nothing is pending (an idle engine can be collected), strong while ops or
+    // listeners are live (their callbacks must fire even if the program dropped the engine).
+    dispatch_ = Napi::Weak(info[2].As<Napi::Function>());
     int maxEvents = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 256;
     if (impl != "readiness") {
       Napi::Error::New(env, "implementation '" + impl + "' is not available in this build").ThrowAsJavaScriptException();
@@ -212,6 +214,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (refd_) {
       refd_ = false;
       Unref();
+      dispatch_.Unref();
     }
   }
 
@@ -345,9 +348,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     refd_ = want;
     if (want) {
       Ref();
+      dispatch_.Ref();
       if (uv_) uv_ref(reinterpret_cast<uv_handle_t*>(&uv_->poll));
     } else {
       Unref();
+      dispatch_.Unref();
       if (uv_) uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->poll));
     }
   }

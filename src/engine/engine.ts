@@ -201,8 +201,18 @@ export class AsyncEngine implements IoOwner, CancelTarget {
    * after it stay buffered for the next read.
    */
   readUntil(sock: Socket, delimiter: string | Buffer, cb: Callback<Buffer>): void;
-  readUntil(sock: Socket, delimiter: string | Buffer, options: OpOptions, cb: Callback<Buffer>): void;
-  readUntil(sock: Socket, delimiter: string | Buffer, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+  readUntil(
+    sock: Socket,
+    delimiter: string | Buffer,
+    options: OpOptions,
+    cb: Callback<Buffer>,
+  ): void;
+  readUntil(
+    sock: Socket,
+    delimiter: string | Buffer,
+    a: OpOptions | Callback<Buffer>,
+    b?: Callback<Buffer>,
+  ): void {
     const [opts, cb] = this.#optsCb(a, b);
     this.#submit(this.#readUntilStage(sock, delimiter, opts, cb));
   }
@@ -212,7 +222,13 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   readAll(sock: Socket, options: OpOptions, cb: Callback<Buffer>): void;
   readAll(sock: Socket, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
     const [opts, cb] = this.#optsCb(a, b);
-    this.#submit({ kind: Kind.ReadAll, cb, sock, handle: this.#socket(sock), a: this.#limit(opts) });
+    this.#submit({
+      kind: Kind.ReadAll,
+      cb,
+      sock,
+      handle: this.#socket(sock),
+      a: this.#limit(opts),
+    });
   }
 
   /**
@@ -261,7 +277,12 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
   readChunk(sock: Socket, size: number, cb: Callback<Buffer>): void;
   readChunk(sock: Socket, size: number, options: OpOptions, cb: Callback<Buffer>): void;
-  readChunk(sock: Socket, size: number, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+  readChunk(
+    sock: Socket,
+    size: number,
+    a: OpOptions | Callback<Buffer>,
+    b?: Callback<Buffer>,
+  ): void {
     const [, cb] = this.#optsCb(a, b);
     checkSize(size, 'size');
     this.#submit({ kind: Kind.ReadChunk, cb, sock, handle: this.#socket(sock), a: size });
@@ -270,7 +291,12 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
   readExactly(sock: Socket, n: number, cb: Callback<Buffer>): void;
   readExactly(sock: Socket, n: number, options: OpOptions, cb: Callback<Buffer>): void;
-  readExactly(sock: Socket, n: number, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+  readExactly(
+    sock: Socket,
+    n: number,
+    a: OpOptions | Callback<Buffer>,
+    b?: Callback<Buffer>,
+  ): void {
     const [, cb] = this.#optsCb(a, b);
     checkSize(n, 'n');
     this.#submit({ kind: Kind.ReadExactly, cb, sock, handle: this.#socket(sock), a: n });
@@ -296,7 +322,12 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
   write(sock: Socket, data: WriteData, cb: Callback<number>): void;
   write(sock: Socket, data: WriteData, options: OpOptions, cb: Callback<number>): void;
-  write(sock: Socket, data: WriteData, a: OpOptions | Callback<number>, b?: Callback<number>): void {
+  write(
+    sock: Socket,
+    data: WriteData,
+    a: OpOptions | Callback<number>,
+    b?: Callback<number>,
+  ): void {
     const [, cb] = this.#optsCb(a, b);
     this.#submit({ kind: Kind.Write, cb, sock, handle: this.#socket(sock), a: toBytes(data) });
   }
@@ -304,7 +335,11 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   // ---- chains ----
 
   /** Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`. */
-  acceptThenWrite(listener: Listener, data: WriteData, cbs: [Callback<Socket>, Callback<number>]): void {
+  acceptThenWrite(
+    listener: Listener,
+    data: WriteData,
+    cbs: [Callback<Socket>, Callback<number>],
+  ): void {
     const [c1, c2] = this.#cbs(cbs, 2);
     const handle = this.#listener(listener);
     const bytes = toBytes(data);
@@ -365,7 +400,10 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     const [opts, cbs] = this.#optsCbs(a, b);
     const [c1, c2] = this.#cbs(cbs, 2);
     const handle = this.#listener(listener);
-    this.#chain([{ kind: Kind.Accept, cb: c1, handle }, this.#regexStage(undefined, 0, regex, opts, c2)]);
+    this.#chain([
+      { kind: Kind.Accept, cb: c1, handle },
+      this.#regexStage(undefined, 0, regex, opts, c2),
+    ]);
   }
 
   /** Writes `data`, then reads one line: `[cbWritten, cbLine]`. */
@@ -599,13 +637,25 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     return checkMaxBytes(opts.maxBytes, 'options.maxBytes');
   }
 
-  #readUntilStage(sock: Socket, delimiter: unknown, opts: OpOptions, cb: Callback<Buffer>): StageSpec {
+  #readUntilStage(
+    sock: Socket,
+    delimiter: unknown,
+    opts: OpOptions,
+    cb: Callback<Buffer>,
+  ): StageSpec {
     let delim: Buffer;
     if (typeof delimiter === 'string') delim = Buffer.from(delimiter);
     else if (Buffer.isBuffer(delimiter)) delim = delimiter;
     else throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
     if (delim.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
-    return { kind: Kind.ReadUntil, cb, sock, handle: this.#socket(sock), a: delim, b: this.#limit(opts) };
+    return {
+      kind: Kind.ReadUntil,
+      cb,
+      sock,
+      handle: this.#socket(sock),
+      a: delim,
+      b: this.#limit(opts),
+    };
   }
 
   #lineStage(
@@ -618,7 +668,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
       throw invalidArgType('expect', 'a string, RegExp or null', expect);
     }
-    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    const encoding = opts.encoding
+      ? checkEncoding(opts.encoding, 'options.encoding')
+      : this.#encoding;
     return {
       kind: Kind.ReadLine,
       cb,
@@ -647,7 +699,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     if (empty !== null) {
       throw invalidArgValue('regex', 'must not match the empty string', regex);
     }
-    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    const encoding = opts.encoding
+      ? checkEncoding(opts.encoding, 'options.encoding')
+      : this.#encoding;
     return {
       kind: Kind.ReadRegex,
       cb,
@@ -662,7 +716,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   }
 
   #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]> | null): StageSpec {
-    if (typeof host !== 'string' || host === '') throw invalidArgType('host', 'a non-empty string', host);
+    if (typeof host !== 'string' || host === '')
+      throw invalidArgType('host', 'a non-empty string', host);
     const p = checkPort(port, 'port');
     return { kind: Kind.Resolve, cb, handle: 0, a: host, b: String(p) };
   }
@@ -685,7 +740,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     }
     const port = checkPort(addr.port, 'address.port');
     if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
-    const host = addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
+    const host =
+      addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
     if (isIP(host)) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
     const resolve = this.#resolveStage(host, port, null);
     resolve.setup = (rec) => {
@@ -759,7 +815,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 
   // A regex read has new bytes: match them here, tell the native side the verdict.
   #progress(id: number, rec: OpRecord, [snapshot, eof, over]: [Buffer, boolean, boolean]): void {
-    const enc: BufferEncoding = rec.encoding === 'utf8' || rec.encoding === 'utf-8' ? 'utf8' : 'latin1';
+    const enc: BufferEncoding =
+      rec.encoding === 'utf8' || rec.encoding === 'utf-8' ? 'utf8' : 'latin1';
     const text = snapshot.toString(enc);
     const regex = rec.regex!;
     regex.lastIndex = 0;
@@ -803,7 +860,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
           break;
         }
         case Kind.ReadLine: {
-          const line = typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
+          const line =
+            typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
           if (!lineMatches(line, rec.expect)) {
             err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
             err.line = line;

@@ -24,15 +24,15 @@ export class EngineError extends Error {
   /** A stable string: an errno name (`ECONNRESET`) or an engine code (`ERR_LIMIT`). */
   code: EngineErrorCode;
   /** The negative errno value, when a system call failed. */
-  errno?: number;
+  declare errno?: number;
   /** The system call that failed (`recv`, `connect`, ...). */
-  syscall?: string;
+  declare syscall?: string;
   /** `ERR_INCOMPLETE`: every byte received before the end of the stream (now consumed). */
-  partial?: Buffer;
+  declare partial?: Buffer;
   /** `ERR_MISMATCH`: the line that did not match (terminator stripped; it was consumed). */
-  line?: string;
+  declare line?: string;
   /** `ERR_INCOMPLETE` of a write, or a cancelled write: bytes the kernel accepted. */
-  bytesWritten?: number;
+  declare bytesWritten?: number;
 
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -82,8 +82,13 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       return err;
     }
   }
-  const err = new EngineError(code, messages[code] ?? code, cause === undefined ? undefined : { cause });
-  if (result === Code.Incomplete) err.partial = Buffer.isBuffer(payload) ? payload : Buffer.alloc(0);
+  const err = new EngineError(
+    code,
+    messages[code] ?? code,
+    cause === undefined ? undefined : { cause },
+  );
+  if (result === Code.Incomplete)
+    err.partial = Buffer.isBuffer(payload) ? payload : Buffer.alloc(0);
   return err;
 }
 

@@ -44,10 +44,12 @@ export class Socket {
 
   #addr(peer: boolean): ReturnType<NativeEngine['address']> {
     if (peer) {
-      if (this.#peer === null && !this._closed) this.#peer = this._owner.native.address(this._handle, true);
+      if (this.#peer === null && !this._closed)
+        this.#peer = this._owner.native.address(this._handle, true);
       return this.#peer ?? undefined;
     }
-    if (this.#local === null && !this._closed) this.#local = this._owner.native.address(this._handle, false);
+    if (this.#local === null && !this._closed)
+      this.#local = this._owner.native.address(this._handle, false);
     return this.#local ?? undefined;
   }
 
