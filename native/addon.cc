@@ -211,6 +211,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), onClose);
       uv_ = nullptr;
     }
+    core_.release();
     if (refd_) {
       refd_ = false;
       Unref();

@@ -47,11 +47,16 @@ int64_t EngineCore::nowNs() {
 
 EngineCore::EngineCore() : scratch_(kScratchSize) {}
 
-EngineCore::~EngineCore() {
-  shutdown();
+EngineCore::~EngineCore() { release(); }
+
+void EngineCore::release() {
+  if (backend_) shutdown();
   if (resolver_) resolver_->stop();
+  resolver_.reset();
   backend_.reset();
   if (wakeFd_ >= 0) ::close(wakeFd_);
+  if (reserveFd_ >= 0) ::close(reserveFd_);
+  wakeFd_ = reserveFd_ = -1;
 }
 
 int EngineCore::init(std::unique_ptr<Backend> backend) {
@@ -61,6 +66,7 @@ int EngineCore::init(std::unique_ptr<Backend> backend) {
   int rc = backend_->watchWake(wakeFd_);
   if (rc < 0) return rc;
   resolver_ = std::make_unique<Resolver>(wakeFd_, 2);
+  reserveFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return 0;
 }
 
@@ -712,11 +718,31 @@ void EngineCore::pumpAccepts(Handle* l) {
     }
     stats_.coreSyscalls++;
     if (r < 0) {
+      if (r == -EMFILE || r == -ENFILE) shedPendingConnections(l);
       fail(l->accepts.front(), r, Syscall::kAccept);
       continue;
     }
     deliverAccepted(l->accepts.front(), static_cast<int>(r));
   }
+}
+
+// Out of fds: the waiting connections would keep the listener readable and a server that
+// re-arms its accept on failure would spin. Free the reserve fd, accept and close what is
+// waiting (the clients see the connection close), and take the reserve back, as libuv does.
+void EngineCore::shedPendingConnections(Handle* l) {
+  if (reserveFd_ < 0) return;
+  ::close(reserveFd_);
+  reserveFd_ = -1;
+  for (;;) {
+    int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    stats_.coreSyscalls++;
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      break;
+    }
+    ::close(fd);
+  }
+  reserveFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
 void EngineCore::deliverAccepted(Op* op, int fd) {

@@ -195,6 +195,8 @@ class EngineCore : public Sink {
 
   // Fails every op with ECANCELED and closes every handle.
   void shutdown();
+  // After shutdown: joins the resolver's threads and closes the backend and the core's own fds.
+  void release();
 
   // Sink.
   char* recvSpace(Handle* h, size_t* len) override;
@@ -222,6 +224,7 @@ class EngineCore : public Sink {
   void pumpWrites(Handle* h);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
+  void shedPendingConnections(Handle* l);
   void startConnect(Op* op);
   void connectResult(Op* op, ssize_t result);
   void releaseHandle(Handle* h);
@@ -229,6 +232,7 @@ class EngineCore : public Sink {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;
   int wakeFd_ = -1;
+  int reserveFd_ = -1;  // spare fd, given up to shed connections when out of fds
   std::unordered_map<int64_t, Op*> ops_;
   std::unordered_map<uint64_t, Handle*> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
