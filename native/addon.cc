@@ -291,7 +291,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         return a;
       }
       const char* sc = syscallName(c.syscall);
-      return sc ? Napi::String::New(env, sc) : env.Undefined();
+      Napi::Value name = sc ? Napi::String::New(env, sc) : env.Undefined();
+      if (c.kind != PayloadKind::kWritten) return name;
+      auto a = Napi::Array::New(env, 2);  // a failed write: [syscall, bytes written]
+      a.Set(0u, name);
+      a.Set(1u, Napi::Number::New(env, static_cast<double>(c.handle)));
+      return a;
     }
     switch (c.kind) {
       case PayloadKind::kBytes:

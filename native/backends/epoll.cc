@@ -40,6 +40,7 @@ class EpollBackend final : public Backend {
   }
 
   const char* name() const override { return "readiness"; }
+  bool completesInline() const override { return true; }
   int pollFd() const override { return epfd_; }
   uint64_t syscalls() const override { return syscalls_; }
 

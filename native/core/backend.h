@@ -24,9 +24,12 @@ constexpr ssize_t kRetry = -0x7fff0002;
 class Sink {
  public:
   virtual ~Sink() = default;
-  // Space to receive into for `h`, valid until the matching onRecv/recv result is handled.
+  // Space to receive into for `h`. A backend that receives inline (during recv()) gets a
+  // shared scratch area; one that completes later (a ring, a thread) gets the handle's own
+  // area, which stays valid until the matching onRecv. The received bytes are read from there.
   virtual char* recvSpace(Handle* h, size_t* len) = 0;
-  virtual void onRecv(Handle* h, ssize_t result) = 0;
+  // `data`: where the bytes are when they are not in recvSpace (a kernel-chosen buffer).
+  virtual void onRecv(Handle* h, ssize_t result, const char* data = nullptr) = 0;
   virtual void onSend(Handle* h, ssize_t result) = 0;
   virtual void onAccept(Handle* listener, ssize_t fdOrError) = 0;
   virtual void onConnect(Handle* h, ssize_t result) = 0;
@@ -40,6 +43,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual const char* name() const = 0;
+  // True when primitives run inside the call that asks for them (a readiness backend), so the
+  // core may lend them short-lived memory; false when they finish later, off the call.
+  virtual bool completesInline() const = 0;
   // A pollable fd that is readable whenever wait(0) would find work; the Node event loop watches
   // it in `auto` drive.
   virtual int pollFd() const = 0;

@@ -315,6 +315,11 @@ void EngineCore::unlink(Op* op) {
     drop(h->accepts);
   } else if (op->kind == OpKind::kWrite) {
     drop(h->writes);
+    if (h->sendOp == op) {
+      // A backend may still be reading these bytes: they live on until its report.
+      h->sendOp = nullptr;
+      if (!backend_->completesInline()) h->sendOrphan = std::move(op->data);
+    }
   } else if (isRead(op->kind)) {
     drop(h->reads);
   } else if (op->kind == OpKind::kConnect && h->connecting == op) {
@@ -370,6 +375,10 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
   Completion c;
   c.result = code;
   c.syscall = sc;
+  if (op->kind == OpKind::kWrite) {
+    c.kind = PayloadKind::kWritten;  // how much of a failed write the kernel took
+    c.handle = op->written;
+  }
   finish(op, std::move(c));
 }
 
@@ -448,10 +457,41 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
 
 // ---- reads ----
 
+constexpr size_t kRecvAreaSize = 16 * 1024;
+
 char* EngineCore::recvSpace(Handle* h, size_t* len) {
-  (void)h;
-  *len = scratch_.size();
-  return scratch_.data();
+  if (backend_->completesInline()) {
+    *len = scratch_.size();
+    h->recvFrom = scratch_.data();
+    return scratch_.data();
+  }
+  if (!h->recvArea) h->recvArea = static_cast<char*>(std::malloc(kRecvAreaSize));
+  *len = h->recvArea ? kRecvAreaSize : 0;
+  h->recvFrom = h->recvArea;
+  return h->recvArea;
+}
+
+// A primitive reported on a handle that was closed meanwhile: count it off, and free the
+// handle with the last one. Returns true if the handle is closed (the report is dropped).
+bool EngineCore::primitiveAfterClose(Handle* h) {
+  if (!h->closed) return false;
+  if (--h->pendingPrimitives <= 0) {
+    auto it = std::find(zombies_.begin(), zombies_.end(), h);
+    if (it != zombies_.end()) zombies_.erase(it);
+    delete h;
+  }
+  return true;
+}
+
+void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
+  if (r > 0) {
+    h->in.append(data ? data : h->recvFrom, static_cast<size_t>(r));
+    stats_.bytesRead += r;
+  } else if (r == 0) {
+    h->eof = true;
+  } else {
+    h->readError = static_cast<int>(r);
+  }
 }
 
 void EngineCore::pumpReads(Handle* h) {
@@ -474,35 +514,14 @@ void EngineCore::pumpReads(Handle* h) {
       return;
     }
     stats_.coreSyscalls++;
-    if (r > 0) {
-      h->in.append(scratch_.data(), static_cast<size_t>(r));
-      stats_.bytesRead += r;
-    } else if (r == 0) {
-      h->eof = true;
-    } else {
-      h->readError = static_cast<int>(r);
-    }
+    recvResult(h, r, nullptr);
   }
 }
 
-void EngineCore::onRecv(Handle* h, ssize_t result) {
+void EngineCore::onRecv(Handle* h, ssize_t result, const char* data) {
   h->recvPending = false;
-  if (h->closed) {
-    h->pendingPrimitives--;
-    return;
-  }
-  if (result == kRetry) {
-    pumpReads(h);
-    return;
-  }
-  if (result > 0) {
-    h->in.append(scratch_.data(), static_cast<size_t>(result));
-    stats_.bytesRead += result;
-  } else if (result == 0) {
-    h->eof = true;
-  } else {
-    h->readError = static_cast<int>(result);
-  }
+  if (primitiveAfterClose(h)) return;
+  if (result != kRetry) recvResult(h, result, data);
   pumpReads(h);
 }
 
@@ -663,11 +682,13 @@ void EngineCore::pumpWrites(Handle* h) {
     if (h->sendPending) return;
     if (op->written < op->data.size()) {
       iovec iov{const_cast<char*>(op->data.data()) + op->written, op->data.size() - op->written};
+      h->sendOp = op;
       ssize_t r = backend_->send(h, &iov, 1);
       if (r == kPending) {
         h->sendPending = true;
         return;
       }
+      h->sendOp = nullptr;
       stats_.coreSyscalls++;
       if (r < 0) {
         h->writeError = static_cast<int>(r);
@@ -685,16 +706,16 @@ void EngineCore::pumpWrites(Handle* h) {
 
 void EngineCore::onSend(Handle* h, ssize_t result) {
   h->sendPending = false;
-  if (h->closed) {
-    h->pendingPrimitives--;
-    return;
-  }
-  if (result != kRetry && !h->writes.empty()) {
+  if (primitiveAfterClose(h)) return;
+  Op* op = h->sendOp;
+  h->sendOp = nullptr;
+  h->sendOrphan.clear();
+  if (result != kRetry) {
     if (result < 0) {
       h->writeError = static_cast<int>(result);
     } else {
-      h->writes.front()->written += static_cast<size_t>(result);
       stats_.bytesWritten += result;
+      if (op) op->written += static_cast<size_t>(result);
     }
   }
   pumpWrites(h);
@@ -769,8 +790,8 @@ void EngineCore::deliverAccepted(Op* op, int fd) {
 void EngineCore::onAccept(Handle* l, ssize_t r) {
   l->acceptPending = false;
   if (l->closed) {
-    l->pendingPrimitives--;
     if (r >= 0) ::close(static_cast<int>(r));
+    primitiveAfterClose(l);
     return;
   }
   if (r == kRetry) {
@@ -823,10 +844,7 @@ void EngineCore::startConnect(Op* op) {
 }
 
 void EngineCore::onConnect(Handle* h, ssize_t result) {
-  if (h->closed) {
-    h->pendingPrimitives--;
-    return;
-  }
+  if (primitiveAfterClose(h)) return;
   Op* op = h->connecting;
   if (!op) return;
   connectResult(op, result);

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <string>
@@ -69,6 +70,10 @@ struct Handle {
   int writeError = 0;  // negative errno, sticky
   bool recvPending = false;
   bool sendPending = false;
+  const char* recvFrom = nullptr;  // where the pending recv puts its bytes
+  char* recvArea = nullptr;        // own receive area, for backends that complete later
+  Op* sendOp = nullptr;            // the write whose bytes the pending send carries
+  std::string sendOrphan;          // bytes of a pending send whose write op left early
   std::deque<Op*> reads;
   std::deque<Op*> writes;
 
@@ -82,6 +87,9 @@ struct Handle {
 
   // Owned by the backend.
   uint32_t backendFlags = 0;
+  void* backendData = nullptr;
+
+  ~Handle() { std::free(recvArea); }
 };
 
 struct Op {
@@ -124,7 +132,7 @@ struct Op {
   bool chained = false;  // a later stage of a chain (started by its predecessor)
 };
 
-enum class PayloadKind : uint8_t { kNone, kBytes, kString, kSocket, kLines, kAddrs, kProgress };
+enum class PayloadKind : uint8_t { kNone, kBytes, kString, kSocket, kLines, kAddrs, kProgress, kWritten };
 
 // One finished op (or a regex progress report), as handed to JavaScript.
 struct Completion {
@@ -200,7 +208,7 @@ class EngineCore : public Sink {
 
   // Sink.
   char* recvSpace(Handle* h, size_t* len) override;
-  void onRecv(Handle* h, ssize_t result) override;
+  void onRecv(Handle* h, ssize_t result, const char* data = nullptr) override;
   void onSend(Handle* h, ssize_t result) override;
   void onAccept(Handle* listener, ssize_t fdOrError) override;
   void onConnect(Handle* h, ssize_t result) override;
@@ -228,6 +236,8 @@ class EngineCore : public Sink {
   void startConnect(Op* op);
   void connectResult(Op* op, ssize_t result);
   void releaseHandle(Handle* h);
+  bool primitiveAfterClose(Handle* h);
+  void recvResult(Handle* h, ssize_t r, const char* data);
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;

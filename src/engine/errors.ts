@@ -31,7 +31,7 @@ export class EngineError extends Error {
   declare partial?: Buffer;
   /** `ERR_MISMATCH`: the line that did not match (terminator stripped; it was consumed). */
   declare line?: string;
-  /** `ERR_INCOMPLETE` of a write, or a cancelled write: bytes the kernel accepted. */
+  /** A failed, cancelled or timed-out write: the bytes the kernel had accepted. */
   declare bytesWritten?: number;
 
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
@@ -52,6 +52,12 @@ const messages: Record<string, string> = {
 
 /** Makes the error for a native result code (< 0) with its payload. */
 export function errorFromNative(result: number, payload: unknown, cause?: unknown): EngineError {
+  if (Array.isArray(payload) && result !== Code.Resolve) {
+    // A failed write: [syscall, bytes the kernel accepted before it failed].
+    const err = errorFromNative(result, payload[0], cause);
+    err.bytesWritten = payload[1] as number;
+    return err;
+  }
   let code: string;
   switch (result) {
     case Code.Incomplete:
