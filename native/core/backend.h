@@ -19,6 +19,8 @@ constexpr ssize_t kPending = -0x7fff0001;
 // Passed to a Sink method by a readiness backend: "the fd is ready now, ask again".
 constexpr ssize_t kRetry = -0x7fff0002;
 
+enum class Primitive : uint8_t { kRecv, kAccept };
+
 // The core's side of the interface. Every call happens on the engine's thread (the JS thread),
 // from inside Backend::wait().
 class Sink {
@@ -65,6 +67,11 @@ class Backend {
   // The result is the new connection's fd (non-blocking, close-on-exec).
   virtual ssize_t accept(Handle* listener) = 0;
   virtual ssize_t connect(Handle* h, const struct sockaddr* addr, socklen_t len) = 0;
+
+  // No op wants this primitive any more (its op was cancelled or timed out). A backend that
+  // holds a thread or a kernel request for it may give it up early; the report still follows
+  // (kRetry when nothing was done; a real result, e.g. an accepted fd, is kept by the core).
+  virtual void unwant(Handle* h, Primitive p) {}
 
   // Waits up to timeoutMs (0: poll, -1: forever) and reports what finished through the Sink.
   // Returns the number of events handled, or -errno.

@@ -54,6 +54,12 @@ void EngineCore::release() {
   if (resolver_) resolver_->stop();
   resolver_.reset();
   backend_.reset();
+  // No report can come now: close what was still waiting for one.
+  for (Handle* z : zombies_) {
+    ::close(z->fd);
+    delete z;
+  }
+  zombies_.clear();
   if (wakeFd_ >= 0) ::close(wakeFd_);
   if (reserveFd_ >= 0) ::close(reserveFd_);
   wakeFd_ = reserveFd_ = -1;
@@ -168,16 +174,18 @@ void EngineCore::close(uint64_t id) {
     sockets_--;
   }
   h->pendingPrimitives = backend_->detach(h);
-  ::close(h->fd);
-  h->fd = -1;
   releaseHandle(h);
 }
 
+// The fd is closed once no primitive can touch it any more: at once for a readiness backend;
+// for one that completes later, with the last report (so the number cannot be reused under a
+// primitive still in flight).
 void EngineCore::releaseHandle(Handle* h) {
   if (h->pendingPrimitives > 0) {
     zombies_.push_back(h);
     return;
   }
+  ::close(h->fd);
   delete h;
 }
 
@@ -313,6 +321,7 @@ void EngineCore::unlink(Op* op) {
   };
   if (op->kind == OpKind::kAccept) {
     drop(h->accepts);
+    if (h->accepts.empty() && h->acceptPending && !h->closed) backend_->unwant(h, Primitive::kAccept);
   } else if (op->kind == OpKind::kWrite) {
     drop(h->writes);
     if (h->sendOp == op) {
@@ -422,7 +431,13 @@ bool EngineCore::cancel(int64_t id) {
 // After the head read or write of `h` left early (cancel, timeout), the next queued op may run.
 // Only read and write heads are passed here, so `h` is still open.
 void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
-  if (wasHeadRead && !h->reads.empty()) pumpReads(h);
+  if (wasHeadRead) {
+    if (!h->reads.empty()) {
+      pumpReads(h);
+    } else if (h->recvPending) {
+      backend_->unwant(h, Primitive::kRecv);  // nobody reads now: a blocked worker may leave
+    }
+  }
   if (wasHeadWrite && !h->writes.empty()) pumpWrites(h);
 }
 
@@ -478,6 +493,7 @@ bool EngineCore::primitiveAfterClose(Handle* h) {
   if (--h->pendingPrimitives <= 0) {
     auto it = std::find(zombies_.begin(), zombies_.end(), h);
     if (it != zombies_.end()) zombies_.erase(it);
+    ::close(h->fd);
     delete h;
   }
   return true;
@@ -965,8 +981,6 @@ void EngineCore::shutdown() {
   std::vector<uint64_t> hs;
   for (auto& [id, h] : handles_) hs.push_back(id);
   for (uint64_t id : hs) close(id);
-  for (Handle* z : zombies_) delete z;
-  zombies_.clear();
 }
 
 }  // namespace async_engine
