@@ -7,6 +7,7 @@
         "native/core/engine_core.cc",
         "native/core/framing.cc",
         "native/core/resolver.cc",
+        "native/backends/factory.cc",
         "native/backends/epoll.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],

@@ -10,7 +10,7 @@
 #include <cstring>
 #include <napi.h>
 
-#include "backends/epoll.h"
+#include "backends/factory.h"
 #include "core/engine_core.h"
 
 namespace async_engine {
@@ -124,7 +124,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                        });
   }
 
-  // new NativeEngine(impl, manualDrive, dispatch, maxEvents)
+  // new NativeEngine(impl, manualDrive, dispatch, { maxEvents, threads, entries })
   NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
     Napi::Env env = info.Env();
     closedHandle_.closed = true;
@@ -133,15 +133,21 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // Weak while nothing is pending (an idle engine can be collected), strong while ops or
     // listeners are live (their callbacks must fire even if the program dropped the engine).
     dispatch_ = Napi::Weak(info[2].As<Napi::Function>());
-    int maxEvents = info[3].IsNumber() ? info[3].As<Napi::Number>().Int32Value() : 256;
-    if (impl != "readiness") {
-      Napi::Error::New(env, "implementation '" + impl + "' is not available in this build").ThrowAsJavaScriptException();
-      return;
+    BackendOptions options;
+    if (info[3].IsObject()) {
+      Napi::Object o = info[3].As<Napi::Object>();
+      auto num = [&o](const char* key, int dflt) {
+        Napi::Value v = o.Get(key);
+        return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : dflt;
+      };
+      options.maxEvents = num("maxEvents", options.maxEvents);
+      options.threads = num("threads", options.threads);
+      options.entries = num("entries", options.entries);
     }
     int err = 0;
-    auto backend = makeEpollBackend(&core_, maxEvents, &err);
+    auto backend = makeBackend(impl, &core_, options, &err);
     if (!backend) {
-      errnoError(env, err, "epoll_create1").ThrowAsJavaScriptException();
+      errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
       return;
     }
     err = core_.init(std::move(backend));
@@ -632,14 +638,7 @@ namespace {
 // "" when the implementation can run here, else the reason it cannot.
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string impl = info[0].As<Napi::String>();
-  if (impl == "readiness") {
-    int fd = ::epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0) return Napi::String::New(env, std::string("epoll_create1 failed: ") + std::strerror(errno));
-    ::close(fd);
-    return Napi::String::New(env, "");
-  }
-  return Napi::String::New(env, "the " + impl + " implementation is not part of this build yet");
+  return Napi::String::New(env, probeBackend(info[0].As<Napi::String>()));
 }
 
 }  // namespace

@@ -62,12 +62,19 @@ export interface NativeEngine {
   pending(): boolean;
 }
 
+/** Backend options, each read by its own implementation. */
+export interface NativeOptions {
+  maxEvents?: number;
+  threads?: number;
+  entries?: number;
+}
+
 interface Addon {
   NativeEngine: new (
     impl: string,
     manualDrive: boolean,
     dispatch: (batch: unknown[]) => void,
-    maxEvents: number,
+    options: NativeOptions,
   ) => NativeEngine;
   probe(impl: string): string;
 }

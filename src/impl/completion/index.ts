@@ -5,5 +5,8 @@ import type { ImplDescriptor } from '../registry.js';
 export const completion: ImplDescriptor = {
   name: 'completion',
   probe: () => addon.probe('completion') || undefined,
-  create: (_config, manual, dispatch) => new addon.NativeEngine('completion', manual, dispatch, 0),
+  create: (config, manual, dispatch) =>
+    new addon.NativeEngine('completion', manual, dispatch, {
+      entries: config.completion?.entries ?? 0,
+    }),
 };

@@ -6,5 +6,8 @@ import type { ImplDescriptor } from '../registry.js';
 export const threadpool: ImplDescriptor = {
   name: 'threadpool',
   probe: () => addon.probe('threadpool') || undefined,
-  create: (_config, manual, dispatch) => new addon.NativeEngine('threadpool', manual, dispatch, 0),
+  create: (config, manual, dispatch) =>
+    new addon.NativeEngine('threadpool', manual, dispatch, {
+      threads: config.threadpool?.threads ?? 0,
+    }),
 };

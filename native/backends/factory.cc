@@ -1,0 +1,30 @@
+// The backend of each implementation (see factory.h).
+#include "backends/factory.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "backends/epoll.h"
+
+namespace async_engine {
+
+std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error) {
+  if (impl == "readiness") return makeEpollBackend(sink, options.maxEvents, error);
+  *error = -ENOSYS;
+  return nullptr;
+}
+
+std::string probeBackend(const std::string& impl) {
+  if (impl == "readiness") {
+    int fd = ::epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0) return std::string("epoll_create1 failed: ") + std::strerror(errno);
+    ::close(fd);
+    return "";
+  }
+  return "the " + impl + " implementation is not part of this build yet";
+}
+
+}  // namespace async_engine
