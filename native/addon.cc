@@ -247,6 +247,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     uv_idle_stop(i);
     if (!u->owner) return;
     u->owner->idleActive_ = false;
+    u->owner->core_.expireTimers();  // due deadlines go out with (and before) this batch
     u->owner->deliverFromLoop();
   }
 

@@ -206,7 +206,8 @@ void EngineCore::submitChain(std::vector<Op*> stages) {
 }
 
 void EngineCore::armTimer(Op* op) {
-  if (op->timeoutMs <= 0) return;
+  // A sleep of 0 still goes through the heap, so it runs in deadline order with the others.
+  if (op->timeoutMs <= 0 && op->kind != OpKind::kSleep) return;
   // Deadlines past ~146 years saturate rather than overflow.
   constexpr double kMaxMs = 4.0e12;
   double ms = op->timeoutMs < kMaxMs ? op->timeoutMs : kMaxMs;

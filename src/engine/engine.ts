@@ -51,6 +51,7 @@ class OpRecord {
   internal = false;
   fn: (() => void) | undefined = undefined;
   constructor(
+    readonly id: number,
     readonly cb: Callback<any> | null,
     readonly kind: Kind,
     public sock: Socket | undefined,
@@ -497,7 +498,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   callLater(ms: number, fn: () => void): TimerHandle {
     if (typeof ms !== 'number') throw invalidArgType('ms', 'a number', ms);
     if (!Number.isFinite(ms) || ms < 0) throw outOfRange('ms', 'a finite number >= 0', ms);
-    return this.#bare(fn, ms === 0 ? Kind.Soon : Kind.Sleep, ms);
+    return this.#bare(fn, Kind.Sleep, ms);
   }
 
   /**
@@ -752,7 +753,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 
   #register(spec: StageSpec): [number, OpRecord] {
     const id = this.#nextId++;
-    const rec = new OpRecord(spec.cb, spec.kind, spec.sock);
+    const rec = new OpRecord(id, spec.cb, spec.kind, spec.sock);
     spec.setup?.(rec);
     this.#ops.set(id, rec);
     if (spec.cb) {
@@ -790,7 +791,16 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     const [id, rec] = this.#register({ kind, cb: null, handle: 0 });
     rec.fn = fn as () => void;
     this.native.submit(kind, id, 0, ms, undefined, undefined);
-    return { cancel: () => this.cancelOp(id) };
+    return {
+      // True until the callback has run: a callSoon whose turn came natively but that has not
+      // been dispatched yet is still cancellable here.
+      cancel: () => {
+        if (this.#closed || !this.#ops.has(id) || rec.fn === undefined) return false;
+        rec.fn = undefined;
+        this.native.cancel(id);
+        return true;
+      },
+    };
   }
 
   // Receives one batch from the native side: [id, result, payload] per finished op.
@@ -838,7 +848,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   #settle(id: number, rec: OpRecord, result: number, payload: unknown): void {
     this.#ops.delete(id);
     const cb = rec.cb;
-    if (cb !== null && cb._id === id) cb._target = null;
+    if (rec.chain) this.#retarget(rec.chain, id);
+    else if (cb !== null && cb._id === id) cb._target = null;
     if (rec.kind === Kind.Soon || rec.kind === Kind.Sleep) {
       if (result >= 0 && rec.fn) this.#call(rec.fn, undefined, undefined);
       return;
@@ -907,6 +918,19 @@ export class AsyncEngine implements IoOwner, CancelTarget {
       return;
     }
     if (!rec.internal && cb?.success) this.#call(cb.success, value, io);
+  }
+
+  // A chain stage settled: every stage Callback that pointed at it now cancels the first stage
+  // still pending, so cancel() on a finished stage still cancels the rest of the chain. With
+  // none left, the chain's Callbacks are free again.
+  #retarget(chain: ChainState, settledId: number): void {
+    const next = chain.records.find((r) => this.#ops.has(r.id));
+    for (const r of chain.records) {
+      const c = r.cb;
+      if (c === null || c._id !== settledId) continue;
+      if (next) c._id = next.id;
+      else c._target = null;
+    }
   }
 
   // A callback that throws must not stop the rest of the batch: its error is re-thrown on a
