@@ -150,6 +150,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
       return;
     }
+    backend_ = backend.get();
     err = core_.init(std::move(backend));
     if (err < 0) {
       errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
@@ -167,6 +168,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       uv_poll_init(loop, &uv_->poll, core_.pollFd());
       uv_->poll.data = uv_;
       uv_poll_start(&uv_->poll, UV_READABLE, &NativeEngine::OnPoll);
+      uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->poll));  // refd_ starts false: updateRef() keeps them in step
       uv_timer_init(loop, &uv_->timer);
       uv_->timer.data = uv_;
       uv_unref(reinterpret_cast<uv_handle_t*>(&uv_->timer));
@@ -247,6 +249,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     uv_idle_stop(i);
     if (!u->owner) return;
     u->owner->idleActive_ = false;
+    u->owner->core_.flushBackend();  // submissions made outside a batch (a timer, a promise)
     u->owner->core_.expireTimers();  // due deadlines go out with (and before) this batch
     u->owner->deliverFromLoop();
   }
@@ -269,6 +272,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         }
       }
     }
+    core_.flushBackend();  // what the batch's callbacks submitted goes out in one system call
     afterCall();
   }
 
@@ -338,7 +342,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   // the deadline timer, and keep the process alive only while there is something to wait for.
   void afterCall() {
     if (!uv_ || torn_) return;
-    if (!core_.ready().empty() && !idleActive_) {
+    if ((!core_.ready().empty() || core_.backendHasUnsubmitted()) && !idleActive_) {
       idleActive_ = true;
       uv_idle_start(&uv_->idle, &NativeEngine::OnIdle);
     }
@@ -594,6 +598,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
     o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));
     o.Set("listeners", Napi::Number::New(env, static_cast<double>(core_.listeners())));
+    // The backend's own gauges (a thread pool's queue depth, ...); the core frees it at teardown.
+    if (backend_ && !torn_) {
+      std::vector<std::pair<const char*, double>> gauges;
+      backend_->gauges(&gauges);
+      for (auto& [name, value] : gauges) o.Set(name, Napi::Number::New(env, value));
+    }
     return o;
   }
 
@@ -632,6 +642,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool torn_ = false;
   bool cleanupHook_ = false;
   int64_t armedDeadline_ = 0;
+  Backend* backend_ = nullptr;  // owned by core_, valid until teardown()
 };
 
 namespace {

@@ -5,14 +5,23 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "backends/epoll.h"
+#include "backends/uring.h"
+#include "backends/uring_ring.h"
 
 namespace async_engine {
 
 std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error) {
   if (impl == "readiness") return makeEpollBackend(sink, options.maxEvents, error);
+  if (impl == "completion") {
+    UringOptions o;
+    o.entries = options.entries;
+    if (const char* off = ::getenv("ASYNC_ENGINE_URING_DISABLE")) o.disabled = off;
+    return makeUringBackend(sink, o, error);
+  }
   *error = -ENOSYS;
   return nullptr;
 }
@@ -24,6 +33,7 @@ std::string probeBackend(const std::string& impl) {
     ::close(fd);
     return "";
   }
+  if (impl == "completion") return probeRing();
   return "the " + impl + " implementation is not part of this build yet";
 }
 

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace async_engine {
 
@@ -73,11 +75,19 @@ class Backend {
   // (kRetry when nothing was done; a real result, e.g. an accepted fd, is kept by the core).
   virtual void unwant(Handle* h, Primitive p) {}
 
+  // A backend that queues work (a ring) hands it to the kernel here; the engine calls this
+  // once after each batch of JavaScript callbacks, so one system call carries the batch.
+  virtual bool hasUnsubmitted() const { return false; }
+  virtual void flush() {}
+
   // Waits up to timeoutMs (0: poll, -1: forever) and reports what finished through the Sink.
   // Returns the number of events handled, or -errno.
   virtual int wait(int timeoutMs) = 0;
   // System calls made so far, for stats().
   virtual uint64_t syscalls() const = 0;
+  // Instantaneous gauges of the mechanism for stats(), as (name, value) pairs appended to `out`
+  // (e.g. a thread pool's queueDepth and busyWorkers). Engine thread; none by default.
+  virtual void gauges(std::vector<std::pair<const char*, double>>* out) const {}
 };
 
 }  // namespace async_engine

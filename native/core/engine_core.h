@@ -88,6 +88,7 @@ struct Handle {
   // Owned by the backend.
   uint32_t backendFlags = 0;
   void* backendData = nullptr;
+  sockaddr_storage peerAddr{};  // a connect's address, for backends that read it later
 
   ~Handle() { std::free(recvArea); }
 };
@@ -164,6 +165,10 @@ class EngineCore : public Sink {
   int init(std::unique_ptr<Backend> backend);
 
   const char* backendName() const { return backend_->name(); }
+  bool backendHasUnsubmitted() const { return backend_ && backend_->hasUnsubmitted(); }
+  void flushBackend() {
+    if (backend_) backend_->flush();
+  }
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.

@@ -102,6 +102,13 @@ export interface EngineStats {
   /** Open sockets and listeners. */
   sockets: number;
   listeners: number;
+  /**
+   * Primitives (recv, send, accept, connect) waiting for a worker thread because every worker
+   * already holds as many as it watches. Implementations: `threadpool` only.
+   */
+  queueDepth?: number;
+  /** Worker threads holding at least one primitive. Implementations: `threadpool` only. */
+  busyWorkers?: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */
