@@ -10,7 +10,8 @@
         "native/backends/factory.cc",
         "native/backends/epoll.cc",
         "native/backends/uring_ring.cc",
-        "native/backends/uring.cc"
+        "native/backends/uring.cc",
+        "native/backends/threadpool.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -6,6 +6,7 @@
 #include <sys/un.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <napi.h>
@@ -260,11 +261,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Env env = Env();
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
       Napi::HandleScope scope(env);
-      Napi::Value batch = takeBatch(env);
+      Batch b = takeBatch(env);
       napi_value result;
-      napi_value argv[1] = {batch};
+      napi_value argv[3] = {b.count, b.idsResults, b.payloads};
       napi_status st = napi_make_callback(env, asyncContext_ ? static_cast<napi_async_context>(*asyncContext_) : nullptr,
-                                          Value(), dispatch_.Value(), 1, argv, &result);
+                                          Value(), dispatch_.Value(), 3, argv, &result);
       if (st != napi_ok || env.IsExceptionPending()) {
         if (env.IsExceptionPending()) {
           Napi::Error e = env.GetAndClearPendingException();
@@ -276,21 +277,39 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     afterCall();
   }
 
-  // Converts the finished ops into [id, result, payload, ...] for the JS dispatcher.
-  Napi::Value takeBatch(Napi::Env env) {
-    std::vector<Completion> batch;
-    batch.swap(core_.ready());
-    Napi::Array arr = Napi::Array::New(env, batch.size() * 3);
+  // One batch for the JS dispatcher: (count, ids and results in a Float64Array that is
+  // reused from batch to batch, payloads in an array with holes where an op has none).
+  struct Batch {
+    napi_value count;
+    napi_value idsResults;
+    napi_value payloads;
+  };
+
+  Batch takeBatch(Napi::Env env) {
+    batch_.clear();
+    batch_.swap(core_.ready());  // the core keeps filling the other vector, capacity and all
+    size_t n = batch_.size();
+    if (n * 2 > f64Cap_) {
+      size_t cap = f64Cap_ ? f64Cap_ : 512;
+      while (cap < n * 2) cap *= 2;
+      Napi::Float64Array arr = Napi::Float64Array::New(env, cap);
+      f64Ref_ = Napi::Persistent(arr);
+      f64_ = arr.Data();
+      f64Cap_ = cap;
+    }
+    Napi::Array payloads = Napi::Array::New(env, n);
     size_t settled = 0;
-    uint32_t k = 0;
-    for (Completion& c : batch) {
-      arr.Set(k++, Napi::Number::New(env, static_cast<double>(c.id)));
-      arr.Set(k++, Napi::Number::New(env, static_cast<double>(c.result)));
+    for (size_t i = 0; i < n; i++) {
+      Completion& c = batch_[i];
+      f64_[2 * i] = static_cast<double>(c.id);
+      f64_[2 * i + 1] = static_cast<double>(c.result);
       if (c.result != kProgress) settled++;
-      arr.Set(k++, payload(env, c));
+      if (c.kind != PayloadKind::kNone || (c.result < 0 && c.syscall != Syscall::kNone) || c.result == kErrResolve) {
+        payloads.Set(static_cast<uint32_t>(i), payload(env, c));
+      }
     }
     core_.delivered(settled);
-    return arr;
+    return Batch{Napi::Number::New(env, static_cast<double>(n)), f64Ref_.Value(), payloads};
   }
 
   Napi::Value payload(Napi::Env env, Completion& c) {
@@ -321,6 +340,14 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         return a;
       }
       case PayloadKind::kLines:
+        if (c.flag) {  // lines of an op with a non-UTF-8 encoding: bytes, decoded in JS
+          auto a = Napi::Array::New(env, c.list.size());
+          for (uint32_t i = 0; i < c.list.size(); i++) {
+            a.Set(i, Napi::Buffer<char>::Copy(env, c.list[i].data(), c.list[i].size()));
+          }
+          return a;
+        }
+        [[fallthrough]];
       case PayloadKind::kAddrs: {
         auto a = Napi::Array::New(env, c.list.size());
         for (uint32_t i = 0; i < c.list.size(); i++) a.Set(i, Napi::String::New(env, c.list[i]));
@@ -453,6 +480,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         if (a.IsBuffer()) {
           auto buf = a.As<Napi::Buffer<char>>();
           op->pattern.assign(buf.Data(), buf.Length());
+          op->asString = false;  // a glob given as bytes: its lines come back as bytes too
         } else {
           op->pattern = a.As<Napi::String>().Utf8Value();
         }
@@ -566,8 +594,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     core_.poll(core_.ready().empty() ? timeout : 0);
     size_t before = core_.stats().completions;
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
-      Napi::Value batch = takeBatch(env);
-      dispatch_.Call(Value(), {batch});
+      Batch b = takeBatch(env);
+      dispatch_.Call(Value(), {b.count, b.idsResults, b.payloads});
       if (env.IsExceptionPending()) break;
     }
     size_t n = core_.stats().completions - before;
@@ -581,9 +609,17 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Env env = info.Env();
     if (torn_) return env.Undefined();
     core_.shutdown();
-    Napi::Value batch = takeBatch(env);
+    Batch b = takeBatch(env);
+    // Delivered later (never inside the shutdown call): the reused array gets a copy.
+    size_t n = static_cast<size_t>(Napi::Value(env, b.count).As<Napi::Number>().Int64Value());
+    Napi::Float64Array copy = Napi::Float64Array::New(env, std::max<size_t>(n * 2, 1));
+    std::memcpy(copy.Data(), f64_ ? f64_ : copy.Data(), n * 2 * sizeof(double));
+    Napi::Array out = Napi::Array::New(env, 3);
+    out.Set(0u, b.count);
+    out.Set(1u, copy);
+    out.Set(2u, b.payloads);
     teardown();
-    return batch;
+    return out;
   }
 
   Napi::Value StatsJs(const Napi::CallbackInfo& info) {
@@ -633,6 +669,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   EngineCore core_;
   Handle closedHandle_{};  // stands for a handle id that is no longer open
   Napi::FunctionReference dispatch_;
+  std::vector<Completion> batch_;
+  Napi::Reference<Napi::Float64Array> f64Ref_;
+  double* f64_ = nullptr;
+  size_t f64Cap_ = 0;
   std::unique_ptr<Napi::AsyncContext> asyncContext_;
   napi_env env_ = nullptr;
   UvHandles* uv_ = nullptr;

@@ -11,6 +11,7 @@
 #include "backends/epoll.h"
 #include "backends/uring.h"
 #include "backends/uring_ring.h"
+#include "backends/threadpool.h"
 
 namespace async_engine {
 
@@ -22,6 +23,7 @@ std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const 
     if (const char* off = ::getenv("ASYNC_ENGINE_URING_DISABLE")) o.disabled = off;
     return makeUringBackend(sink, o, error);
   }
+  if (impl == "threadpool") return makeThreadPoolBackend(sink, options.threads, error);
   *error = -ENOSYS;
   return nullptr;
 }
@@ -33,6 +35,8 @@ std::string probeBackend(const std::string& impl) {
     ::close(fd);
     return "";
   }
+  // Worker threads waiting in poll(2): runs wherever pthreads and poll exist.
+  if (impl == "threadpool") return "";
   if (impl == "completion") return probeRing();
   return "the " + impl + " implementation is not part of this build yet";
 }

@@ -1,6 +1,7 @@
 // A socket's input buffer: bytes received and not yet consumed by an op, in one contiguous
 // span so that framing can search it in place. Storage is released when it drains, so an idle
-// connection holds no buffer memory.
+// connection holds no buffer memory; and when a receive lands on an empty buffer, its bytes are
+// framed where they landed (borrowed) and only what is left over is copied in.
 #pragma once
 
 #include <cstddef>
@@ -17,11 +18,33 @@ class ByteBuffer {
   ByteBuffer& operator=(const ByteBuffer&) = delete;
   ~ByteBuffer() { std::free(data_); }
 
-  const char* data() const { return data_ + r_; }
-  size_t size() const { return w_ - r_; }
-  bool empty() const { return w_ == r_; }
+  const char* data() const { return borrowed_ ? borrowed_ : data_ + r_; }
+  size_t size() const { return borrowed_ ? borrowedLen_ : w_ - r_; }
+  bool empty() const { return size() == 0; }
 
+  // New bytes at `p`. On an empty buffer they are only borrowed: `p` must stay valid until
+  // settle(), which copies whatever is still unconsumed.
   void append(const char* p, size_t n) {
+    if (n == 0) return;
+    if (empty() && !borrowed_) {
+      borrowed_ = p;
+      borrowedLen_ = n;
+      return;
+    }
+    settle();
+    reserve(n);
+    std::memcpy(data_ + w_, p, n);
+    w_ += n;
+  }
+
+  // Makes the buffer own its bytes (before the memory it borrows is reused).
+  void settle() {
+    if (!borrowed_) return;
+    const char* p = borrowed_;
+    size_t n = borrowedLen_;
+    borrowed_ = nullptr;
+    borrowedLen_ = 0;
+    if (n == 0) return;
     reserve(n);
     std::memcpy(data_ + w_, p, n);
     w_ += n;
@@ -29,6 +52,12 @@ class ByteBuffer {
 
   // Drops the first n bytes; the storage goes once nothing is left.
   void consume(size_t n) {
+    if (borrowed_) {
+      borrowed_ += n;
+      borrowedLen_ -= n;
+      if (borrowedLen_ == 0) borrowed_ = nullptr;
+      return;
+    }
     r_ += n;
     if (r_ == w_) release();
   }
@@ -66,6 +95,8 @@ class ByteBuffer {
   size_t r_ = 0;
   size_t w_ = 0;
   size_t cap_ = 0;
+  const char* borrowed_ = nullptr;
+  size_t borrowedLen_ = 0;
 };
 
 }  // namespace async_engine

@@ -511,7 +511,15 @@ void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
   }
 }
 
+// Frames what is buffered for the queued reads, receiving more while the head op needs it.
+// Received bytes are framed where they landed; whatever is left is copied into the socket's
+// buffer before that memory is received into again, and before returning.
 void EngineCore::pumpReads(Handle* h) {
+  pumpReadsLoop(h);
+  h->in.settle();
+}
+
+void EngineCore::pumpReadsLoop(Handle* h) {
   for (;;) {
     while (!h->reads.empty()) {
       Op* op = h->reads.front();
@@ -525,6 +533,7 @@ void EngineCore::pumpReads(Handle* h) {
       continue;
     }
     if (h->recvPending) return;
+    h->in.settle();
     ssize_t r = backend_->recv(h);
     if (r == kPending) {
       h->recvPending = true;
@@ -635,6 +644,7 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
         if (globMatch(op->pattern, op->lines.back())) break;
       }
       c.kind = PayloadKind::kLines;
+      c.flag = !op->asString;
       c.list = std::move(op->lines);
       c.result = static_cast<int64_t>(op->n);
       h->in.consume(op->n);

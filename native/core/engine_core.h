@@ -232,6 +232,7 @@ class EngineCore : public Sink {
 
   void resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite);
   void pumpReads(Handle* h);
+  void pumpReadsLoop(Handle* h);
   bool tryFrame(Handle* h, Op* op);  // true: op finished
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);

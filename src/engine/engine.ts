@@ -249,13 +249,19 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     if (glob === '' || glob.includes('\0')) {
       throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
     }
+    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    const utf8 = encoding === 'utf8' || encoding === 'utf-8';
     this.#submit({
       kind: Kind.ReadGlob,
       cb,
       sock,
       handle: this.#socket(sock),
-      a: glob,
+      // Lines are matched as bytes: a glob in another encoding is given as its bytes.
+      a: utf8 ? glob : Buffer.from(glob, encoding),
       b: this.#limit(opts),
+      setup: (rec) => {
+        rec.encoding = encoding;
+      },
     });
   }
 
@@ -544,12 +550,12 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
     this.#closed = true;
-    const batch = this.native.shutdown() as unknown[];
+    const [count, idsResults, payloads] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();
     this.#shutdown = new Promise<void>((resolve) => {
       setImmediate(() => {
-        this.#dispatch(batch);
+        this.#dispatch(count, idsResults, payloads);
         // Anything the native side no longer knew of (it cannot be, but the contract is
         // exactly once) settles here.
         for (const [id, rec] of this.#ops) this.#settle(id, rec, Code.Canceled, undefined);
@@ -803,18 +809,19 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     };
   }
 
-  // Receives one batch from the native side: [id, result, payload] per finished op.
-  readonly #dispatch = (batch: unknown[]): void => {
-    for (let i = 0; i < batch.length; i += 3) {
-      const id = batch[i] as number;
-      const result = batch[i + 1] as number;
+  // Receives one batch from the native side: `count` finished ops, their ids and results in
+  // `idsResults` (pairs), their payloads (if any) in `payloads`.
+  readonly #dispatch = (count: number, idsResults: Float64Array, payloads: unknown[]): void => {
+    for (let i = 0; i < count; i++) {
+      const id = idsResults[2 * i]!;
+      const result = idsResults[2 * i + 1]!;
       const rec = this.#ops.get(id);
       if (rec === undefined) continue;
       if (result === Code.Progress) {
-        this.#progress(id, rec, batch[i + 2] as [Buffer, boolean, boolean]);
+        this.#progress(id, rec, payloads[i] as [Buffer, boolean, boolean]);
         continue;
       }
-      this.#settle(id, rec, result, batch[i + 2]);
+      this.#settle(id, rec, result, payloads[i]);
     }
     if (this.#runWaiters.length > 0 && !this.native.pending()) {
       const waiters = this.#runWaiters;
@@ -878,6 +885,11 @@ export class AsyncEngine implements IoOwner, CancelTarget {
             err.line = line;
           }
           value = line;
+          break;
+        }
+        case Kind.ReadGlob: {
+          const lines = payload as Array<string | Buffer>;
+          value = lines.map((l) => (typeof l === 'string' ? l : l.toString(rec.encoding)));
           break;
         }
         case Kind.ReadRegex:

@@ -10,7 +10,11 @@ export interface ImplDescriptor {
   name: ImplName;
   /** undefined when it can run here, else why not. Probed once per process. */
   probe(): string | undefined;
-  create(config: EngineConfig, manual: boolean, dispatch: (batch: unknown[]) => void): NativeEngine;
+  create(
+    config: EngineConfig,
+    manual: boolean,
+    dispatch: (count: number, idsResults: Float64Array, payloads: unknown[]) => void,
+  ): NativeEngine;
 }
 
 /** `auto` takes the first available of these. */

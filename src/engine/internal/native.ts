@@ -55,7 +55,7 @@ export interface NativeEngine {
   cancel(id: number): boolean;
   regexVerdict(id: number, verdict: number): boolean;
   runOnce(timeoutMs: number): number;
-  shutdown(): unknown[];
+  shutdown(): [number, Float64Array, unknown[]];
   stats(): NativeStats;
   bufferedBytes(handle: number): number;
   address(handle: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | string | undefined;
@@ -73,7 +73,7 @@ interface Addon {
   NativeEngine: new (
     impl: string,
     manualDrive: boolean,
-    dispatch: (batch: unknown[]) => void,
+    dispatch: (count: number, idsResults: Float64Array, payloads: unknown[]) => void,
     options: NativeOptions,
   ) => NativeEngine;
   probe(impl: string): string;
