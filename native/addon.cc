@@ -502,12 +502,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       case OpKind::kWrite: {
         if (a.IsBuffer()) {
           auto buf = a.As<Napi::Buffer<char>>();
-          op->data.assign(buf.Data(), buf.Length());
+          op->data.assign(buf.Data(), buf.Data() + buf.Length());
         } else if (a.IsArray()) {
           auto arr = a.As<Napi::Array>();
           for (uint32_t i = 0; i < arr.Length(); i++) {
             auto buf = arr.Get(i).As<Napi::Buffer<char>>();
-            op->data.append(buf.Data(), buf.Length());
+            op->data.insert(op->data.end(), buf.Data(), buf.Data() + buf.Length());
           }
         }
         break;

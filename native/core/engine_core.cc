@@ -173,8 +173,13 @@ void EngineCore::close(uint64_t id) {
   } else {
     sockets_--;
   }
+  if (h->acceptBackoff) {
+    backoff_.erase(std::find(backoff_.begin(), backoff_.end(), h));
+    h->acceptBackoff = false;
+  }
   h->pendingPrimitives = backend_->detach(h);
   releaseHandle(h);
+  if (!backoff_.empty() && !shuttingDown_) retryAccepts();  // an fd was freed
 }
 
 // The fd is closed once no primitive can touch it any more: at once for a readiness backend;
@@ -758,7 +763,7 @@ void EngineCore::pumpAccepts(Handle* l) {
       deliverAccepted(l->accepts.front(), fd);
       continue;
     }
-    if (l->acceptPending) return;
+    if (l->acceptPending || l->acceptBackoff) return;
     ssize_t r = backend_->accept(l);
     if (r == kPending) {
       l->acceptPending = true;
@@ -766,12 +771,36 @@ void EngineCore::pumpAccepts(Handle* l) {
     }
     stats_.coreSyscalls++;
     if (r < 0) {
-      if (r == -EMFILE || r == -ENFILE) shedPendingConnections(l);
+      if (outOfFds(r)) {
+        deferAccepts(l);
+        return;
+      }
       fail(l->accepts.front(), r, Syscall::kAccept);
       continue;
     }
     deliverAccepted(l->accepts.front(), static_cast<int>(r));
   }
+}
+
+bool EngineCore::outOfFds(ssize_t r) { return r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM; }
+
+// Out of fds (accept4 says so even with nothing waiting): the accept ops stay queued and are
+// tried again in 100 ms, or as soon as the engine closes a socket, rather than failing at once
+// into a server loop that would re-arm them and spin.
+void EngineCore::deferAccepts(Handle* l) {
+  shedPendingConnections(l);
+  if (l->acceptBackoff) return;
+  l->acceptBackoff = true;
+  backoff_.push_back(l);
+  if (backoffAt_ == 0) backoffAt_ = nowNs() + 100 * 1000000LL;
+}
+
+void EngineCore::retryAccepts() {
+  std::vector<Handle*> waiting;
+  waiting.swap(backoff_);
+  backoffAt_ = 0;
+  for (Handle* l : waiting) l->acceptBackoff = false;
+  for (Handle* l : waiting) pumpAccepts(l);
 }
 
 // Out of fds: the waiting connections would keep the listener readable and a server that
@@ -831,6 +860,9 @@ void EngineCore::onAccept(Handle* l, ssize_t r) {
     } else {
       deliverAccepted(l->accepts.front(), static_cast<int>(r));
     }
+  } else if (outOfFds(r)) {
+    deferAccepts(l);
+    return;
   } else if (!l->accepts.empty()) {
     fail(l->accepts.front(), r, Syscall::kAccept);
   }
@@ -937,18 +969,24 @@ void EngineCore::onWake() {
 
 // ---- time ----
 
-int64_t EngineCore::nextDeadline() const { return heap_.empty() ? 0 : heap_.front()->deadline; }
+int64_t EngineCore::nextDeadline() const {
+  int64_t d = heap_.empty() ? 0 : heap_.front()->deadline;
+  if (backoffAt_ && (d == 0 || backoffAt_ < d)) d = backoffAt_;
+  return d;
+}
 
 int64_t EngineCore::msToNextDeadline() const {
-  if (heap_.empty()) return -1;
-  int64_t d = heap_.front()->deadline - nowNs();
+  int64_t next = nextDeadline();
+  if (next == 0) return -1;
+  int64_t d = next - nowNs();
   if (d <= 0) return 0;
   return (d + 999999) / 1000000;
 }
 
 void EngineCore::expireTimers() {
-  if (heap_.empty()) return;
+  if (heap_.empty() && backoffAt_ == 0) return;
   int64_t now = nowNs();
+  if (backoffAt_ && backoffAt_ <= now) retryAccepts();
   while (!heap_.empty() && heap_.front()->deadline <= now) {
     Op* op = heap_.front();
     if (op->kind == OpKind::kSleep) {
@@ -981,6 +1019,7 @@ Stats EngineCore::stats() const {
 }
 
 void EngineCore::shutdown() {
+  shuttingDown_ = true;
   // Stages of a chain are failed by their running stage; collect the running ones first.
   std::vector<int64_t> ids;
   ids.reserve(ops_.size());

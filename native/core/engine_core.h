@@ -73,7 +73,7 @@ struct Handle {
   const char* recvFrom = nullptr;  // where the pending recv puts its bytes
   char* recvArea = nullptr;        // own receive area, for backends that complete later
   Op* sendOp = nullptr;            // the write whose bytes the pending send carries
-  std::string sendOrphan;          // bytes of a pending send whose write op left early
+  std::vector<char> sendOrphan;    // bytes of a pending send whose write op left early
   std::deque<Op*> reads;
   std::deque<Op*> writes;
 
@@ -81,6 +81,7 @@ struct Handle {
   std::deque<Op*> accepts;
   std::deque<int> backlog;
   bool acceptPending = false;
+  bool acceptBackoff = false;  // out of fds: accepts wait for a retry
 
   // Connect in progress.
   Op* connecting = nullptr;
@@ -115,8 +116,9 @@ struct Op {
   size_t reportedLen = 0;
   bool reportedEof = false;
 
-  // Writes: the bytes not yet accepted by the kernel.
-  std::string data;
+  // Writes: the bytes to send. A vector, not a string: moving it must keep the bytes where a
+  // backend may still be reading them (a short string would be copied out of its SSO buffer).
+  std::vector<char> data;
   size_t written = 0;
 
   // Connects: candidate addresses, tried in order.
@@ -239,6 +241,9 @@ class EngineCore : public Sink {
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
   void shedPendingConnections(Handle* l);
+  static bool outOfFds(ssize_t r);
+  void deferAccepts(Handle* l);
+  void retryAccepts();
   void startConnect(Op* op);
   void connectResult(Op* op, ssize_t result);
   void releaseHandle(Handle* h);
@@ -248,7 +253,10 @@ class EngineCore : public Sink {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;
   int wakeFd_ = -1;
-  int reserveFd_ = -1;  // spare fd, given up to shed connections when out of fds
+  int reserveFd_ = -1;
+  std::vector<Handle*> backoff_;  // listeners whose accepts wait after running out of fds
+  int64_t backoffAt_ = 0;         // when they are tried again
+  bool shuttingDown_ = false;  // spare fd, given up to shed connections when out of fds
   std::unordered_map<int64_t, Op*> ops_;
   std::unordered_map<uint64_t, Handle*> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
