@@ -47,7 +47,10 @@ int64_t EngineCore::nowNs() {
 
 EngineCore::EngineCore() : scratch_(kScratchSize) {}
 
-EngineCore::~EngineCore() { release(); }
+EngineCore::~EngineCore() {
+  release();
+  for (Op* op : freeOps_) delete op;
+}
 
 void EngineCore::release() {
   if (backend_) shutdown();
@@ -195,6 +198,23 @@ void EngineCore::releaseHandle(Handle* h) {
 }
 
 // ---- ops ----
+
+// Ops are recycled: a server settles two or three per request, and a freed Op is the next one.
+Op* EngineCore::newOp() {
+  if (freeOps_.empty()) return new Op();
+  Op* op = freeOps_.back();
+  freeOps_.pop_back();
+  return op;
+}
+
+void EngineCore::freeOp(Op* op) {
+  if (freeOps_.size() >= 1024) {
+    delete op;
+    return;
+  }
+  *op = Op();
+  freeOps_.push_back(op);
+}
 
 void EngineCore::submit(Op* op) {
   ops_[op->id] = op;
@@ -361,13 +381,13 @@ void EngineCore::finish(Op* op, Completion&& c) {
         next->addrs = std::move(op->addrs);
         next->addrLens = std::move(op->addrLens);
       }
-      delete op;
+      freeOp(op);
       start(next);
       return;
     }
     abortAfter(op, ready_.back().result);
   }
-  delete op;
+  freeOp(op);
 }
 
 void EngineCore::abortAfter(Op* op, int64_t cause) {
@@ -379,7 +399,7 @@ void EngineCore::abortAfter(Op* op, int64_t cause) {
     c.result = kErrAborted;
     ready_.push_back(std::move(c));
     undelivered_++;
-    delete s;
+    freeOp(s);
     s = after;
   }
   op->next = nullptr;

@@ -179,6 +179,8 @@ class EngineCore : public Sink {
   Handle* handle(uint64_t id);
   void close(uint64_t id);
 
+  // An Op to fill in and submit (recycled from settled ones).
+  Op* newOp();
   // Ops. The op belongs to the core from here on; its completion lands in ready().
   void submit(Op* op);
   // Submits a chain: stages[0] starts now, each later one when its predecessor succeeds.
@@ -231,6 +233,7 @@ class EngineCore : public Sink {
   void fail(Op* op, int64_t code, Syscall sc = Syscall::kNone);
   void abortAfter(Op* op, int64_t cause);
   void unlink(Op* op);
+  void freeOp(Op* op);
 
   void resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite);
   void pumpReads(Handle* h);
@@ -276,6 +279,7 @@ class EngineCore : public Sink {
   std::vector<Op*> heap_;
   uint64_t timerSeq_ = 0;
 
+  std::vector<Op*> freeOps_;
   std::vector<Completion> ready_;
   size_t undelivered_ = 0;
   std::vector<char> scratch_;
