@@ -113,7 +113,6 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                            InstanceMethod<&NativeEngine::Adopt>("adopt"),
                            InstanceMethod<&NativeEngine::Close>("close"),
                            InstanceMethod<&NativeEngine::Chain>("chain"),
-                           InstanceMethod<&NativeEngine::Cancel>("cancel"),
                            InstanceMethod<&NativeEngine::RegexVerdict>("regexVerdict"),
                            InstanceMethod<&NativeEngine::RunOnce>("runOnce"),
                            InstanceMethod<&NativeEngine::Shutdown>("shutdown"),
@@ -121,6 +120,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                            InstanceMethod<&NativeEngine::Buffered>("bufferedBytes"),
                            InstanceMethod<&NativeEngine::Address>("address"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
+                           InstanceMethod<&NativeEngine::Extras>("extras"),
                        });
   }
 
@@ -157,9 +157,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       return;
     }
     env_ = env;
-    // The hot path: submit is a plain function carrying the engine as its data, which spares
-    // the wrapper lookup (napi_unwrap) an instance method pays on every call.
-    info.This().As<Napi::Object>().Set("submit", Napi::Function::New(env, &NativeEngine::SubmitFast, "submit", this));
+    // The hot path (submit, drain, cancel): plain functions carrying the engine as their data,
+    // which spares the wrapper lookup (napi_unwrap) an instance method pays on every call.
+    Napi::Object self = info.This().As<Napi::Object>();
+    self.Set("submit", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Submit>, "submit", this));
+    self.Set("drain", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Drain>, "drain", this));
+    self.Set("cancel", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Cancel>, "cancel", this));
     napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
     cleanupHook_ = true;
     if (!manual_) {
@@ -265,9 +268,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       Napi::HandleScope scope(env);
       Batch b = takeBatch(env);
       napi_value result;
-      napi_value argv[3] = {b.count, b.idsResults, b.payloads};
+      napi_value argv[4] = {b.count, b.idsResults, b.payloads, b.arena};
       napi_status st = napi_make_callback(env, asyncContext_ ? static_cast<napi_async_context>(*asyncContext_) : nullptr,
-                                          Value(), dispatch_.Value(), 3, argv, &result);
+                                          Value(), dispatch_.Value(), 4, argv, &result);
       if (st != napi_ok || env.IsExceptionPending()) {
         if (env.IsExceptionPending()) {
           Napi::Error e = env.GetAndClearPendingException();
@@ -279,39 +282,102 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     afterCall();
   }
 
-  // One batch for the JS dispatcher: (count, ids and results in a Float64Array that is
-  // reused from batch to batch, payloads in an array with holes where an op has none).
+  // One batch for the JS dispatcher. `idsResults` (a Float64Array reused from batch to batch)
+  // holds four numbers per finished op: id, result, and the offset and length of its bytes in
+  // `arena` (a Buffer also reused), or -1 when its payload is in `payloads` (an array with
+  // holes, made only when some op needs it). Small payloads thus cost no Buffer each.
   struct Batch {
     napi_value count;
     napi_value idsResults;
     napi_value payloads;
+    napi_value arena;
   };
+
+  static constexpr size_t kArenaMax = 16 * 1024;  // larger payloads travel as their own Buffer
 
   Batch takeBatch(Napi::Env env) {
     batch_.clear();
     batch_.swap(core_.ready());  // the core keeps filling the other vector, capacity and all
     size_t n = batch_.size();
-    if (n * 2 > f64Cap_) {
-      size_t cap = f64Cap_ ? f64Cap_ : 512;
-      while (cap < n * 2) cap *= 2;
+    if (n * 4 > f64Cap_) {
+      size_t cap = f64Cap_ ? f64Cap_ : 1024;
+      while (cap < n * 4) cap *= 2;
       Napi::Float64Array arr = Napi::Float64Array::New(env, cap);
       f64Ref_ = Napi::Persistent(arr);
       f64_ = arr.Data();
       f64Cap_ = cap;
     }
-    Napi::Array payloads = Napi::Array::New(env, n);
+    size_t arenaNeed = 0;
+    for (const Completion& c : batch_) {
+      if (inArena(c)) arenaNeed += c.data.size();
+    }
+    if (arenaNeed > arenaCap_ || arenaRef_.IsEmpty()) {
+      size_t cap = arenaCap_ ? arenaCap_ : 64 * 1024;
+      while (cap < arenaNeed) cap *= 2;
+      Napi::Buffer<char> buf = Napi::Buffer<char>::New(env, cap);
+      arenaRef_ = Napi::Persistent(buf);
+      arena_ = buf.Data();
+      arenaCap_ = cap;
+    }
+    napi_value payloads = nullptr;
     size_t settled = 0;
+    size_t at = 0;
     for (size_t i = 0; i < n; i++) {
       Completion& c = batch_[i];
-      f64_[2 * i] = static_cast<double>(c.id);
-      f64_[2 * i + 1] = static_cast<double>(c.result);
+      double* f = f64_ + 4 * i;
+      f[0] = static_cast<double>(c.id);
+      f[1] = static_cast<double>(c.result);
+      f[2] = -1;
+      f[3] = 0;
       if (c.result != kProgress) settled++;
-      if (c.kind != PayloadKind::kNone || (c.result < 0 && c.syscall != Syscall::kNone) || c.result == kErrResolve) {
-        payloads.Set(static_cast<uint32_t>(i), payload(env, c));
+      if (inArena(c)) {
+        std::memcpy(arena_ + at, c.data.data(), c.data.size());
+        f[2] = static_cast<double>(at);
+        f[3] = static_cast<double>(c.data.size());
+        at += c.data.size();
+      } else if (c.kind != PayloadKind::kNone || (c.result < 0 && c.syscall != Syscall::kNone) ||
+                 c.result == kErrResolve) {
+        if (!payloads) payloads = Napi::Array::New(env, n);
+        Napi::Value(env, payloads).As<Napi::Array>().Set(static_cast<uint32_t>(i), payload(env, c));
       }
     }
     core_.delivered(settled);
-    return Batch{Napi::Number::New(env, static_cast<double>(n)), f64Ref_.Value(), payloads};
+    return Batch{Napi::Number::New(env, static_cast<double>(n)), f64Ref_.Value(),
+                 payloads ? payloads : env.Undefined(), arenaRef_.Value()};
+  }
+
+  static bool inArena(const Completion& c) {
+    return (c.kind == PayloadKind::kBytes || c.kind == PayloadKind::kString) && c.data.size() <= kArenaMax;
+  }
+
+  // drain(): the next batch for a dispatcher that keeps going in the same callback (ops its
+  // callbacks finished at once). Returns 0 when nothing is ready; the count when the batch is
+  // in the same Float64Array and arena as before with no separate payloads; minus the count
+  // when the dispatcher must fetch those with extras() (new arrays, or payloads). Building no
+  // array per call keeps a round of this loop cheap.
+  Napi::Value Drain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (torn_ || core_.ready().empty()) return Napi::Number::New(env, 0);
+    double* f64Before = f64_;
+    char* arenaBefore = arena_;
+    Batch b = takeBatch(env);
+    double n = Napi::Value(env, b.count).As<Napi::Number>().DoubleValue();
+    bool plain = f64_ == f64Before && arena_ == arenaBefore && Napi::Value(env, b.payloads).IsUndefined();
+    if (!plain) {
+      extras_ = Napi::Persistent(Napi::Array::New(env, 3));
+      extras_.Value().Set(0u, b.idsResults);
+      extras_.Value().Set(1u, b.payloads);
+      extras_.Value().Set(2u, b.arena);
+    }
+    return Napi::Number::New(env, plain ? n : -n);
+  }
+
+  // extras(): [idsResults, payloads, arena] of the batch drain() last returned with a minus.
+  Napi::Value Extras(const Napi::CallbackInfo& info) {
+    if (extras_.IsEmpty()) return info.Env().Undefined();
+    Napi::Value v = extras_.Value();
+    extras_.Reset();
+    return v;
   }
 
   Napi::Value payload(Napi::Env env, Completion& c) {
@@ -541,8 +607,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return op;
   }
 
-  static Napi::Value SubmitFast(const Napi::CallbackInfo& info) {
-    return static_cast<NativeEngine*>(info.Data())->Submit(info);
+  template <Napi::Value (NativeEngine::*Method)(const Napi::CallbackInfo&)>
+  static Napi::Value Fast(const Napi::CallbackInfo& info) {
+    return (static_cast<NativeEngine*>(info.Data())->*Method)(info);
   }
 
   Napi::Value Submit(const Napi::CallbackInfo& info) {
@@ -601,7 +668,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     size_t before = core_.stats().completions;
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
       Batch b = takeBatch(env);
-      dispatch_.Call(Value(), {b.count, b.idsResults, b.payloads});
+      dispatch_.Call(Value(), {b.count, b.idsResults, b.payloads, b.arena});
       if (env.IsExceptionPending()) break;
     }
     size_t n = core_.stats().completions - before;
@@ -616,14 +683,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     if (torn_) return env.Undefined();
     core_.shutdown();
     Batch b = takeBatch(env);
-    // Delivered later (never inside the shutdown call): the reused array gets a copy.
+    // Delivered later (never inside the shutdown call): the reused arrays are copied.
     size_t n = static_cast<size_t>(Napi::Value(env, b.count).As<Napi::Number>().Int64Value());
-    Napi::Float64Array copy = Napi::Float64Array::New(env, std::max<size_t>(n * 2, 1));
-    std::memcpy(copy.Data(), f64_ ? f64_ : copy.Data(), n * 2 * sizeof(double));
-    Napi::Array out = Napi::Array::New(env, 3);
+    Napi::Float64Array copy = Napi::Float64Array::New(env, std::max<size_t>(n * 4, 1));
+    std::memcpy(copy.Data(), f64_ ? f64_ : copy.Data(), n * 4 * sizeof(double));
+    Napi::Array out = Napi::Array::New(env, 4);
     out.Set(0u, b.count);
     out.Set(1u, copy);
     out.Set(2u, b.payloads);
+    out.Set(3u, Napi::Buffer<char>::Copy(env, arena_, arenaCap_));
     teardown();
     return out;
   }
@@ -679,6 +747,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Reference<Napi::Float64Array> f64Ref_;
   double* f64_ = nullptr;
   size_t f64Cap_ = 0;
+  Napi::Reference<Napi::Buffer<char>> arenaRef_;
+  Napi::Reference<Napi::Array> extras_;
+  char* arena_ = nullptr;
+  size_t arenaCap_ = 0;
   std::unique_ptr<Napi::AsyncContext> asyncContext_;
   napi_env env_ = nullptr;
   UvHandles* uv_ = nullptr;

@@ -36,6 +36,8 @@ export class Callback<T = unknown> {
   _target: CancelTarget | null = null;
   /** @internal */
   _id = 0;
+  /** @internal True while this Callback's own op is in flight (not just a chain it ended). */
+  _busy = false;
 
   constructor(slots: CallbackSlots<T> = {}) {
     if (slots === null || typeof slots !== 'object') {

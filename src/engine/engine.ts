@@ -70,6 +70,8 @@ interface StageSpec {
 }
 
 const DEFAULT_MAX_BYTES = 65536;
+// Batches taken in one turn of the event loop before it is given back (I/O must not starve).
+const MAX_DRAIN_ROUNDS = 64;
 const MAX_SIZE = 2 ** 31 - 1;
 const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
@@ -249,7 +251,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     if (glob === '' || glob.includes('\0')) {
       throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
     }
-    const encoding = opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : this.#encoding;
+    const encoding = opts.encoding
+      ? checkEncoding(opts.encoding, 'options.encoding')
+      : this.#encoding;
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
     this.#submit({
       kind: Kind.ReadGlob,
@@ -550,12 +554,12 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
     this.#closed = true;
-    const [count, idsResults, payloads] = this.native.shutdown();
+    const [count, idsResults, payloads, arena] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();
     this.#shutdown = new Promise<void>((resolve) => {
       setImmediate(() => {
-        this.#dispatch(count, idsResults, payloads);
+        this.#deliver(count, idsResults, payloads, arena);
         // Anything the native side no longer knew of (it cannot be, but the contract is
         // exactly once) settles here.
         for (const [id, rec] of this.#ops) this.#settle(id, rec, Code.Canceled, undefined);
@@ -608,7 +612,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 
   #cb<T>(cb: unknown): Callback<T> {
     if (!(cb instanceof Callback)) throw invalidArgType('cb', 'a Callback', cb);
-    if (cb._target !== null) {
+    if (cb._busy) {
       const err = new Error('this Callback is already in flight') as Error & { code: string };
       err.code = 'ERR_INVALID_STATE';
       throw err;
@@ -765,6 +769,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     if (spec.cb) {
       spec.cb._target = this;
       spec.cb._id = id;
+      spec.cb._busy = true;
     }
     return [id, rec];
   }
@@ -809,19 +814,26 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     };
   }
 
-  // Receives one batch from the native side: `count` finished ops, their ids and results in
-  // `idsResults` (pairs), their payloads (if any) in `payloads`.
-  readonly #dispatch = (count: number, idsResults: Float64Array, payloads: unknown[]): void => {
-    for (let i = 0; i < count; i++) {
-      const id = idsResults[2 * i]!;
-      const result = idsResults[2 * i + 1]!;
-      const rec = this.#ops.get(id);
-      if (rec === undefined) continue;
-      if (result === Code.Progress) {
-        this.#progress(id, rec, payloads[i] as [Buffer, boolean, boolean]);
-        continue;
+  // Receives one batch from the native side, then keeps taking the ops that its callbacks
+  // finished at once (pipelined requests already buffered), up to a bound, in the same turn.
+  readonly #dispatch = (
+    count: number,
+    idsResults: Float64Array,
+    payloads: unknown[] | undefined,
+    arena: Buffer,
+  ): void => {
+    for (let round = 0; ; round++) {
+      this.#deliver(count, idsResults, payloads, arena);
+      if (round === MAX_DRAIN_ROUNDS || this.#closed) break;
+      const next = this.native.drain();
+      if (next === 0) break;
+      if (next > 0) {
+        count = next;
+        payloads = undefined;
+      } else {
+        count = -next;
+        [idsResults, payloads, arena] = this.native.extras();
       }
-      this.#settle(id, rec, result, payloads[i]);
     }
     if (this.#runWaiters.length > 0 && !this.native.pending()) {
       const waiters = this.#runWaiters;
@@ -829,6 +841,35 @@ export class AsyncEngine implements IoOwner, CancelTarget {
       for (const w of waiters) w();
     }
   };
+
+  // Four numbers per op: id, result, and where its bytes are in `arena` (offset -1: its payload,
+  // if any, is in `payloads`).
+  #deliver(count: number, f: Float64Array, payloads: unknown[] | undefined, arena: Buffer): void {
+    for (let i = 0; i < count; i++) {
+      const id = f[4 * i]!;
+      const result = f[4 * i + 1]!;
+      const rec = this.#ops.get(id);
+      if (rec === undefined) continue;
+      const off = f[4 * i + 2]!;
+      let payload: unknown;
+      if (off >= 0) {
+        const end = off + f[4 * i + 3]!;
+        if (rec.kind === Kind.ReadLine && result >= 0) {
+          payload = arena.toString(rec.encoding, off, end);
+        } else {
+          payload = Buffer.allocUnsafe(end - off);
+          arena.copy(payload as Buffer, 0, off, end);
+        }
+      } else {
+        payload = payloads?.[i];
+      }
+      if (result === Code.Progress) {
+        this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
+        continue;
+      }
+      this.#settle(id, rec, result, payload);
+    }
+  }
 
   // A regex read has new bytes: match them here, tell the native side the verdict.
   #progress(id: number, rec: OpRecord, [snapshot, eof, over]: [Buffer, boolean, boolean]): void {
@@ -857,6 +898,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     const cb = rec.cb;
     if (rec.chain) this.#retarget(rec.chain, id);
     else if (cb !== null && cb._id === id) cb._target = null;
+    if (cb !== null) cb._busy = false; // its own op is over: it may be submitted again
     if (rec.kind === Kind.Soon || rec.kind === Kind.Sleep) {
       if (result >= 0 && rec.fn) this.#call(rec.fn, undefined, undefined);
       return;
@@ -933,8 +975,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   }
 
   // A chain stage settled: every stage Callback that pointed at it now cancels the first stage
-  // still pending, so cancel() on a finished stage still cancels the rest of the chain. With
-  // none left, the chain's Callbacks are free again.
+  // still pending, so cancel() on a finished stage still cancels the rest of the chain (until
+  // the Callback is submitted again, when it follows its new op). With none left, the chain's
+  // Callbacks point nowhere.
   #retarget(chain: ChainState, settledId: number): void {
     const next = chain.records.find((r) => this.#ops.has(r.id));
     for (const r of chain.records) {

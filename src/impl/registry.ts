@@ -1,5 +1,5 @@
 // The implementations in order of preference for `impl: 'auto'`, each with its probe.
-import type { NativeEngine } from '../engine/internal/native.js';
+import type { Dispatcher, NativeEngine } from '../engine/internal/native.js';
 import type { EngineConfig, ImplAvailability, ImplName } from '../engine/types.js';
 import { completion } from './completion/index.js';
 import { readiness } from './readiness/index.js';
@@ -10,11 +10,7 @@ export interface ImplDescriptor {
   name: ImplName;
   /** undefined when it can run here, else why not. Probed once per process. */
   probe(): string | undefined;
-  create(
-    config: EngineConfig,
-    manual: boolean,
-    dispatch: (count: number, idsResults: Float64Array, payloads: unknown[]) => void,
-  ): NativeEngine;
+  create(config: EngineConfig, manual: boolean, dispatch: Dispatcher): NativeEngine;
 }
 
 /** `auto` takes the first available of these. */

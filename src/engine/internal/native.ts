@@ -55,12 +55,25 @@ export interface NativeEngine {
   cancel(id: number): boolean;
   regexVerdict(id: number, verdict: number): boolean;
   runOnce(timeoutMs: number): number;
-  shutdown(): [number, Float64Array, unknown[]];
+  shutdown(): NativeBatch;
+  drain(): number;
+  extras(): [Float64Array, unknown[] | undefined, Buffer];
   stats(): NativeStats;
   bufferedBytes(handle: number): number;
   address(handle: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | string | undefined;
   pending(): boolean;
 }
+
+/** One batch: count, [id, result, arena offset, length] per op, payloads, arena. */
+export type NativeBatch = [number, Float64Array, unknown[] | undefined, Buffer];
+
+/** What the native side calls with each batch of finished ops. */
+export type Dispatcher = (
+  count: number,
+  idsResults: Float64Array,
+  payloads: unknown[] | undefined,
+  arena: Buffer,
+) => void;
 
 /** Backend options, each read by its own implementation. */
 export interface NativeOptions {
@@ -73,7 +86,7 @@ interface Addon {
   NativeEngine: new (
     impl: string,
     manualDrive: boolean,
-    dispatch: (count: number, idsResults: Float64Array, payloads: unknown[]) => void,
+    dispatch: Dispatcher,
     options: NativeOptions,
   ) => NativeEngine;
   probe(impl: string): string;

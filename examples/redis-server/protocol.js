@@ -1,0 +1,315 @@
+// RESP2 (Redis protocol) building blocks on async-engine ops: a request reader that frames
+// inline and multibulk requests with expectLine/readExactly, inline argument splitting, and
+// reply encoders. Shared by the demo server and the benchmarks.
+import { Callback } from 'async-engine';
+
+/** Default bound on one line (an inline request or a `*N` / `$N` header), in bytes. */
+export const DEFAULT_MAX_LINE = 1024 * 1024;
+/** Default bound on one bulk argument, in bytes (Redis allows 512 MiB; we are a demo). */
+export const DEFAULT_MAX_BULK = 64 * 1024 * 1024;
+/** Most arguments one multibulk request may announce (Redis's limit for new clients). */
+export const MAX_MULTIBULK = 1024 * 1024;
+
+const REQUEST = 0; // waiting for the first line of a request (`*N` or an inline command)
+const HEADER = 1; // inside a multibulk request, reading `$len` lines and their payloads
+const DEAD = 2; // a protocol error or a read failure ended this reader; ignore everything
+
+/**
+ * Parses a strict decimal integer starting at `s[i]` the way Redis's string2ll does: an optional
+ * `-`, no `+`, no leading zeros, no `-0`, no spaces. Returns NaN when the text is not one.
+ */
+export function parseInteger(s, i = 0) {
+  const n = s.length;
+  if (i >= n || n - i > 17) return NaN; // longer than any length we could accept anyway
+  let neg = false;
+  if (s.charCodeAt(i) === 45) {
+    neg = true;
+    if (++i === n) return NaN;
+  }
+  let c = s.charCodeAt(i) - 48;
+  if (c === 0) return i + 1 === n && !neg ? 0 : NaN;
+  let v = 0;
+  for (; i < n; i++) {
+    c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return NaN;
+    v = v * 10 + c;
+  }
+  return neg ? -v : v;
+}
+
+function isSpace(c) {
+  // isspace() in the C locale: space, \t, \n, \v, \f, \r
+  return c === 32 || (c >= 9 && c <= 13);
+}
+
+function isHex(c) {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+}
+
+/**
+ * Splits an inline request into arguments like Redis's sdssplitargs: blanks separate words,
+ * "double quotes" take \n \r \t \b \a \xHH and \<char> escapes, 'single quotes' take \'.
+ * Returns null for unbalanced quotes (or a closing quote not followed by a blank).
+ */
+export function splitInlineArgs(line) {
+  const args = [];
+  const n = line.length;
+  let i = 0;
+  // Fast path: no quotes, the usual case.
+  if (line.indexOf('"') === -1 && line.indexOf("'") === -1) {
+    while (i < n) {
+      while (i < n && isSpace(line.charCodeAt(i))) i++;
+      if (i === n) break;
+      const start = i;
+      while (i < n && !isSpace(line.charCodeAt(i))) i++;
+      args.push(line.slice(start, i));
+    }
+    return args;
+  }
+  for (;;) {
+    while (i < n && isSpace(line.charCodeAt(i))) i++;
+    if (i === n) return args;
+    let cur = '';
+    let inq = false;
+    let insq = false;
+    for (;;) {
+      const ch = line[i];
+      if (inq) {
+        if (ch === undefined) return null;
+        if (
+          ch === '\\' &&
+          line[i + 1] === 'x' &&
+          isHex(line.charCodeAt(i + 2)) &&
+          isHex(line.charCodeAt(i + 3))
+        ) {
+          cur += String.fromCharCode(parseInt(line.slice(i + 2, i + 4), 16));
+          i += 3;
+        } else if (ch === '\\' && i + 1 < n) {
+          const e = line[++i];
+          cur +=
+            e === 'n'
+              ? '\n'
+              : e === 'r'
+                ? '\r'
+                : e === 't'
+                  ? '\t'
+                  : e === 'b'
+                    ? '\b'
+                    : e === 'a'
+                      ? '\x07'
+                      : e;
+        } else if (ch === '"') {
+          if (i + 1 < n && !isSpace(line.charCodeAt(i + 1))) return null;
+          i++;
+          break;
+        } else {
+          cur += ch;
+        }
+      } else if (insq) {
+        if (ch === undefined) return null;
+        if (ch === '\\' && line[i + 1] === "'") {
+          cur += "'";
+          i++;
+        } else if (ch === "'") {
+          if (i + 1 < n && !isSpace(line.charCodeAt(i + 1))) return null;
+          i++;
+          break;
+        } else {
+          cur += ch;
+        }
+      } else if (ch === undefined || ch === ' ' || ch === '\n' || ch === '\r' || ch === '\t') {
+        break;
+      } else if (ch === '"') {
+        inq = true;
+      } else if (ch === "'") {
+        insq = true;
+      } else {
+        cur += ch;
+      }
+      i++;
+    }
+    args.push(cur);
+  }
+}
+
+/**
+ * Reads RESP requests from one socket, one at a time, entirely with engine ops:
+ * the first line of a request with expectLine; for a multibulk request (`*N`) each `$len`
+ * header with expectLine and each payload with readExactly(len + 2). The payload read and
+ * the next header read are submitted together (reads on a socket run in submission order),
+ * so a request of N arguments costs about N round trips to JavaScript, not 2N.
+ *
+ * Arguments are latin1 strings: one char per byte, so binary data survives unchanged.
+ *
+ * The handler gets:
+ *   onRequest(args, reader)    a complete request; call reader.next() to read the next one
+ *   onProtocolError(msg, reader)  a malformed or over-limit frame (msg without `ERR `);
+ *                              the reader is dead, the caller should reply and close
+ *   onEnd(err, reader)         the peer closed, reset, or the op was cancelled; reader is dead
+ *
+ * The first line can come from a chain: pass `reader.lineOptions` and `reader.lineCallback`
+ * as the options and second-stage callback of `engine.acceptThenExpectLine(listener, null, ...)`.
+ */
+export class RespReader {
+  constructor(engine, handler, { maxLine = DEFAULT_MAX_LINE, maxBulk = DEFAULT_MAX_BULK } = {}) {
+    this.engine = engine;
+    this.handler = handler;
+    this.maxBulk = maxBulk;
+    /** The socket, known from the first completed read. */
+    this.sock = undefined;
+    this.state = REQUEST;
+    this.args = null;
+    this.argc = 0;
+    this.headers = 0; // `$len` lines seen in the current request
+    this.filled = 0; // payloads received in the current request
+    // The first line of a request may be an inline command carrying any bytes: latin1 keeps
+    // them one char per byte. `$len` headers are ASCII; utf8 lines come from native code as
+    // strings without an intermediate Buffer.
+    this.lineOptions = { maxBytes: maxLine, encoding: 'latin1' };
+    this.headerOptions = { maxBytes: maxLine, encoding: 'utf8' };
+    // One Callback per kind of read, made once per connection and reused once settled.
+    this.lineCallback = new Callback({
+      success: (line, sock) => this.onLine(line, sock),
+      failure: (err) => this.onReadError(err),
+    });
+    this.bulkCallback = new Callback({
+      success: (buf) => this.onBulk(buf),
+      failure: (err) => this.onReadError(err),
+    });
+  }
+
+  /** Starts reading the next request on `sock` (the reader's socket by default). */
+  next(sock = this.sock) {
+    this.sock = sock;
+    this.state = REQUEST;
+    this.engine.expectLine(sock, null, this.lineOptions, this.lineCallback);
+  }
+
+  /** Whether the reader stopped for good (protocol error, EOF, reset, cancel). */
+  get dead() {
+    return this.state === DEAD;
+  }
+
+  onLine(line, sock) {
+    if (this.state === REQUEST) {
+      this.sock = sock;
+      if (line.charCodeAt(0) === 42 /* '*' */) {
+        const n = parseInteger(line, 1);
+        if (!(n <= MAX_MULTIBULK)) return this.fail('invalid multibulk length'); // also NaN
+        if (n <= 0) return this.next(sock); // `*0` and `*-1` are ignored, as Redis does
+        this.args = new Array(n);
+        this.argc = n;
+        this.headers = 0;
+        this.filled = 0;
+        this.state = HEADER;
+        this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
+        return;
+      }
+      const args = splitInlineArgs(line);
+      if (args === null) return this.fail('unbalanced quotes in request');
+      if (args.length === 0) return this.next(sock); // blank lines are ignored
+      this.handler.onRequest(args, this);
+    } else if (this.state === HEADER) {
+      if (line.charCodeAt(0) !== 36 /* '$' */) {
+        const got = line.length === 0 ? ' ' : line[0];
+        return this.fail(`expected '$', got '${got}'`);
+      }
+      const len = parseInteger(line, 1);
+      if (!(len >= 0 && len <= this.maxBulk)) return this.fail('invalid bulk length');
+      this.engine.readExactly(sock, len + 2, this.bulkCallback);
+      if (++this.headers < this.argc) {
+        this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
+      }
+    }
+  }
+
+  onBulk(buf) {
+    if (this.state !== HEADER) return;
+    const len = buf.length - 2;
+    if (buf[len] !== 13 || buf[len + 1] !== 10) {
+      return this.fail('bulk data not followed by CRLF');
+    }
+    this.args[this.filled++] = buf.toString('latin1', 0, len);
+    if (this.filled === this.argc) {
+      const args = this.args;
+      this.args = null;
+      this.state = REQUEST;
+      this.handler.onRequest(args, this);
+    }
+  }
+
+  onReadError(err) {
+    if (this.state === DEAD) return; // a later read of the same request failing too
+    const state = this.state;
+    this.state = DEAD;
+    this.args = null;
+    if (err.code === 'ERR_LIMIT') {
+      this.handler.onProtocolError(
+        `Protocol error: ${state === REQUEST ? 'too big inline request' : 'too big bulk count string'}`,
+        this,
+      );
+    } else {
+      this.handler.onEnd(err, this);
+    }
+  }
+
+  fail(msg) {
+    this.state = DEAD;
+    this.args = null;
+    this.handler.onProtocolError(`Protocol error: ${msg}`, this);
+  }
+}
+
+// ---- Reply encoders. Replies are Buffers; strings are latin1 (one char per byte). ----
+
+export const OK = Buffer.from('+OK\r\n');
+export const PONG = Buffer.from('+PONG\r\n');
+export const NULL_BULK = Buffer.from('$-1\r\n');
+export const EMPTY_ARRAY = Buffer.from('*0\r\n');
+
+const SMALL_INTS = [];
+for (let i = 0; i < 64; i++) SMALL_INTS.push(Buffer.from(`:${i}\r\n`));
+
+/** `+text\r\n` */
+export function simpleString(text) {
+  return Buffer.from(`+${text}\r\n`, 'latin1');
+}
+
+/** `-message\r\n`; CR and LF inside the message become spaces, as Redis does. */
+export function errorReply(message) {
+  return Buffer.from(`-${message.replace(/[\r\n]/g, ' ')}\r\n`, 'latin1');
+}
+
+/** `:n\r\n` for a number, bigint or decimal string. */
+export function integerReply(n) {
+  if (typeof n === 'number' && n >= 0 && n < 64 && Number.isInteger(n)) return SMALL_INTS[n];
+  return Buffer.from(`:${n}\r\n`, 'latin1');
+}
+
+/** `$len\r\n...\r\n` for a latin1 string or a Buffer; `$-1\r\n` for null/undefined. */
+export function bulkReply(value) {
+  if (value === null || value === undefined) return NULL_BULK;
+  if (typeof value === 'string') {
+    return Buffer.from(`$${value.length}\r\n${value}\r\n`, 'latin1');
+  }
+  return Buffer.concat([Buffer.from(`$${value.length}\r\n`), value, CRLF]);
+}
+
+const CRLF = Buffer.from('\r\n');
+
+/** `*n\r\n` followed by each item as a bulk string (null items as null bulks). */
+export function arrayReply(items) {
+  const parts = [Buffer.from(`*${items.length}\r\n`)];
+  for (const item of items) parts.push(bulkReply(item));
+  return Buffer.concat(parts);
+}
+
+/** Encodes a request as a multibulk frame (for clients and benchmarks). */
+export function encodeCommand(args) {
+  let s = `*${args.length}\r\n`;
+  for (const a of args) {
+    const str = typeof a === 'string' ? a : String(a);
+    s += `$${Buffer.byteLength(str)}\r\n${str}\r\n`;
+  }
+  return Buffer.from(s);
+}

@@ -1,0 +1,320 @@
+// A small Redis-compatible (RESP2) server on async-engine: accept-then-expect-line chains,
+// a RespReader per connection, and an in-memory string store shared by every connection.
+import { Callback } from 'async-engine';
+import {
+  DEFAULT_MAX_BULK,
+  DEFAULT_MAX_LINE,
+  EMPTY_ARRAY,
+  NULL_BULK,
+  OK,
+  PONG,
+  RespReader,
+  arrayReply,
+  bulkReply,
+  errorReply,
+  integerReply,
+} from './protocol.js';
+
+/** Queued reply bytes past which a connection stops reading until its writes drain. */
+const HIGH_WATER = 4 * 1024 * 1024;
+
+const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
+const OVERFLOW = errorReply('ERR increment or decrement would overflow');
+const SYNTAX = errorReply('ERR syntax error');
+const INT64_MAX = 9223372036854775807n;
+const INT64_MIN = -9223372036854775808n;
+const INT64_TEXT = /^(?:0|-?[1-9][0-9]{0,18})$/;
+
+/** Marker returned by QUIT: reply +OK, then close. */
+const QUIT = Symbol('quit');
+
+function arityError(name) {
+  return errorReply(`ERR wrong number of arguments for '${name}' command`);
+}
+
+/** Redis's reply to a command it does not know, with the first arguments quoted. */
+function unknownCommand(args) {
+  let shown = '';
+  for (let i = 1; i < args.length && shown.length < 128; i++) {
+    shown += `'${args[i].slice(0, 128 - shown.length)}' `;
+  }
+  return errorReply(
+    `ERR unknown command '${args[0].slice(0, 128)}', with args beginning with: ${shown}`,
+  );
+}
+
+/** INCR on a stored latin1 string: the new value as a string, or an error reply Buffer. */
+function increment(value) {
+  if (value === undefined) return '1';
+  if (!INT64_TEXT.test(value)) return NOT_INTEGER;
+  if (value.length < 16) return String(Number(value) + 1); // |value| < 1e15: exact in a double
+  const n = BigInt(value);
+  if (n > INT64_MAX || n < INT64_MIN) return NOT_INTEGER;
+  if (n === INT64_MAX) return OVERFLOW;
+  return String(n + 1n);
+}
+
+/**
+ * The command table: name → { arity, run(args, store) }. arity follows Redis: n > 0 means
+ * exactly n words (command included), -n means at least n.
+ */
+const COMMANDS = {
+  ping: {
+    arity: -1,
+    run(args) {
+      if (args.length === 1) return PONG;
+      if (args.length === 2) return bulkReply(args[1]);
+      return arityError('ping');
+    },
+  },
+  echo: { arity: 2, run: (args) => bulkReply(args[1]) },
+  set: {
+    arity: -3,
+    run(args, store) {
+      if (args.length !== 3) return SYNTAX; // no EX/PX/NX/XX/GET options in this demo
+      store.set(args[1], args[2]);
+      return OK;
+    },
+  },
+  get: { arity: 2, run: (args, store) => bulkReply(store.get(args[1])) },
+  del: {
+    arity: -2,
+    run(args, store) {
+      let n = 0;
+      for (let i = 1; i < args.length; i++) if (store.delete(args[i])) n++;
+      return integerReply(n);
+    },
+  },
+  exists: {
+    arity: -2,
+    run(args, store) {
+      let n = 0;
+      for (let i = 1; i < args.length; i++) if (store.has(args[i])) n++;
+      return integerReply(n);
+    },
+  },
+  incr: {
+    arity: 2,
+    run(args, store) {
+      const next = increment(store.get(args[1]));
+      if (typeof next !== 'string') return next;
+      store.set(args[1], next);
+      return integerReply(next);
+    },
+  },
+  command: {
+    // redis-cli sends COMMAND DOCS on connect; an empty answer makes it skip its hints.
+    arity: -1,
+    run(args) {
+      if (args.length === 1) return EMPTY_ARRAY;
+      const sub = args[1].toLowerCase();
+      if (sub === 'docs' || sub === 'info' || sub === 'list') return EMPTY_ARRAY;
+      if (sub === 'count') return integerReply(COMMAND_COUNT);
+      return errorReply(`ERR unknown subcommand '${args[1].slice(0, 128)}'. Try COMMAND HELP.`);
+    },
+  },
+  config: {
+    // redis-benchmark asks CONFIG GET save / appendonly and warns unless it gets a pair back;
+    // those two answer as a Redis without persistence does, any other name matches nothing.
+    arity: -2,
+    run(args) {
+      if (args[1].toLowerCase() === 'get') {
+        if (args.length < 3) return arityError('config|get');
+        const pairs = [];
+        for (let i = 2; i < args.length; i++) {
+          const value = CONFIG[args[i].toLowerCase()];
+          if (value !== undefined) pairs.push(args[i].toLowerCase(), value);
+        }
+        return pairs.length === 0 ? EMPTY_ARRAY : arrayReply(pairs);
+      }
+      return errorReply(`ERR unknown subcommand '${args[1].slice(0, 128)}'. Try CONFIG HELP.`);
+    },
+  },
+  quit: { arity: -1, run: () => QUIT },
+};
+const COMMAND_COUNT = Object.keys(COMMANDS).length;
+const CONFIG = { save: '', appendonly: 'no' };
+
+// Look-ups by the name as sent: lower and upper case hit directly, others are lower-cased.
+const TABLE = new Map();
+for (const [name, spec] of Object.entries(COMMANDS)) {
+  const entry = { ...spec, arityError: arityError(name) };
+  TABLE.set(name, entry);
+  TABLE.set(name.toUpperCase(), entry);
+}
+
+/**
+ * Runs one request against `store` (a Map of latin1 strings) and returns the reply Buffer,
+ * or the QUIT marker.
+ */
+export function executeCommand(args, store) {
+  const name = args[0];
+  const cmd = TABLE.get(name) ?? TABLE.get(name.toLowerCase());
+  if (cmd === undefined) return unknownCommand(args);
+  const { arity } = cmd;
+  if (arity > 0 ? args.length !== arity : args.length < -arity) return cmd.arityError;
+  return cmd.run(args, store);
+}
+
+/**
+ * One client connection: reads requests with a RespReader, answers each one, and keeps at
+ * most one write in flight; replies produced meanwhile are queued and written together.
+ * Callbacks are made once per connection and reused for every request.
+ */
+class Connection {
+  constructor(server) {
+    this.server = server;
+    this.engine = server.engine;
+    this.sock = undefined;
+    this.reader = new RespReader(server.engine, this, server.limits);
+    this.writing = false;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.paused = false; // the next read waits for the write queue to drain
+    this.closeAfterWrite = false;
+    this.closed = false;
+    this.writeCallback = new Callback({
+      success: () => this.onWritten(),
+      failure: () => this.destroy(),
+    });
+  }
+
+  // RespReader handler: one complete request.
+  onRequest(args, reader) {
+    const reply = executeCommand(args, this.server.store);
+    if (reply === QUIT) {
+      this.send(OK);
+      this.end();
+      return;
+    }
+    this.send(reply);
+    if (this.queuedBytes > HIGH_WATER) this.paused = true;
+    else reader.next();
+  }
+
+  // RespReader handler: malformed or over-limit frame. Like Redis: reply, then close.
+  onProtocolError(message) {
+    if (this.sock === undefined) return this.destroy();
+    this.send(errorReply(`ERR ${message}`));
+    this.end();
+  }
+
+  // RespReader handler: EOF, reset, cancellation (also: the accept stage failed).
+  onEnd() {
+    this.destroy();
+  }
+
+  send(buf) {
+    if (this.closed) return;
+    if (this.writing) {
+      this.queue.push(buf);
+      this.queuedBytes += buf.length;
+    } else {
+      this.writing = true;
+      this.engine.write(this.sock, buf, this.writeCallback);
+    }
+  }
+
+  onWritten() {
+    if (this.closed) return;
+    if (this.queue.length > 0) {
+      const batch = this.queue;
+      this.queue = [];
+      this.queuedBytes = 0;
+      this.engine.write(this.sock, batch, this.writeCallback);
+      if (this.paused) {
+        this.paused = false;
+        this.reader.next();
+      }
+      return;
+    }
+    this.writing = false;
+    if (this.closeAfterWrite) this.destroy();
+  }
+
+  /** Closes once every queued reply is written. */
+  end() {
+    this.closeAfterWrite = true;
+    if (!this.writing) this.destroy();
+  }
+
+  destroy() {
+    if (this.closed) return;
+    this.closed = true;
+    this.queue = [];
+    this.server.connections.delete(this);
+    if (this.sock !== undefined) this.engine.close(this.sock);
+  }
+}
+
+/**
+ * Starts a Redis-protocol server on `engine`.
+ * @param {object} options
+ * @param {import('async-engine').AsyncEngine} options.engine
+ * @param {string} [options.host] default 127.0.0.1
+ * @param {number} [options.port] default 6380; 0 picks a free port
+ * @param {number} [options.maxLine] bound on one line in bytes, default 1 MiB
+ * @param {number} [options.maxBulk] bound on one bulk argument in bytes, default 64 MiB
+ * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
+ * @returns {{ listener, address, store, connections, close(): void }}
+ */
+export function startRedisServer({
+  engine,
+  host = '127.0.0.1',
+  port = 6380,
+  backlog = 511,
+  maxLine = DEFAULT_MAX_LINE,
+  maxBulk = DEFAULT_MAX_BULK,
+  store = new Map(),
+}) {
+  const listener = engine.listen({ host, port, backlog });
+  const server = {
+    engine,
+    listener,
+    address: listener.address(),
+    store,
+    connections: new Set(),
+    limits: { maxLine, maxBulk },
+    closed: false,
+    close,
+  };
+
+  function onAcceptFailure(err) {
+    // The chain's line stage fails too (ERR_ABORTED) and destroys the unused connection.
+    if (server.closed || err.code === 'ECANCELED' || err.code === 'EBADF') return;
+    // A peer that gave up while queued (ECONNABORTED): next one at once. Anything else
+    // (EMFILE, ENFILE, ...): try again in a while rather than spin.
+    engine.callLater(err.code === 'ECONNABORTED' ? 0 : 100, armAccept);
+  }
+
+  // One accept-then-expect-line chain per connection: the accept stage's Callback stays tied
+  // to its chain (a cancel through it would reach the line stage) until the first line has
+  // arrived, so each chain gets a fresh one rather than reusing it from its own success.
+  function armAccept() {
+    if (server.closed) return;
+    const conn = new Connection(server);
+    const accepted = new Callback({
+      success: (sock) => {
+        conn.sock = sock;
+        server.connections.add(conn);
+        armAccept(); // re-arm at once; this conn's first line arrives on its reader's callback
+      },
+      failure: onAcceptFailure,
+    });
+    engine.acceptThenExpectLine(listener, null, conn.reader.lineOptions, [
+      accepted,
+      conn.reader.lineCallback,
+    ]);
+  }
+
+  /** Stops accepting and closes every connection (their pending ops fail ECANCELED). */
+  function close() {
+    if (server.closed) return;
+    server.closed = true;
+    engine.close(listener);
+    for (const conn of server.connections) conn.destroy();
+  }
+
+  armAccept();
+  return server;
+}
