@@ -1,0 +1,163 @@
+// readUntilRegex: data through the end of the match is consumed, the rest stays buffered;
+// matches split across segments; a match that needs later data; limits and EOF.
+import type { RegexResult } from 'async-engine';
+import {
+  type Engine,
+  expectErr,
+  expectOk,
+  forEachImpl,
+  once,
+  type Pair,
+  sleep,
+  tcpPair,
+  waitUntil,
+  noFdLeaks,
+} from './helpers/harness.js';
+
+noFdLeaks();
+
+/** Writes part and waits (up to 1 s) until the engine has read it, so segments stay apart. */
+async function feed(engine: Engine, p: Pair, part: string): Promise<void> {
+  const before = engine.stats().bytesRead;
+  await p.write(part);
+  if (!(await waitUntil(() => engine.stats().bytesRead >= before + part.length, 1_000))) {
+    await sleep(20);
+  }
+}
+
+forEachImpl(
+  'readUntilRegex: data through the match, the match, the rest buffered',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write('foo 123 bar');
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /\d+/, r.cb);
+    const o = await r.result();
+    t.true(o.ok);
+    const { data, match } = o.value as RegexResult;
+    t.true(Buffer.isBuffer(data));
+    t.is(data.toString(), 'foo 123');
+    t.is(match[0], '123');
+    t.is(match.index, 4);
+    t.is(o.sock, p.sock);
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 4, rest.cb);
+    t.is((await expectOk(t, rest)).toString(), ' bar');
+  },
+);
+
+forEachImpl('readUntilRegex: capture groups', async (t, engine) => {
+  const p = await tcpPair(engine);
+  await p.write('key=42\nname=x\n');
+  const r1 = once<RegexResult>();
+  const r2 = once<RegexResult>();
+  engine.readUntilRegex(p.sock, /(\w+)=(\w+)\n/, r1.cb);
+  engine.readUntilRegex(p.sock, /(\w+)=(\w+)\n/, r2.cb);
+  const a = await expectOk(t, r1);
+  const b = await expectOk(t, r2);
+  t.deepEqual([a.match[1], a.match[2]], ['key', '42']);
+  t.is(a.data.toString(), 'key=42\n');
+  t.deepEqual([b.match[1], b.match[2]], ['name', 'x']);
+  t.is(b.data.toString(), 'name=x\n');
+});
+
+forEachImpl('/a{3}/ fed as "aa" then "a" matches once all three arrived', async (t, engine) => {
+  const p = await tcpPair(engine);
+  const r = once<RegexResult>();
+  engine.readUntilRegex(p.sock, /a{3}/, r.cb);
+  await feed(engine, p, 'aa');
+  await sleep(20);
+  t.is(r.calls.length, 0, 'no match on "aa"');
+  await feed(engine, p, 'a');
+  const v = await expectOk(t, r);
+  t.is(v.data.toString(), 'aaa');
+  t.is(v.match[0], 'aaa');
+});
+
+forEachImpl(
+  'a regex that only matches after later data is not committed early',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /(\d+);/, r.cb);
+    await feed(engine, p, 'n=12');
+    await feed(engine, p, '34');
+    await sleep(20);
+    t.is(r.calls.length, 0);
+    await feed(engine, p, ';rest');
+    const v = await expectOk(t, r);
+    t.is(v.match[1], '1234', 'the whole number, not the part seen first');
+    t.is(v.data.toString(), 'n=1234;');
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 4, rest.cb);
+    t.is((await expectOk(t, rest)).toString(), 'rest');
+  },
+);
+
+forEachImpl('a multiline regex across lines and segments', async (t, engine) => {
+  const p = await tcpPair(engine);
+  const r = once<RegexResult>();
+  engine.readUntilRegex(p.sock, /^DATA\r\n([\s\S]*?)\r\n\.\r\n/m, r.cb);
+  await feed(engine, p, 'HELO\r\nDATA\r\nline one\r\n');
+  await feed(engine, p, 'line two\r\n.');
+  await feed(engine, p, '\r\nQUIT\r\n');
+  const v = await expectOk(t, r);
+  t.is(v.match[1], 'line one\r\nline two');
+  t.is(v.data.toString(), 'HELO\r\nDATA\r\nline one\r\nline two\r\n.\r\n');
+  const quit = once<string>();
+  engine.expectLine(p.sock, 'QUIT', quit.cb);
+  t.is(await expectOk(t, quit), 'QUIT');
+});
+
+forEachImpl('a regex that never matches within maxBytes fails ERR_LIMIT', async (t, engine) => {
+  const p = await tcpPair(engine);
+  const r = once<RegexResult>();
+  engine.readUntilRegex(p.sock, /NEVER/, { maxBytes: 100 }, r.cb);
+  await p.write(Buffer.alloc(300, 'x'));
+  await expectErr(t, r, 'ERR_LIMIT');
+});
+
+forEachImpl('EOF before a regex match is ERR_INCOMPLETE with partial', async (t, engine) => {
+  const p = await tcpPair(engine);
+  const r = once<RegexResult>();
+  engine.readUntilRegex(p.sock, /\d{4}/, r.cb);
+  p.client.end('12 34');
+  const err = await expectErr(t, r, 'ERR_INCOMPLETE');
+  t.is(err.partial?.toString(), '12 34');
+});
+
+forEachImpl(
+  'readUntilRegex matches against text decoded with the op encoding',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x21, 0x7a]));
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /caf\u00e9!/, { encoding: 'latin1' }, r.cb);
+    const v = await expectOk(t, r);
+    t.is(v.match[0], 'café!');
+    t.deepEqual(
+      v.data,
+      Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x21]),
+      'data ends with the match, in bytes',
+    );
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 1, rest.cb);
+    t.is((await expectOk(t, rest)).toString(), 'z');
+  },
+);
+
+forEachImpl(
+  'readUntilRegex: data is counted in bytes when the text has multi-byte characters',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write('ünïcödé=42;tail');
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /=(\d+);/, r.cb);
+    const v = await expectOk(t, r);
+    t.is(v.match[1], '42');
+    t.is(v.data.toString(), 'ünïcödé=42;');
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 4, rest.cb);
+    t.is((await expectOk(t, rest)).toString(), 'tail');
+  },
+);
