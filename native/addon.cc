@@ -494,7 +494,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     uint64_t id = 0;
     int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, &id);
     if (fd < 0) {
-      errnoError(env, fd, port < 0 ? "bind" : "listen").ThrowAsJavaScriptException();
+      errnoError(env, fd, "bind").ThrowAsJavaScriptException();  // bind(2) is what refuses an address
       return env.Undefined();
     }
     afterCall();

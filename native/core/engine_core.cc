@@ -7,12 +7,14 @@
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstddef>
 #include <cstring>
 
 #include "core/framing.h"
@@ -170,6 +172,7 @@ void EngineCore::close(uint64_t id) {
   }
   for (int fd : h->backlog) ::close(fd);
   h->backlog.clear();
+  if (h->kind == HandleKind::kListener) unlinkUnixPath(h->fd);
   handles_.erase(h->id);
   if (h->kind == HandleKind::kListener) {
     listeners_--;
@@ -183,6 +186,15 @@ void EngineCore::close(uint64_t id) {
   h->pendingPrimitives = backend_->detach(h);
   releaseHandle(h);
   if (!backoff_.empty() && !shuttingDown_) retryAccepts();  // an fd was freed
+}
+
+// A Unix listener's socket file goes with it (as net.Server does), so the path can be reused.
+void EngineCore::unlinkUnixPath(int fd) {
+  sockaddr_un un{};
+  socklen_t len = sizeof un;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&un), &len) < 0 || un.sun_family != AF_UNIX) return;
+  if (len <= offsetof(sockaddr_un, sun_path) || un.sun_path[0] == '\0') return;  // unnamed or abstract
+  ::unlink(un.sun_path);
 }
 
 // The fd is closed once no primitive can touch it any more: at once for a readiness backend;

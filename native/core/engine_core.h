@@ -250,6 +250,7 @@ class EngineCore : public Sink {
   void startConnect(Op* op);
   void connectResult(Op* op, ssize_t result);
   void releaseHandle(Handle* h);
+  static void unlinkUnixPath(int fd);
   bool primitiveAfterClose(Handle* h);
   void recvResult(Handle* h, ssize_t r, const char* data);
 

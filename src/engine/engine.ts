@@ -62,6 +62,8 @@ class OpRecord {
 interface StageSpec {
   kind: Kind;
   cb: Callback<any> | null;
+  /** The deadline of a stage that has no Callback of its own (name resolution for a connect). */
+  timeout?: number;
   sock?: Socket;
   handle: number;
   a?: unknown;
@@ -128,10 +130,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     let host: string;
     let port: number;
     if (options.path !== undefined) {
-      if (typeof options.path !== 'string' || options.path === '') {
-        throw invalidArgType('options.path', 'a non-empty string', options.path);
-      }
-      host = options.path;
+      host = checkUnixPath(options.path, 'options.path');
       port = -1;
     } else {
       host = numericHost(options.host ?? '127.0.0.1', 'options.host');
@@ -580,8 +579,18 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 
   /** @internal Cancels the op with this id; see {@link Callback.cancel}. */
   cancelOp(id: number): boolean {
-    if (this.#closed || !this.#ops.has(id)) return false;
-    return this.native.cancel(id);
+    const rec = this.#ops.get(id);
+    if (this.#closed || rec === undefined) return false;
+    if (this.native.cancel(id)) return true;
+    // A chain stage that finished natively, its callback not yet run: the stages after it
+    // may still be pending there.
+    if (rec.chain) {
+      const rest = rec.chain.records;
+      for (let i = rest.indexOf(rec) + 1; i < rest.length; i++) {
+        if (this.#ops.has(rest[i]!.id) && this.native.cancel(rest[i]!.id)) return true;
+      }
+    }
+    return false;
   }
 
   // ---- internals ----
@@ -741,10 +750,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     }
     const addr = address as { host?: unknown; port?: unknown; path?: unknown };
     if (addr.path !== undefined) {
-      if (typeof addr.path !== 'string' || addr.path === '') {
-        throw invalidArgType('address.path', 'a non-empty string', addr.path);
-      }
-      return [{ kind: Kind.Connect, cb, handle: 0, a: addr.path, b: -1 }];
+      const path = checkUnixPath(addr.path, 'address.path');
+      return [{ kind: Kind.Connect, cb, handle: 0, a: path, b: -1 }];
     }
     if (typeof addr.host !== 'string' || addr.host === '') {
       throw invalidArgType('address.host', 'a non-empty string', addr.host);
@@ -754,7 +761,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     const host =
       addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
     if (isIP(host)) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
+    // The connect's deadline also bounds the name lookup before it.
     const resolve = this.#resolveStage(host, port, null);
+    resolve.timeout = cb.timeout;
     resolve.setup = (rec) => {
       rec.internal = true;
     };
@@ -776,8 +785,24 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 
   #submit(spec: StageSpec): void {
     this.#checkOpen();
-    const [id] = this.#register(spec);
-    this.native.submit(spec.kind, id, spec.handle, spec.cb?.timeout ?? 0, spec.a, spec.b);
+    const [id, rec] = this.#register(spec);
+    try {
+      this.native.submit(spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b);
+    } catch (e) {
+      this.#unregister([rec]);
+      throw e;
+    }
+  }
+
+  // The native side refused a submission (it throws before queuing anything): forget it.
+  #unregister(recs: OpRecord[]): void {
+    for (const rec of recs) {
+      this.#ops.delete(rec.id);
+      if (rec.cb !== null) {
+        rec.cb._target = null;
+        rec.cb._busy = false;
+      }
+    }
   }
 
   #chain(specs: StageSpec[]): void {
@@ -791,9 +816,14 @@ export class AsyncEngine implements IoOwner, CancelTarget {
       const [id, rec] = this.#register(spec);
       rec.chain = chain;
       chain.records.push(rec);
-      return [spec.kind, id, spec.handle, spec.cb?.timeout ?? 0, spec.a, spec.b];
+      return [spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b];
     });
-    this.native.chain(ops);
+    try {
+      this.native.chain(ops);
+    } catch (e) {
+      this.#unregister(chain.records);
+      throw e;
+    }
   }
 
   #bare(fn: unknown, kind: Kind, ms: number): TimerHandle {
@@ -1002,6 +1032,22 @@ export class AsyncEngine implements IoOwner, CancelTarget {
 }
 
 const CRLF = Buffer.from('\r\n');
+
+function timeoutOf(spec: StageSpec): number {
+  return spec.cb?.timeout ?? spec.timeout ?? 0;
+}
+
+// sockaddr_un holds 108 bytes, the terminating NUL included.
+const MAX_UNIX_PATH = 107;
+
+function checkUnixPath(path: unknown, name: string): string {
+  if (typeof path !== 'string' || path === '')
+    throw invalidArgType(name, 'a non-empty string', path);
+  if (Buffer.byteLength(path) > MAX_UNIX_PATH || path.includes('\0')) {
+    throw invalidArgValue(name, `must be at most ${MAX_UNIX_PATH} bytes, without NUL`, path);
+  }
+  return path;
+}
 
 function lineMatches(line: string, expect: LineExpectation | undefined): boolean {
   if (expect === null || expect === undefined) return true;
