@@ -171,6 +171,12 @@ class UringBackend final : public Backend {
 
   bool hasUnsubmitted() const override { return ring_.pendingSubmissions() > 0; }
 
+  // The ring's shape, for stats(): its size and the setup flags the kernel accepted.
+  void gauges(std::vector<std::pair<const char*, double>>* out) const override {
+    out->emplace_back("ringEntries", ring_.entries());
+    out->emplace_back("ringSetupFlags", ring_.features().setupFlags);
+  }
+
   void flush() override {
     if (ring_.pendingSubmissions() == 0) return;
     if (credentialsChanged()) {

@@ -34,6 +34,7 @@ class Ring {
   int init(unsigned entries, unsigned cqFactor, const std::string& disabled);
   int fd() const { return fd_; }
   const RingFeatures& features() const { return features_; }
+  unsigned entries() const { return sqEntries_; }
 
   // A free SQE, zeroed, or nullptr when the queue is full (flush, then try again).
   io_uring_sqe* getSqe();

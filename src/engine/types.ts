@@ -109,6 +109,13 @@ export interface EngineStats {
   queueDepth?: number;
   /** Worker threads holding at least one primitive. Implementations: `threadpool` only. */
   busyWorkers?: number;
+  /** Submission queue entries of the ring. Implementations: `completion` only. */
+  ringEntries?: number;
+  /**
+   * The `IORING_SETUP_*` flags the kernel accepted for the ring (e.g. `SINGLE_ISSUER`,
+   * `COOP_TASKRUN`); features it refused were left off. Implementations: `completion` only.
+   */
+  ringSetupFlags?: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */
