@@ -83,6 +83,24 @@ int EngineCore::init(std::unique_ptr<Backend> backend) {
 
 // ---- handles ----
 
+// A new handle for `fd`, joined to the backend; nullptr and *error when the backend refuses it
+// (the fd is then closed, unless the caller keeps it: adopt() leaves a refused fd to its owner).
+Handle* EngineCore::attachNew(int fd, HandleKind kind, int* error, bool closeOnError) {
+  Handle* h = newHandle(fd, kind);
+  int rc = backend_->attach(h);
+  if (rc >= 0) return h;
+  handles_.erase(h->id);
+  if (kind == HandleKind::kListener) {
+    listeners_--;
+  } else {
+    sockets_--;
+  }
+  if (closeOnError) ::close(fd);
+  delete h;
+  *error = rc;
+  return nullptr;
+}
+
 Handle* EngineCore::newHandle(int fd, HandleKind kind) {
   auto* h = new Handle();
   h->id = nextHandle_++;
@@ -121,15 +139,9 @@ int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, boo
     ::close(fd);
     return -e;
   }
-  Handle* h = newHandle(fd, HandleKind::kListener);
-  int rc = backend_->attach(h);
-  if (rc < 0) {
-    handles_.erase(h->id);
-    listeners_--;
-    ::close(fd);
-    delete h;
-    return rc;
-  }
+  int rc = 0;
+  Handle* h = attachNew(fd, HandleKind::kListener, &rc, true);
+  if (!h) return rc;
   *id = h->id;
   return fd;
 }
@@ -142,14 +154,9 @@ int64_t EngineCore::adopt(int fd, uint64_t* id) {
   int fl = ::fcntl(fd, F_GETFL);
   if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  Handle* h = newHandle(fd, HandleKind::kSocket);
-  int rc = backend_->attach(h);
-  if (rc < 0) {
-    handles_.erase(h->id);
-    sockets_--;
-    delete h;
-    return rc;
-  }
+  int rc = 0;
+  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, false);
+  if (!h) return rc;
   *id = h->id;
   return fd;
 }
@@ -855,15 +862,11 @@ void EngineCore::shedPendingConnections(Handle* l) {
 }
 
 void EngineCore::deliverAccepted(Op* op, int fd) {
-  Handle* h = newHandle(fd, HandleKind::kSocket);
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  int rc = backend_->attach(h);
-  if (rc < 0) {
-    handles_.erase(h->id);
-    sockets_--;
-    ::close(fd);
-    delete h;
+  int rc = 0;
+  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
+  if (!h) {
     fail(op, rc, Syscall::kAccept);
     return;
   }
@@ -916,13 +919,9 @@ void EngineCore::startConnect(Op* op) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  Handle* h = newHandle(fd, HandleKind::kSocket);
-  int rc = backend_->attach(h);
-  if (rc < 0) {
-    handles_.erase(h->id);
-    sockets_--;
-    ::close(fd);
-    delete h;
+  int rc = 0;
+  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
+  if (!h) {
     connectResult(op, rc);
     return;
   }

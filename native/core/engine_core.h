@@ -227,6 +227,7 @@ class EngineCore : public Sink {
 
  private:
   Handle* newHandle(int fd, HandleKind kind);
+  Handle* attachNew(int fd, HandleKind kind, int* error, bool closeOnError);
   void start(Op* op);
   void armTimer(Op* op);
   void finish(Op* op, Completion&& c);

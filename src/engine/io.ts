@@ -7,8 +7,8 @@ export interface IoOwner {
   readonly native: NativeEngine;
 }
 
-/** A connected stream socket (TCP or Unix), made by `accept`, `connect` or `adopt`. */
-export class Socket {
+/** What sockets and listeners share: the engine that made them, their handle and fd. */
+abstract class IoObject {
   /** @internal */
   readonly _owner: IoOwner;
   /** @internal */
@@ -17,8 +17,6 @@ export class Socket {
   _fd: number;
   /** @internal */
   _closed = false;
-  #peer: ReturnType<NativeEngine['address']> | null = null;
-  #local: ReturnType<NativeEngine['address']> | null = null;
 
   /** @internal */
   constructor(owner: IoOwner, handle: number, fd: number) {
@@ -32,10 +30,16 @@ export class Socket {
     return this._closed ? -1 : this._fd;
   }
 
-  /** True once `engine.close(socket)` (or shutdown) closed it. */
+  /** True once `engine.close()` (or shutdown) closed it. */
   get closed(): boolean {
     return this._closed;
   }
+}
+
+/** A connected stream socket (TCP or Unix), made by `accept`, `connect` or `adopt`. */
+export class Socket extends IoObject {
+  #peer: ReturnType<NativeEngine['address']> | null = null;
+  #local: ReturnType<NativeEngine['address']> | null = null;
 
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {
@@ -81,33 +85,8 @@ export class Socket {
 }
 
 /** A listening socket, made by `engine.listen`. */
-export class Listener {
-  /** @internal */
-  readonly _owner: IoOwner;
-  /** @internal */
-  readonly _handle: number;
-  /** @internal */
-  _fd: number;
-  /** @internal */
-  _closed = false;
+export class Listener extends IoObject {
   #address: ListenerAddress | string | null = null;
-
-  /** @internal */
-  constructor(owner: IoOwner, handle: number, fd: number) {
-    this._owner = owner;
-    this._handle = handle;
-    this._fd = fd;
-  }
-
-  /** The file descriptor, or -1 once closed. */
-  fileno(): number {
-    return this._closed ? -1 : this._fd;
-  }
-
-  /** True once closed. */
-  get closed(): boolean {
-    return this._closed;
-  }
 
   /**
    * The bound address, as `net.Server#address()` gives it: `{ address, family, port }`, or the

@@ -1,0 +1,277 @@
+// Line protocol with a real client: redis-benchmark against the Redis-protocol demo on every
+// impl, the node:net baseline and redis-server, the server's CPU time per request measured.
+import { redisServers, shown } from '../lib/contenders.js';
+import { interleaved } from '../lib/interleave.js';
+import { redisBenchmark, redisBenchmarkArgs } from '../lib/loadgen.js';
+
+export const name = 'redis';
+export const title = 'Redis protocol: redis-benchmark';
+export const order = 10;
+export const needs = ['redis-benchmark'];
+/** Used when present: the native ceiling. */
+export const wants = ['redis-server'];
+
+export const TESTS = ['ping_inline', 'ping_mbulk', 'set', 'get'];
+
+/** The three client shapes, with the calibration run's request count per mode. */
+const CONFIGS = [
+  { clients: 50, pipeline: 1, quick: 4_000, full: 20_000 },
+  { clients: 50, pipeline: 16, quick: 16_000, full: 80_000 },
+  { clients: 1, pipeline: 1, quick: 1_000, full: 5_000 },
+];
+
+export const METRICS = [
+  { key: 'cpuUsPerReq', ratio: true },
+  { key: 'rps', ratio: true },
+  { key: 'p50Ms', ratio: true },
+  { key: 'p99Ms', ratio: true },
+  { key: 'requests' },
+  { key: 'serverCpuS' },
+];
+
+export function workloadId(test, clients, pipeline) {
+  return `${test} -c ${clients} -P ${pipeline}`;
+}
+
+export async function run(ctx) {
+  const full = ctx.mode === 'full';
+  // A calibration round (not recorded) warms each server up on each workload; every later run
+  // is sized from the same contender's previous one: about `wall` seconds, but long enough for
+  // the server to use `cpu` seconds (/proc counts in 10 ms ticks), and never over `maxWall`.
+  const sizing = full ? { wall: 2, cpu: 1, maxWall: 6 } : { wall: 0.3, cpu: 0.3, maxWall: 1 };
+  const contenders = redisServers(ctx.impls, { redisServer: Boolean(ctx.tools['redis-server']) });
+  const workloads = [];
+  for (const cfg of CONFIGS) {
+    for (const test of TESTS) {
+      workloads.push({
+        id: workloadId(test, cfg.clients, cfg.pipeline),
+        test,
+        clients: cfg.clients,
+        pipeline: cfg.pipeline,
+        first: full ? cfg.full : cfg.quick,
+      });
+    }
+  }
+  const sizes = new Map(); // `${workload}|${contender}` → requests for the next run
+  const result = await interleaved({
+    ctx,
+    contenders,
+    workloads,
+    metrics: METRICS,
+    refs: contenders.some((c) => c.name === 'redis-server') ? ['redis-server'] : [],
+    calibrate: true,
+    async measure(server, c, w) {
+      const requests = sizes.get(`${w.id}|${c.name}`) ?? w.first;
+      const r = await redisBenchmark(
+        { port: server.port, test: w.test, clients: w.clients, pipeline: w.pipeline, requests },
+        { timeoutMs: full ? 120_000 : 30_000 },
+      );
+      return { ...r, requests };
+    },
+    finish(r, w, c) {
+      const cpuPerReq = r.serverCpuS / r.requests;
+      // No tick counted: the run was far too short to tell, so take the longest allowed.
+      let next = cpuPerReq > 0 ? Math.max(sizing.wall * r.rps, sizing.cpu / cpuPerReq) : Infinity;
+      next = Math.min(next, sizing.maxWall * r.rps, 5_000_000);
+      sizes.set(`${w.id}|${c.name}`, Math.max(1000, Math.round(next / 1000) * 1000));
+      return {
+        cpuUsPerReq: cpuPerReq * 1e6,
+        rps: r.rps,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        requests: r.requests,
+        serverCpuS: r.serverCpuS,
+      };
+    },
+    describe: (m) =>
+      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
+      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms`,
+  });
+  return {
+    ...result,
+    contenders: contenders.map((c) => ({
+      name: c.name,
+      label: c.label,
+      engine: Boolean(c.engine),
+      command: shown(c),
+    })),
+    commands: [
+      `redis-benchmark ${redisBenchmarkArgs({ port: 'PORT', test: 'TEST', clients: 'C', pipeline: 'P', requests: 'N' }).join(' ')}`,
+      `TEST in ${TESTS.join(', ')}; (C, P) in ${CONFIGS.map((c) => `(${c.clients}, ${c.pipeline})`).join(', ')}`,
+    ],
+    sizing,
+  };
+}
+
+// ---- Report ----
+
+const CONFIG_TITLES = {
+  '50/1': '50 clients, no pipelining (`-c 50 -P 1`)',
+  '50/16': '50 clients, 16 requests pipelined (`-c 50 -P 16`)',
+  '1/1': 'one client, latency (`-c 1`)',
+};
+
+function configsOf(r) {
+  const seen = new Map();
+  for (const g of r.groups) {
+    const key = `${g.clients}/${g.pipeline}`;
+    if (!seen.has(key))
+      seen.set(key, { key, clients: g.clients, pipeline: g.pipeline, groups: [] });
+    seen.get(key).groups.push(g);
+  }
+  return [...seen.values()];
+}
+
+function standing(s, kit, better) {
+  return s?.n ? `${s.median.toFixed(2)}× ${kit.verdict(s, better)}` : 'failed';
+}
+
+/** The headline table: server CPU per request and req/s at -c 50 -P 1. */
+export function headline(r, kit) {
+  const base = r.baseline;
+  const tests = ['ping_inline', 'set', 'get'];
+  const groups = tests.map((t) => r.groups.find((g) => g.id === workloadId(t, 50, 1)));
+  const rows = r.contenders.map((c) => [
+    c.label,
+    ...groups.map((g) => {
+      const s = g?.summary[c.name];
+      return s
+        ? `${kit.fmt(s.metrics.cpuUsPerReq.median)} µs (${kit.ratioCell(s.ratios.cpuUsPerReq).split(' ')[0]})`
+        : '–';
+    }),
+    ...groups.map((g) => {
+      const s = g?.summary[c.name];
+      return s
+        ? `${kit.fmt(s.metrics.rps.median)} (${kit.ratioCell(s.ratios.rps).split(' ')[0]})`
+        : '–';
+    }),
+  ]);
+  const lines = [
+    '## Headline: server CPU per request, `redis-benchmark -c 50 -P 1`',
+    '',
+    `Median of ${r.rounds} interleaved rounds (${r.mode} pass, ${r.machine.date.slice(0, 10)}); in`,
+    `brackets the median of the per-round ratios to the \`${base}\` baseline. Lower CPU is better.`,
+    '',
+    kit.table(
+      ['Server', ...tests.map((t) => `${t} CPU/req`), ...tests.map((t) => `${t} req/s`)],
+      rows,
+    ),
+  ];
+  // Issue 4's target for the completion impl, checked on the same figures.
+  const completion = groups.map((g) => g?.summary.completion);
+  if (completion.every(Boolean) && r.contenders.some((c) => c.name === 'redis-server')) {
+    const parts = tests.map((t, i) => {
+      const s = completion[i];
+      return (
+        `${t} ${s.ratios.cpuUsPerReq.median.toFixed(2)}× net, ` +
+        `${s.vs['redis-server'].cpuUsPerReq.median.toFixed(2)}× redis-server`
+      );
+    });
+    const met = completion.every(
+      (s) => s.ratios.cpuUsPerReq.median <= 2 / 3 && s.vs['redis-server'].cpuUsPerReq.median <= 1,
+    );
+    lines.push(
+      '',
+      `Target for \`completion\` (at most 2/3 of \`net\`'s CPU per request and no more than`,
+      `\`redis-server\`'s): ${parts.join('; ')} — **${met ? 'met' : 'not met'}** in this run.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function render(r, kit) {
+  const base = r.baseline;
+  const hasRedis = r.contenders.some((c) => c.name === 'redis-server');
+  const md = [
+    '`redis-benchmark` against the Redis-protocol demo (`examples/redis-server`) on each impl,',
+    `a plain \`node:net\` server of the same protocol subset (\`bench/baselines/net-redis-server.js\`,`,
+    'the baseline), and `redis-server` itself with persistence off. Each run is one workload',
+    'with a request count sized from the same contender’s previous run (after one unrecorded',
+    "calibration round); CPU is the server process's. Client command:",
+    '',
+    '```sh',
+    ...r.commands,
+    '```',
+  ];
+  const charts = {};
+  for (const cfg of configsOf(r)) {
+    md.push('', `### ${CONFIG_TITLES[cfg.key] ?? `-c ${cfg.clients} -P ${cfg.pipeline}`}`, '');
+    const file = `redis-c${cfg.clients}-p${cfg.pipeline}-cpu.svg`;
+    charts[file] = kit.barChart({
+      title: `Server CPU µs per request, redis-benchmark -c ${cfg.clients} -P ${cfg.pipeline} (lower is better)`,
+      unit: 'µs',
+      groups: cfg.groups.map((g) => ({ label: g.test, bars: kit.barsFor(r, g, 'cpuUsPerReq') })),
+      note: `median and min–max of ${r.rounds} rounds, ${r.mode} pass, ${r.machine.date.slice(0, 10)}`,
+    });
+    md.push(
+      `![Server CPU per request, -c ${cfg.clients} -P ${cfg.pipeline}](benchmarks/${file})`,
+      '',
+    );
+    const rows = [];
+    for (const g of cfg.groups) {
+      r.contenders.forEach((c, i) => {
+        const s = g.summary[c.name];
+        if (!s) return;
+        rows.push([
+          i === 0 ? `**${g.test}**` : '',
+          c.name === base ? `${c.name} (baseline)` : c.name,
+          kit.cell(s.metrics.cpuUsPerReq),
+          kit.ratioCell(s.ratios.cpuUsPerReq),
+          ...(hasRedis ? [kit.ratioCell(s.vs['redis-server']?.cpuUsPerReq)] : []),
+          kit.cell(s.metrics.rps),
+          kit.ratioCell(s.ratios.rps),
+          kit.cell(s.metrics.p50Ms),
+          kit.cell(s.metrics.p99Ms),
+        ]);
+      });
+    }
+    md.push(
+      kit.table(
+        [
+          'Test',
+          'Server',
+          'CPU µs/req',
+          `× ${base}`,
+          ...(hasRedis ? ['× redis-server'] : []),
+          'req/s',
+          `× ${base}`,
+          'p50 ms',
+          'p99 ms',
+        ],
+        rows,
+        ['l', 'l', 'r', 'r', ...(hasRedis ? ['r'] : []), 'r', 'r', 'r', 'r'],
+      ),
+    );
+  }
+  const failures = r.groups.flatMap((g) =>
+    Object.entries(g.summary).flatMap(([name, s]) =>
+      s.failures.map((f) => `${name}, ${g.id}, ${f}`),
+    ),
+  );
+  if (failures.length) md.push('', 'Failed runs:', '', ...failures.map((f) => `- ${f}`));
+  return { markdown: md.join('\n'), charts };
+}
+
+export function reading(r, kit) {
+  const base = r.baseline;
+  const tests = TESTS.filter((t) => r.groups.some((g) => g.test === t));
+  const rows = [];
+  for (const cfg of configsOf(r)) {
+    for (const c of r.contenders.filter((x) => x.name !== base)) {
+      rows.push([
+        `-c ${cfg.clients} -P ${cfg.pipeline}`,
+        c.engine ? `**${c.name}**` : c.name,
+        ...tests.map((t) => {
+          const g = cfg.groups.find((x) => x.test === t);
+          return standing(g?.summary[c.name]?.ratios.cpuUsPerReq, kit, 'lower');
+        }),
+      ]);
+    }
+  }
+  return [
+    `**Redis protocol** (redis-benchmark): server CPU per request ÷ \`${base}\`'s, median of the ` +
+      'per-round ratios (below 1: cheaper than the baseline). Requests per second and latency ' +
+      'are in the section below.\n\n' +
+      kit.table(['Clients', 'Server', ...tests], rows, ['l', 'l', ...tests.map(() => 'r')]),
+  ];
+}
