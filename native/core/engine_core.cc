@@ -236,15 +236,16 @@ void EngineCore::freeOp(Op* op) {
 }
 
 void EngineCore::submit(Op* op) {
-  ops_[op->id] = op;
+  ops_.insert(op->id, op);
   start(op);
 }
 
 void EngineCore::submitChain(std::vector<Op*> stages) {
   for (size_t i = 0; i < stages.size(); i++) {
-    ops_[stages[i]->id] = stages[i];
+    ops_.insert(stages[i]->id, stages[i]);
     stages[i]->chained = i > 0;
     stages[i]->next = i + 1 < stages.size() ? stages[i + 1] : nullptr;
+    stages[i]->prev = i > 0 ? stages[i - 1] : nullptr;
   }
   if (!stages.empty()) start(stages[0]);
 }
@@ -392,6 +393,7 @@ void EngineCore::finish(Op* op, Completion&& c) {
   Op* next = op->next;
   bool ok = ready_.back().result >= 0;
   if (next) {
+    next->prev = nullptr;  // the next stage is the chain's first unfinished one now
     if (ok) {
       // The next stage runs on the socket this stage produced (accept, connect) or used.
       if (!next->h) next->h = ready_.back().kind == PayloadKind::kSocket ? handle(ready_.back().handle) : op->h;
@@ -437,25 +439,11 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
 }
 
 bool EngineCore::cancel(int64_t id) {
-  auto it = ops_.find(id);
-  if (it == ops_.end()) return false;
-  Op* op = it->second;
+  Op* op = ops_.find(id);
+  if (!op) return false;
   // A chain is cancelled from its running stage on: find the stage that has started.
   Op* target = op;
-  if (op->chained && !op->started) {
-    for (auto& [oid, o] : ops_) {
-      (void)oid;
-      if (o->started && o->next) {
-        for (Op* s = o->next; s; s = s->next) {
-          if (s == op) {
-            target = o;
-            break;
-          }
-        }
-      }
-      if (target != op) break;
-    }
-  }
+  while (target->prev) target = target->prev;
   // Every unfinished stage fails with ECANCELED, in stage order.
   Op* rest = target->next;
   target->next = nullptr;
@@ -487,9 +475,8 @@ void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
 }
 
 bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
-  auto it = ops_.find(id);
-  if (it == ops_.end()) return false;
-  Op* op = it->second;
+  Op* op = ops_.find(id);
+  if (!op) return false;
   if (op->kind != OpKind::kReadRegex || !op->awaitingVerdict) return false;
   op->awaitingVerdict = false;
   Handle* h = op->h;
@@ -970,9 +957,8 @@ void EngineCore::onWake() {
   while (::read(wakeFd_, &v, sizeof v) > 0) {
   }
   for (ResolveResult& r : resolver_->drain()) {
-    auto it = ops_.find(r.id);
-    if (it == ops_.end()) continue;  // cancelled or timed out meanwhile
-    Op* op = it->second;
+    Op* op = ops_.find(r.id);
+    if (!op) continue;  // cancelled or timed out meanwhile
     Completion c;
     if (r.gaiError) {
       c.result = kErrResolve;
@@ -1054,9 +1040,9 @@ void EngineCore::shutdown() {
   // Stages of a chain are failed by their running stage; collect the running ones first.
   std::vector<int64_t> ids;
   ids.reserve(ops_.size());
-  for (auto& [id, op] : ops_) {
+  ops_.forEach([&ids](int64_t id, Op* op) {
     if (!op->chained || op->started) ids.push_back(id);
-  }
+  });
   std::sort(ids.begin(), ids.end());
   for (int64_t id : ids) cancel(id);
   std::vector<uint64_t> hs;

@@ -15,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/byte_buffer.h"
+#include "core/op_table.h"
 #include "core/resolver.h"
 
 namespace async_engine {
@@ -132,6 +133,7 @@ struct Op {
 
   // Chains: the next stage, which starts when this one succeeds.
   Op* next = nullptr;
+  Op* prev = nullptr;    // the stage before, while it has not finished
   bool chained = false;  // a later stage of a chain (started by its predecessor)
 };
 
@@ -262,7 +264,7 @@ class EngineCore : public Sink {
   std::vector<Handle*> backoff_;  // listeners whose accepts wait after running out of fds
   int64_t backoffAt_ = 0;         // when they are tried again
   bool shuttingDown_ = false;  // spare fd, given up to shed connections when out of fds
-  std::unordered_map<int64_t, Op*> ops_;
+  OpTable ops_;
   std::unordered_map<uint64_t, Handle*> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
   uint64_t nextHandle_ = 1;

@@ -215,22 +215,22 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const [opts, cb] = this.#optsCb(a, b);
-    this.#submit(this.#readUntilStage(sock, delimiter, opts, cb));
+    this.#submit(this.#readUntilStage(sock, delimiter, this.#optsOf(a, b), this.#cbOf(a, b)));
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
   readAll(sock: Socket, cb: Callback<Buffer>): void;
   readAll(sock: Socket, options: OpOptions, cb: Callback<Buffer>): void;
   readAll(sock: Socket, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
-    const [opts, cb] = this.#optsCb(a, b);
-    this.#submit({
-      kind: Kind.ReadAll,
+    const cb = this.#cbOf(a, b);
+    this.#start(
+      Kind.ReadAll,
       cb,
       sock,
-      handle: this.#socket(sock),
-      a: this.#limit(opts),
-    });
+      this.#socket(sock),
+      this.#limit(this.#optsOf(a, b)),
+      undefined,
+    );
   }
 
   /**
@@ -245,7 +245,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<string[]>,
     b?: Callback<string[]>,
   ): void {
-    const [opts, cb] = this.#optsCb(a, b);
+    const opts = this.#optsOf(a, b);
+    const cb = this.#cbOf(a, b);
     if (typeof glob !== 'string') throw invalidArgType('glob', 'a string', glob);
     if (glob === '' || glob.includes('\0')) {
       throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
@@ -280,8 +281,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<RegexResult>,
     b?: Callback<RegexResult>,
   ): void {
-    const [opts, cb] = this.#optsCb(a, b);
-    this.#submit(this.#regexStage(sock, this.#socket(sock), regex, opts, cb));
+    const opts = this.#optsOf(a, b);
+    this.#submit(this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b)));
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
@@ -293,9 +294,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const [, cb] = this.#optsCb(a, b);
+    const cb = this.#cbOf(a, b);
     checkSize(size, 'size');
-    this.#submit({ kind: Kind.ReadChunk, cb, sock, handle: this.#socket(sock), a: size });
+    this.#start(Kind.ReadChunk, cb, sock, this.#socket(sock), size, undefined);
   }
 
   /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
@@ -307,9 +308,9 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const [, cb] = this.#optsCb(a, b);
+    const cb = this.#cbOf(a, b);
     checkSize(n, 'n');
-    this.#submit({ kind: Kind.ReadExactly, cb, sock, handle: this.#socket(sock), a: n });
+    this.#start(Kind.ReadExactly, cb, sock, this.#socket(sock), n, undefined);
   }
 
   /**
@@ -325,8 +326,17 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<string>,
     b?: Callback<string>,
   ): void {
-    const [opts, cb] = this.#optsCb(a, b);
-    this.#submit(this.#lineStage(sock, this.#socket(sock), expect, opts, cb));
+    const opts = this.#optsOf(a, b);
+    const cb = this.#cbOf(a, b);
+    checkExpect(expect);
+    const handle = this.#socket(sock);
+    const encoding = opts.encoding
+      ? checkEncoding(opts.encoding, 'options.encoding')
+      : this.#encoding;
+    const utf8 = encoding === 'utf8' || encoding === 'utf-8';
+    const rec = this.#start(Kind.ReadLine, cb, sock, handle, this.#limit(opts), utf8);
+    rec.expect = expect;
+    rec.encoding = encoding;
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
@@ -338,8 +348,8 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     a: OpOptions | Callback<number>,
     b?: Callback<number>,
   ): void {
-    const [, cb] = this.#optsCb(a, b);
-    this.#submit({ kind: Kind.Write, cb, sock, handle: this.#socket(sock), a: toBytes(data) });
+    const cb = this.#cbOf(a, b);
+    this.#start(Kind.Write, cb, sock, this.#socket(sock), toBytes(data), undefined);
   }
 
   // ---- chains ----
@@ -640,10 +650,41 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     return out;
   }
 
-  #optsCb<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): [OpOptions, Callback<T>] {
-    if (a instanceof Callback) return [{}, this.#cb<T>(a)];
+  // The hot ops take (options?, callback) without building a tuple per call.
+  #cbOf<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): Callback<T> {
+    return this.#cb<T>(b === undefined ? a : b);
+  }
+
+  #optsOf(a: unknown, b: unknown): OpOptions {
+    if (b === undefined) return NO_OPTIONS;
     checkOptions(a);
-    return [a, this.#cb<T>(b)];
+    return a as OpOptions;
+  }
+
+  // Registers an op and hands it to the native side; the caller fills in the record's
+  // decoding fields afterwards (nothing is dispatched before the call returns).
+  #start(
+    kind: Kind,
+    cb: Callback<any>,
+    sock: Socket | undefined,
+    handle: number,
+    a: unknown,
+    b: unknown,
+  ): OpRecord {
+    this.#checkOpen();
+    const id = this.#nextId++;
+    const rec = new OpRecord(id, cb, kind, sock);
+    this.#ops.set(id, rec);
+    cb._target = this;
+    cb._id = id;
+    cb._busy = true;
+    try {
+      this.native.submit(kind, id, handle, cb.timeout ?? 0, a, b);
+    } catch (e) {
+      this.#unregister([rec]);
+      throw e;
+    }
+    return rec;
   }
 
   #optsCbs<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
@@ -685,9 +726,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
     opts: OpOptions,
     cb: Callback<string>,
   ): StageSpec {
-    if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
-      throw invalidArgType('expect', 'a string, RegExp or null', expect);
-    }
+    checkExpect(expect);
     const encoding = opts.encoding
       ? checkEncoding(opts.encoding, 'options.encoding')
       : this.#encoding;
@@ -1090,6 +1129,14 @@ function chooseImpl(requested: unknown): ImplName {
     throw new EngineError('ERR_IMPL_UNAVAILABLE', `impl '${name}' cannot run here: ${reason}`);
   }
   return name;
+}
+
+const NO_OPTIONS: OpOptions = Object.freeze({});
+
+function checkExpect(expect: unknown): asserts expect is LineExpectation {
+  if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
+    throw invalidArgType('expect', 'a string, RegExp or null', expect);
+  }
 }
 
 function checkOptions(opts: unknown): void {
