@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { EngineStats } from '../types.js';
 
 /** Op kinds, as numbered by the native core (native/core/engine_core.h, OpKind). */
 export const enum Kind {
@@ -35,16 +36,8 @@ export const enum Code {
 /** One op for the native side: [kind, id, handle, timeoutMs, a, b]. */
 export type NativeOp = [Kind, number, number, number, unknown, unknown];
 
-export interface NativeStats {
-  opsInFlight: number;
-  completions: number;
-  batches: number;
-  syscalls: number;
-  bytesRead: number;
-  bytesWritten: number;
-  sockets: number;
-  listeners: number;
-}
+/** The counters the native side keeps: all of EngineStats but the impl's name. */
+export type NativeStats = Omit<EngineStats, 'impl'>;
 
 export interface NativeEngine {
   listen(host: string, port: number, backlog: number, reusePort: boolean): [number, number];
