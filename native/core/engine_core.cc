@@ -347,7 +347,17 @@ void EngineCore::start(Op* op) {
   }
   if (op->kind == OpKind::kWrite) {
     h->writes.push_back(op);
-    if (h->writes.size() == 1) pumpWrites(h);
+    if (h->writes.size() > 1) return;
+    if (backend_->completesInline()) {
+      // Corked until the end of the batch: the writes a batch of callbacks makes on one socket
+      // go out in one gathered send (see flushWrites).
+      if (!h->writeQueued) {
+        h->writeQueued = true;
+        dirtyWrites_.push_back(h->id);
+      }
+      return;
+    }
+    pumpWrites(h);
     return;
   }
   h->reads.push_back(op);
@@ -730,6 +740,19 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
 
 // ---- writes ----
 
+// Sends the corked writes of every socket that has some.
+void EngineCore::flushWrites() {
+  if (dirtyWrites_.empty()) return;
+  std::vector<uint64_t> dirty;
+  dirty.swap(dirtyWrites_);
+  for (uint64_t id : dirty) {
+    Handle* h = handle(id);
+    if (!h) continue;
+    h->writeQueued = false;
+    pumpWrites(h);
+  }
+}
+
 void EngineCore::pumpWrites(Handle* h) {
   while (!h->writes.empty() && !h->closed) {
     Op* op = h->writes.front();
@@ -738,6 +761,10 @@ void EngineCore::pumpWrites(Handle* h) {
       continue;
     }
     if (h->sendPending) return;
+    if (h->writes.size() > 1 && backend_->completesInline()) {
+      if (!sendGathered(h)) return;
+      continue;
+    }
     if (op->written < op->data.size()) {
       iovec iov{const_cast<char*>(op->data.data()) + op->written, op->data.size() - op->written};
       h->sendOp = op;
@@ -756,6 +783,51 @@ void EngineCore::pumpWrites(Handle* h) {
       stats_.bytesWritten += r;
       if (op->written < op->data.size()) continue;
     }
+    Completion c;
+    c.result = static_cast<int64_t>(op->written);
+    finish(op, std::move(c));
+  }
+}
+
+// Several writes queued on a socket go out in one sendmsg (in order, never interleaved), and
+// each is finished once all its bytes are out. Returns false when the socket is full.
+bool EngineCore::sendGathered(Handle* h) {
+  iovec iov[kMaxIov];
+  int n = 0;
+  for (Op* op : h->writes) {
+    if (n == kMaxIov) break;
+    if (op->written == op->data.size()) continue;
+    iov[n++] = iovec{op->data.data() + op->written, op->data.size() - op->written};
+  }
+  if (n == 0) {
+    finishSentWrites(h);
+    return true;
+  }
+  ssize_t r = backend_->send(h, iov, n);
+  if (r == kPending) {
+    h->sendPending = true;
+    return false;
+  }
+  stats_.coreSyscalls++;
+  if (r < 0) {
+    h->writeError = static_cast<int>(r);
+    return true;
+  }
+  stats_.bytesWritten += r;
+  size_t left = static_cast<size_t>(r);
+  for (Op* op : h->writes) {
+    if (left == 0) break;
+    size_t take = std::min(left, op->data.size() - op->written);
+    op->written += take;
+    left -= take;
+  }
+  finishSentWrites(h);
+  return true;
+}
+
+void EngineCore::finishSentWrites(Handle* h) {
+  while (!h->writes.empty() && h->writes.front()->written == h->writes.front()->data.size()) {
+    Op* op = h->writes.front();
     Completion c;
     c.result = static_cast<int64_t>(op->written);
     finish(op, std::move(c));
@@ -1020,6 +1092,7 @@ void EngineCore::expireTimers() {
 }
 
 int EngineCore::poll(int timeoutMs) {
+  flushWrites();
   int64_t toDeadline = msToNextDeadline();
   int wait = timeoutMs;
   if (toDeadline >= 0 && (wait < 0 || toDeadline < wait)) wait = static_cast<int>(std::min<int64_t>(toDeadline, INT_MAX));

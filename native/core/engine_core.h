@@ -71,6 +71,7 @@ struct Handle {
   int writeError = 0;  // negative errno, sticky
   bool recvPending = false;
   bool sendPending = false;
+  bool writeQueued = false;  // in the engine's list of sockets with corked writes
   const char* recvFrom = nullptr;  // where the pending recv puts its bytes
   char* recvArea = nullptr;        // own receive area, for backends that complete later
   Op* sendOp = nullptr;            // the write whose bytes the pending send carries
@@ -169,10 +170,16 @@ class EngineCore : public Sink {
   int init(std::unique_ptr<Backend> backend);
 
   const char* backendName() const { return backend_->name(); }
-  bool backendHasUnsubmitted() const { return backend_ && backend_->hasUnsubmitted(); }
-  void flushBackend() {
-    if (backend_) backend_->flush();
+  // Work held back for the end of a batch: corked writes, SQEs not yet handed to the kernel.
+  bool backendHasUnsubmitted() const {
+    return !dirtyWrites_.empty() || (backend_ && backend_->hasUnsubmitted());
   }
+  void flushBackend() {
+    if (!backend_) return;
+    flushWrites();
+    backend_->flush();
+  }
+  void flushWrites();
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.
@@ -244,6 +251,8 @@ class EngineCore : public Sink {
   bool tryFrame(Handle* h, Op* op);  // true: op finished
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
+  bool sendGathered(Handle* h);
+  void finishSentWrites(Handle* h);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
   void shedPendingConnections(Handle* l);
@@ -284,6 +293,7 @@ class EngineCore : public Sink {
   uint64_t timerSeq_ = 0;
 
   std::vector<Op*> freeOps_;
+  std::vector<uint64_t> dirtyWrites_;  // sockets with corked writes, by handle id
   std::vector<Completion> ready_;
   size_t undelivered_ = 0;
   std::vector<char> scratch_;
