@@ -514,7 +514,10 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
 
 // ---- reads ----
 
-constexpr size_t kRecvAreaSize = 16 * 1024;
+// A socket's own receive area (backends that complete later) starts small, since an idle
+// connection keeps its receive armed, and doubles each time a receive fills it.
+constexpr size_t kRecvAreaMin = 4 * 1024;
+constexpr size_t kRecvAreaMax = 64 * 1024;
 
 char* EngineCore::recvSpace(Handle* h, size_t* len) {
   if (backend_->completesInline()) {
@@ -522,8 +525,15 @@ char* EngineCore::recvSpace(Handle* h, size_t* len) {
     h->recvFrom = scratch_.data();
     return scratch_.data();
   }
-  if (!h->recvArea) h->recvArea = static_cast<char*>(std::malloc(kRecvAreaSize));
-  *len = h->recvArea ? kRecvAreaSize : 0;
+  // Nothing is borrowed from the area here (the core settles before it receives again).
+  if (!h->recvArea || h->recvAreaGrow) {
+    size_t size = h->recvArea ? std::min(h->recvAreaSize * 2, kRecvAreaMax) : kRecvAreaMin;
+    std::free(h->recvArea);
+    h->recvArea = static_cast<char*>(std::malloc(size));
+    h->recvAreaSize = h->recvArea ? size : 0;
+    h->recvAreaGrow = false;
+  }
+  *len = h->recvAreaSize;
   h->recvFrom = h->recvArea;
   return h->recvArea;
 }
@@ -542,6 +552,9 @@ bool EngineCore::primitiveAfterClose(Handle* h) {
 }
 
 void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
+  if (r > 0 && h->recvArea && !data && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
+    h->recvAreaGrow = true;  // the sender outpaces the area
+  }
   if (r > 0) {
     h->in.append(data ? data : h->recvFrom, static_cast<size_t>(r));
     stats_.bytesRead += r;

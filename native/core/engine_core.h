@@ -74,6 +74,8 @@ struct Handle {
   bool writeQueued = false;  // in the engine's list of sockets with corked writes
   const char* recvFrom = nullptr;  // where the pending recv puts its bytes
   char* recvArea = nullptr;        // own receive area, for backends that complete later
+  size_t recvAreaSize = 0;
+  bool recvAreaGrow = false;       // the last receive filled it: the next one gets a larger one
   Op* sendOp = nullptr;            // the write whose bytes the pending send carries
   std::vector<char> sendOrphan;    // bytes of a pending send whose write op left early
   std::deque<Op*> reads;
