@@ -391,6 +391,17 @@ class ThreadPoolBackend final : public Backend {
     }
     hj->slot[j->kind] = j;
     std::lock_guard<std::mutex> lock(mu_);
+    // Accepts are never queued behind reads (a listener is one job, however many connections it
+    // brings): the least loaded worker takes one even past kMaxHeld.
+    if (j->kind == kAcceptJob && !workers_.empty()) {
+      Worker* best = nullptr;
+      for (auto& w : workers_) {
+        if (!best || w->held.size() < best->held.size()) best = w.get();
+      }
+      holdLocked(best, j);
+      wakeLocked(best);
+      return kPending;
+    }
     if (queue_.size == 0) {
       Worker* best = nullptr;
       for (auto& w : workers_) {
@@ -492,7 +503,7 @@ class ThreadPoolBackend final : public Backend {
   void takeTurnsLocked(Worker* w, int64_t now) {
     std::vector<Job*> idle;
     for (Job* j : w->held) {
-      if (j->tried && now - j->since >= kQuantumNs) idle.push_back(j);
+      if (j->kind != kAcceptJob && j->tried && now - j->since >= kQuantumNs) idle.push_back(j);
     }
     size_t k = std::min({idle.size(), queue_.size, kRotateBatch});
     if (k == 0) return;
