@@ -2,7 +2,7 @@
 // hands ops to the native core and settles each Callback exactly once from the batches the core
 // delivers.
 import { isIP } from 'node:net';
-import { Callback, type CancelTarget } from './callback.js';
+import { Callback } from './callback.js';
 import {
   EngineError,
   errorFromNative,
@@ -11,7 +11,7 @@ import {
   outOfRange,
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
-import { Listener, Socket, type IoOwner } from './io.js';
+import { Listener, Socket } from './io.js';
 import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
 import type {
   AddrInfo,
@@ -81,7 +81,7 @@ const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
  * An engine: one native backend, its sockets and listeners, and the ops in flight on them.
  * Make one with {@link createEngine}.
  */
-export class AsyncEngine implements IoOwner, CancelTarget {
+export class AsyncEngine {
   /** The implementation actually running (`'auto'` resolved). */
   readonly impl: ImplName;
   /** @internal */
@@ -96,7 +96,7 @@ export class AsyncEngine implements IoOwner, CancelTarget {
   #shutdown: Promise<void> | undefined;
   #runWaiters: Array<() => void> = [];
 
-  /** @internal Use {@link createEngine}. */
+  /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
     if (config === null || typeof config !== 'object') {
       throw invalidArgType('config', 'an object', config);
