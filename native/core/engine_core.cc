@@ -89,7 +89,7 @@ Handle* EngineCore::attachNew(int fd, HandleKind kind, int* error, bool closeOnE
   Handle* h = newHandle(fd, kind);
   int rc = backend_->attach(h);
   if (rc >= 0) return h;
-  handles_.erase(h->id);
+  handles_.erase(static_cast<int64_t>(h->id));
   if (kind == HandleKind::kListener) {
     listeners_--;
   } else {
@@ -106,7 +106,7 @@ Handle* EngineCore::newHandle(int fd, HandleKind kind) {
   h->id = nextHandle_++;
   h->fd = fd;
   h->kind = kind;
-  handles_[h->id] = h;
+  handles_.insert(static_cast<int64_t>(h->id), h);
   if (kind == HandleKind::kListener) {
     listeners_++;
   } else {
@@ -116,8 +116,7 @@ Handle* EngineCore::newHandle(int fd, HandleKind kind) {
 }
 
 Handle* EngineCore::handle(uint64_t id) {
-  auto it = handles_.find(id);
-  return it == handles_.end() ? nullptr : it->second;
+  return handles_.find(static_cast<int64_t>(id));
 }
 
 int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
@@ -180,7 +179,7 @@ void EngineCore::close(uint64_t id) {
   for (int fd : h->backlog) ::close(fd);
   h->backlog.clear();
   if (h->kind == HandleKind::kListener) unlinkUnixPath(h->fd);
-  handles_.erase(h->id);
+  handles_.erase(static_cast<int64_t>(h->id));
   if (h->kind == HandleKind::kListener) {
     listeners_--;
   } else {
@@ -231,7 +230,7 @@ void EngineCore::freeOp(Op* op) {
     delete op;
     return;
   }
-  *op = Op();
+  op->reset();
   freeOps_.push_back(op);
 }
 
@@ -1132,7 +1131,7 @@ void EngineCore::shutdown() {
   std::sort(ids.begin(), ids.end());
   for (int64_t id : ids) cancel(id);
   std::vector<uint64_t> hs;
-  for (auto& [id, h] : handles_) hs.push_back(id);
+  handles_.forEach([&hs](int64_t id, Handle*) { hs.push_back(static_cast<uint64_t>(id)); });
   for (uint64_t id : hs) close(id);
 }
 

@@ -98,7 +98,8 @@ struct Handle {
   ~Handle() { std::free(recvArea); }
 };
 
-struct Op {
+// An op's plain fields, reset in one assignment when an Op is recycled.
+struct OpFields {
   int64_t id = 0;
   OpKind kind = OpKind::kSoon;
   Handle* h = nullptr;
@@ -112,32 +113,49 @@ struct Op {
   bool asString = true;    // readLine: deliver a UTF-8 string rather than bytes
   size_t n = 0;            // readChunk size, readExactly count
   size_t scanFrom = 0;     // framing: bytes already searched without a match
-  std::string pattern;     // readUntil delimiter, readUntilLineglob glob
-  std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
 
   // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
   bool awaitingVerdict = false;
   size_t reportedLen = 0;
   bool reportedEof = false;
 
-  // Writes: the bytes to send. A vector, not a string: moving it must keep the bytes where a
-  // backend may still be reading them (a short string would be copied out of its SSO buffer).
-  std::vector<char> data;
-  size_t written = 0;
-
-  // Connects: candidate addresses, tried in order.
-  std::vector<sockaddr_storage> addrs;
-  std::vector<socklen_t> addrLens;
-  size_t addrIndex = 0;
-
-  // Resolve: the query.
-  std::string host;
-  std::string service;
+  size_t written = 0;      // writes: bytes the kernel took
+  size_t addrIndex = 0;    // connects: the candidate address being tried
 
   // Chains: the next stage, which starts when this one succeeds.
   Op* next = nullptr;
   Op* prev = nullptr;    // the stage before, while it has not finished
   bool chained = false;  // a later stage of a chain (started by its predecessor)
+};
+
+struct Op : OpFields {
+  std::string pattern;             // readUntil delimiter, readUntilLineglob glob
+  std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
+  // Writes: the bytes to send. A vector, not a string: moving it must keep the bytes where a
+  // backend may still be reading them (a short string would be copied out of its SSO buffer).
+  std::vector<char> data;
+  // Connects: candidate addresses, tried in order.
+  std::vector<sockaddr_storage> addrs;
+  std::vector<socklen_t> addrLens;
+  // Resolve: the query.
+  std::string host;
+  std::string service;
+
+  // Back to a fresh op, keeping small buffers for the next one.
+  void reset() {
+    static_cast<OpFields&>(*this) = OpFields{};
+    pattern.clear();
+    lines.clear();
+    if (data.capacity() > 64 * 1024) {
+      std::vector<char>().swap(data);
+    } else {
+      data.clear();
+    }
+    addrs.clear();
+    addrLens.clear();
+    host.clear();
+    service.clear();
+  }
 };
 
 enum class PayloadKind : uint8_t { kNone, kBytes, kString, kSocket, kLines, kAddrs, kProgress, kWritten };
@@ -275,8 +293,8 @@ class EngineCore : public Sink {
   std::vector<Handle*> backoff_;  // listeners whose accepts wait after running out of fds
   int64_t backoffAt_ = 0;         // when they are tried again
   bool shuttingDown_ = false;  // spare fd, given up to shed connections when out of fds
-  OpTable ops_;
-  std::unordered_map<uint64_t, Handle*> handles_;
+  IdTable<Op> ops_;
+  IdTable<Handle> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
   uint64_t nextHandle_ = 1;
   size_t sockets_ = 0;

@@ -1,6 +1,6 @@
-// The live ops by id: an open-addressing hash table (linear probing, tombstones), so that the
-// two or three ops a request makes and settles cost no allocation each, as a node-based map's
-// would. Ids are positive.
+// Live ops and handles by id: an open-addressing hash table (linear probing, tombstones), so
+// that the two or three ops a request makes and settles cost no allocation each, as a
+// node-based map's would. Ids are positive.
 #pragma once
 
 #include <cstddef>
@@ -9,15 +9,14 @@
 
 namespace async_engine {
 
-struct Op;
-
-class OpTable {
+template <typename T>
+class IdTable {
  public:
-  OpTable() : slots_(64) {}
+  IdTable() : slots_(64) {}
 
   size_t size() const { return size_; }
 
-  Op* find(int64_t id) const {
+  T* find(int64_t id) const {
     size_t mask = slots_.size() - 1;
     for (size_t i = hash(id) & mask;; i = (i + 1) & mask) {
       const Slot& s = slots_[i];
@@ -26,7 +25,7 @@ class OpTable {
     }
   }
 
-  void insert(int64_t id, Op* op) {
+  void insert(int64_t id, T* op) {
     if ((used_ + 1) * 2 > slots_.size()) rehash(size_ * 4 > slots_.size() ? slots_.size() * 2 : slots_.size());
     size_t mask = slots_.size() - 1;
     for (size_t i = hash(id) & mask;; i = (i + 1) & mask) {
@@ -69,7 +68,7 @@ class OpTable {
   static constexpr int64_t kGone = -1;
   struct Slot {
     int64_t id = kEmpty;
-    Op* op = nullptr;
+    T* op = nullptr;
   };
 
   static size_t hash(int64_t id) { return static_cast<size_t>(static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ull >> 16); }
