@@ -51,7 +51,7 @@ namespace {
 // ran (an accepted fd, received bytes: the core keeps them). A worker only touches the fd of a
 // primitive it holds, and the core closes that fd only after the primitive's report, so a closed
 // and reused fd number is never touched.
-constexpr size_t kMaxHeld = 256;
+constexpr size_t kMaxHeld = 1024;
 constexpr int64_t kQuantumNs = 10'000'000;
 constexpr size_t kRotateBatch = 32;
 constexpr int kMaxThreads = 1024;
