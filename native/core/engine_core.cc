@@ -415,12 +415,13 @@ void EngineCore::finish(Op* op, Completion&& c) {
       start(next);
       return;
     }
-    abortAfter(op, ready_.back().result);
+    abortAfter(op);
   }
   freeOp(op);
 }
 
-void EngineCore::abortAfter(Op* op, int64_t cause) {
+// Every stage after `op` fails with ERR_ABORTED (JavaScript attaches the failure as `cause`).
+void EngineCore::abortAfter(Op* op) {
   for (Op* s = op->next; s;) {
     Op* after = s->next;
     ops_.erase(s->id);
@@ -433,7 +434,6 @@ void EngineCore::abortAfter(Op* op, int64_t cause) {
     s = after;
   }
   op->next = nullptr;
-  (void)cause;
 }
 
 void EngineCore::fail(Op* op, int64_t code, Syscall sc) {

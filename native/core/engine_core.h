@@ -189,7 +189,6 @@ class EngineCore : public Sink {
   // Takes the backend; returns 0 or -errno.
   int init(std::unique_ptr<Backend> backend);
 
-  const char* backendName() const { return backend_->name(); }
   // Work held back for the end of a batch: corked writes, SQEs not yet handed to the kernel.
   bool backendHasUnsubmitted() const {
     return !dirtyWrites_.empty() || (backend_ && backend_->hasUnsubmitted());
@@ -261,7 +260,7 @@ class EngineCore : public Sink {
   void armTimer(Op* op);
   void finish(Op* op, Completion&& c);
   void fail(Op* op, int64_t code, Syscall sc = Syscall::kNone);
-  void abortAfter(Op* op, int64_t cause);
+  void abortAfter(Op* op);
   void unlink(Op* op);
   void freeOp(Op* op);
 
