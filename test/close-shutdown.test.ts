@@ -10,6 +10,7 @@ import {
   fdCount,
   forEachImpl,
   netClient,
+  netServer,
   noFdLeaks,
   onCleanup,
   once,
@@ -93,8 +94,9 @@ forEachImpl(
     engine.accept(l, accA.cb);
     const clientA = await netClient(engine, { port });
     const A = await expectOk(t, accA);
-    // B waits in the backlog, so accepting it allocates the next free fd and nothing else.
-    const clientB = await netClient(engine, { port });
+    // The peer of the new socket: a server made now, so that its fds are taken before A's
+    // number is free again.
+    const server = await netServer(engine);
 
     const rA = once<Buffer>();
     engine.readUntil(A, '\n', rA.cb);
@@ -113,7 +115,7 @@ forEachImpl(
       'the closed socket fd is released',
     );
 
-    // Occupy every free fd number below fdA, so that the next accept gets fdA itself.
+    // Occupy every free fd number below fdA, so that the connect's socket gets fdA itself.
     const placeholders: number[] = [];
     for (;;) {
       const fd = fs.openSync('/dev/null', 'r');
@@ -123,19 +125,19 @@ forEachImpl(
       }
       placeholders.push(fd);
     }
-    const accB = once<Socket>();
-    engine.accept(l, accB.cb);
-    const B = await expectOk(t, accB);
+    const conB = once<Socket>();
+    engine.connect({ host: '127.0.0.1', port: server.port }, conB.cb);
     for (const fd of placeholders) fs.closeSync(fd);
+    const B = await expectOk(t, conB);
+    const peerB = await server.nextConnection();
     t.is(B.fileno(), fdA, 'the new socket got the old fd number');
-    t.is(B.remotePort, clientB.client.localPort);
     t.is(B.bufferedBytes, 0, 'no bytes inherited from the old socket');
     clientA.client.write('more stale\n');
     const rB = once<Buffer>();
     engine.readUntil(B, '\n', rB.cb);
     await sleep(30);
     t.is(rB.calls.length, 0, 'nothing arrives for B before its peer writes');
-    await clientB.write('fresh\n');
+    await peerB.write('fresh\n');
     t.is((await expectOk(t, rB)).toString(), 'fresh\n');
     await sleep(30);
     t.is(rA.calls.length, 1, 'the old op was not called again');

@@ -30,7 +30,8 @@ const c = net.connect(l.address().port, '127.0.0.1', () => c.write('ping\\n'));
 let got = '';
 c.on('data', (d) => (got += d));
 c.on('end', async () => {
-  console.log(JSON.stringify({ got, flags: e.stats().ringSetupFlags }));
+  const st = e.stats();
+  console.log(JSON.stringify({ got, flags: st.ringSetupFlags, multi: [st.multishotAccept, st.multishotRecv] }));
   await e.shutdown();
 });
 `;
@@ -38,8 +39,9 @@ c.on('end', async () => {
 ring('setup features refused or switched off fall back, and the engine still works', async (t) => {
   const full = await runNodeScript(echoScript, {});
   t.is(full.code, 0, full.stderr);
-  const fullOut = JSON.parse(full.stdout) as { got: string; flags: number };
+  const fullOut = JSON.parse(full.stdout) as { got: string; flags: number; multi: number[] };
   t.is(fullOut.got, 'PING\n');
+  t.deepEqual(fullOut.multi, [1, 1], 'this kernel has multishot accept and recv');
 
   const off = await runNodeScript(echoScript, {
     ASYNC_ENGINE_URING_DISABLE: 'single_issuer,coop_taskrun,cqsize',
@@ -48,7 +50,101 @@ ring('setup features refused or switched off fall back, and the engine still wor
   const offOut = JSON.parse(off.stdout) as { got: string; flags: number };
   t.is(offOut.got, 'PING\n');
   t.is(offOut.flags & (SETUP_SINGLE_ISSUER | SETUP_COOP_TASKRUN), 0);
+
+  const single = await runNodeScript(echoScript, {
+    ASYNC_ENGINE_URING_DISABLE: 'multishot_accept,multishot_recv',
+  });
+  t.is(single.code, 0, single.stderr);
+  const singleOut = JSON.parse(single.stdout) as { got: string; multi: number[] };
+  t.is(singleOut.got, 'PING\n');
+  t.deepEqual(singleOut.multi, [0, 0]);
 });
+
+// Sends `bytes` of a counting pattern from each of `n` node:net clients to sockets the engine
+// does not read, waits until the senders stall (or finish), then reads everything and checks it.
+async function floodThenRead(
+  t: import('ava').ExecutionContext,
+  env: string,
+  n: number,
+  bytes: number,
+) {
+  const r = await runNodeScript(
+    `const { createEngine, Callback } = await import(process.env.ENGINE_URL);
+     const net = await import('node:net');
+     const e = createEngine({ impl: 'completion' });
+     const l = e.listen({ port: 0 });
+     const n = ${n}, bytes = ${bytes};
+     const pattern = Buffer.alloc(bytes);
+     for (let i = 0; i < bytes; i++) pattern[i] = (i * 7 + (i >> 8)) & 255;
+     const socks = [];
+     const clients = [];
+     await new Promise((resolve) => {
+       const arm = () => e.accept(l, new Callback({ success: (s) => {
+         socks.push(s);
+         if (socks.length === n) resolve(); else arm();
+       } }));
+       arm();
+       for (let i = 0; i < n; i++) clients.push(net.connect(l.address().port, '127.0.0.1'));
+     });
+     // One byte read arms each socket's receive; then nobody reads while the flood comes, and a
+     // multishot receive runs on into the socket's queue, up to a bound.
+     await Promise.all(socks.map((s, i) => new Promise((resolve) => {
+       e.readExactly(s, 1, new Callback({ success: resolve }));
+       clients[i].write('!');
+     })));
+     for (const c of clients) c.write(pattern);
+     await new Promise((r) => setTimeout(r, 300));
+     let peak = e.stats().recvBuffersInUse;
+     let ok = 0;
+     await Promise.all(socks.map((s) => new Promise((resolve) => {
+       e.readExactly(s, bytes, new Callback({
+         success: (b) => { if (Buffer.compare(b, pattern) === 0) ok++; resolve(); },
+         failure: (err) => { console.error(err); resolve(); },
+       }));
+     })));
+     for (const c of clients) c.destroy();
+     const inUse = e.stats().recvBuffersInUse;
+     await e.shutdown();
+     console.log(JSON.stringify({ ok, peak, inUse }));`,
+    env ? { ASYNC_ENGINE_URING_DISABLE: env } : {},
+    60_000,
+  );
+  t.is(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: number; peak: number; inUse: number };
+  t.log(`buffers held before reading: ${out.peak}`);
+  return out;
+}
+
+ring(
+  'a flood nobody reads is held in provided buffers up to the ring, then waits in the kernel',
+  async (t) => {
+    // 8 MiB against a 4 MiB ring: the multishot receive is stopped, the rest stays in the socket.
+    const out = await floodThenRead(t, '', 1, 8 * 1024 * 1024);
+    t.is(out.ok, 1, 'all 8 MiB arrive intact and in order');
+    t.true(out.peak > 0 && out.peak <= 256, `buffers held by one unread socket: ${out.peak}`);
+    t.is(out.inUse, 0, 'every buffer went back to the kernel');
+  },
+);
+
+ring(
+  'with the provided buffers used up, receives fall back to the socket area and lose nothing',
+  async (t) => {
+    // 48 unread sockets could hold 384 buffers; the ring has 256.
+    const out = await floodThenRead(t, '', 48, 256 * 1024);
+    t.is(out.ok, 48);
+    t.true(out.peak <= 256);
+    t.is(out.inUse, 0);
+  },
+);
+
+ring(
+  'single-shot receives and accepts (multishot switched off) carry the same flood',
+  async (t) => {
+    const out = await floodThenRead(t, 'multishot_accept,multishot_recv', 8, 512 * 1024);
+    t.is(out.ok, 8);
+    t.is(out.peak, 0);
+  },
+);
 
 ring('io_uring unavailable: availableImpls says why and auto picks readiness', async (t) => {
   const r = await runNodeScript(

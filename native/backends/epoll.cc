@@ -100,6 +100,8 @@ class EpollBackend final : public Backend {
     }
   }
 
+  int maxSendIov() const override { return 1024; }
+
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
     uint32_t& f = h->backendFlags;
     if (!(f & kWritable)) {

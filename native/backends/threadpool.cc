@@ -291,6 +291,8 @@ class ThreadPoolBackend final : public Backend {
   // Engine thread. The core keeps the bytes alive until onSend; small ones are copied anyway, so
   // that no worker reads memory a cancelled write gave back (a short std::string keeps its bytes
   // inside the op, which the core frees when the op leaves).
+  int maxSendIov() const override { return kMaxSendIov; }
+
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
     Job* j = newJob(h, kSendJob);
     size_t total = 0;

@@ -1,14 +1,23 @@
 // The io_uring backend of the `completion` implementation: every primitive is an SQE, every
 // result a CQE; SQEs queued while JavaScript runs reach the kernel in one io_uring_enter per
 // batch. Runs on the engine's thread only.
+//
+// Where the kernel has them, a socket's receive and a listener's accept are multishot: armed
+// once, they keep reporting until the handle closes, so a request/response server submits no
+// SQE to read its next request. Received bytes land in a ring of provided buffers shared by
+// every socket, so an idle connection holds no receive memory. A report that arrives while the
+// core has not asked (the app is not reading) waits in the handle's queue, up to a bound; past
+// it the multishot request is cancelled and the kernel's socket buffer pushes back on the peer.
 #include "backends/uring.h"
 
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -34,20 +43,59 @@ enum : uint32_t {
   kConnectIn = 1u << 3,
   kRecvUnwanted = 1u << 4,
   kAcceptUnwanted = 1u << 5,
+  kRecvOwed = 1u << 6,     // the core waits for a recv report
+  kAcceptOwed = 1u << 7,   // the core waits for an accept report
+  kRecvMulti = 1u << 8,    // the recv in the kernel is multishot
+  kAcceptMulti = 1u << 9,  // the accept in the kernel is multishot
+  kRecvStopped = 1u << 10,    // a cancel of the multishot recv is on its way (queue full)
+  kAcceptStopped = 1u << 11,  // a cancel of the multishot accept is on its way
+  kDetached = 1u << 12,       // closed by the core: only final reports go to it
+};
+constexpr uint32_t kInKernel = kRecvIn | kSendIn | kAcceptIn | kConnectIn;
+
+// Provided receive buffers: one group, shared by every socket.
+constexpr unsigned kBufCount = 256;
+constexpr unsigned kBufSize = 16 * 1024;
+constexpr uint16_t kBufGroup = 0;
+constexpr size_t kBufRingTailOffset = 14;  // the tail overlays the first entry's `resv`
+// Reports a handle may queue while nobody asks for them before its multishot request is
+// stopped. The kernel may fill more buffers before the stop reaches it (a burst is received in
+// one go); the ring bounds the whole, and a socket that finds it empty receives into its own area.
+constexpr size_t kMaxQueuedRecvs = 8;
+constexpr size_t kMaxQueuedAccepts = 64;
+constexpr int kMaxIov = 64;
+
+// A recv report held for the core: the result and, for data, the provided buffer it is in.
+struct QueuedRecv {
+  int res;
+  int bid;  // -1: no buffer
+};
+
+// What the backend keeps per handle, made when first needed.
+struct HandleState {
+  msghdr msg{};  // a gathered send in the kernel
+  iovec iov[kMaxIov];
+  std::deque<QueuedRecv> recvs;
+  std::deque<int> accepted;
 };
 
 class UringBackend final : public Backend {
  public:
   UringBackend(Sink* sink) : sink_(sink) {}
   ~UringBackend() override {
+    quiesce();
     if (epfd_ >= 0) ::close(epfd_);
     if (eventFd_ >= 0) ::close(eventFd_);
+    if (bufRing_) ::munmap(bufRing_, kBufCount * sizeof(io_uring_buf));
+    if (bufs_) ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
   }
 
   int init(const UringOptions& o) {
     unsigned entries = o.entries > 0 ? static_cast<unsigned>(o.entries) : 256;
     int rc = ring_.init(entries, 8, o.disabled);
     if (rc < 0) return rc;
+    acceptMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_accept");
+    recvMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_recv") && setupBuffers();
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     eventFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (epfd_ < 0 || eventFd_ < 0) return -errno;
@@ -81,9 +129,21 @@ class UringBackend final : public Backend {
   }
 
   int detach(Handle* h) override {
-    uint32_t f = h->backendFlags;
+    uint32_t& f = h->backendFlags;
+    f |= kDetached;
+    if (HandleState* st = state(h, false)) {
+      for (const QueuedRecv& q : st->recvs) {
+        if (q.bid >= 0) recycle(static_cast<uint16_t>(q.bid));
+      }
+      st->recvs.clear();
+      for (int fd : st->accepted) ::close(fd);
+      st->accepted.clear();
+    }
     int inflight = !!(f & kRecvIn) + !!(f & kSendIn) + !!(f & kAcceptIn) + !!(f & kConnectIn);
-    if (inflight == 0) return 0;
+    if (inflight == 0) {
+      dropState(h);
+      return 0;
+    }
     if (ring_.features().cancelByFd) {
       io_uring_sqe* sqe = sqe_();
       if (sqe) {
@@ -101,56 +161,96 @@ class UringBackend final : public Backend {
     return inflight;
   }
 
+  // A multishot recv keeps running when nobody reads (what it brings waits in the handle's
+  // queue); a single-shot one, or an accept, is cancelled.
   void unwant(Handle* h, Primitive p) override {
-    if (p == Primitive::kRecv && (h->backendFlags & kRecvIn) && !(h->backendFlags & kRecvUnwanted)) {
-      h->backendFlags |= kRecvUnwanted;
+    uint32_t& f = h->backendFlags;
+    if (p == Primitive::kRecv && (f & kRecvIn) && !(f & (kRecvUnwanted | kRecvMulti))) {
+      f |= kRecvUnwanted;
       cancel(h, kTagRecv);
-    } else if (p == Primitive::kAccept && (h->backendFlags & kAcceptIn) && !(h->backendFlags & kAcceptUnwanted)) {
-      h->backendFlags |= kAcceptUnwanted;
-      cancel(h, kTagAccept);
+    } else if (p == Primitive::kAccept && (f & kAcceptIn) && !(f & kAcceptUnwanted)) {
+      f |= kAcceptUnwanted;
+      if (!(f & kAcceptStopped)) cancel(h, kTagAccept);
     }
   }
 
   ssize_t recv(Handle* h) override {
+    uint32_t& f = h->backendFlags;
+    if (HandleState* st = state(h, false); st && !st->recvs.empty()) {
+      QueuedRecv q = st->recvs.front();
+      st->recvs.pop_front();
+      if (q.bid >= 0) {
+        // The core frames the bytes where they are; the buffer goes back after this batch.
+        h->recvFrom = bufAt(static_cast<uint16_t>(q.bid));
+        lent_.push_back(static_cast<uint16_t>(q.bid));
+      }
+      return q.res;
+    }
+    if (f & kRecvIn) {
+      f |= kRecvOwed;  // the multishot request still runs; its next report is the core's
+      return kPending;
+    }
     if (poisoned_) return -EPERM;
-    io_uring_sqe* sqe = sqe_();
-    if (!sqe) return -EBUSY;
-    size_t len = 0;
-    char* buf = sink_->recvSpace(h, &len);
-    if (!buf) return -ENOMEM;
-    sqe->opcode = IORING_OP_RECV;
-    sqe->fd = h->fd;
-    sqe->addr = reinterpret_cast<uint64_t>(buf);
-    sqe->len = static_cast<uint32_t>(len);
-    sqe->user_data = tag(h, kTagRecv);
-    h->backendFlags |= kRecvIn;
-    return kPending;
+    ssize_t r = recvMulti_ ? armRecvMulti(h) : armRecvSingle(h);
+    if (r == kPending) f |= kRecvOwed;
+    return r;
   }
+
+  int maxSendIov() const override { return kMaxIov; }
 
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
     if (poisoned_) return -EPERM;
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
-    (void)iovcnt;  // the core sends one span at a time
-    sqe->opcode = IORING_OP_SEND;
+    if (iovcnt == 1) {
+      sqe->opcode = IORING_OP_SEND;
+      sqe->addr = reinterpret_cast<uint64_t>(iov[0].iov_base);
+      sqe->len = static_cast<uint32_t>(iov[0].iov_len > 0x7fffffff ? 0x7fffffff : iov[0].iov_len);
+    } else {
+      // The kernel reads the iovec array when it runs the SQE: keep a copy with the handle.
+      HandleState* st = state(h, true);
+      int n = std::min(iovcnt, kMaxIov);
+      std::copy(iov, iov + n, st->iov);
+      st->msg = msghdr{};
+      st->msg.msg_iov = st->iov;
+      st->msg.msg_iovlen = static_cast<size_t>(n);
+      sqe->opcode = IORING_OP_SENDMSG;
+      sqe->addr = reinterpret_cast<uint64_t>(&st->msg);
+      sqe->len = 1;
+    }
     sqe->fd = h->fd;
-    sqe->addr = reinterpret_cast<uint64_t>(iov[0].iov_base);
-    sqe->len = static_cast<uint32_t>(iov[0].iov_len > 0x7fffffff ? 0x7fffffff : iov[0].iov_len);
     sqe->msg_flags = MSG_NOSIGNAL;
     sqe->user_data = tag(h, kTagSend);
+    inflight_++;
     h->backendFlags |= kSendIn;
     return kPending;
   }
 
   ssize_t accept(Handle* l) override {
+    uint32_t& f = l->backendFlags;
+    if (HandleState* st = state(l, false); st && !st->accepted.empty()) {
+      int fd = st->accepted.front();
+      st->accepted.pop_front();
+      return fd;
+    }
+    f &= ~kAcceptUnwanted;  // wanted again: a cancel on its way is answered by a new accept
+    if (f & kAcceptIn) {
+      f |= kAcceptOwed;
+      return kPending;
+    }
     if (poisoned_) return -EPERM;
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
     sqe->opcode = IORING_OP_ACCEPT;
     sqe->fd = l->fd;
     sqe->accept_flags = SOCK_NONBLOCK | SOCK_CLOEXEC;
+    if (acceptMulti_) {
+      sqe->ioprio = IORING_ACCEPT_MULTISHOT;
+      f |= kAcceptMulti;
+    }
     sqe->user_data = tag(l, kTagAccept);
-    l->backendFlags |= kAcceptIn;
+    inflight_++;
+    f |= kAcceptIn | kAcceptOwed;
     return kPending;
   }
 
@@ -165,6 +265,7 @@ class UringBackend final : public Backend {
     sqe->addr = reinterpret_cast<uint64_t>(&h->peerAddr);
     sqe->off = len;
     sqe->user_data = tag(h, kTagConnect);
+    inflight_++;
     h->backendFlags |= kConnectIn;
     return kPending;
   }
@@ -175,9 +276,17 @@ class UringBackend final : public Backend {
   void gauges(std::vector<std::pair<const char*, double>>* out) const override {
     out->emplace_back("ringEntries", ring_.entries());
     out->emplace_back("ringSetupFlags", ring_.features().setupFlags);
+    out->emplace_back("multishotAccept", acceptMulti_ ? 1 : 0);
+    out->emplace_back("multishotRecv", recvMulti_ ? 1 : 0);
+    out->emplace_back("recvBuffersInUse", buffersInUse_);
   }
 
   void flush() override {
+    recycleLent();
+    submitQueued();
+  }
+
+  void submitQueued() {
     if (ring_.pendingSubmissions() == 0) return;
     if (credentialsChanged()) {
       poison();
@@ -191,7 +300,8 @@ class UringBackend final : public Backend {
   }
 
   int wait(int timeoutMs) override {
-    flush();
+    recycleLent();
+    submitQueued();
     epoll_event evs[2];
     int timeout = (ring_.peekCqe() || !synthetic_.empty()) ? 0 : timeoutMs;
     syscalls_++;
@@ -218,15 +328,16 @@ class UringBackend final : public Backend {
       while (io_uring_cqe* cqe = ring_.peekCqe()) {
         uint64_t ud = cqe->user_data;
         int res = cqe->res;
+        uint32_t cflags = cqe->flags;
         ring_.cqeSeen();
-        complete(ud, res);
+        complete(ud, res, cflags);
         handled++;
       }
       if (!ring_.cqOverflowed()) break;
       ring_.flushOverflow();
     }
     if (wake) sink_->onWake();
-    flush();
+    submitQueued();
     return handled;
   }
 
@@ -237,7 +348,7 @@ class UringBackend final : public Backend {
   io_uring_sqe* sqe_() {
     io_uring_sqe* sqe = ring_.getSqe();
     if (sqe) return sqe;
-    flush();
+    submitQueued();
     return ring_.getSqe();
   }
 
@@ -250,34 +361,254 @@ class UringBackend final : public Backend {
   }
 
   // One CQE (or a synthesized result) to the core. The sink may close and free the handle.
-  void complete(uint64_t ud, int res) {
+  void complete(uint64_t ud, int res, uint32_t cflags = 0) {
     uint64_t t = ud & kTagMask;
     if (t == kTagNone) return;
     auto* h = reinterpret_cast<Handle*>(ud & ~kTagMask);
     uint32_t& f = h->backendFlags;
-    switch (t) {
-      case kTagRecv: {
-        bool unwanted = f & kRecvUnwanted;
-        f &= ~(kRecvIn | kRecvUnwanted);
-        sink_->onRecv(h, unwanted && res == -ECANCELED ? kRetry : res);
-        break;
+    bool more = cflags & IORING_CQE_F_MORE;
+    if (!more) inflight_--;
+    int bid = (cflags & IORING_CQE_F_BUFFER) ? static_cast<int>(cflags >> IORING_CQE_BUFFER_SHIFT) : -1;
+    if (bid >= 0) buffersInUse_++;
+    if (f & kDetached) {
+      // Closed: a multishot request's further reports are dropped; each request's last one
+      // goes to the core, which counts them off.
+      if (more) {
+        if (t == kTagRecv && bid >= 0) recycle(static_cast<uint16_t>(bid));
+        if (t == kTagAccept && res >= 0) ::close(res);
+        return;
       }
+      f &= ~(t == kTagRecv ? kRecvIn : t == kTagSend ? kSendIn : t == kTagAccept ? kAcceptIn : kConnectIn);
+      if (!(f & kInKernel)) dropState(h);
+      if (bid >= 0) recycle(static_cast<uint16_t>(bid));
+      report(h, t, res, nullptr);
+      return;
+    }
+    switch (t) {
+      case kTagRecv:
+        recvReport(h, res, bid, more);
+        break;
       case kTagSend:
         f &= ~kSendIn;
         sink_->onSend(h, res);
         break;
-      case kTagAccept: {
-        bool unwanted = f & kAcceptUnwanted;
-        f &= ~(kAcceptIn | kAcceptUnwanted);
-        sink_->onAccept(h, unwanted && res == -ECANCELED ? kRetry : res);
+      case kTagAccept:
+        acceptReport(h, res, more);
         break;
-      }
       case kTagConnect:
         f &= ~kConnectIn;
         sink_->onConnect(h, res);
         break;
       default:
         break;
+    }
+  }
+
+  void report(Handle* h, uint64_t t, int res, const char* data) {
+    switch (t) {
+      case kTagRecv:
+        sink_->onRecv(h, res, data);
+        break;
+      case kTagSend:
+        sink_->onSend(h, res);
+        break;
+      case kTagAccept:
+        sink_->onAccept(h, res);
+        break;
+      default:
+        sink_->onConnect(h, res);
+        break;
+    }
+  }
+
+  void recvReport(Handle* h, int res, int bid, bool more) {
+    uint32_t& f = h->backendFlags;
+    if (!(f & kRecvMulti)) {
+      bool unwanted = f & kRecvUnwanted;
+      f &= ~(kRecvIn | kRecvUnwanted | kRecvOwed);
+      sink_->onRecv(h, unwanted && res == -ECANCELED ? kRetry : res);
+      return;
+    }
+    if (!more) {
+      f &= ~(kRecvIn | kRecvMulti | kRecvStopped);
+      if (res == -ECANCELED || res == -ENOBUFS || (res == -EINVAL && !recvMultiWorked_)) {
+        // Ended without news for the core: stopped by us, out of provided buffers, or a kernel
+        // without multishot recv. The core still waiting gets a fresh request.
+        if (res == -EINVAL) recvMulti_ = false;
+        if (f & kRecvOwed) {
+          ssize_t r = res == -ENOBUFS || !recvMulti_ ? armRecvSingle(h) : armRecvMulti(h);
+          if (r != kPending) {
+            f &= ~kRecvOwed;
+            sink_->onRecv(h, r);
+          }
+        }
+        return;
+      }
+    }
+    recvMultiWorked_ = true;
+    if (f & kRecvOwed) {
+      f &= ~kRecvOwed;
+      const char* data = bid >= 0 ? bufAt(static_cast<uint16_t>(bid)) : nullptr;
+      sink_->onRecv(h, res, data);  // the core copies what it keeps before returning
+      if (bid >= 0) recycle(static_cast<uint16_t>(bid));
+      return;
+    }
+    HandleState* st = state(h, true);
+    st->recvs.push_back(QueuedRecv{res, bid});
+    if (st->recvs.size() >= kMaxQueuedRecvs && (f & kRecvIn) && !(f & kRecvStopped)) {
+      f |= kRecvStopped;  // nobody reads: let the socket buffer fill and push back on the peer
+      cancel(h, kTagRecv);
+      submitQueued();  // now: every report it brings meanwhile takes another buffer
+    }
+  }
+
+  void acceptReport(Handle* l, int res, bool more) {
+    uint32_t& f = l->backendFlags;
+    if (!more) {
+      bool unwanted = f & kAcceptUnwanted;
+      bool refused = res == -EINVAL && (f & kAcceptMulti) && !acceptMultiWorked_;
+      f &= ~(kAcceptIn | kAcceptMulti | kAcceptStopped | kAcceptUnwanted);
+      if (refused) acceptMulti_ = false;  // a kernel without multishot accept
+      if (res == -ECANCELED || refused) {
+        if (!(f & kAcceptOwed)) return;
+        f &= ~kAcceptOwed;
+        if (unwanted) {
+          sink_->onAccept(l, kRetry);
+          return;
+        }
+        ssize_t r = accept(l);  // stopped while the core asked again: a fresh request
+        if (r != kPending) sink_->onAccept(l, r);
+        return;
+      }
+    }
+    if (res >= 0) acceptMultiWorked_ = true;
+    if (f & kAcceptOwed) {
+      f &= ~kAcceptOwed;
+      sink_->onAccept(l, res);
+      return;
+    }
+    if (res < 0) return;  // nobody asked: the next accept asks the kernel again
+    HandleState* st = state(l, true);
+    st->accepted.push_back(res);
+    if (st->accepted.size() >= kMaxQueuedAccepts && (f & kAcceptIn) && !(f & kAcceptStopped)) {
+      f |= kAcceptStopped;  // the rest wait in the kernel's backlog
+      cancel(l, kTagAccept);
+    }
+  }
+
+  ssize_t armRecvMulti(Handle* h) {
+    io_uring_sqe* sqe = sqe_();
+    if (!sqe) return -EBUSY;
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = h->fd;
+    sqe->ioprio = IORING_RECV_MULTISHOT;
+    sqe->flags = IOSQE_BUFFER_SELECT;
+    sqe->buf_group = kBufGroup;
+    sqe->user_data = tag(h, kTagRecv);
+    inflight_++;
+    h->backendFlags |= kRecvIn | kRecvMulti;
+    return kPending;
+  }
+
+  // One receive into the handle's own area: without provided buffers, or when they ran out.
+  ssize_t armRecvSingle(Handle* h) {
+    io_uring_sqe* sqe = sqe_();
+    if (!sqe) return -EBUSY;
+    size_t len = 0;
+    char* buf = sink_->recvSpace(h, &len);
+    if (!buf) return -ENOMEM;
+    sqe->opcode = IORING_OP_RECV;
+    sqe->fd = h->fd;
+    sqe->addr = reinterpret_cast<uint64_t>(buf);
+    sqe->len = static_cast<uint32_t>(len);
+    sqe->user_data = tag(h, kTagRecv);
+    inflight_++;
+    h->backendFlags |= kRecvIn;
+    return kPending;
+  }
+
+  HandleState* state(Handle* h, bool make) {
+    if (!h->backendData && make) h->backendData = new HandleState();
+    return static_cast<HandleState*>(h->backendData);
+  }
+
+  void dropState(Handle* h) {
+    delete static_cast<HandleState*>(h->backendData);
+    h->backendData = nullptr;
+  }
+
+  // The provided-buffer ring: its entries and the buffers, both page-aligned anonymous memory
+  // the kernel pins at registration. False when the kernel has no buffer rings (before 5.19).
+  bool setupBuffers() {
+    size_t ringLen = kBufCount * sizeof(io_uring_buf);
+    void* r = ::mmap(nullptr, ringLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return false;
+    void* b = ::mmap(nullptr, static_cast<size_t>(kBufCount) * kBufSize, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) {
+      ::munmap(r, ringLen);
+      return false;
+    }
+    bufRing_ = r;
+    bufs_ = static_cast<char*>(b);
+    if (ring_.registerBufRing(bufRing_, kBufCount, kBufGroup) < 0) {
+      ::munmap(bufRing_, ringLen);
+      ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
+      bufRing_ = nullptr;
+      bufs_ = nullptr;
+      return false;
+    }
+    for (unsigned i = 0; i < kBufCount; i++) {
+      buffersInUse_++;
+      recycle(static_cast<uint16_t>(i));
+    }
+    return true;
+  }
+
+  char* bufAt(uint16_t bid) const { return bufs_ + static_cast<size_t>(bid) * kBufSize; }
+
+  // Gives a buffer back to the kernel. The entry's fields are set one by one: the ring's tail
+  // shares memory with the first entry's reserved field. The entries are addressed by hand:
+  // in C++ the header's flexible-array wrapper moves `bufs` off the start of the ring.
+  void recycle(uint16_t bid) {
+    static_assert(sizeof(io_uring_buf) == 16, "io_uring_buf is 16 bytes");
+    io_uring_buf* e = reinterpret_cast<io_uring_buf*>(bufRing_) + (bufTail_ & (kBufCount - 1));
+    e->addr = reinterpret_cast<uint64_t>(bufAt(bid));
+    e->len = kBufSize;
+    e->bid = bid;
+    bufTail_++;
+    auto* tail = reinterpret_cast<uint16_t*>(reinterpret_cast<char*>(bufRing_) + kBufRingTailOffset);
+    __atomic_store_n(tail, bufTail_, __ATOMIC_RELEASE);
+    buffersInUse_--;
+  }
+
+  // Buffers the core framed in place during the last batch go back once it is over.
+  void recycleLent() {
+    for (uint16_t bid : lent_) recycle(bid);
+    lent_.clear();
+  }
+
+  // Before the memory the kernel writes into goes away (receive areas, provided buffers, the
+  // handles), every request still in the kernel is cancelled and its last CQE awaited; closing
+  // the ring alone would leave that to a kernel worker, later.
+  void quiesce() {
+    ring_.discardUnsubmitted([this](uint64_t ud) {
+      if ((ud & kTagMask) != kTagNone) inflight_--;
+    });
+    if (inflight_ <= 0 || ring_.fd() < 0) return;
+    if (io_uring_sqe* sqe = ring_.getSqe()) {
+      sqe->opcode = IORING_OP_ASYNC_CANCEL;
+      sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY;
+      sqe->user_data = kTagNone;
+    }
+    for (int round = 0; inflight_ > 0 && round < 100; round++) {
+      ring_.submit(1, 10);
+      while (io_uring_cqe* cqe = ring_.peekCqe()) {
+        bool last = !(cqe->flags & IORING_CQE_F_MORE);
+        if ((cqe->user_data & kTagMask) != kTagNone && last) inflight_--;
+        ring_.cqeSeen();
+      }
+      if (ring_.cqOverflowed()) ring_.flushOverflow();
     }
   }
 
@@ -305,6 +636,16 @@ class UringBackend final : public Backend {
 
   Sink* sink_;
   Ring ring_;
+  bool acceptMulti_ = false;
+  bool recvMulti_ = false;
+  bool acceptMultiWorked_ = false;  // a multishot request has succeeded: EINVAL is the op's own
+  bool recvMultiWorked_ = false;
+  void* bufRing_ = nullptr;
+  char* bufs_ = nullptr;
+  uint16_t bufTail_ = 0;
+  double buffersInUse_ = 0;
+  std::vector<uint16_t> lent_;
+  int64_t inflight_ = 0;  // requests in the kernel (or queued for it) whose last CQE is to come
   int epfd_ = -1;
   int eventFd_ = -1;
   char eventTag_ = 0;

@@ -27,7 +27,9 @@ int sysRegister(int fd, unsigned op, const void* arg, unsigned nr) {
   return static_cast<int>(::syscall(__NR_io_uring_register, fd, op, arg, nr));
 }
 
-bool disabledHas(const std::string& list, const char* name) {
+}  // namespace
+
+bool featureListed(const std::string& list, const char* name) {
   size_t n = std::strlen(name);
   for (size_t pos = list.find(name); pos != std::string::npos; pos = list.find(name, pos + 1)) {
     bool startOk = pos == 0 || list[pos - 1] == ',';
@@ -36,8 +38,6 @@ bool disabledHas(const std::string& list, const char* name) {
   }
   return false;
 }
-
-}  // namespace
 
 Ring::~Ring() {
   if (sqes_) ::munmap(sqes_, sqesLen_);
@@ -49,9 +49,9 @@ Ring::~Ring() {
 int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled) {
   // Newest features first; each refused flag is dropped and setup tried again.
   uint32_t wanted = IORING_SETUP_CQSIZE;
-  if (!disabledHas(disabled, "single_issuer")) wanted |= IORING_SETUP_SINGLE_ISSUER;
-  if (!disabledHas(disabled, "coop_taskrun")) wanted |= IORING_SETUP_COOP_TASKRUN;
-  if (disabledHas(disabled, "cqsize")) wanted &= ~IORING_SETUP_CQSIZE;
+  if (!featureListed(disabled, "single_issuer")) wanted |= IORING_SETUP_SINGLE_ISSUER;
+  if (!featureListed(disabled, "coop_taskrun")) wanted |= IORING_SETUP_COOP_TASKRUN;
+  if (featureListed(disabled, "cqsize")) wanted &= ~IORING_SETUP_CQSIZE;
   const uint32_t optional[] = {IORING_SETUP_SINGLE_ISSUER, IORING_SETUP_COOP_TASKRUN, IORING_SETUP_CQSIZE};
   io_uring_params p;
   int fd = -1;
@@ -175,6 +175,15 @@ int Ring::flushOverflow() {
 int Ring::registerEventfd(int efd) {
   syscalls_++;
   return sysRegister(fd_, IORING_REGISTER_EVENTFD, &efd, 1) < 0 ? -errno : 0;
+}
+
+int Ring::registerBufRing(void* ring, unsigned entries, uint16_t bgid) {
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(ring);
+  reg.ring_entries = entries;
+  reg.bgid = bgid;
+  syscalls_++;
+  return sysRegister(fd_, IORING_REGISTER_PBUF_RING, &reg, 1) < 0 ? -errno : 0;
 }
 
 std::string probeRing() {

@@ -65,6 +65,8 @@ class Ring {
   int flushOverflow();
 
   int registerEventfd(int efd);
+  // Registers a ring of provided buffers (IORING_REGISTER_PBUF_RING, 5.19) as group `bgid`.
+  int registerBufRing(void* ring, unsigned entries, uint16_t bgid);
   uint64_t syscalls() const { return syscalls_; }
 
  private:
@@ -90,6 +92,9 @@ class Ring {
   io_uring_cqe* cqes_ = nullptr;
   uint64_t syscalls_ = 0;
 };
+
+// True when `name` is one of the comma-separated features in `list`.
+bool featureListed(const std::string& list, const char* name);
 
 // Why io_uring cannot be used here, or "" when it can (probed once: setup, then the ops the
 // engine needs).

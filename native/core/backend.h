@@ -65,7 +65,10 @@ class Backend {
   // Primitives. Each returns a result now (>= 0, or -errno), or kPending: then exactly one
   // Sink report follows, either the result or kRetry (ready: call the primitive again).
   virtual ssize_t recv(Handle* h) = 0;  // bytes land in Sink::recvSpace(h); 0 = EOF
+  // A gathered send of `iovcnt` spans (at most maxSendIov()). The spans stay valid until the
+  // report; the iovec array itself only during the call.
   virtual ssize_t send(Handle* h, const struct iovec* iov, int iovcnt) = 0;
+  virtual int maxSendIov() const { return 1; }
   // The result is the new connection's fd (non-blocking, close-on-exec).
   virtual ssize_t accept(Handle* listener) = 0;
   virtual ssize_t connect(Handle* h, const struct sockaddr* addr, socklen_t len) = 0;

@@ -347,16 +347,12 @@ void EngineCore::start(Op* op) {
   if (op->kind == OpKind::kWrite) {
     h->writes.push_back(op);
     if (h->writes.size() > 1) return;
-    if (backend_->completesInline()) {
-      // Corked until the end of the batch: the writes a batch of callbacks makes on one socket
-      // go out in one gathered send (see flushWrites).
-      if (!h->writeQueued) {
-        h->writeQueued = true;
-        dirtyWrites_.push_back(h->id);
-      }
-      return;
+    // Corked until the end of the batch: the writes a batch of callbacks makes on one socket
+    // go out in one gathered send (see flushWrites).
+    if (!h->writeQueued) {
+      h->writeQueued = true;
+      dirtyWrites_.push_back(h->id);
     }
-    pumpWrites(h);
     return;
   }
   h->reads.push_back(op);
@@ -379,10 +375,14 @@ void EngineCore::unlink(Op* op) {
     if (h->accepts.empty() && h->acceptPending && !h->closed) backend_->unwant(h, Primitive::kAccept);
   } else if (op->kind == OpKind::kWrite) {
     drop(h->writes);
-    if (h->sendOp == op) {
+    if (h->sendPending && !backend_->completesInline()) {
       // A backend may still be reading these bytes: they live on until its report.
-      h->sendOp = nullptr;
-      if (!backend_->completesInline()) h->sendOrphan = std::move(op->data);
+      for (auto& part : h->sendParts) {
+        if (part.first == op->id) {
+          h->sendOrphans.push_back(std::move(op->data));
+          break;
+        }
+      }
     }
   } else if (isRead(op->kind)) {
     drop(h->reads);
@@ -767,53 +767,31 @@ void EngineCore::flushWrites() {
 
 void EngineCore::pumpWrites(Handle* h) {
   while (!h->writes.empty() && !h->closed) {
-    Op* op = h->writes.front();
     if (h->writeError) {
-      fail(op, h->writeError, Syscall::kSend);
+      fail(h->writes.front(), h->writeError, Syscall::kSend);
       continue;
     }
     if (h->sendPending) return;
-    if (h->writes.size() > 1 && backend_->completesInline()) {
-      if (!sendGathered(h)) return;
-      continue;
-    }
-    if (op->written < op->data.size()) {
-      iovec iov{const_cast<char*>(op->data.data()) + op->written, op->data.size() - op->written};
-      h->sendOp = op;
-      ssize_t r = backend_->send(h, &iov, 1);
-      if (r == kPending) {
-        h->sendPending = true;
-        return;
-      }
-      h->sendOp = nullptr;
-      stats_.coreSyscalls++;
-      if (r < 0) {
-        h->writeError = static_cast<int>(r);
-        continue;
-      }
-      op->written += static_cast<size_t>(r);
-      stats_.bytesWritten += r;
-      if (op->written < op->data.size()) continue;
-    }
-    Completion c;
-    c.result = static_cast<int64_t>(op->written);
-    finish(op, std::move(c));
+    finishSentWrites(h);
+    if (h->writes.empty()) return;
+    if (!sendQueued(h)) return;
   }
 }
 
-// Several writes queued on a socket go out in one sendmsg (in order, never interleaved), and
-// each is finished once all its bytes are out. Returns false when the socket is full.
-bool EngineCore::sendGathered(Handle* h) {
+// The queued writes of a socket go out in one gathered send (in order, never interleaved), and
+// each is finished once all its bytes are out. Returns false when the send is pending (a
+// backend that completes later, or a full socket).
+bool EngineCore::sendQueued(Handle* h) {
   iovec iov[kMaxIov];
   int n = 0;
+  int maxIov = std::min(backend_->maxSendIov(), kMaxIov);
+  h->sendParts.clear();
   for (Op* op : h->writes) {
-    if (n == kMaxIov) break;
-    if (op->written == op->data.size()) continue;
-    iov[n++] = iovec{op->data.data() + op->written, op->data.size() - op->written};
-  }
-  if (n == 0) {
-    finishSentWrites(h);
-    return true;
+    if (n == maxIov) break;
+    size_t left = op->data.size() - op->written;
+    if (left == 0) continue;
+    iov[n++] = iovec{op->data.data() + op->written, left};
+    h->sendParts.emplace_back(op->id, left);
   }
   ssize_t r = backend_->send(h, iov, n);
   if (r == kPending) {
@@ -822,19 +800,25 @@ bool EngineCore::sendGathered(Handle* h) {
   }
   stats_.coreSyscalls++;
   if (r < 0) {
+    h->sendParts.clear();
     h->writeError = static_cast<int>(r);
     return true;
   }
-  stats_.bytesWritten += r;
-  size_t left = static_cast<size_t>(r);
-  for (Op* op : h->writes) {
-    if (left == 0) break;
-    size_t take = std::min(left, op->data.size() - op->written);
-    op->written += take;
-    left -= take;
-  }
-  finishSentWrites(h);
+  creditSent(h, static_cast<size_t>(r));
   return true;
+}
+
+// Counts `sent` bytes to the writes of the last send, in order. A write that left meanwhile
+// (cancelled, timed out) is skipped: its bytes went out all the same.
+void EngineCore::creditSent(Handle* h, size_t sent) {
+  stats_.bytesWritten += sent;
+  for (auto [id, len] : h->sendParts) {
+    if (sent == 0) break;
+    size_t take = std::min(sent, len);
+    if (Op* op = ops_.find(id)) op->written += take;
+    sent -= take;
+  }
+  h->sendParts.clear();
 }
 
 void EngineCore::finishSentWrites(Handle* h) {
@@ -849,17 +833,15 @@ void EngineCore::finishSentWrites(Handle* h) {
 void EngineCore::onSend(Handle* h, ssize_t result) {
   h->sendPending = false;
   if (primitiveAfterClose(h)) return;
-  Op* op = h->sendOp;
-  h->sendOp = nullptr;
-  h->sendOrphan.clear();
-  if (result != kRetry) {
-    if (result < 0) {
-      h->writeError = static_cast<int>(result);
-    } else {
-      stats_.bytesWritten += result;
-      if (op) op->written += static_cast<size_t>(result);
-    }
+  if (result == kRetry) {
+    h->sendParts.clear();
+  } else if (result < 0) {
+    h->sendParts.clear();
+    h->writeError = static_cast<int>(result);
+  } else {
+    creditSent(h, static_cast<size_t>(result));
   }
+  h->sendOrphans.clear();
   pumpWrites(h);
 }
 

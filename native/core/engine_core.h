@@ -76,8 +76,10 @@ struct Handle {
   char* recvArea = nullptr;        // own receive area, for backends that complete later
   size_t recvAreaSize = 0;
   bool recvAreaGrow = false;       // the last receive filled it: the next one gets a larger one
-  Op* sendOp = nullptr;            // the write whose bytes the pending send carries
-  std::vector<char> sendOrphan;    // bytes of a pending send whose write op left early
+  // The pending send: (write op id, bytes) in send order, and the bytes of those writes that
+  // left early, kept alive until the backend's report.
+  std::vector<std::pair<int64_t, size_t>> sendParts;
+  std::vector<std::vector<char>> sendOrphans;
   std::deque<Op*> reads;
   std::deque<Op*> writes;
 
@@ -270,7 +272,8 @@ class EngineCore : public Sink {
   bool tryFrame(Handle* h, Op* op);  // true: op finished
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
-  bool sendGathered(Handle* h);
+  bool sendQueued(Handle* h);
+  void creditSent(Handle* h, size_t sent);
   void finishSentWrites(Handle* h);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);

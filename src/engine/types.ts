@@ -116,6 +116,22 @@ export interface EngineStats {
    * `COOP_TASKRUN`); features it refused were left off. Implementations: `completion` only.
    */
   ringSetupFlags?: number;
+  /**
+   * 1 when a listener's accept is armed once and reports every connection (multishot accept,
+   * Linux 5.19), 0 when each accept is its own request. Implementations: `completion` only.
+   */
+  multishotAccept?: number;
+  /**
+   * 1 when a socket's receive is armed once and reports into the ring's shared provided buffers
+   * (multishot recv, Linux 6.0), 0 when each receive is its own request into the socket's own
+   * area. Implementations: `completion` only.
+   */
+  multishotRecv?: number;
+  /**
+   * Provided receive buffers (16 KiB each, 256 in all) holding bytes the engine has not consumed
+   * yet. Implementations: `completion` only.
+   */
+  recvBuffersInUse?: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */
