@@ -264,6 +264,19 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   // promise jobs and nextTicks run between rounds as they do after any Node callback.
   void deliverFromLoop() {
     Napi::Env env = Env();
+    // A ring may finish what the batch submitted during the submission itself (a send to a
+    // socket with room): those completions are delivered now, not after another wake-up.
+    for (int pass = 0; pass < 4; pass++) {
+      deliverRounds(env);
+      core_.flushBackend();  // what the batch's callbacks submitted goes out in one system call
+      if (torn_ || !core_.completionsWaiting()) break;
+      core_.poll(0);
+      if (core_.ready().empty()) break;
+    }
+    afterCall();
+  }
+
+  void deliverRounds(Napi::Env env) {
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
       Napi::HandleScope scope(env);
       Batch b = takeBatch(env);
@@ -278,8 +291,6 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         }
       }
     }
-    core_.flushBackend();  // what the batch's callbacks submitted goes out in one system call
-    afterCall();
   }
 
   // One batch for the JS dispatcher. `idsResults` (a Float64Array reused from batch to batch)

@@ -17,6 +17,7 @@ if (!completion.available) {
 
 const SETUP_SINGLE_ISSUER = 1 << 12;
 const SETUP_COOP_TASKRUN = 1 << 8;
+const SETUP_TASKRUN_FLAG = 1 << 9;
 
 const echoScript = `
 const { createEngine, Callback } = await import(process.env.ENGINE_URL);
@@ -42,6 +43,10 @@ ring('setup features refused or switched off fall back, and the engine still wor
   const fullOut = JSON.parse(full.stdout) as { got: string; flags: number; multi: number[] };
   t.is(fullOut.got, 'PING\n');
   t.deepEqual(fullOut.multi, [1, 1], 'this kernel has multishot accept and recv');
+  t.is(
+    fullOut.flags & (SETUP_SINGLE_ISSUER | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG),
+    SETUP_SINGLE_ISSUER | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG,
+  );
 
   const off = await runNodeScript(echoScript, {
     ASYNC_ENGINE_URING_DISABLE: 'single_issuer,coop_taskrun,cqsize',

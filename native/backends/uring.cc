@@ -11,8 +11,7 @@
 #include "backends/uring.h"
 
 #include <errno.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -31,7 +30,7 @@ namespace async_engine {
 namespace {
 
 // user_data: the Handle's address with the primitive in the low bits (Handles are 8-aligned).
-enum Tag : uint64_t { kTagNone = 0, kTagRecv = 1, kTagSend = 2, kTagAccept = 3, kTagConnect = 4 };
+enum Tag : uint64_t { kTagNone = 0, kTagRecv = 1, kTagSend = 2, kTagAccept = 3, kTagConnect = 4, kTagWake = 5 };
 constexpr uint64_t kTagMask = 7;
 
 // Handle::backendFlags bits: which primitives are in the kernel, and which of them the core
@@ -84,8 +83,6 @@ class UringBackend final : public Backend {
   UringBackend(Sink* sink) : sink_(sink) {}
   ~UringBackend() override {
     quiesce();
-    if (epfd_ >= 0) ::close(epfd_);
-    if (eventFd_ >= 0) ::close(eventFd_);
     if (bufRing_) ::munmap(bufRing_, kBufCount * sizeof(io_uring_buf));
     if (bufs_) ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
   }
@@ -96,15 +93,6 @@ class UringBackend final : public Backend {
     if (rc < 0) return rc;
     acceptMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_accept");
     recvMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_recv") && setupBuffers();
-    epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
-    eventFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (epfd_ < 0 || eventFd_ < 0) return -errno;
-    rc = ring_.registerEventfd(eventFd_);
-    if (rc < 0) return rc;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = &eventTag_;
-    if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, eventFd_, &ev) < 0) return -errno;
     // The credentials the ring was made with: a ring keeps them after setuid (CVE-2024-22017).
     ::getresuid(&uid_[0], &uid_[1], &uid_[2]);
     ::getresgid(&gid_[0], &gid_[1], &gid_[2]);
@@ -113,14 +101,17 @@ class UringBackend final : public Backend {
 
   const char* name() const override { return "completion"; }
   bool completesInline() const override { return false; }
-  int pollFd() const override { return epfd_; }
+  // The ring's own fd: readable while completions wait in the CQ, so the event loop watches it
+  // directly and a wake-up costs no extra system call.
+  int pollFd() const override { return ring_.fd(); }
   uint64_t syscalls() const override { return syscalls_ + ring_.syscalls(); }
 
+  // The core's wake-up eventfd is watched by a poll in the ring itself.
   int watchWake(int fd) override {
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.ptr = &wakeTag_;
-    return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+    wakeFd_ = fd;
+    if (!armWake()) return -EBUSY;
+    submitQueued();
+    return 0;
   }
 
   int attach(Handle* h) override {
@@ -265,12 +256,14 @@ class UringBackend final : public Backend {
     sqe->addr = reinterpret_cast<uint64_t>(&h->peerAddr);
     sqe->off = len;
     sqe->user_data = tag(h, kTagConnect);
+    privilegedQueued_ = true;
     inflight_++;
     h->backendFlags |= kConnectIn;
     return kPending;
   }
 
   bool hasUnsubmitted() const override { return ring_.pendingSubmissions() > 0; }
+  bool completionsWaiting() const override { return ring_.peekCqe() != nullptr || !synthetic_.empty(); }
 
   // The ring's shape, for stats(): its size and the setup flags the kernel accepted.
   void gauges(std::vector<std::pair<const char*, double>>* out) const override {
@@ -288,10 +281,7 @@ class UringBackend final : public Backend {
 
   void submitQueued() {
     if (ring_.pendingSubmissions() == 0) return;
-    if (credentialsChanged()) {
-      poison();
-      return;
-    }
+    if (privilegeCheck()) return;
     int rc = ring_.submit();
     if (rc == -EBUSY || rc == -EAGAIN) {
       // The kernel holds completions we have not reaped: make room, then submit again.
@@ -301,21 +291,15 @@ class UringBackend final : public Backend {
 
   int wait(int timeoutMs) override {
     recycleLent();
-    submitQueued();
-    epoll_event evs[2];
-    int timeout = (ring_.peekCqe() || !synthetic_.empty()) ? 0 : timeoutMs;
-    syscalls_++;
-    int n = ::epoll_wait(epfd_, evs, 2, timeout);
-    bool wake = false;
-    for (int i = 0; i < n; i++) {
-      if (evs[i].data.ptr == &eventTag_) {
-        uint64_t v;
-        syscalls_++;
-        ssize_t ignored = ::read(eventFd_, &v, sizeof v);
-        (void)ignored;
-      } else if (evs[i].data.ptr == &wakeTag_) {
-        wake = true;
-      }
+
+    if (ring_.pendingSubmissions() > 0) privilegeCheck();
+    if ((ring_.peekCqe() || !synthetic_.empty()) && !ring_.taskWorkPending()) {
+      submitQueued();
+    } else {
+      // Submits what is queued and runs the ring's pending task work in the same call; waits
+      // for a completion unless timeoutMs is 0.
+      int rc = ring_.submit(timeoutMs != 0 ? 1 : 0, timeoutMs, true);
+      if (rc == -EBUSY || rc == -EAGAIN) ring_.flushOverflow();
     }
     int handled = 0;
     while (!synthetic_.empty()) {
@@ -336,13 +320,17 @@ class UringBackend final : public Backend {
       if (!ring_.cqOverflowed()) break;
       ring_.flushOverflow();
     }
-    if (wake) sink_->onWake();
     submitQueued();
     return handled;
   }
 
  private:
   static uint64_t tag(Handle* h, Tag t) { return reinterpret_cast<uint64_t>(h) | t; }
+  // A request on a handle (counted in inflight_), not a cancel or the wake-up poll.
+  static bool counted(uint64_t ud) {
+    uint64_t t = ud & kTagMask;
+    return t != kTagNone && t != kTagWake;
+  }
 
   // A free SQE; when the ring is full, what is queued goes to the kernel first.
   io_uring_sqe* sqe_() {
@@ -350,6 +338,16 @@ class UringBackend final : public Backend {
     if (sqe) return sqe;
     submitQueued();
     return ring_.getSqe();
+  }
+
+  bool armWake() {
+    io_uring_sqe* sqe = sqe_();
+    if (!sqe) return false;
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = wakeFd_;
+    sqe->poll32_events = POLLIN;
+    sqe->user_data = kTagWake;
+    return true;
   }
 
   void cancel(Handle* h, Tag t) {
@@ -364,6 +362,11 @@ class UringBackend final : public Backend {
   void complete(uint64_t ud, int res, uint32_t cflags = 0) {
     uint64_t t = ud & kTagMask;
     if (t == kTagNone) return;
+    if (t == kTagWake) {
+      armWake();  // a one-shot poll, armed again each time: it reports a count already there
+      sink_->onWake();
+      return;
+    }
     auto* h = reinterpret_cast<Handle*>(ud & ~kTagMask);
     uint32_t& f = h->backendFlags;
     bool more = cflags & IORING_CQE_F_MORE;
@@ -593,7 +596,7 @@ class UringBackend final : public Backend {
   // the ring alone would leave that to a kernel worker, later.
   void quiesce() {
     ring_.discardUnsubmitted([this](uint64_t ud) {
-      if ((ud & kTagMask) != kTagNone) inflight_--;
+      if (counted(ud)) inflight_--;
     });
     if (inflight_ <= 0 || ring_.fd() < 0) return;
     if (io_uring_sqe* sqe = ring_.getSqe()) {
@@ -605,11 +608,24 @@ class UringBackend final : public Backend {
       ring_.submit(1, 10);
       while (io_uring_cqe* cqe = ring_.peekCqe()) {
         bool last = !(cqe->flags & IORING_CQE_F_MORE);
-        if ((cqe->user_data & kTagMask) != kTagNone && last) inflight_--;
+        if (counted(cqe->user_data) && last) inflight_--;
         ring_.cqeSeen();
       }
       if (ring_.cqOverflowed()) ring_.flushOverflow();
     }
+  }
+
+  // A queued request that acts by name or address rather than on an fd already held (a connect,
+  // which for a Unix path checks the caller's access) must not run with the credentials the
+  // ring was made with once the process dropped them. Requests on fds already held (recv,
+  // send, accept) were authorised when the fd was made and skip the two system calls.
+  // Returns true when the ring was poisoned.
+  bool privilegeCheck() {
+    if (!privilegedQueued_) return false;
+    privilegedQueued_ = false;
+    if (!credentialsChanged()) return false;
+    poison();
+    return true;
   }
 
   bool credentialsChanged() {
@@ -627,10 +643,10 @@ class UringBackend final : public Backend {
   void poison() {
     poisoned_ = true;
     ring_.discardUnsubmitted([this](uint64_t ud) {
-      if ((ud & kTagMask) != kTagNone) synthetic_.emplace_back(ud, -EPERM);
+      if (counted(ud)) synthetic_.emplace_back(ud, -EPERM);
     });
-    uint64_t one = 1;
-    ssize_t ignored = ::write(eventFd_, &one, sizeof one);
+    uint64_t one = 1;  // the loop comes back to wait(), which reports the refusals
+    ssize_t ignored = ::write(wakeFd_, &one, sizeof one);
     (void)ignored;
   }
 
@@ -646,10 +662,8 @@ class UringBackend final : public Backend {
   double buffersInUse_ = 0;
   std::vector<uint16_t> lent_;
   int64_t inflight_ = 0;  // requests in the kernel (or queued for it) whose last CQE is to come
-  int epfd_ = -1;
-  int eventFd_ = -1;
-  char eventTag_ = 0;
-  char wakeTag_ = 0;
+  int wakeFd_ = -1;
+  bool privilegedQueued_ = false;  // a request queued since the last check acts by address
   uid_t uid_[3] = {0, 0, 0};
   gid_t gid_[3] = {0, 0, 0};
   bool poisoned_ = false;

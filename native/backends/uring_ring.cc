@@ -47,24 +47,39 @@ Ring::~Ring() {
 }
 
 int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled) {
-  // Newest features first; each refused flag is dropped and setup tried again.
-  uint32_t wanted = IORING_SETUP_CQSIZE;
-  if (!featureListed(disabled, "single_issuer")) wanted |= IORING_SETUP_SINGLE_ISSUER;
-  if (!featureListed(disabled, "coop_taskrun")) wanted |= IORING_SETUP_COOP_TASKRUN;
-  if (featureListed(disabled, "cqsize")) wanted &= ~IORING_SETUP_CQSIZE;
-  const uint32_t optional[] = {IORING_SETUP_SINGLE_ISSUER, IORING_SETUP_COOP_TASKRUN, IORING_SETUP_CQSIZE};
+  // The flag sets to try, newest features first; each is trimmed of what `disabled` switches
+  // off, and the first the kernel accepts is used. COOP_TASKRUN (5.19) runs completion work
+  // when the thread enters the kernel anyway, without an interrupt; TASKRUN_FLAG says when
+  // such work waits. DEFER_TASKRUN is not used: its deferred work does not make the ring's fd
+  // readable, and a completion caused by another thread (the resolver's wake-up) could then
+  // leave Node's loop asleep.
+  const uint32_t candidates[] = {
+      IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_CQSIZE,
+      IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_CQSIZE,
+      IORING_SETUP_CQSIZE,
+      0,
+  };
+  uint32_t off = 0;
+  if (featureListed(disabled, "single_issuer")) off |= IORING_SETUP_SINGLE_ISSUER;
+  if (featureListed(disabled, "coop_taskrun")) off |= IORING_SETUP_COOP_TASKRUN;
+  if (featureListed(disabled, "cqsize")) off |= IORING_SETUP_CQSIZE;
   io_uring_params p;
   int fd = -1;
-  for (size_t drop = 0;; drop++) {
+  int err = EINVAL;
+  uint32_t wanted = 0;
+  for (uint32_t c : candidates) {
+    wanted = c & ~off;
+    // The flag that reports pending task work goes with cooperative task running.
+    if (!(wanted & IORING_SETUP_COOP_TASKRUN)) wanted &= ~IORING_SETUP_TASKRUN_FLAG;
     std::memset(&p, 0, sizeof p);
     p.flags = wanted;
     p.cq_entries = entries * cqFactor;
     fd = sysSetup(entries, &p);
     if (fd >= 0) break;
-    int e = errno;
-    if (e != EINVAL || drop >= sizeof optional / sizeof optional[0]) return -e;
-    wanted &= ~optional[drop];
+    err = errno;
+    if (err != EINVAL) return -err;
   }
+  if (fd < 0) return -err;
   fd_ = fd;
   features_.setupFlags = wanted;
   features_.features = p.features;
@@ -138,12 +153,12 @@ io_uring_sqe* Ring::getSqe() {
   return sqe;
 }
 
-int Ring::submit(unsigned waitNr, int waitMs) {
+int Ring::submit(unsigned waitNr, int waitMs, bool getEvents) {
   unsigned toSubmit = sqeTail_ - publishedTail_;
   __atomic_store_n(sqTail_, sqeTail_, __ATOMIC_RELEASE);
   publishedTail_ = sqeTail_;
-  unsigned flags = waitNr ? IORING_ENTER_GETEVENTS : 0;
-  if (toSubmit == 0 && waitNr == 0) return 0;
+  unsigned flags = waitNr || getEvents ? IORING_ENTER_GETEVENTS : 0;
+  if (toSubmit == 0 && waitNr == 0 && !getEvents) return 0;
   for (;;) {
     syscalls_++;
     int rc;
@@ -170,11 +185,6 @@ int Ring::flushOverflow() {
   syscalls_++;
   int rc = sysEnter(fd_, 0, 0, IORING_ENTER_GETEVENTS, nullptr, 0);
   return rc < 0 ? -errno : rc;
-}
-
-int Ring::registerEventfd(int efd) {
-  syscalls_++;
-  return sysRegister(fd_, IORING_REGISTER_EVENTFD, &efd, 1) < 0 ? -errno : 0;
 }
 
 int Ring::registerBufRing(void* ring, unsigned entries, uint16_t bgid) {

@@ -41,8 +41,9 @@ class Ring {
   // SQEs prepared and not yet handed to the kernel.
   unsigned pendingSubmissions() const { return sqeTail_ - publishedTail_; }
   // Hands the prepared SQEs to the kernel; waits for `waitNr` completions (with a timeout in
-  // ms when waitMs >= 0 and the kernel has EXT_ARG). Returns SQEs consumed or -errno.
-  int submit(unsigned waitNr = 0, int waitMs = -1);
+  // ms when waitMs >= 0 and the kernel has EXT_ARG). `getEvents` also runs the ring's pending
+  // task work when waitNr is 0. Returns SQEs consumed or -errno.
+  int submit(unsigned waitNr = 0, int waitMs = -1, bool getEvents = false);
   // Drops SQEs prepared and not submitted, returning their user_data through `out`.
   template <typename F>
   void discardUnsubmitted(F&& out) {
@@ -53,7 +54,7 @@ class Ring {
   }
 
   // Completions: peek one (nullptr if none), then mark it seen.
-  io_uring_cqe* peekCqe() {
+  io_uring_cqe* peekCqe() const {
     unsigned head = *cqHead_;
     if (head == __atomic_load_n(cqTail_, __ATOMIC_ACQUIRE)) return nullptr;
     return &cqes_[head & cqMask_];
@@ -61,10 +62,11 @@ class Ring {
   void cqeSeen() { __atomic_store_n(cqHead_, *cqHead_ + 1, __ATOMIC_RELEASE); }
   // Completions that did not fit and wait in the kernel (IORING_SQ_CQ_OVERFLOW).
   bool cqOverflowed() const { return __atomic_load_n(sqFlags_, __ATOMIC_RELAXED) & IORING_SQ_CQ_OVERFLOW; }
+  // Completion work the kernel holds until the engine enters it (IORING_SQ_TASKRUN).
+  bool taskWorkPending() const { return __atomic_load_n(sqFlags_, __ATOMIC_RELAXED) & IORING_SQ_TASKRUN; }
   // Lets the kernel post its backlog of completions.
   int flushOverflow();
 
-  int registerEventfd(int efd);
   // Registers a ring of provided buffers (IORING_REGISTER_PBUF_RING, 5.19) as group `bgid`.
   int registerBufRing(void* ring, unsigned entries, uint16_t bgid);
   uint64_t syscalls() const { return syscalls_; }

@@ -81,6 +81,8 @@ class Backend {
   // A backend that queues work (a ring) hands it to the kernel here; the engine calls this
   // once after each batch of JavaScript callbacks, so one system call carries the batch.
   virtual bool hasUnsubmitted() const { return false; }
+  // Results already reported by the kernel and waiting to be taken by wait(0).
+  virtual bool completionsWaiting() const { return false; }
   virtual void flush() {}
 
   // Waits up to timeoutMs (0: poll, -1: forever) and reports what finished through the Sink.

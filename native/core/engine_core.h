@@ -201,6 +201,8 @@ class EngineCore : public Sink {
     backend_->flush();
   }
   void flushWrites();
+  // Completions the backend already holds (a ring's CQ), to be taken with poll(0).
+  bool completionsWaiting() const { return backend_ && backend_->completionsWaiting(); }
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.

@@ -13,6 +13,7 @@ import {
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { Listener, Socket } from './io.js';
 import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
+import { OpTable } from './internal/op-table.js';
 import type {
   AddrInfo,
   ConnectAddress,
@@ -89,7 +90,7 @@ export class AsyncEngine {
   readonly #drive: DriveMode;
   readonly #maxBytes: number;
   readonly #encoding: BufferEncoding;
-  readonly #ops = new Map<number, OpRecord>();
+  readonly #ops = new OpTable<OpRecord>();
   readonly #sockets = new Map<number, Socket | Listener>();
   #nextId = 1;
   #closed = false;
@@ -571,7 +572,7 @@ export class AsyncEngine {
         this.#deliver(count, idsResults, payloads, arena);
         // Anything the native side no longer knew of (it cannot be, but the contract is
         // exactly once) settles here.
-        for (const [id, rec] of this.#ops) this.#settle(id, rec, Code.Canceled, undefined);
+        for (const rec of this.#ops.sorted()) this.#settle(rec.id, rec, Code.Canceled, undefined);
         const waiters = this.#runWaiters;
         this.#runWaiters = [];
         for (const w of waiters) w();
@@ -674,7 +675,7 @@ export class AsyncEngine {
     this.#checkOpen();
     const id = this.#nextId++;
     const rec = new OpRecord(id, cb, kind, sock);
-    this.#ops.set(id, rec);
+    this.#ops.set(rec);
     cb._target = this;
     cb._id = id;
     cb._busy = true;
@@ -813,7 +814,7 @@ export class AsyncEngine {
     const id = this.#nextId++;
     const rec = new OpRecord(id, spec.cb, spec.kind, spec.sock);
     spec.setup?.(rec);
-    this.#ops.set(id, rec);
+    this.#ops.set(rec);
     if (spec.cb) {
       spec.cb._target = this;
       spec.cb._id = id;
