@@ -7,6 +7,8 @@
         "native/core/engine_core.cc",
         "native/core/framing.cc",
         "native/core/resolver.cc",
+        "native/core/files.cc",
+        "native/core/file_pool.cc",
         "native/backends/factory.cc",
         "native/backends/epoll.cc",
         "native/backends/uring_ring.cc",

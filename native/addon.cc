@@ -28,6 +28,16 @@ const char* syscallName(Syscall s) {
       return "recv";
     case Syscall::kSend:
       return "send";
+    case Syscall::kOpen:
+      return "open";
+    case Syscall::kRead:
+      return "read";
+    case Syscall::kWrite:
+      return "write";
+    case Syscall::kFsync:
+      return "fsync";
+    case Syscall::kStat:
+      return "statx";
     case Syscall::kGetaddrinfo:
       return "getaddrinfo";
     default:
@@ -549,6 +559,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     op->timeoutMs = v[3].As<Napi::Number>().DoubleValue();
     const Napi::Value& a = v[4];
     const Napi::Value& b = v[5];
+    auto position = [](const Napi::Value& x) -> int64_t {
+      return x.IsNumber() ? static_cast<int64_t>(x.As<Napi::Number>().DoubleValue()) : -1;
+    };
     auto maxBytes = [](const Napi::Value& x) {
       double d = x.As<Napi::Number>().DoubleValue();
       return d < 0 || d >= 9.0e15 ? SIZE_MAX : static_cast<size_t>(d);
@@ -571,14 +584,43 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         op->asString = b.IsBoolean() && b.As<Napi::Boolean>();
         break;
       case OpKind::kReadRegex:
+        op->maxBytes = maxBytes(a);
+        break;
       case OpKind::kReadAll:
         op->maxBytes = maxBytes(a);
+        op->position = position(b);
         break;
       case OpKind::kReadChunk:
       case OpKind::kReadExactly:
         op->n = static_cast<size_t>(a.As<Napi::Number>().DoubleValue());
+        op->position = position(b);
+        break;
+      case OpKind::kReadInto: {
+        auto arr = a.As<Napi::TypedArray>();
+        op->userBuf = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+        op->userLen = arr.ByteLength();
+        op->position = position(b);
+        break;
+      }
+      case OpKind::kOpen: {
+        op->host = a.As<Napi::String>().Utf8Value();
+        double packed = b.As<Napi::Number>().DoubleValue();  // flags + mode * 2^32
+        op->openMode = static_cast<unsigned>(packed / 4294967296.0);
+        op->openFlags = static_cast<int>(static_cast<int64_t>(packed) - static_cast<int64_t>(op->openMode) * 4294967296LL);
+        op->h = nullptr;
+        break;
+      }
+      case OpKind::kFsync:
+        op->dataOnly = a.IsBoolean() && a.As<Napi::Boolean>();
+        break;
+      case OpKind::kStat:
+        if (a.IsString()) {
+          op->host = a.As<Napi::String>().Utf8Value();
+          op->h = nullptr;
+        }
         break;
       case OpKind::kWrite: {
+        op->position = position(b);
         if (a.IsBuffer()) {
           auto buf = a.As<Napi::Buffer<char>>();
           op->data.assign(buf.Data(), buf.Data() + buf.Length());
@@ -716,6 +758,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     o.Set("batches", Napi::Number::New(env, static_cast<double>(s.batches)));
     o.Set("syscalls", Napi::Number::New(env, static_cast<double>(s.coreSyscalls)));
     o.Set("bytesRead", Napi::Number::New(env, static_cast<double>(s.bytesRead)));
+    o.Set("files", Napi::Number::New(env, static_cast<double>(core_.files())));
+    o.Set("fileFastPath", Napi::Number::New(env, static_cast<double>(s.fileFastPath)));
+    o.Set("fileFallbacks", Napi::Number::New(env, static_cast<double>(s.fileFallbacks)));
+    o.Set("fileOps", Napi::Number::New(env, static_cast<double>(s.fileOps)));
     o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
     o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));
     o.Set("listeners", Napi::Number::New(env, static_cast<double>(core_.listeners())));

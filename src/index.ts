@@ -6,7 +6,7 @@ export { Callback } from './engine/callback.js';
 export type { CallbackSlots } from './engine/callback.js';
 export { EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
-export { Socket, Listener } from './engine/io.js';
+export { Socket, Listener, File } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
 export type {
   AddrInfo,
@@ -15,10 +15,13 @@ export type {
   EngineConfig,
   EngineStats,
   ImplAvailability,
+  FileStat,
+  FsyncOptions,
   ImplName,
   ListenOptions,
   ListenerAddress,
   OpOptions,
+  OpenOptions,
   RegexResult,
   TimerHandle,
 } from './engine/types.js';

@@ -3,17 +3,50 @@
 // over these primitives; a backend never sees a line, a delimiter or a chain.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
 namespace async_engine {
 
 struct Handle;
+struct Op;
+
+// Returned by Backend::fileSubmit when the backend has no file operations of its own: the core
+// then serves the request itself (page-cache fast path, then its file worker pool).
+constexpr ssize_t kNotHandled = -0x7fff0003;
+
+enum class FileOp : uint8_t { kRead, kWrite, kFsync, kFdatasync, kOpen, kStatx };
+
+// One file system call. Unlike socket primitives (one per handle and direction), many may be
+// in flight on one file at once. The request owns the memory it reads into or writes from, so
+// an op that leaves early (cancel, timeout, close) leaves nothing the kernel could touch.
+struct FileReq {
+  FileOp op = FileOp::kRead;
+  int fd = -1;
+  char* buf = nullptr;  // in `storage`
+  size_t len = 0;
+  int64_t off = 0;      // -1: the file's own position (appends)
+  std::string path;     // open, statx by name
+  int flags = 0;        // open flags
+  unsigned mode = 0;    // open mode
+  struct statx stx {};  // statx result
+
+  // The core's bookkeeping.
+  Op* op_ = nullptr;          // the op served, nullptr once it left (or a handle's own read)
+  Handle* h = nullptr;        // the file, or nullptr (open, statx by name)
+  bool sequential = false;    // the handle's read-ahead into its buffer
+  bool queued = false;        // waiting in the file worker pool's queue (guarded by its lock)
+  void* storage = nullptr;    // page-aligned, freed with the request
+  size_t storageSize = 0;
+};
 
 // Returned by a primitive that cannot finish now. The backend later reports the primitive
 // through the matching Sink method; until then the core does not ask for it again.
@@ -39,6 +72,8 @@ class Sink {
   virtual void onConnect(Handle* h, ssize_t result) = 0;
   // The engine's wake-up fd (cross-thread completions, e.g. DNS) became readable.
   virtual void onWake() = 0;
+  // A file request finished: bytes, a new fd (open), 0, or -errno.
+  virtual void onFileDone(FileReq* r, ssize_t result) = 0;
 };
 
 // One primitive-operation provider. A backend owns the kernel mechanism (an epoll set, a ring,
@@ -72,6 +107,9 @@ class Backend {
   // The result is the new connection's fd (non-blocking, close-on-exec).
   virtual ssize_t accept(Handle* listener) = 0;
   virtual ssize_t connect(Handle* h, const struct sockaddr* addr, socklen_t len) = 0;
+
+  // A file request: kPending (reported later through Sink::onFileDone), or kNotHandled.
+  virtual ssize_t fileSubmit(FileReq* r) { return kNotHandled; }
 
   // No op wants this primitive any more (its op was cancelled or timed out). A backend that
   // holds a thread or a kernel request for it may give it up early; the report still follows

@@ -2,6 +2,8 @@
 // Backend primitives. Single-threaded: every function runs on the engine's thread.
 #include "core/engine_core.h"
 
+#include "core/file_pool.h"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,6 +29,7 @@ constexpr int kMaxIov = 64;
 
 bool isRead(OpKind k) {
   switch (k) {
+    case OpKind::kReadInto:
     case OpKind::kReadUntil:
     case OpKind::kReadLine:
     case OpKind::kReadGlob:
@@ -58,6 +61,15 @@ void EngineCore::release() {
   if (backend_) shutdown();
   if (resolver_) resolver_->stop();
   resolver_.reset();
+  if (filePool_) {
+    filePool_->stop();
+    for (auto& [r, res] : filePool_->drain()) {
+      if (r->op == FileOp::kOpen && res >= 0) ::close(static_cast<int>(res));
+      std::free(r->storage);
+      delete r;
+    }
+    filePool_.reset();
+  }
   backend_.reset();
   // No report can come now: close what was still waiting for one.
   for (Handle* z : zombies_) {
@@ -109,6 +121,8 @@ Handle* EngineCore::newHandle(int fd, HandleKind kind) {
   handles_.insert(static_cast<int64_t>(h->id), h);
   if (kind == HandleKind::kListener) {
     listeners_++;
+  } else if (kind == HandleKind::kFile) {
+    files_++;
   } else {
     sockets_++;
   }
@@ -171,6 +185,7 @@ void EngineCore::close(uint64_t id) {
   failAll(h->reads);
   failAll(h->writes);
   failAll(h->accepts);
+  failAll(h->fileOps);
   if (Op* c = h->connecting) {
     h->connecting = nullptr;
     c->h = nullptr;
@@ -182,8 +197,16 @@ void EngineCore::close(uint64_t id) {
   handles_.erase(static_cast<int64_t>(h->id));
   if (h->kind == HandleKind::kListener) {
     listeners_--;
+  } else if (h->kind == HandleKind::kFile) {
+    files_--;
   } else {
     sockets_--;
+  }
+  if (h->kind == HandleKind::kFile) {
+    // Requests in flight keep the fd (and its number) until they end.
+    h->pendingPrimitives = h->fileReqs;
+    releaseHandle(h);
+    return;
   }
   if (h->acceptBackoff) {
     backoff_.erase(std::find(backoff_.begin(), backoff_.end(), h));
@@ -208,6 +231,7 @@ void EngineCore::unlinkUnixPath(int fd) {
 // primitive still in flight).
 void EngineCore::releaseHandle(Handle* h) {
   if (h->pendingPrimitives > 0) {
+    h->zombie = true;
     zombies_.push_back(h);
     return;
   }
@@ -324,11 +348,38 @@ void EngineCore::start(Op* op) {
     case OpKind::kConnect:
       startConnect(op);
       return;
+    case OpKind::kOpen:
+      startFileOp(op);
+      return;
+    case OpKind::kStat:
+      if (!h) {  // by path
+        startFileOp(op);
+        return;
+      }
+      break;
     default:
       break;
   }
   if (!h || h->closed) {
     fail(op, kErrBadHandle);
+    return;
+  }
+  if (h->kind == HandleKind::kFile) {
+    if (op->kind == OpKind::kAccept) {
+      fail(op, -EINVAL);
+      return;
+    }
+    bool positioned = op->position >= 0 && op->kind != OpKind::kWrite;
+    if (positioned || op->kind == OpKind::kWrite || op->kind == OpKind::kFsync || op->kind == OpKind::kStat) {
+      startFileOp(op);
+      return;
+    }
+    h->reads.push_back(op);  // sequential reads frame the file like a socket's stream
+    if (h->reads.size() == 1) pumpReads(h);
+    return;
+  }
+  if (op->kind == OpKind::kFsync || op->kind == OpKind::kStat || op->kind == OpKind::kReadInto) {
+    fail(op, -EINVAL);  // file ops on a socket
     return;
   }
   if (op->kind == OpKind::kAccept) {
@@ -364,12 +415,17 @@ void EngineCore::unlink(Op* op) {
   ops_.erase(op->id);
   heapRemove(op);
   op->deadline = 0;
+  if (op->freq) fileOpLeft(op);
   Handle* h = op->h;
   if (!h || !op->started) return;
   auto drop = [op](std::deque<Op*>& q) {
     auto it = std::find(q.begin(), q.end(), op);
     if (it != q.end()) q.erase(it);
   };
+  if (h->kind == HandleKind::kFile && (op->position >= 0 || !isRead(op->kind))) {
+    drop(h->fileOps);  // a positioned read, a write, fsync or stat: not in the stream's queues
+    return;
+  }
   if (op->kind == OpKind::kAccept) {
     drop(h->accepts);
     if (h->accepts.empty() && h->acceptPending && !h->closed) backend_->unwant(h, Primitive::kAccept);
@@ -587,6 +643,11 @@ void EngineCore::pumpReadsLoop(Handle* h) {
     }
     if (h->recvPending) return;
     h->in.settle();
+    if (h->kind == HandleKind::kFile) {
+      fileSeqRead(h);
+      if (h->recvPending) return;
+      continue;  // it failed at once (no memory): the head op fails with the error
+    }
     ssize_t r = backend_->recv(h);
     if (r == kPending) {
       h->recvPending = true;
@@ -615,6 +676,10 @@ void EngineCore::failReadAtEnd(Handle* h, Op* op) {
   switch (op->kind) {
     case OpKind::kReadChunk:
       c.result = 0;  // EOF is an empty chunk
+      break;
+    case OpKind::kReadInto:
+      c.kind = PayloadKind::kNone;
+      c.result = 0;  // EOF: nothing read
       break;
     case OpKind::kReadAll:
       c.data.assign(h->in.data(), h->in.size());
@@ -651,6 +716,8 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
   size_t len = h->in.size();
   Completion c;
   switch (op->kind) {
+    case OpKind::kReadInto:
+      return fileReadIntoFromBuffer(h, op);
     case OpKind::kReadUntil: {
       Frame f = frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
       if (f.status == FrameStatus::kNeedMore) return false;
@@ -1021,6 +1088,9 @@ void EngineCore::connectResult(Op* op, ssize_t result) {
 void EngineCore::onWake() {
   uint64_t v;
   while (::read(wakeFd_, &v, sizeof v) > 0) {
+  }
+  if (filePool_) {
+    for (auto& [r, res] : filePool_->drain()) onFileDone(r, res);
   }
   for (ResolveResult& r : resolver_->drain()) {
     Op* op = ops_.find(r.id);

@@ -48,14 +48,19 @@ enum class OpKind : uint8_t {
   kSleep,
   kSoon,
   kResolve,
+  kReadInto,  // files: into the caller's buffer
+  kOpen,
+  kFsync,
+  kStat,
 };
 
 // Which system call an error came from (reported as err.syscall).
-enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo };
+enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };
 
-enum class HandleKind : uint8_t { kSocket, kListener };
+enum class HandleKind : uint8_t { kSocket, kListener, kFile };
 
 struct Op;
+class FilePool;
 
 struct Handle {
   uint64_t id = 0;
@@ -92,6 +97,16 @@ struct Handle {
   // Connect in progress.
   Op* connecting = nullptr;
 
+  // File: the sequential read and write positions, and the requests in flight on it.
+  int64_t readPos = 0;
+  int64_t writePos = 0;
+  bool append = false;  // O_APPEND: sequential writes go to the end
+  size_t align = 1;     // O_DIRECT: offsets, sizes and buffers are multiples of this
+  int fileReqs = 0;
+  bool zombie = false;  // closed and waiting for its last report
+  FileReq* seqReq = nullptr;  // the sequential read in flight
+  std::deque<Op*> fileOps;    // positioned reads, writes, fsync, stat: not in reads/writes
+
   // Owned by the backend.
   uint32_t backendFlags = 0;
   void* backendData = nullptr;
@@ -123,6 +138,16 @@ struct OpFields {
 
   size_t written = 0;      // writes: bytes the kernel took
   size_t addrIndex = 0;    // connects: the candidate address being tried
+
+  // Files.
+  int64_t position = -1;      // -1: the sequential position
+  char* userBuf = nullptr;    // readInto: the caller's memory (kept alive by JavaScript)
+  size_t userLen = 0;
+  FileReq* freq = nullptr;    // the request in flight for this op
+  size_t done = 0;            // bytes read or written so far
+  int openFlags = 0;
+  unsigned openMode = 0;
+  bool dataOnly = false;      // fsync: fdatasync
 
   // Chains: the next stage, which starts when this one succeeds.
   Op* next = nullptr;
@@ -182,6 +207,9 @@ struct Stats {
   uint64_t bytesRead = 0;
   uint64_t bytesWritten = 0;
   uint64_t coreSyscalls = 0;
+  uint64_t fileFastPath = 0;   // file reads and writes served inline (RWF_NOWAIT)
+  uint64_t fileFallbacks = 0;  // file requests run by the file worker pool
+  uint64_t fileOps = 0;        // file requests the backend ran itself (a ring)
 };
 
 class EngineCore : public Sink {
@@ -254,8 +282,10 @@ class EngineCore : public Sink {
   void onAccept(Handle* listener, ssize_t fdOrError) override;
   void onConnect(Handle* h, ssize_t result) override;
   void onWake() override;
+  void onFileDone(FileReq* r, ssize_t result) override;
 
   static int64_t nowNs();
+  size_t files() const { return files_; }
 
  private:
   Handle* newHandle(int fd, HandleKind kind);
@@ -290,6 +320,20 @@ class EngineCore : public Sink {
   bool primitiveAfterClose(Handle* h);
   void recvResult(Handle* h, ssize_t r, const char* data);
 
+  // Files (files.cc).
+  void startFileOp(Op* op);
+  void fileRun(FileReq* r);
+  FileReq* newFileReq(Op* op, Handle* h, FileOp kind, size_t len);
+  void fileReqEnded(FileReq* r);
+  void fileReadNext(Op* op);
+  void fileWriteNext(Op* op);
+  void fileOpenDone(Op* op, FileReq* r, ssize_t res);
+  void fileSeqRead(Handle* h);
+  void fileSeqDone(FileReq* r, ssize_t res);
+  bool fileReadIntoFromBuffer(Handle* h, Op* op);
+  void fileOpLeft(Op* op);
+  FilePool& filePool();
+
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;
   int wakeFd_ = -1;
@@ -303,6 +347,8 @@ class EngineCore : public Sink {
   uint64_t nextHandle_ = 1;
   size_t sockets_ = 0;
   size_t listeners_ = 0;
+  size_t files_ = 0;
+  std::unique_ptr<FilePool> filePool_;
 
   // Deadlines: a binary min-heap of ops, indexed so that an op that finishes early leaves it
   // at once (a server arming a 30 s timeout on every read keeps no dead entries around).

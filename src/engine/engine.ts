@@ -1,6 +1,7 @@
 // AsyncEngine: the public surface. It validates arguments, keeps one record per op in flight,
 // hands ops to the native core and settles each Callback exactly once from the batches the core
 // delivers.
+import { constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
 import { Callback } from './callback.js';
 import {
@@ -11,7 +12,7 @@ import {
   outOfRange,
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
-import { Listener, Socket } from './io.js';
+import { File, Listener, Socket } from './io.js';
 import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import type {
@@ -20,9 +21,12 @@ import type {
   DriveMode,
   EngineConfig,
   EngineStats,
+  FileStat,
+  FsyncOptions,
   ImplName,
   ListenOptions,
   OpOptions,
+  OpenOptions,
   RegexResult,
   TimerHandle,
 } from './types.js';
@@ -49,13 +53,16 @@ class OpRecord {
   match: RegExpExecArray | undefined = undefined;
   encoding: BufferEncoding = 'utf8';
   chain: ChainState | undefined = undefined;
+  path: string | undefined = undefined; // open
+  direct = false; // open
+  keep: unknown = undefined; // readInto: the caller's buffer, alive while the op is
   internal = false;
   fn: (() => void) | undefined = undefined;
   constructor(
     readonly id: number,
     readonly cb: Callback<any> | null,
     readonly kind: Kind,
-    public sock: Socket | undefined,
+    public sock: Socket | File | undefined,
   ) {}
 }
 
@@ -65,7 +72,7 @@ interface StageSpec {
   cb: Callback<any> | null;
   /** The deadline of a stage that has no Callback of its own (name resolution for a connect). */
   timeout?: number;
-  sock?: Socket;
+  sock?: Socket | File;
   handle: number;
   a?: unknown;
   b?: unknown;
@@ -91,7 +98,7 @@ export class AsyncEngine {
   readonly #maxBytes: number;
   readonly #encoding: BufferEncoding;
   readonly #ops = new OpTable<OpRecord>();
-  readonly #sockets = new Map<number, Socket | Listener>();
+  readonly #sockets = new Map<number, Socket | Listener | File>();
   #nextId = 1;
   #closed = false;
   #shutdown: Promise<void> | undefined;
@@ -167,9 +174,9 @@ export class AsyncEngine {
    * Closes a socket or listener. Its pending ops fail with `ECANCELED` (on a later tick); ops
    * submitted on it afterwards fail with `EBADF`. Closing twice does nothing.
    */
-  close(io: Socket | Listener): void {
-    if (!(io instanceof Socket) && !(io instanceof Listener)) {
-      throw invalidArgType('io', 'a Socket or Listener', io);
+  close(io: Socket | Listener | File): void {
+    if (!(io instanceof Socket) && !(io instanceof Listener) && !(io instanceof File)) {
+      throw invalidArgType('io', 'a Socket, Listener or File', io);
     }
     this.#checkOwner(io, 'io');
     if (io._closed || this.#closed) return;
@@ -203,51 +210,49 @@ export class AsyncEngine {
    * Reads through the first `delimiter`: `success(Buffer)`, delimiter included. The bytes
    * after it stay buffered for the next read.
    */
-  readUntil(sock: Socket, delimiter: string | Buffer, cb: Callback<Buffer>): void;
+  readUntil(sock: Socket | File, delimiter: string | Buffer, cb: Callback<Buffer>): void;
   readUntil(
-    sock: Socket,
+    sock: Socket | File,
     delimiter: string | Buffer,
     options: OpOptions,
     cb: Callback<Buffer>,
   ): void;
   readUntil(
-    sock: Socket,
+    sock: Socket | File,
     delimiter: string | Buffer,
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    this.#submit(this.#readUntilStage(sock, delimiter, this.#optsOf(a, b), this.#cbOf(a, b)));
+    const opts = this.#optsOf(a, b);
+    this.#position(sock, opts, false);
+    this.#submit(this.#readUntilStage(sock, delimiter, opts, this.#cbOf(a, b)));
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
-  readAll(sock: Socket, cb: Callback<Buffer>): void;
-  readAll(sock: Socket, options: OpOptions, cb: Callback<Buffer>): void;
-  readAll(sock: Socket, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+  readAll(sock: Socket | File, cb: Callback<Buffer>): void;
+  readAll(sock: Socket | File, options: OpOptions, cb: Callback<Buffer>): void;
+  readAll(sock: Socket | File, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
     const cb = this.#cbOf(a, b);
-    this.#start(
-      Kind.ReadAll,
-      cb,
-      sock,
-      this.#socket(sock),
-      this.#limit(this.#optsOf(a, b)),
-      undefined,
-    );
+    const opts = this.#optsOf(a, b);
+    const pos = this.#position(sock, opts, true);
+    this.#start(Kind.ReadAll, cb, sock, this.#socket(sock), this.#limit(opts), pos);
   }
 
   /**
    * Reads lines until one matches the fnmatch(3) `glob`: `success(string[])`, every line up to
    * and including the match, terminators stripped.
    */
-  readUntilLineglob(sock: Socket, glob: string, cb: Callback<string[]>): void;
-  readUntilLineglob(sock: Socket, glob: string, options: OpOptions, cb: Callback<string[]>): void;
+  readUntilLineglob(sock: Socket | File, glob: string, cb: Callback<string[]>): void;
+  readUntilLineglob(sock: Socket | File, glob: string, options: OpOptions, cb: Callback<string[]>): void;
   readUntilLineglob(
-    sock: Socket,
+    sock: Socket | File,
     glob: string,
     a: OpOptions | Callback<string[]>,
     b?: Callback<string[]>,
   ): void {
     const opts = this.#optsOf(a, b);
     const cb = this.#cbOf(a, b);
+    this.#position(sock, opts, false);
     if (typeof glob !== 'string') throw invalidArgType('glob', 'a string', glob);
     if (glob === '' || glob.includes('\0')) {
       throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
@@ -274,44 +279,47 @@ export class AsyncEngine {
    * Reads until `regex` matches the buffered bytes (decoded with the op's encoding):
    * `success({ data, match })`, `data` being the bytes through the end of the match.
    */
-  readUntilRegex(sock: Socket, regex: RegExp, cb: Callback<RegexResult>): void;
-  readUntilRegex(sock: Socket, regex: RegExp, options: OpOptions, cb: Callback<RegexResult>): void;
+  readUntilRegex(sock: Socket | File, regex: RegExp, cb: Callback<RegexResult>): void;
+  readUntilRegex(sock: Socket | File, regex: RegExp, options: OpOptions, cb: Callback<RegexResult>): void;
   readUntilRegex(
-    sock: Socket,
+    sock: Socket | File,
     regex: RegExp,
     a: OpOptions | Callback<RegexResult>,
     b?: Callback<RegexResult>,
   ): void {
     const opts = this.#optsOf(a, b);
+    this.#position(sock, opts, false);
     this.#submit(this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b)));
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
-  readChunk(sock: Socket, size: number, cb: Callback<Buffer>): void;
-  readChunk(sock: Socket, size: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readChunk(sock: Socket | File, size: number, cb: Callback<Buffer>): void;
+  readChunk(sock: Socket | File, size: number, options: OpOptions, cb: Callback<Buffer>): void;
   readChunk(
-    sock: Socket,
+    sock: Socket | File,
     size: number,
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
     const cb = this.#cbOf(a, b);
     checkSize(size, 'size');
-    this.#start(Kind.ReadChunk, cb, sock, this.#socket(sock), size, undefined);
+    const pos = this.#position(sock, this.#optsOf(a, b), true, size);
+    this.#start(Kind.ReadChunk, cb, sock, this.#socket(sock), size, pos);
   }
 
   /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
-  readExactly(sock: Socket, n: number, cb: Callback<Buffer>): void;
-  readExactly(sock: Socket, n: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readExactly(sock: Socket | File, n: number, cb: Callback<Buffer>): void;
+  readExactly(sock: Socket | File, n: number, options: OpOptions, cb: Callback<Buffer>): void;
   readExactly(
-    sock: Socket,
+    sock: Socket | File,
     n: number,
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
     const cb = this.#cbOf(a, b);
     checkSize(n, 'n');
-    this.#start(Kind.ReadExactly, cb, sock, this.#socket(sock), n, undefined);
+    const pos = this.#position(sock, this.#optsOf(a, b), true, n);
+    this.#start(Kind.ReadExactly, cb, sock, this.#socket(sock), n, pos);
   }
 
   /**
@@ -319,10 +327,10 @@ export class AsyncEngine {
    * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
    * `err.line` (the line is consumed).
    */
-  expectLine(sock: Socket, expect: LineExpectation, cb: Callback<string>): void;
-  expectLine(sock: Socket, expect: LineExpectation, options: OpOptions, cb: Callback<string>): void;
+  expectLine(sock: Socket | File, expect: LineExpectation, cb: Callback<string>): void;
+  expectLine(sock: Socket | File, expect: LineExpectation, options: OpOptions, cb: Callback<string>): void;
   expectLine(
-    sock: Socket,
+    sock: Socket | File,
     expect: LineExpectation,
     a: OpOptions | Callback<string>,
     b?: Callback<string>,
@@ -330,6 +338,7 @@ export class AsyncEngine {
     const opts = this.#optsOf(a, b);
     const cb = this.#cbOf(a, b);
     checkExpect(expect);
+    this.#position(sock, opts, false);
     const handle = this.#socket(sock);
     const encoding = opts.encoding
       ? checkEncoding(opts.encoding, 'options.encoding')
@@ -341,16 +350,92 @@ export class AsyncEngine {
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
-  write(sock: Socket, data: WriteData, cb: Callback<number>): void;
-  write(sock: Socket, data: WriteData, options: OpOptions, cb: Callback<number>): void;
+  write(sock: Socket | File, data: WriteData, cb: Callback<number>): void;
+  write(sock: Socket | File, data: WriteData, options: OpOptions, cb: Callback<number>): void;
   write(
-    sock: Socket,
+    sock: Socket | File,
     data: WriteData,
     a: OpOptions | Callback<number>,
     b?: Callback<number>,
   ): void {
     const cb = this.#cbOf(a, b);
-    this.#start(Kind.Write, cb, sock, this.#socket(sock), toBytes(data), undefined);
+    const bytes = toBytes(data);
+    const size = Array.isArray(bytes) ? bytes.reduce((n, x) => n + x.length, 0) : bytes.length;
+    const pos = this.#position(sock, this.#optsOf(a, b), true, size);
+    this.#start(Kind.Write, cb, sock, this.#socket(sock), bytes, pos);
+  }
+
+  // ---- files ----
+
+  /**
+   * Opens a file: `success(file)`. `options.flags` as `fs.open` (default `'r'`), `mode` for a
+   * file it creates, `direct` for O_DIRECT.
+   */
+  open(path: string, cb: Callback<File>): void;
+  open(path: string, options: OpenOptions, cb: Callback<File>): void;
+  open(path: string, a: OpenOptions | Callback<File>, b?: Callback<File>): void {
+    const cb = this.#cb<File>(b === undefined ? a : b);
+    const opts: OpenOptions = b === undefined ? {} : (a as OpenOptions);
+    checkOptions(opts);
+    checkPath(path, 'path');
+    let flags = openFlags(opts.flags ?? 'r');
+    const mode = opts.mode ?? 0o666;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+      throw outOfRange('options.mode', 'an integer from 0 to 0o7777', mode);
+    }
+    if (opts.direct !== undefined && typeof opts.direct !== 'boolean') {
+      throw invalidArgType('options.direct', 'a boolean', opts.direct);
+    }
+    const direct = opts.direct === true;
+    if (direct) flags |= fsConstants.O_DIRECT;
+    const rec = this.#start(Kind.Open, cb, undefined, 0, path, flags + mode * 2 ** 32);
+    rec.path = path;
+    rec.direct = direct;
+  }
+
+  /**
+   * Reads up to `buffer.length` bytes into `buffer`: `success(bytesRead)`, 0 at the end of the
+   * file. From the File's read position, or at `options.position`. Leave `buffer` alone until
+   * the op settles.
+   */
+  readInto(file: File, buffer: Uint8Array, cb: Callback<number>): void;
+  readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: Callback<number>): void;
+  readInto(
+    file: File,
+    buffer: Uint8Array,
+    a: OpOptions | Callback<number>,
+    b?: Callback<number>,
+  ): void {
+    const cb = this.#cbOf(a, b);
+    const f = this.#file(file);
+    if (!(buffer instanceof Uint8Array)) throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+    if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
+    const pos = this.#position(f, this.#optsOf(a, b), true, buffer.length);
+    const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
+    rec.keep = buffer; // the native side writes into it until the op settles
+  }
+
+  /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
+  fsync(file: File, cb: Callback<void>): void;
+  fsync(file: File, options: FsyncOptions, cb: Callback<void>): void;
+  fsync(file: File, a: FsyncOptions | Callback<void>, b?: Callback<void>): void {
+    const cb = this.#cb<void>(b === undefined ? a : b);
+    const opts: FsyncOptions = b === undefined ? {} : (a as FsyncOptions);
+    checkOptions(opts);
+    const f = this.#file(file);
+    this.#start(Kind.Fsync, cb, f, f._handle, opts.dataOnly === true, undefined);
+  }
+
+  /** The status of an open File or of a path (statx(2)): `success(stat)`. */
+  stat(fileOrPath: File | string, cb: Callback<FileStat>): void {
+    const c = this.#cb<FileStat>(cb);
+    if (typeof fileOrPath === 'string') {
+      checkPath(fileOrPath, 'path');
+      this.#start(Kind.Stat, c, undefined, 0, fileOrPath, undefined);
+      return;
+    }
+    const f = this.#file(fileOrPath);
+    this.#start(Kind.Stat, c, f, f._handle, undefined, undefined);
   }
 
   // ---- chains ----
@@ -429,20 +514,20 @@ export class AsyncEngine {
 
   /** Writes `data`, then reads one line: `[cbWritten, cbLine]`. */
   writeThenExpectLine(
-    sock: Socket,
+    sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
     cbs: [Callback<number>, Callback<string>],
   ): void;
   writeThenExpectLine(
-    sock: Socket,
+    sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
     options: OpOptions,
     cbs: [Callback<number>, Callback<string>],
   ): void;
   writeThenExpectLine(
-    sock: Socket,
+    sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
     a: OpOptions | [Callback<number>, Callback<string>],
@@ -612,16 +697,60 @@ export class AsyncEngine {
     }
   }
 
-  #checkOwner(io: Socket | Listener, name: string): void {
+  #checkOwner(io: Socket | Listener | File, name: string): void {
     if (io._owner !== this) {
       throw invalidArgValue(name, 'belongs to another engine', io);
     }
   }
 
   #socket(sock: unknown): number {
-    if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
+    if (!(sock instanceof Socket) && !(sock instanceof File)) {
+      throw invalidArgType('socket', 'a Socket or File', sock);
+    }
     this.#checkOwner(sock, 'socket');
     return sock._handle;
+  }
+
+  #file(file: unknown): File {
+    if (!(file instanceof File)) throw invalidArgType('file', 'a File', file);
+    this.#checkOwner(file, 'file');
+    return file;
+  }
+
+  // `options.position` (files only, and only where the op can take it) and, on an O_DIRECT
+  // file, the alignment of the position and of `size`; checked before anything is queued.
+  #position(
+    sock: unknown,
+    opts: OpOptions,
+    allowed: boolean,
+    size?: number,
+  ): number | undefined {
+    const pos = opts.position;
+    if (pos !== undefined) {
+      if (!(sock instanceof File)) {
+        throw invalidArgValue('options.position', 'applies to files only', pos);
+      }
+      if (!allowed) {
+        throw invalidArgValue(
+          'options.position',
+          'is taken by readChunk, readExactly, readAll, readInto and write only',
+          pos,
+        );
+      }
+      if (typeof pos !== 'number' || !Number.isSafeInteger(pos) || pos < 0) {
+        throw outOfRange('options.position', 'an integer from 0 to 2**53 - 1', pos);
+      }
+    }
+    if (sock instanceof File && sock.direct) {
+      const a = sock.alignment;
+      if (pos !== undefined && pos % a !== 0) {
+        throw outOfRange('options.position', `a multiple of ${a} (the file is O_DIRECT)`, pos);
+      }
+      if (size !== undefined && size % a !== 0) {
+        throw outOfRange('size', `a multiple of ${a} (the file is O_DIRECT)`, size);
+      }
+    }
+    return pos;
   }
 
   #listener(listener: unknown): number {
@@ -667,7 +796,7 @@ export class AsyncEngine {
   #start(
     kind: Kind,
     cb: Callback<any>,
-    sock: Socket | undefined,
+    sock: Socket | File | undefined,
     handle: number,
     a: unknown,
     b: unknown,
@@ -700,7 +829,7 @@ export class AsyncEngine {
   }
 
   #readUntilStage(
-    sock: Socket,
+    sock: Socket | File,
     delimiter: unknown,
     opts: OpOptions,
     cb: Callback<Buffer>,
@@ -721,7 +850,7 @@ export class AsyncEngine {
   }
 
   #lineStage(
-    sock: Socket | undefined,
+    sock: Socket | File | undefined,
     handle: number,
     expect: unknown,
     opts: OpOptions,
@@ -746,7 +875,7 @@ export class AsyncEngine {
   }
 
   #regexStage(
-    sock: Socket | undefined,
+    sock: Socket | File | undefined,
     handle: number,
     regex: unknown,
     opts: OpOptions,
@@ -1008,7 +1137,22 @@ export class AsyncEngine {
           value = { data: payload as Buffer, match: rec.match! } satisfies RegexResult;
           break;
         case Kind.Write:
+        case Kind.ReadInto:
           value = result;
+          break;
+        case Kind.Open: {
+          const [handle, fd] = payload as [number, number];
+          const file = new File(this, handle, fd, rec.path!, rec.direct, result);
+          this.#sockets.set(handle, file);
+          value = file;
+          io = file;
+          break;
+        }
+        case Kind.Fsync:
+          value = undefined;
+          break;
+        case Kind.Stat:
+          value = statFrom(payload as Buffer);
           break;
         case Kind.Resolve: {
           const flat = payload as string[];
@@ -1032,6 +1176,9 @@ export class AsyncEngine {
       }
     } else {
       err = errorFromNative(result, payload);
+      if (rec.kind === Kind.Open && rec.direct && err.code === 'EINVAL') {
+        err.message = `open EINVAL: the file system refuses O_DIRECT for ${rec.path}`;
+      }
     }
     if (err !== undefined) {
       if (rec.chain && !rec.chain.error) {
@@ -1209,4 +1356,63 @@ function fromThrown(e: unknown): Error {
 /** Creates an engine; see {@link EngineConfig}. */
 export function createEngine(config: EngineConfig = {}): AsyncEngine {
   return new AsyncEngine(config);
+}
+
+function checkPath(path: unknown, name: string): void {
+  if (typeof path !== 'string') throw invalidArgType(name, 'a string', path);
+  if (path === '' || path.includes('\0')) {
+    throw invalidArgValue(name, 'must be a non-empty string without NUL', path);
+  }
+}
+
+const OPEN_FLAGS: Record<string, number> = {
+  r: fsConstants.O_RDONLY,
+  'r+': fsConstants.O_RDWR,
+  w: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC,
+  'w+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC,
+  a: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND,
+  'a+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
+  wx: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
+  'wx+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
+  ax: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
+  'ax+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
+};
+
+function openFlags(flags: unknown): number {
+  if (typeof flags === 'number') {
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0x7fffffff) {
+      throw outOfRange('options.flags', 'an integer of O_* bits', flags);
+    }
+    return flags;
+  }
+  if (typeof flags !== 'string') throw invalidArgType('options.flags', 'a string or a number', flags);
+  const f = OPEN_FLAGS[flags];
+  if (f === undefined) {
+    throw invalidArgValue('options.flags', `must be one of ${Object.keys(OPEN_FLAGS).join(', ')}`, flags);
+  }
+  return f;
+}
+
+// statx's fields, as the native side packs them: 14 doubles.
+function statFrom(b: Buffer): FileStat {
+  const v = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + 14 * 8));
+  const mode = v[1]!;
+  const type = mode & fsConstants.S_IFMT;
+  return {
+    size: v[0]!,
+    mode,
+    uid: v[2]!,
+    gid: v[3]!,
+    nlink: v[4]!,
+    ino: v[5]!,
+    dev: v[6]!,
+    blksize: v[7]!,
+    blocks: v[8]!,
+    atimeMs: v[9]!,
+    mtimeMs: v[10]!,
+    ctimeMs: v[11]!,
+    birthtimeMs: v[12]!,
+    isFile: type === fsConstants.S_IFREG,
+    isDirectory: type === fsConstants.S_IFDIR,
+  };
 }

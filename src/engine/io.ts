@@ -1,4 +1,4 @@
-// IO objects: opaque handles for sockets and listeners made by the engine.
+// IO objects: opaque handles for sockets, listeners and files made by the engine.
 import type { NativeEngine } from './internal/native.js';
 import type { ListenerAddress } from './types.js';
 
@@ -99,5 +99,30 @@ export class Listener extends IoObject {
       this.#address = Array.isArray(a) ? { address: a[0], family: a[2], port: a[1] } : a;
     }
     return this.#address;
+  }
+}
+
+/**
+ * An open file, made by `engine.open()`. The socket read ops, `readInto`, `write`, `fsync` and
+ * `stat` accept it. Sequential reads share one read position and sequential writes one write
+ * position (or the end, when opened for appending); `{ position }` reads or writes elsewhere.
+ */
+export class File extends IoObject {
+  /** The path given to `engine.open()`. */
+  readonly path: string;
+  /** True when opened with `direct: true` (O_DIRECT). */
+  readonly direct: boolean;
+  /**
+   * The alignment O_DIRECT needs, in bytes, of positions and sizes (the file system's, from
+   * statx, or 4096); 1 when the file is not direct.
+   */
+  readonly alignment: number;
+
+  /** @internal */
+  constructor(owner: IoOwner, handle: number, fd: number, path: string, direct: boolean, alignment: number) {
+    super(owner, handle, fd);
+    this.path = path;
+    this.direct = direct;
+    this.alignment = alignment;
   }
 }

@@ -78,6 +78,56 @@ export interface OpOptions {
   maxBytes?: number;
   /** Encoding of string results of this op. */
   encoding?: BufferEncoding;
+  /**
+   * Files only: the offset to read or write at (an integer from 0 to 2**53 - 1), leaving the
+   * File's sequential positions alone. For `readChunk`, `readExactly`, `readAll`, `readInto` and
+   * `write`.
+   */
+  position?: number;
+}
+
+/** How `engine.open()` opens a file. */
+export interface OpenOptions {
+  /**
+   * As `fs.open`'s flags: `'r'` (the default), `'r+'`, `'w'`, `'w+'`, `'a'`, `'a+'`, the `x`
+   * forms (`'wx'`, `'wx+'`, `'ax'`, `'ax+'`: fail with `EEXIST` if the file exists), or a number
+   * of `fs.constants.O_*` bits.
+   */
+  flags?: string | number;
+  /** Permission bits of a file the open creates (default `0o666`, less the umask). */
+  mode?: number;
+  /**
+   * O_DIRECT: reads and writes bypass the page cache. Positions and sizes must then be
+   * multiples of `file.alignment`; a file system that refuses O_DIRECT fails the open with
+   * `EINVAL`.
+   */
+  direct?: boolean;
+}
+
+/** Options of `engine.fsync()`. */
+export interface FsyncOptions {
+  /** fdatasync(2): flush the data and only the metadata needed to read it back. */
+  dataOnly?: boolean;
+}
+
+/** What `engine.stat()` reports (from statx(2)); times in milliseconds since the epoch. */
+export interface FileStat {
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  nlink: number;
+  ino: number;
+  dev: number;
+  blksize: number;
+  blocks: number;
+  atimeMs: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  /** 0 where the file system does not record it. */
+  birthtimeMs: number;
+  isFile: boolean;
+  isDirectory: boolean;
 }
 
 /** The value of a regex read: the bytes consumed (through the end of the match) and the match. */
@@ -132,6 +182,20 @@ export interface EngineStats {
    * yet. Implementations: `completion` only.
    */
   recvBuffersInUse?: number;
+  /** Open files. */
+  files: number;
+  /**
+   * File reads and writes served inline from the page cache (`preadv2`/`pwritev2` with
+   * `RWF_NOWAIT`), with no thread hop. `readiness` and `threadpool`.
+   */
+  fileFastPath: number;
+  /**
+   * File requests run on the file worker pool: reads and writes that would block, and every
+   * open, fsync and stat. `readiness` and `threadpool`.
+   */
+  fileFallbacks: number;
+  /** File requests the backend ran itself (io_uring ops). `completion`. */
+  fileOps: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */

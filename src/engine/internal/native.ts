@@ -19,6 +19,10 @@ export const enum Kind {
   Sleep = 10,
   Soon = 11,
   Resolve = 12,
+  ReadInto = 13,
+  Open = 14,
+  Fsync = 15,
+  Stat = 16,
 }
 
 /** Engine-level result codes of the native core (EngineCode in engine_core.h). */

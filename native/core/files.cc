@@ -1,0 +1,388 @@
+// Files: open, reads (sequential through the socket framing, or at a position), writes, fsync
+// and statx, on every backend. A backend with file operations of its own (io_uring) runs each
+// request; otherwise a read or write is first tried inline with RWF_NOWAIT (served from the
+// page cache without a thread hop) and, when that would block, handed to the file worker pool,
+// as are open, fsync and statx.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/engine_core.h"
+#include "core/file_pool.h"
+
+namespace async_engine {
+
+namespace {
+constexpr size_t kFileChunk = 256 * 1024;  // a sequential read-ahead, and a readAll step
+constexpr size_t kFileChunkMax = 16 * 1024 * 1024;
+constexpr unsigned kFilePoolThreads = 4;
+}  // namespace
+
+FilePool& EngineCore::filePool() {
+  if (!filePool_) filePool_ = std::make_unique<FilePool>(wakeFd_, kFilePoolThreads);
+  return *filePool_;
+}
+
+// A request with `len` bytes of page-aligned memory of its own (any O_DIRECT alignment up to a
+// page is met).
+FileReq* EngineCore::newFileReq(Op* op, Handle* h, FileOp kind, size_t len) {
+  auto* r = new FileReq();
+  r->op = kind;
+  r->op_ = op;
+  r->h = h;
+  r->fd = h ? h->fd : -1;
+  if (len > 0) {
+    size_t size = (len + 4095) & ~size_t{4095};
+    if (::posix_memalign(&r->storage, 4096, size) != 0) {
+      delete r;
+      return nullptr;
+    }
+    r->storageSize = size;
+    r->buf = static_cast<char*>(r->storage);
+    r->len = len;
+  }
+  if (h) h->fileReqs++;
+  if (op) op->freq = r;
+  return r;
+}
+
+void EngineCore::fileReqEnded(FileReq* r) {
+  Handle* h = r->h;
+  std::free(r->storage);
+  delete r;
+  if (!h) return;
+  h->fileReqs--;
+  if (h->zombie) primitiveAfterClose(h);
+}
+
+// Hands a request to the backend, or serves it here: inline from the page cache when it can
+// be, else on the file worker pool.
+void EngineCore::fileRun(FileReq* r) {
+  ssize_t res = backend_->fileSubmit(r);
+  if (res == kPending) {
+    stats_.fileOps++;
+    return;
+  }
+  if (r->op == FileOp::kRead || r->op == FileOp::kWrite) {
+    iovec iov{r->buf, r->len};
+    ssize_t n;
+    do {
+      n = r->op == FileOp::kRead ? ::preadv2(r->fd, &iov, 1, r->off, RWF_NOWAIT)
+                                 : ::pwritev2(r->fd, &iov, 1, r->off, RWF_NOWAIT);
+    } while (n < 0 && errno == EINTR);
+    stats_.coreSyscalls++;
+    if (n >= 0) {
+      stats_.fileFastPath++;
+      onFileDone(r, n);
+      return;
+    }
+    if (errno != EAGAIN && errno != EOPNOTSUPP) {
+      onFileDone(r, -errno);
+      return;
+    }
+  }
+  stats_.fileFallbacks++;
+  filePool().submit(r);
+}
+
+// A file op starts (after JavaScript checked its arguments).
+void EngineCore::startFileOp(Op* op) {
+  Handle* h = op->h;
+  switch (op->kind) {
+    case OpKind::kOpen: {
+      FileReq* r = newFileReq(op, nullptr, FileOp::kOpen, 0);
+      r->path = op->host;
+      r->flags = op->openFlags | O_CLOEXEC;
+      r->mode = op->openMode;
+      fileRun(r);
+      return;
+    }
+    case OpKind::kStat: {
+      FileReq* r = newFileReq(op, h, FileOp::kStatx, 0);
+      if (!h) r->path = op->host;
+      if (h) h->fileOps.push_back(op);
+      fileRun(r);
+      return;
+    }
+    case OpKind::kFsync: {
+      h->fileOps.push_back(op);
+      fileRun(newFileReq(op, h, op->dataOnly ? FileOp::kFdatasync : FileOp::kFsync, 0));
+      return;
+    }
+    case OpKind::kWrite: {
+      h->fileOps.push_back(op);
+      if (op->position < 0) {
+        // Sequential writes take their range now, so that several in flight never overlap.
+        op->position = h->append ? -1 : h->writePos;
+        if (!h->append) h->writePos += static_cast<int64_t>(op->data.size());
+      }
+      fileWriteNext(op);
+      return;
+    }
+    default:
+      break;
+  }
+  // Reads at a position.
+  h->fileOps.push_back(op);
+  fileReadNext(op);
+}
+
+// The next read of a positioned op: readChunk and readInto read once; readExactly until n
+// bytes; readAll until EOF.
+void EngineCore::fileReadNext(Op* op) {
+  Handle* h = op->h;
+  size_t want;
+  switch (op->kind) {
+    case OpKind::kReadChunk:
+      want = op->n;
+      break;
+    case OpKind::kReadInto:
+      want = op->userLen;
+      break;
+    case OpKind::kReadExactly:
+      want = op->n - op->done;
+      break;
+    default:  // kReadAll
+      want = kFileChunk;
+      break;
+  }
+  want = std::max<size_t>(want, 1);
+  if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
+  FileReq* r = newFileReq(op, h, FileOp::kRead, want);
+  if (!r) {
+    fail(op, -ENOMEM, Syscall::kRead);
+    return;
+  }
+  r->off = op->position + static_cast<int64_t>(op->done);
+  fileRun(r);
+}
+
+void EngineCore::fileWriteNext(Op* op) {
+  Handle* h = op->h;
+  size_t left = op->data.size() - op->done;
+  if (left == 0) {
+    Completion c;
+    c.result = static_cast<int64_t>(op->done);
+    finish(op, std::move(c));
+    return;
+  }
+  FileReq* r = newFileReq(op, h, FileOp::kWrite, left);
+  if (!r) {
+    fail(op, -ENOMEM, Syscall::kWrite);
+    return;
+  }
+  std::memcpy(r->buf, op->data.data() + op->done, left);
+  r->off = op->position < 0 ? -1 : op->position + static_cast<int64_t>(op->done);
+  fileRun(r);
+}
+
+// The handle's sequential read-ahead: the framing reads (readUntil, lines, readChunk, ...) use
+// the file like a socket. A readInto with nothing buffered reads straight for its own length.
+void EngineCore::fileSeqRead(Handle* h) {
+  Op* head = h->reads.front();
+  size_t want = kFileChunk;
+  if (head->kind == OpKind::kReadChunk || head->kind == OpKind::kReadExactly) {
+    want = std::max(want, std::min(head->n - std::min(head->n, h->in.size()), kFileChunkMax));
+  } else if (head->kind == OpKind::kReadInto) {
+    want = std::min(std::max<size_t>(head->userLen, 1), kFileChunkMax);
+  }
+  if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
+  FileReq* r = newFileReq(nullptr, h, FileOp::kRead, want);
+  if (!r) {
+    h->readError = -ENOMEM;
+    return;
+  }
+  r->sequential = true;
+  r->off = h->readPos;
+  h->seqReq = r;
+  h->recvPending = true;
+  fileRun(r);
+}
+
+void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
+  Handle* h = r->h;
+  h->recvPending = false;
+  h->seqReq = nullptr;
+  if (h->closed) {
+    fileReqEnded(r);
+    return;
+  }
+  if (res > 0) h->readPos += res;
+  if (res > 0) {
+    h->in.append(r->buf, static_cast<size_t>(res));
+    stats_.bytesRead += res;
+  } else if (res == 0) {
+    h->eof = true;
+  } else {
+    h->readError = static_cast<int>(res);
+  }
+  pumpReads(h);  // settles what it framed in place before the request's memory goes
+  h->eof = false;  // a file may grow: the next read looks again
+  fileReqEnded(r);
+}
+
+// readInto from the sequential stream: bytes already buffered first.
+bool EngineCore::fileReadIntoFromBuffer(Handle* h, Op* op) {
+  if (h->in.size() == 0) return false;
+  size_t n = std::min(h->in.size(), op->userLen);
+  std::memcpy(op->userBuf, h->in.data(), n);
+  h->in.consume(n);
+  Completion c;
+  c.result = static_cast<int64_t>(n);
+  finish(op, std::move(c));
+  return true;
+}
+
+void EngineCore::fileOpenDone(Op* op, FileReq* r, ssize_t res) {
+  if (res < 0) {
+    fail(op, res, Syscall::kOpen);
+    return;
+  }
+  int fd = static_cast<int>(res);
+  Handle* h = newHandle(fd, HandleKind::kFile);
+  h->append = r->flags & O_APPEND;
+  if (r->flags & O_DIRECT) {
+    // The alignment O_DIRECT needs here: what statx says (6.1+), else a page.
+    struct statx stx {};
+    size_t align = 4096;
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 && (stx.stx_mask & STATX_DIOALIGN) &&
+        stx.stx_dio_offset_align > 0) {
+      align = std::max<size_t>(stx.stx_dio_offset_align, stx.stx_dio_mem_align);
+    }
+    h->align = align;
+  }
+  Completion c;
+  c.kind = PayloadKind::kSocket;
+  c.handle = h->id;
+  c.fd = fd;
+  c.result = static_cast<int64_t>(h->align);
+  finish(op, std::move(c));
+}
+
+void EngineCore::onFileDone(FileReq* r, ssize_t res) {
+  if (r->sequential) {
+    fileSeqDone(r, res);
+    return;
+  }
+  Op* op = r->op_;
+  if (!op) {  // the op left (cancel, timeout, close): an opened fd is closed, the rest dropped
+    if (r->op == FileOp::kOpen && res >= 0) ::close(static_cast<int>(res));
+    fileReqEnded(r);
+    return;
+  }
+  op->freq = nullptr;
+  Handle* h = op->h;
+  switch (op->kind) {
+    case OpKind::kOpen:
+      fileOpenDone(op, r, res);
+      break;
+    case OpKind::kStat: {
+      if (res < 0) {
+        fail(op, res, Syscall::kStat);
+        break;
+      }
+      const struct statx& s = r->stx;
+      auto ts = [](const statx_timestamp& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_nsec / 1e6; };
+      double v[14] = {static_cast<double>(s.stx_size),  static_cast<double>(s.stx_mode),
+                      static_cast<double>(s.stx_uid),   static_cast<double>(s.stx_gid),
+                      static_cast<double>(s.stx_nlink), static_cast<double>(s.stx_ino),
+                      static_cast<double>(makedev(s.stx_dev_major, s.stx_dev_minor)),
+                      static_cast<double>(s.stx_blksize), static_cast<double>(s.stx_blocks),
+                      ts(s.stx_atime), ts(s.stx_mtime), ts(s.stx_ctime),
+                      (s.stx_mask & STATX_BTIME) ? ts(s.stx_btime) : 0.0, 0.0};
+      Completion c;
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(reinterpret_cast<const char*>(v), sizeof v);
+      finish(op, std::move(c));
+      break;
+    }
+    case OpKind::kFsync:
+      if (res < 0) {
+        fail(op, res, Syscall::kFsync);
+      } else {
+        Completion c;
+        finish(op, std::move(c));
+      }
+      break;
+    case OpKind::kWrite:
+      if (res < 0) {
+        fail(op, res, Syscall::kWrite);
+        break;
+      }
+      op->done += static_cast<size_t>(res);
+      stats_.bytesWritten += res;
+      if (res == 0) {
+        fail(op, -EIO, Syscall::kWrite);  // a regular file that takes nothing: the disk is full
+        break;
+      }
+      fileWriteNext(op);
+      break;
+    default: {  // positioned reads
+      if (res < 0) {
+        fail(op, res, Syscall::kRead);
+        break;
+      }
+      stats_.bytesRead += res;
+      size_t n = static_cast<size_t>(res);
+      if (op->kind == OpKind::kReadInto) {
+        n = std::min(n, op->userLen);
+        std::memcpy(op->userBuf, r->buf, n);
+        Completion c;
+        c.result = static_cast<int64_t>(n);
+        finish(op, std::move(c));
+        break;
+      }
+      if (op->kind == OpKind::kReadChunk) {
+        n = std::min(n, op->n);
+        Completion c;
+        c.kind = PayloadKind::kBytes;
+        c.data.assign(r->buf, n);
+        c.result = static_cast<int64_t>(n);
+        finish(op, std::move(c));
+        break;
+      }
+      size_t room = op->kind == OpKind::kReadExactly ? op->n - op->done : op->maxBytes - std::min(op->maxBytes, op->done);
+      size_t take = std::min(n, op->kind == OpKind::kReadExactly ? room : n);
+      std::string& acc = op->pattern;  // the bytes so far
+      acc.append(r->buf, take);
+      op->done += take;
+      bool eof = n == 0 || (h->align > 1 && n < r->len);
+      if (op->kind == OpKind::kReadAll && op->done > op->maxBytes) {
+        fail(op, kErrLimit);
+        break;
+      }
+      bool complete = op->kind == OpKind::kReadExactly ? op->done == op->n : eof;
+      if (complete || (eof && op->kind == OpKind::kReadExactly)) {
+        Completion c;
+        c.kind = PayloadKind::kBytes;
+        c.data = std::move(acc);
+        acc.clear();
+        c.result = complete ? static_cast<int64_t>(c.data.size()) : kErrIncomplete;
+        finish(op, std::move(c));
+        break;
+      }
+      fileReadNext(op);
+      break;
+    }
+  }
+  fileReqEnded(r);
+}
+
+// An op with a request in flight left early: the request runs on (its memory is its own) and
+// is dropped when it ends, unless the file worker pool had not started it yet.
+void EngineCore::fileOpLeft(Op* op) {
+  FileReq* r = op->freq;
+  op->freq = nullptr;
+  if (!r) return;
+  r->op_ = nullptr;
+  if (filePool_ && filePool_->cancel(r)) fileReqEnded(r);
+}
+
+}  // namespace async_engine
