@@ -44,6 +44,7 @@ struct FileReq {
   Handle* h = nullptr;        // the file, or nullptr (open, statx by name)
   bool sequential = false;    // the handle's read-ahead into its buffer
   bool queued = false;        // waiting in the file worker pool's queue (guarded by its lock)
+  bool cancelledFromQueue = false;  // taken out of that queue before it ran
   void* storage = nullptr;    // page-aligned, freed with the request
   size_t storageSize = 0;
 };

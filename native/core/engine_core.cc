@@ -506,6 +506,12 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
 bool EngineCore::cancel(int64_t id) {
   Op* op = ops_.find(id);
   if (!op) return false;
+  if (FileReq* r = op->freq) {
+    // A file request in the kernel or on a pool thread cannot be taken back: the cancel loses
+    // and the result is delivered. One still queued for the pool is taken out.
+    if (!filePool_ || !filePool_->cancel(r)) return false;
+    r->cancelledFromQueue = true;
+  }
   // A chain is cancelled from its running stage on: find the stage that has started.
   Op* target = op;
   while (target->prev) target = target->prev;

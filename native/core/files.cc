@@ -382,7 +382,7 @@ void EngineCore::fileOpLeft(Op* op) {
   op->freq = nullptr;
   if (!r) return;
   r->op_ = nullptr;
-  if (filePool_ && filePool_->cancel(r)) fileReqEnded(r);
+  if (r->cancelledFromQueue || (filePool_ && filePool_->cancel(r))) fileReqEnded(r);
 }
 
 }  // namespace async_engine
