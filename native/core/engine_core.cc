@@ -55,6 +55,7 @@ EngineCore::EngineCore() : scratch_(kScratchSize) {}
 EngineCore::~EngineCore() {
   release();
   for (Op* op : freeOps_) delete op;
+  for (auto& [p, size] : storageCache_) std::free(p);
 }
 
 void EngineCore::release() {

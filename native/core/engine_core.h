@@ -333,6 +333,8 @@ class EngineCore : public Sink {
   bool fileReadIntoFromBuffer(Handle* h, Op* op);
   void fileOpLeft(Op* op);
   FilePool& filePool();
+  void* takeStorage(size_t size);
+  void giveStorage(void* p, size_t size);
 
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;
@@ -349,6 +351,8 @@ class EngineCore : public Sink {
   size_t listeners_ = 0;
   size_t files_ = 0;
   std::unique_ptr<FilePool> filePool_;
+  std::vector<std::pair<void*, size_t>> storageCache_;  // file request memory kept for reuse
+  size_t storageCached_ = 0;
 
   // Deadlines: a binary min-heap of ops, indexed so that an op that finishes early leaves it
   // at once (a server arming a 30 s timeout on every read keeps no dead entries around).

@@ -40,7 +40,8 @@ FileReq* EngineCore::newFileReq(Op* op, Handle* h, FileOp kind, size_t len) {
   r->fd = h ? h->fd : -1;
   if (len > 0) {
     size_t size = (len + 4095) & ~size_t{4095};
-    if (::posix_memalign(&r->storage, 4096, size) != 0) {
+    r->storage = takeStorage(size);
+    if (!r->storage) {
       delete r;
       return nullptr;
     }
@@ -53,9 +54,39 @@ FileReq* EngineCore::newFileReq(Op* op, Handle* h, FileOp kind, size_t len) {
   return r;
 }
 
+// Request memory is kept for reuse (a few dozen buffers, 64 MiB at most): a server reading
+// 4 KiB pages or a copy loop reading 1 MiB chunks allocates nothing per request.
+void* EngineCore::takeStorage(size_t size) {
+  for (size_t i = storageCache_.size(); i-- > 0;) {
+    auto [p, sz] = storageCache_[i];
+    if (sz >= size && sz <= size * 2) {
+      storageCache_.erase(storageCache_.begin() + static_cast<ptrdiff_t>(i));
+      storageCached_ -= sz;
+      return p;
+    }
+  }
+  void* p = nullptr;
+  return ::posix_memalign(&p, 4096, size) == 0 ? p : nullptr;
+}
+
+void EngineCore::giveStorage(void* p, size_t size) {
+  if (!p) return;
+  if (storageCache_.size() >= 64 || storageCached_ + size > 64 * 1024 * 1024) {
+    std::free(storageCache_.front().first);
+    storageCached_ -= storageCache_.front().second;
+    storageCache_.erase(storageCache_.begin());
+    if (storageCached_ + size > 64 * 1024 * 1024) {
+      std::free(p);
+      return;
+    }
+  }
+  storageCache_.emplace_back(p, size);
+  storageCached_ += size;
+}
+
 void EngineCore::fileReqEnded(FileReq* r) {
   Handle* h = r->h;
-  std::free(r->storage);
+  giveStorage(r->storage, r->storageSize);
   delete r;
   if (!h) return;
   h->fileReqs--;
@@ -215,6 +246,19 @@ void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
     return;
   }
   if (res > 0) h->readPos += res;
+  if (res > 0 && h->in.size() == 0 && !h->reads.empty() && h->reads.front()->kind == OpKind::kReadInto &&
+      static_cast<size_t>(res) <= h->reads.front()->userLen) {
+    // Straight into the caller's buffer.
+    Op* op = h->reads.front();
+    std::memcpy(op->userBuf, r->buf, static_cast<size_t>(res));
+    stats_.bytesRead += res;
+    Completion c;
+    c.result = res;
+    finish(op, std::move(c));
+    pumpReads(h);
+    fileReqEnded(r);
+    return;
+  }
   if (res > 0) {
     h->in.append(r->buf, static_cast<size_t>(res));
     stats_.bytesRead += res;
