@@ -663,8 +663,12 @@ class UringBackend final : public Backend {
       ring_.submit(1, 10);
       while (io_uring_cqe* cqe = ring_.peekCqe()) {
         bool last = !(cqe->flags & IORING_CQE_F_MORE);
-        if (counted(cqe->user_data) && last) inflight_--;
+        uint64_t ud = cqe->user_data;
+        int res = cqe->res;
+        if (counted(ud) && last) inflight_--;
         ring_.cqeSeen();
+        // A file request owns memory of its own: the core frees it (its op is gone by now).
+        if ((ud & kTagMask) == kTagFile) sink_->onFileDone(reinterpret_cast<FileReq*>(ud & ~kTagMask), res);
       }
       if (ring_.cqOverflowed()) ring_.flushOverflow();
     }
