@@ -126,8 +126,9 @@ export async function writeReport({ root = ROOT } = {}) {
     md.push('No results yet: run `npm run bench`.');
   } else {
     md.push(
-      'async-engine measured against what a Node.js program would use instead (`node:net`, `node:http`)',
-      'and against `redis-server` as the native ceiling, with real clients (`redis-benchmark`, `wrk`).',
+      'async-engine measured against what a Node.js program would use instead (`node:net`, `node:http`,',
+      '`node:fs`) and against native ceilings (`redis-server`; `fio` and `cat` for files), with real',
+      'clients (`redis-benchmark`, `wrk`).',
       '',
     );
     const charts = {};
@@ -177,7 +178,7 @@ export async function writeReport({ root = ROOT } = {}) {
       'node bench/report.js         # this file again from bench/results/*.json',
       '```',
       '',
-      'The runner installs `redis-tools`, `redis-server` and `wrk` with apt-get when they are missing',
+      'The runner installs `redis-tools`, `redis-server`, `wrk` and `fio` with apt-get when they are missing',
       '(as root; otherwise it prints the command and skips the cases that need them). Each',
       "case's exact client command lines are listed in its section; the programs under test are:",
     );

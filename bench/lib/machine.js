@@ -26,6 +26,7 @@ export function machineFacts({ impls = [] } = {}) {
   if (which('redis-benchmark')) tools['redis-benchmark'] = toolVersion('redis-benchmark');
   if (which('redis-server')) tools['redis-server'] = toolVersion('redis-server');
   if (which('wrk')) tools.wrk = toolVersion('wrk', ['-v']);
+  if (which('fio')) tools.fio = toolVersion('fio');
   return {
     date: new Date().toISOString(),
     kernel: `${os.type()} ${os.release()}`,

@@ -8,6 +8,7 @@ export const PACKAGES = {
   'redis-cli': 'redis-tools',
   'redis-server': 'redis-server',
   wrk: 'wrk',
+  fio: 'fio',
 };
 
 export function which(tool) {
