@@ -1451,3 +1451,44 @@ forEachImpl('opening and closing 200 files leaves no fd behind', async (t, engin
   t.true(files.every((f) => f.closed && f.fileno() === -1));
   t.true(await waitUntil(() => fdCount() === before, 5_000), `fd count ${before} → ${fdCount()}`);
 });
+
+forEachImpl(
+  'a running readInto settles with its result: cancel, a deadline and close never leave the buffer to be written later',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const { path: p, data } = await coldFile(t, engine, dir, 'cold-into.bin', 8 * MiB);
+    const f = await openFile(t, engine, p);
+    const n = 32;
+    const bufs = Array.from({ length: n }, () => Buffer.alloc(256 * 1024));
+    const outcomes = await Promise.all(
+      bufs.map((buf, i) => {
+        const tr = once<number>({ timeout: i % 3 === 0 ? 1 : 0 }, `into #${i}`);
+        engine.readInto(f, buf, { position: i * 256 * 1024 }, tr.cb);
+        if (i % 3 === 1) tr.cancel();
+        if (i === n - 1) engine.close(f);
+        return tr.result(20_000);
+      }),
+    );
+    const snapshot = bufs.map((b) => Buffer.from(b));
+    await new Promise((r) => setTimeout(r, 100));
+    for (const [i, o] of outcomes.entries()) {
+      t.true(o.ok || ['ECANCELED', 'ETIMEDOUT'].includes(o.err!.code), `#${i}: ${o.err?.code}`);
+      if (o.ok) {
+        t.is(o.value, 256 * 1024);
+        t.true(
+          bufs[i]!.equals(data.subarray(i * 256 * 1024, (i + 1) * 256 * 1024)),
+          `#${i} holds its bytes`,
+        );
+      } else {
+        t.true(
+          bufs[i]!.equals(Buffer.alloc(256 * 1024)),
+          `#${i} failed and its buffer was not written`,
+        );
+      }
+      t.true(
+        bufs[i]!.equals(snapshot[i]!),
+        `#${i}: nothing wrote into the buffer after the op settled`,
+      );
+    }
+  },
+);

@@ -181,7 +181,17 @@ void EngineCore::close(uint64_t id) {
   h->closed = true;
   // Every op queued on the handle fails; ops are unlinked by fail().
   auto failAll = [this](std::deque<Op*>& q) {
-    while (!q.empty()) fail(q.front(), kErrCanceled);
+    std::deque<Op*> running;  // file ops whose request runs: they settle with its result
+    while (!q.empty()) {
+      Op* op = q.front();
+      if (fileRequestRunning(op)) {
+        q.pop_front();
+        running.push_back(op);
+        continue;
+      }
+      fail(op, kErrCanceled);
+    }
+    q.swap(running);
   };
   failAll(h->reads);
   failAll(h->writes);
@@ -507,12 +517,9 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
 bool EngineCore::cancel(int64_t id) {
   Op* op = ops_.find(id);
   if (!op) return false;
-  if (FileReq* r = op->freq) {
-    // A file request in the kernel or on a pool thread cannot be taken back: the cancel loses
-    // and the result is delivered. One still queued for the pool is taken out.
-    if (!filePool_ || !filePool_->cancel(r)) return false;
-    r->cancelledFromQueue = true;
-  }
+  // A file request in the kernel or on a pool thread cannot be taken back: the cancel loses
+  // and the result is delivered. One still queued for the pool is taken out.
+  if (fileRequestRunning(op)) return false;
   // A chain is cancelled from its running stage on: find the stage that has started.
   Op* target = op;
   while (target->prev) target = target->prev;
@@ -1154,6 +1161,11 @@ void EngineCore::expireTimers() {
       finish(op, std::move(c));
       continue;
     }
+    if (fileRequestRunning(op)) {
+      heapRemove(op);  // its running file request decides how it ends
+      op->deadline = 0;
+      continue;
+    }
     Handle* h = op->h;
     bool wasHeadRead = h && isRead(op->kind) && !h->reads.empty() && h->reads.front() == op;
     bool wasHeadWrite = h && op->kind == OpKind::kWrite && !h->writes.empty() && h->writes.front() == op;
@@ -1192,6 +1204,9 @@ void EngineCore::shutdown() {
   std::vector<uint64_t> hs;
   handles_.forEach([&hs](int64_t id, Handle*) { hs.push_back(static_cast<uint64_t>(id)); });
   for (uint64_t id : hs) close(id);
+  // File requests already running write into memory JavaScript is about to let go of (a
+  // readInto's buffer): wait for them (a few ms from the page cache; bounded at 10 s).
+  for (int round = 0; fileReqsInFlight_ > 0 && round < 1000; round++) backend_->wait(10);
 }
 
 }  // namespace async_engine

@@ -332,6 +332,8 @@ class EngineCore : public Sink {
   void fileSeqDone(FileReq* r, ssize_t res);
   bool fileReadIntoFromBuffer(Handle* h, Op* op);
   void fileOpLeft(Op* op);
+  bool fileRequestRunning(Op* op);
+  bool intoCaller(Op* op);
   FilePool& filePool();
   void* takeStorage(size_t size);
   void giveStorage(void* p, size_t size);
@@ -353,6 +355,7 @@ class EngineCore : public Sink {
   std::unique_ptr<FilePool> filePool_;
   std::vector<std::pair<void*, size_t>> storageCache_;  // file request memory kept for reuse
   size_t storageCached_ = 0;
+  int64_t fileReqsInFlight_ = 0;
 
   // Deadlines: a binary min-heap of ops, indexed so that an op that finishes early leaves it
   // at once (a server arming a 30 s timeout on every read keeps no dead entries around).

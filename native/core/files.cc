@@ -25,6 +25,20 @@ constexpr size_t kFileChunkMax = 16 * 1024 * 1024;
 constexpr unsigned kFilePoolThreads = 4;
 }  // namespace
 
+// True when `op` has a file request already running (in the kernel or on a pool thread): the
+// op then settles with that request's result, whatever cancel, a deadline or close say. A
+// request still queued for the pool is taken out, and the op may leave.
+bool EngineCore::fileRequestRunning(Op* op) {
+  FileReq* r = op->freq;
+  if (!r) return false;
+  if (r->cancelledFromQueue) return false;
+  if (filePool_ && filePool_->cancel(r)) {
+    r->cancelledFromQueue = true;
+    return false;
+  }
+  return true;
+}
+
 FilePool& EngineCore::filePool() {
   if (!filePool_) filePool_ = std::make_unique<FilePool>(wakeFd_, kFilePoolThreads);
   return *filePool_;
@@ -51,6 +65,7 @@ FileReq* EngineCore::newFileReq(Op* op, Handle* h, FileOp kind, size_t len) {
   }
   if (h) h->fileReqs++;
   if (op) op->freq = r;
+  fileReqsInFlight_++;
   return r;
 }
 
@@ -88,6 +103,7 @@ void EngineCore::fileReqEnded(FileReq* r) {
   Handle* h = r->h;
   giveStorage(r->storage, r->storageSize);
   delete r;
+  fileReqsInFlight_--;
   if (!h) return;
   h->fileReqs--;
   if (h->zombie) primitiveAfterClose(h);
@@ -184,15 +200,33 @@ void EngineCore::fileReadNext(Op* op) {
       want = kFileChunk;
       break;
   }
+  if (h->closed) {
+    fail(op, kErrCanceled);  // closed while an earlier request of this op ran
+    return;
+  }
   want = std::max<size_t>(want, 1);
   if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
-  FileReq* r = newFileReq(op, h, FileOp::kRead, want);
+  bool direct = intoCaller(op);
+  FileReq* r = newFileReq(op, h, FileOp::kRead, direct ? 0 : want);
   if (!r) {
     fail(op, -ENOMEM, Syscall::kRead);
     return;
   }
-  r->off = op->position + static_cast<int64_t>(op->done);
+  if (direct) {
+    r->buf = op->userBuf;
+    r->len = op->userLen;
+  }
+  r->off = (op->position >= 0 ? op->position : h->readPos) + static_cast<int64_t>(op->done);
   fileRun(r);
+}
+
+// A readInto reads straight into the caller's memory (JavaScript keeps it alive until the op
+// settles, and an op settles only after its request ended), unless O_DIRECT needs an alignment
+// the caller's memory lacks.
+bool EngineCore::intoCaller(Op* op) {
+  if (op->kind != OpKind::kReadInto) return false;
+  size_t a = op->h->align;
+  return a <= 1 || (reinterpret_cast<uintptr_t>(op->userBuf) % a == 0 && op->userLen % a == 0);
 }
 
 void EngineCore::fileWriteNext(Op* op) {
@@ -202,6 +236,10 @@ void EngineCore::fileWriteNext(Op* op) {
     Completion c;
     c.result = static_cast<int64_t>(op->done);
     finish(op, std::move(c));
+    return;
+  }
+  if (h->closed) {
+    fail(op, kErrCanceled, Syscall::kWrite);  // closed while the first part was written
     return;
   }
   FileReq* r = newFileReq(op, h, FileOp::kWrite, left);
@@ -218,6 +256,13 @@ void EngineCore::fileWriteNext(Op* op) {
 // the file like a socket. A readInto with nothing buffered reads straight for its own length.
 void EngineCore::fileSeqRead(Handle* h) {
   Op* head = h->reads.front();
+  if (head->kind == OpKind::kReadInto) {
+    // Nothing is buffered (or the head would have taken it): read at the read position for
+    // this op alone, into the caller's memory where it can.
+    h->recvPending = true;
+    fileReadNext(head);
+    return;
+  }
   size_t want = kFileChunk;
   if (head->kind == OpKind::kReadChunk || head->kind == OpKind::kReadExactly) {
     want = std::max(want, std::min(head->n - std::min(head->n, h->in.size()), kFileChunkMax));
@@ -246,19 +291,6 @@ void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
     return;
   }
   if (res > 0) h->readPos += res;
-  if (res > 0 && h->in.size() == 0 && !h->reads.empty() && h->reads.front()->kind == OpKind::kReadInto &&
-      static_cast<size_t>(res) <= h->reads.front()->userLen) {
-    // Straight into the caller's buffer.
-    Op* op = h->reads.front();
-    std::memcpy(op->userBuf, r->buf, static_cast<size_t>(res));
-    stats_.bytesRead += res;
-    Completion c;
-    c.result = res;
-    finish(op, std::move(c));
-    pumpReads(h);
-    fileReqEnded(r);
-    return;
-  }
   if (res > 0) {
     h->in.append(r->buf, static_cast<size_t>(res));
     stats_.bytesRead += res;
@@ -368,19 +400,28 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
       }
       fileWriteNext(op);
       break;
-    default: {  // positioned reads
+    default: {  // positioned reads, and a sequential readInto
       if (res < 0) {
+        bool sequential = op->kind == OpKind::kReadInto && op->position < 0;
+        if (sequential) h->recvPending = false;
         fail(op, res, Syscall::kRead);
+        if (sequential && !h->closed) pumpReads(h);
         break;
       }
       stats_.bytesRead += res;
       size_t n = static_cast<size_t>(res);
       if (op->kind == OpKind::kReadInto) {
         n = std::min(n, op->userLen);
-        std::memcpy(op->userBuf, r->buf, n);
+        if (r->buf != op->userBuf) std::memcpy(op->userBuf, r->buf, n);
         Completion c;
         c.result = static_cast<int64_t>(n);
+        bool sequential = op->position < 0;
+        if (sequential) {
+          h->readPos += static_cast<int64_t>(n);
+          h->recvPending = false;
+        }
         finish(op, std::move(c));
+        if (sequential && !h->closed) pumpReads(h);
         break;
       }
       if (op->kind == OpKind::kReadChunk) {
@@ -419,8 +460,8 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
   fileReqEnded(r);
 }
 
-// An op with a request in flight left early: the request runs on (its memory is its own) and
-// is dropped when it ends, unless the file worker pool had not started it yet.
+// An op whose request had not started left (taken out of the file worker pool's queue); or,
+// at shutdown, one whose request runs on and is dropped when it ends.
 void EngineCore::fileOpLeft(Op* op) {
   FileReq* r = op->freq;
   op->freq = nullptr;
