@@ -243,7 +243,12 @@ export class AsyncEngine {
    * and including the match, terminators stripped.
    */
   readUntilLineglob(sock: Socket | File, glob: string, cb: Callback<string[]>): void;
-  readUntilLineglob(sock: Socket | File, glob: string, options: OpOptions, cb: Callback<string[]>): void;
+  readUntilLineglob(
+    sock: Socket | File,
+    glob: string,
+    options: OpOptions,
+    cb: Callback<string[]>,
+  ): void;
   readUntilLineglob(
     sock: Socket | File,
     glob: string,
@@ -280,7 +285,12 @@ export class AsyncEngine {
    * `success({ data, match })`, `data` being the bytes through the end of the match.
    */
   readUntilRegex(sock: Socket | File, regex: RegExp, cb: Callback<RegexResult>): void;
-  readUntilRegex(sock: Socket | File, regex: RegExp, options: OpOptions, cb: Callback<RegexResult>): void;
+  readUntilRegex(
+    sock: Socket | File,
+    regex: RegExp,
+    options: OpOptions,
+    cb: Callback<RegexResult>,
+  ): void;
   readUntilRegex(
     sock: Socket | File,
     regex: RegExp,
@@ -328,7 +338,12 @@ export class AsyncEngine {
    * `err.line` (the line is consumed).
    */
   expectLine(sock: Socket | File, expect: LineExpectation, cb: Callback<string>): void;
-  expectLine(sock: Socket | File, expect: LineExpectation, options: OpOptions, cb: Callback<string>): void;
+  expectLine(
+    sock: Socket | File,
+    expect: LineExpectation,
+    options: OpOptions,
+    cb: Callback<string>,
+  ): void;
   expectLine(
     sock: Socket | File,
     expect: LineExpectation,
@@ -408,7 +423,8 @@ export class AsyncEngine {
   ): void {
     const cb = this.#cbOf(a, b);
     const f = this.#file(file);
-    if (!(buffer instanceof Uint8Array)) throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+    if (!(buffer instanceof Uint8Array))
+      throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
     if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
     const pos = this.#position(f, this.#optsOf(a, b), true, buffer.length);
     const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
@@ -719,12 +735,7 @@ export class AsyncEngine {
 
   // `options.position` (files only, and only where the op can take it) and, on an O_DIRECT
   // file, the alignment of the position and of `size`; checked before anything is queued.
-  #position(
-    sock: unknown,
-    opts: OpOptions,
-    allowed: boolean,
-    size?: number,
-  ): number | undefined {
+  #position(sock: unknown, opts: OpOptions, allowed: boolean, size?: number): number | undefined {
     const pos = opts.position;
     if (pos !== undefined) {
       if (!(sock instanceof File)) {
@@ -1385,10 +1396,15 @@ function openFlags(flags: unknown): number {
     }
     return flags;
   }
-  if (typeof flags !== 'string') throw invalidArgType('options.flags', 'a string or a number', flags);
+  if (typeof flags !== 'string')
+    throw invalidArgType('options.flags', 'a string or a number', flags);
   const f = OPEN_FLAGS[flags];
   if (f === undefined) {
-    throw invalidArgValue('options.flags', `must be one of ${Object.keys(OPEN_FLAGS).join(', ')}`, flags);
+    throw invalidArgValue(
+      'options.flags',
+      `must be one of ${Object.keys(OPEN_FLAGS).join(', ')}`,
+      flags,
+    );
   }
   return f;
 }

@@ -119,7 +119,14 @@ export class File extends IoObject {
   readonly alignment: number;
 
   /** @internal */
-  constructor(owner: IoOwner, handle: number, fd: number, path: string, direct: boolean, alignment: number) {
+  constructor(
+    owner: IoOwner,
+    handle: number,
+    fd: number,
+    path: string,
+    direct: boolean,
+    alignment: number,
+  ) {
     super(owner, handle, fd);
     this.path = path;
     this.direct = direct;
