@@ -776,7 +776,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   Napi::Value Buffered(const Napi::CallbackInfo& info) {
     Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
-    return Napi::Number::New(info.Env(), h ? static_cast<double>(h->in.size()) : 0);
+    return Napi::Number::New(info.Env(), h ? static_cast<double>(core_.bufferedBytes(h)) : 0);
   }
 
   // address(handle, peer) -> [address, port, family] | path | undefined

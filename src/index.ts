@@ -1,13 +1,19 @@
 // async-engine: callback-based asynchronous I/O for Node.js over io_uring, epoll or a native
 // thread pool, behind one interface of compound operations.
 export { AsyncEngine, createEngine } from './engine/engine.js';
-export type { WriteData, LineExpectation } from './engine/engine.js';
+export type { WriteData, LineExpectation, WorkTask } from './engine/engine.js';
+export { callSoonThreadsafe } from './work/threadsafe.js';
+export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
 export type { CallbackSlots } from './engine/callback.js';
 export { EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
+export { toDuplex } from './streams/duplex.js';
+export type { DuplexOptions } from './streams/duplex.js';
+export { EnginePromises } from './promises/index.js';
+export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type {
   AddrInfo,
   ConnectAddress,

@@ -256,7 +256,10 @@ class Connection {
  * @param {number} [options.maxLine] bound on one line in bytes, default 1 MiB
  * @param {number} [options.maxBulk] bound on one bulk argument in bytes, default 64 MiB
  * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
- * @returns {{ listener, address, store, connections, close(): void }}
+ * @param {boolean} [options.reusePort] set SO_REUSEPORT, so that several engines (one per worker
+ *   thread) can listen on the same port and the kernel spreads connections across them
+ * @returns {{ listener, address, store, connections, accepted: number, close(): void }}
+ *   `accepted` counts the connections accepted so far
  */
 export function startRedisServer({
   engine,
@@ -266,14 +269,16 @@ export function startRedisServer({
   maxLine = DEFAULT_MAX_LINE,
   maxBulk = DEFAULT_MAX_BULK,
   store = new Map(),
+  reusePort = false,
 }) {
-  const listener = engine.listen({ host, port, backlog });
+  const listener = engine.listen({ host, port, backlog, reusePort });
   const server = {
     engine,
     listener,
     address: listener.address(),
     store,
     connections: new Set(),
+    accepted: 0,
     limits: { maxLine, maxBulk },
     closed: false,
     close,
@@ -296,6 +301,7 @@ export function startRedisServer({
     const accepted = new Callback({
       success: (sock) => {
         conn.sock = sock;
+        server.accepted++;
         server.connections.add(conn);
         armAccept(); // re-arm at once; this conn's first line arrives on its reader's callback
       },

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <vector>
 
 #include "backends/uring_ring.h"
@@ -65,6 +66,7 @@ constexpr size_t kBufRingTailOffset = 14;  // the tail overlays the first entry'
 constexpr size_t kMaxQueuedRecvs = 8;
 constexpr size_t kMaxQueuedAccepts = 64;
 constexpr int kMaxIov = 64;
+constexpr size_t kGatherSize = 64 * 1024;  // queued receives handed over together
 
 // A recv report held for the core: the result and, for data, the provided buffer it is in.
 struct QueuedRecv {
@@ -172,12 +174,33 @@ class UringBackend final : public Backend {
     if (HandleState* st = state(h, false); st && !st->recvs.empty()) {
       QueuedRecv q = st->recvs.front();
       st->recvs.pop_front();
-      if (q.bid >= 0) {
-        // The core frames the bytes where they are; the buffer goes back after this batch.
+      if (q.bid < 0) return q.res;
+      // Several waiting: as many as fit in 64 KiB go out together, gathered in one area that,
+      // like a readiness backend's scratch, the core settles before it receives again.
+      size_t room = kGatherSize;
+      char* area = nullptr;
+      if (!st->recvs.empty() && st->recvs.front().bid >= 0) {
+        if (!gather_) gather_ = std::make_unique<char[]>(kGatherSize);
+        area = gather_.get();
+      }
+      if (!area) {
+        // One buffer: the core frames the bytes where they are; it goes back after this batch.
         h->recvFrom = bufAt(static_cast<uint16_t>(q.bid));
         lent_.push_back(static_cast<uint16_t>(q.bid));
+        return q.res;
       }
-      return q.res;
+      size_t n = 0;
+      for (;;) {
+        std::memcpy(area + n, bufAt(static_cast<uint16_t>(q.bid)), static_cast<size_t>(q.res));
+        n += static_cast<size_t>(q.res);
+        recycle(static_cast<uint16_t>(q.bid));
+        if (st->recvs.empty() || st->recvs.front().bid < 0) break;
+        if (n + static_cast<size_t>(st->recvs.front().res) > room) break;
+        q = st->recvs.front();
+        st->recvs.pop_front();
+      }
+      h->recvFrom = area;
+      return static_cast<ssize_t>(n);
     }
     if (f & kRecvIn) {
       f |= kRecvOwed;  // the multishot request still runs; its next report is the core's
@@ -313,6 +336,15 @@ class UringBackend final : public Backend {
   }
 
   bool hasUnsubmitted() const override { return ring_.pendingSubmissions() > 0; }
+  size_t heldBytes(Handle* h) const override {
+    auto* st = static_cast<HandleState*>(h->backendData);
+    size_t n = 0;
+    if (st) {
+      for (const QueuedRecv& q : st->recvs) n += q.res > 0 ? static_cast<size_t>(q.res) : 0;
+    }
+    return n;
+  }
+
   bool completionsWaiting() const override { return ring_.peekCqe() != nullptr || !synthetic_.empty(); }
 
   // The ring's shape, for stats(): its size and the setup flags the kernel accepted.
@@ -720,6 +752,7 @@ class UringBackend final : public Backend {
   uint16_t bufTail_ = 0;
   double buffersInUse_ = 0;
   std::vector<uint16_t> lent_;
+  std::unique_ptr<char[]> gather_;
   int64_t inflight_ = 0;  // requests in the kernel (or queued for it) whose last CQE is to come
   int wakeFd_ = -1;
   bool privilegedQueued_ = false;  // a request queued since the last check acts by address

@@ -120,6 +120,8 @@ class Backend {
   // A backend that queues work (a ring) hands it to the kernel here; the engine calls this
   // once after each batch of JavaScript callbacks, so one system call carries the batch.
   virtual bool hasUnsubmitted() const { return false; }
+  // Bytes received for `h` that the backend holds and the core has not asked for yet.
+  virtual size_t heldBytes(Handle* h) const { return 0; }
   // Results already reported by the kernel and waiting to be taken by wait(0).
   virtual bool completionsWaiting() const { return false; }
   virtual void flush() {}

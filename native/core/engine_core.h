@@ -231,6 +231,8 @@ class EngineCore : public Sink {
   void flushWrites();
   // Completions the backend already holds (a ring's CQ), to be taken with poll(0).
   bool completionsWaiting() const { return backend_ && backend_->completionsWaiting(); }
+  // Bytes received for `h` and not consumed: the core's buffer and what the backend holds.
+  size_t bufferedBytes(Handle* h) const { return h->in.size() + (backend_ ? backend_->heldBytes(h) : 0); }
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.

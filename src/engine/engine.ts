@@ -3,6 +3,9 @@
 // delivers.
 import { constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { MessageChannel, type TransferListItem } from 'node:worker_threads';
 import { Callback } from './callback.js';
 import {
   EngineError,
@@ -15,6 +18,9 @@ import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.
 import { File, Listener, Socket } from './io.js';
 import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
+import { EnginePromises } from '../promises/index.js';
+import { WorkPool, type WorkOutcome } from '../work/pool.js';
+import type { ThreadsafeEntry } from '../work/threadsafe.js';
 import type {
   AddrInfo,
   ConnectAddress,
@@ -56,6 +62,7 @@ class OpRecord {
   path: string | undefined = undefined; // open
   direct = false; // open
   keep: unknown = undefined; // readInto: the caller's buffer, alive while the op is
+  timer: ReturnType<typeof setTimeout> | undefined = undefined; // submitWork's deadline
   internal = false;
   fn: (() => void) | undefined = undefined;
   constructor(
@@ -98,6 +105,10 @@ export class AsyncEngine {
   readonly #maxBytes: number;
   readonly #encoding: BufferEncoding;
   readonly #ops = new OpTable<OpRecord>();
+  #work: WorkPool | undefined;
+  #workOps = 0; // submitWork tasks not yet settled
+  readonly #entries = new Set<ThreadsafeEntry>();
+  readonly #workThreads: number;
   readonly #sockets = new Map<number, Socket | Listener | File>();
   #nextId = 1;
   #closed = false;
@@ -116,6 +127,7 @@ export class AsyncEngine {
     this.#drive = drive;
     this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
     this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
+    this.#workThreads = checkWorkThreads(config.work);
     this.impl = chooseImpl(config.impl ?? 'auto');
     this.native = impls[this.impl].create(config, drive === 'manual', this.#dispatch);
   }
@@ -454,6 +466,96 @@ export class AsyncEngine {
     this.#start(Kind.Stat, c, f, f._handle, undefined, undefined);
   }
 
+  // ---- work ----
+
+  /**
+   * Runs `task` on one of the engine's worker threads: the exported function `task.fn` of
+   * `task.module`, called with `task.args` (structured-cloned; `task.transfer` lists buffers to
+   * move rather than copy). `success(value)` with what it returned (awaited, if a promise), or
+   * `failure(error)` with what it threw. A task still queued is cancelled by `cancel()` (true)
+   * or its deadline; one already running cannot be: `cancel()` returns false and its result is
+   * delivered, and a deadline stops its thread (`ETIMEDOUT`).
+   */
+  submitWork<T = unknown>(task: WorkTask, cb: Callback<T>): void {
+    this.#checkOpen();
+    const c = this.#cb<T>(cb);
+    const t = checkTask(task);
+    const id = this.#nextId++;
+    const rec = new OpRecord(id, c, Kind.Work, undefined);
+    this.#ops.set(rec);
+    this.#workOps++;
+    c._target = this;
+    c._id = id;
+    c._busy = true;
+    if (c.timeout) rec.timer = setTimeout(() => this.#workTimedOut(id), c.timeout);
+    this.#work ??= new WorkPool(this.#workThreads);
+    this.#work.submit({ id, ...t, done: (o) => this.#workDone(id, o) });
+  }
+
+  /**
+   * A thread-safe entry: `handler(message)` runs on this engine's thread, as a `callSoon`, for
+   * every message another thread sends with `callSoonThreadsafe(entry.port, message)`. The
+   * entry does not keep the process alive; `close()` it (or shut the engine down) when done.
+   */
+  threadsafe(handler: (message: unknown) => void): ThreadsafeEntry {
+    this.#checkOpen();
+    if (typeof handler !== 'function') throw invalidArgType('handler', 'a function', handler);
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (m: unknown) => {
+      if (!this.#closed) this.callSoon(() => handler(m));
+    });
+    port1.unref();
+    const entry: ThreadsafeEntry = {
+      port: port2,
+      close: () => {
+        this.#entries.delete(entry);
+        port1.close();
+      },
+    };
+    this.#entries.add(entry);
+    return entry;
+  }
+
+  #workDone(id: number, o: WorkOutcome): void {
+    const rec = this.#ops.get(id);
+    if (rec === undefined) return; // timed out or shut down meanwhile
+    this.#workSettle(rec, o);
+  }
+
+  #workTimedOut(id: number): void {
+    const rec = this.#ops.get(id);
+    if (rec === undefined || this.#work === undefined) return;
+    rec.timer = undefined;
+    if (!this.#work.cancel(id)) void this.#work.terminate(id);
+    this.#workSettle(rec, { ok: false, error: errorFromNative(Code.TimedOut, undefined) });
+  }
+
+  #workSettle(rec: OpRecord, o: WorkOutcome): void {
+    this.#ops.delete(rec.id);
+    this.#workOps--;
+    if (rec.timer) clearTimeout(rec.timer);
+    const cb = rec.cb;
+    if (cb !== null) {
+      if (cb._id === rec.id) cb._target = null;
+      cb._busy = false;
+      if (o.ok) {
+        if (cb.success) this.#call(cb.success, o.value, undefined);
+      } else if (cb.failure) {
+        this.#call(cb.failure, o.error, undefined);
+      }
+    }
+    if (this.#runWaiters.length > 0 && !this.#pending()) {
+      const waiters = this.#runWaiters;
+      this.#runWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  // Ops in flight: the native side's, and tasks on the work pool.
+  #pending(): boolean {
+    return this.#workOps > 0 || this.native.pending();
+  }
+
   // ---- chains ----
 
   /** Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`. */
@@ -642,7 +744,7 @@ export class AsyncEngine {
   run(): Promise<void> {
     if (this.#drive === 'manual') return this.#runManual();
     return new Promise((resolve) => {
-      if (this.#closed || !this.native.pending()) {
+      if (this.#closed || !this.#pending()) {
         setImmediate(resolve);
         return;
       }
@@ -665,6 +767,8 @@ export class AsyncEngine {
   shutdown(): Promise<void> {
     if (this.#shutdown) return this.#shutdown;
     this.#closed = true;
+    const work = this.#work?.close();
+    for (const entry of [...this.#entries]) entry.close();
     const [count, idsResults, payloads, arena] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();
@@ -673,11 +777,18 @@ export class AsyncEngine {
         this.#deliver(count, idsResults, payloads, arena);
         // Anything the native side no longer knew of (it cannot be, but the contract is
         // exactly once) settles here.
-        for (const rec of this.#ops.sorted()) this.#settle(rec.id, rec, Code.Canceled, undefined);
+        for (const rec of this.#ops.sorted()) {
+          if (rec.kind === Kind.Work) {
+            this.#workSettle(rec, { ok: false, error: errorFromNative(Code.Canceled, undefined) });
+          } else {
+            this.#settle(rec.id, rec, Code.Canceled, undefined);
+          }
+        }
         const waiters = this.#runWaiters;
         this.#runWaiters = [];
         for (const w of waiters) w();
-        resolve();
+        // No worker thread is left once it resolves.
+        void (work ?? Promise.resolve()).then(() => resolve());
       });
     });
     return this.#shutdown;
@@ -686,13 +797,37 @@ export class AsyncEngine {
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
   stats(): EngineStats {
     const s = this.native.stats();
-    return { impl: this.impl, ...s };
+    return {
+      impl: this.impl,
+      ...s,
+      opsInFlight: s.opsInFlight + this.#workOps,
+      workThreads: this.#work?.threads ?? 0,
+    };
+  }
+
+  #promises: EnginePromises | undefined;
+
+  /**
+   * The Promise form of every op: the same names and arguments without the callbacks, plus
+   * `{ signal, timeout }`. One per engine, made on first use. See {@link EnginePromises}.
+   */
+  get promises(): EnginePromises {
+    return (this.#promises ??= new EnginePromises(this));
   }
 
   /** @internal Cancels the op with this id; see {@link Callback.cancel}. */
   cancelOp(id: number): boolean {
     const rec = this.#ops.get(id);
     if (this.#closed || rec === undefined) return false;
+    if (rec.kind === Kind.Work) {
+      if (!this.#work?.cancel(id)) return false; // running: its result will be delivered
+      setImmediate(() => {
+        if (this.#ops.get(id) === rec) {
+          this.#workSettle(rec, { ok: false, error: errorFromNative(Code.Canceled, undefined) });
+        }
+      });
+      return true;
+    }
     if (this.native.cancel(id)) return true;
     // A chain stage that finished natively, its callback not yet run: the stages after it
     // may still be pending there.
@@ -1045,7 +1180,7 @@ export class AsyncEngine {
         [idsResults, payloads, arena] = this.native.extras();
       }
     }
-    if (this.#runWaiters.length > 0 && !this.native.pending()) {
+    if (this.#runWaiters.length > 0 && !this.#pending()) {
       const waiters = this.#runWaiters;
       this.#runWaiters = [];
       for (const w of waiters) w();
@@ -1431,4 +1566,55 @@ function statFrom(b: Buffer): FileStat {
     isFile: type === fsConstants.S_IFREG,
     isDirectory: type === fsConstants.S_IFDIR,
   };
+}
+
+/** A task for {@link AsyncEngine.submitWork}. */
+export interface WorkTask {
+  /** The module to import on the worker thread: an absolute path, a `file:` URL, or a package. */
+  module: string | URL;
+  /** The name of the exported function to call. */
+  fn: string;
+  /** Its arguments, structured-cloned to the worker thread. */
+  args?: unknown[];
+  /** ArrayBuffers (or MessagePorts) among `args` to move to the thread rather than copy. */
+  transfer?: TransferListItem[];
+}
+
+function checkTask(task: unknown): {
+  module: string;
+  fn: string;
+  args: unknown[];
+  transfer: TransferListItem[];
+} {
+  if (task === null || typeof task !== 'object') throw invalidArgType('task', 'an object', task);
+  const t = task as WorkTask;
+  let module: string;
+  if (t.module instanceof URL) {
+    module = t.module.href;
+  } else if (typeof t.module === 'string' && t.module !== '') {
+    module = t.module.startsWith('/') ? pathToFileURL(t.module).href : t.module;
+  } else {
+    throw invalidArgType('task.module', 'a non-empty string or a URL', t.module);
+  }
+  if (typeof t.fn !== 'string' || t.fn === '')
+    throw invalidArgType('task.fn', 'a non-empty string', t.fn);
+  if (t.args !== undefined && !Array.isArray(t.args))
+    throw invalidArgType('task.args', 'an array', t.args);
+  if (t.transfer !== undefined && !Array.isArray(t.transfer)) {
+    throw invalidArgType('task.transfer', 'an array', t.transfer);
+  }
+  return { module, fn: t.fn, args: t.args ?? [], transfer: t.transfer ?? [] };
+}
+
+function checkWorkThreads(work: unknown): number {
+  const fallback = Math.max(2, availableParallelism());
+  if (work === undefined) return fallback;
+  if (work === null || typeof work !== 'object')
+    throw invalidArgType('config.work', 'an object', work);
+  const threads = (work as { threads?: unknown }).threads;
+  if (threads === undefined) return fallback;
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw outOfRange('config.work.threads', 'an integer from 1 to 1024', threads);
+  }
+  return threads;
 }

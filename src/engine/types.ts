@@ -32,6 +32,11 @@ export interface EngineConfig {
   readiness?: { maxEvents?: number };
   /** Options of the `threadpool` implementation. */
   threadpool?: { threads?: number };
+  /**
+   * The worker threads of `submitWork`: at most `threads` (default: the CPUs this process may
+   * use, at least 2), started when a task needs one; none while it is never called.
+   */
+  work?: { threads?: number };
 }
 
 /** What {@link availableImpls} reports for one implementation. */
@@ -196,6 +201,8 @@ export interface EngineStats {
   fileFallbacks: number;
   /** File requests the backend ran itself (io_uring ops). `completion`. */
   fileOps: number;
+  /** Worker threads of `submitWork` alive now (0 until the first task). */
+  workThreads: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */

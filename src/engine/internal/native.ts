@@ -23,6 +23,8 @@ export const enum Kind {
   Open = 14,
   Fsync = 15,
   Stat = 16,
+  /** submitWork: a JavaScript-side op, never seen by the native side. */
+  Work = 100,
 }
 
 /** Engine-level result codes of the native core (EngineCode in engine_core.h). */
@@ -41,7 +43,7 @@ export const enum Code {
 export type NativeOp = [Kind, number, number, number, unknown, unknown];
 
 /** The counters the native side keeps: all of EngineStats but the impl's name. */
-export type NativeStats = Omit<EngineStats, 'impl'>;
+export type NativeStats = Omit<EngineStats, 'impl' | 'workThreads'>;
 
 export interface NativeEngine {
   listen(host: string, port: number, backlog: number, reusePort: boolean): [number, number];

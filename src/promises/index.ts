@@ -1,0 +1,423 @@
+// The Promise layer (`engine.promises`): every op of AsyncEngine as a function that returns a
+// Promise, with an AbortSignal and a deadline per op, built on the callback core.
+import { Callback } from '../engine/callback.js';
+import type { AsyncEngine, LineExpectation, WorkTask, WriteData } from '../engine/engine.js';
+import { type EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
+import type { File, Listener, Socket } from '../engine/io.js';
+import type {
+  AddrInfo,
+  ConnectAddress,
+  FileStat,
+  FsyncOptions,
+  OpOptions,
+  OpenOptions,
+  RegexResult,
+} from '../engine/types.js';
+
+/**
+ * Options of a promise op: the op's own {@link OpOptions} (`maxBytes`, `encoding`, `position`)
+ * plus `signal` and `timeout`. Ops that take no `OpOptions` in the callback API (`accept`,
+ * `connect`, `getaddrinfo`, `stat`, `acceptThenWrite`, `connectThenWriteLine`,
+ * `getaddrinfoThenConnect`, and `open` and `fsync`, whose own options come first) take only
+ * `signal` and `timeout`.
+ */
+export interface PromiseOpOptions extends OpOptions {
+  /**
+   * Aborts the op: already aborted, the promise rejects with an `AbortError` and nothing is
+   * submitted; aborted while pending, the op is cancelled, and the promise rejects with an
+   * `AbortError` if the cancel won, or settles with the op's own outcome if it had already
+   * finished.
+   */
+  signal?: AbortSignal;
+  /**
+   * Milliseconds the op may take, as a `Callback`'s `timeout`: past it the promise rejects with
+   * an `EngineError` `ETIMEDOUT`. For a chain, each stage gets this deadline from when it starts.
+   */
+  timeout?: number;
+}
+
+/** The options of ops that take no {@link OpOptions}: `signal` and `timeout` only. */
+type SignalOptions = Pick<PromiseOpOptions, 'signal' | 'timeout'>;
+
+/**
+ * What a chain's promise resolves to: the last stage's value and the socket the chain ran on
+ * (the one it accepted or connected, or the one it was given).
+ */
+export interface ChainResult<T> {
+  value: T;
+  socket: Socket;
+}
+
+/**
+ * The error an aborted op rejects with, as Node's own promise APIs make it: `name`
+ * `'AbortError'`, `code` `'ABORT_ERR'`, `cause` the signal's reason. An aborted write (or write
+ * stage) also carries `bytesWritten`, the bytes the kernel had confirmed.
+ */
+interface AbortError extends Error {
+  name: 'AbortError';
+  code: 'ABORT_ERR';
+  cause: unknown;
+  bytesWritten?: number;
+}
+
+function abortError(reason: unknown, cancelled?: EngineError): AbortError {
+  const err = new Error('The operation was aborted', { cause: reason }) as AbortError;
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  if (cancelled?.bytesWritten !== undefined) err.bytesWritten = cancelled.bytesWritten;
+  return err;
+}
+
+// Validates the promise options; returns the signal (if any) and the options the callback API
+// takes (without signal and timeout).
+function split(options: PromiseOpOptions | undefined): [AbortSignal | undefined, OpOptions] {
+  if (options === undefined) return [undefined, {}];
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgType('options', 'an object', options);
+  }
+  const { signal, timeout: _timeout, ...opOptions } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidArgType('options.signal', 'an AbortSignal', signal);
+  }
+  return [signal, opOptions];
+}
+
+// `open` and `fsync` take their own options first: signal and timeout belong in the last
+// argument, and misplaced ones are refused rather than ignored.
+function checkOwnOptions(name: string, own: object | undefined): void {
+  if (own !== null && typeof own === 'object' && ('signal' in own || 'timeout' in own)) {
+    throw invalidArgValue(name, 'takes no signal or timeout: pass them in the next argument', own);
+  }
+}
+
+/**
+ * Runs one op: `submit` hands the Callback to the engine. Rejects (without submitting) for bad
+ * options or an aborted signal; a submit that throws rejects with what it threw.
+ */
+function single<T>(
+  options: PromiseOpOptions | undefined,
+  submit: (cb: Callback<T>, opOptions: OpOptions) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const [signal, opOptions] = split(options);
+    if (signal?.aborted) {
+      reject(abortError(signal.reason));
+      return;
+    }
+    let cancelled = false;
+    const onAbort = (): void => {
+      cancelled = cb.cancel();
+    };
+    const cb = new Callback<T>({
+      timeout: options?.timeout,
+      success: (value) => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      failure: (err) => {
+        signal?.removeEventListener('abort', onAbort);
+        reject(cancelled ? abortError(signal!.reason, err) : err);
+      },
+    });
+    submit(cb, opOptions);
+    // No callback runs inside the submitting call, so the listener is in place before any can.
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Runs a two-stage chain and settles once both stages have: with the last stage's value and
+ * socket, or with the first failure. A socket the chain made itself (`ownSocket`: an accept or
+ * connect first stage) is closed when a later stage fails, since the rejection cannot hand it
+ * over.
+ */
+function chain<A, B>(
+  engine: AsyncEngine,
+  options: PromiseOpOptions | undefined,
+  ownSocket: boolean,
+  submit: (cbs: [Callback<A>, Callback<B>], opOptions: OpOptions) => void,
+): Promise<ChainResult<B>> {
+  return new Promise<ChainResult<B>>((resolve, reject) => {
+    const [signal, opOptions] = split(options);
+    if (signal?.aborted) {
+      reject(abortError(signal.reason));
+      return;
+    }
+    const timeout = options?.timeout;
+    let cancelled = false;
+    let pending = 2;
+    let error: EngineError | undefined;
+    let made: Socket | undefined;
+    let result: ChainResult<B> | undefined;
+    const onAbort = (): void => {
+      // The first stage's Callback follows the chain: it cancels whichever stage is running.
+      cancelled = first.cancel() || last.cancel();
+    };
+    const settled = (): void => {
+      if (--pending > 0) return;
+      signal?.removeEventListener('abort', onAbort);
+      if (result !== undefined && error === undefined) {
+        resolve(result);
+        return;
+      }
+      if (made !== undefined) engine.close(made);
+      reject(cancelled ? abortError(signal!.reason, error) : error);
+    };
+    const failure = (err: EngineError): void => {
+      error ??= err; // a later stage's ERR_ABORTED only repeats the first failure
+      settled();
+    };
+    const first = new Callback<A>({
+      timeout,
+      success: (value) => {
+        if (ownSocket) made = value as Socket;
+        settled();
+      },
+      failure,
+    });
+    const last = new Callback<B>({
+      timeout,
+      success: (value, socket) => {
+        result = { value, socket };
+        settled();
+      },
+      failure,
+    });
+    submit([first, last], opOptions);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * The Promise form of every op of an {@link AsyncEngine}: the same names and arguments, without
+ * the callbacks, plus a last optional {@link PromiseOpOptions} (`signal`, `timeout` and the op's
+ * own options). Failures reject with the op's `EngineError`; an aborted op rejects with an
+ * `AbortError`. Reach it as `engine.promises`.
+ */
+export class EnginePromises {
+  readonly #engine: AsyncEngine;
+
+  /** Prefer `engine.promises`, which makes one per engine. */
+  constructor(engine: AsyncEngine) {
+    this.#engine = engine;
+  }
+
+  // ---- single ops ----
+
+  /** Accepts the next connection: the new `Socket`, yours to close. */
+  accept(listener: Listener, options?: SignalOptions): Promise<Socket> {
+    return single(options, (cb) => this.#engine.accept(listener, cb));
+  }
+
+  /** Connects to `{ host, port }` (a name is resolved first) or to a Unix socket `{ path }`. */
+  connect(address: ConnectAddress, options?: SignalOptions): Promise<Socket> {
+    return single(options, (cb) => this.#engine.connect(address, cb));
+  }
+
+  /** Resolves a host name: its addresses, in the resolver's order. */
+  getaddrinfo(host: string, port: number, options?: SignalOptions): Promise<AddrInfo[]> {
+    return single(options, (cb) => this.#engine.getaddrinfo(host, port, cb));
+  }
+
+  /** Reads through the first `delimiter`: the bytes, delimiter included. */
+  readUntil(
+    sock: Socket | File,
+    delimiter: string | Buffer,
+    options?: PromiseOpOptions,
+  ): Promise<Buffer> {
+    return single(options, (cb, o) => this.#engine.readUntil(sock, delimiter, o, cb));
+  }
+
+  /** Reads until the peer ends the stream (or the end of the file): every byte. */
+  readAll(sock: Socket | File, options?: PromiseOpOptions): Promise<Buffer> {
+    return single(options, (cb, o) => this.#engine.readAll(sock, o, cb));
+  }
+
+  /** Reads lines until one matches `glob`: every line up to it, terminators stripped. */
+  readUntilLineglob(
+    sock: Socket | File,
+    glob: string,
+    options?: PromiseOpOptions,
+  ): Promise<string[]> {
+    return single(options, (cb, o) => this.#engine.readUntilLineglob(sock, glob, o, cb));
+  }
+
+  /** Reads until `regex` matches the buffered bytes: `{ data, match }`. */
+  readUntilRegex(
+    sock: Socket | File,
+    regex: RegExp,
+    options?: PromiseOpOptions,
+  ): Promise<RegexResult> {
+    return single(options, (cb, o) => this.#engine.readUntilRegex(sock, regex, o, cb));
+  }
+
+  /** Reads what is available, 1 to `size` bytes; an empty Buffer at EOF. */
+  readChunk(sock: Socket | File, size: number, options?: PromiseOpOptions): Promise<Buffer> {
+    return single(options, (cb, o) => this.#engine.readChunk(sock, size, o, cb));
+  }
+
+  /** Reads exactly `n` bytes. */
+  readExactly(sock: Socket | File, n: number, options?: PromiseOpOptions): Promise<Buffer> {
+    return single(options, (cb, o) => this.#engine.readExactly(sock, n, o, cb));
+  }
+
+  /** Reads one line and checks it against `expect`: the line, terminator stripped. */
+  expectLine(
+    sock: Socket | File,
+    expect: LineExpectation,
+    options?: PromiseOpOptions,
+  ): Promise<string> {
+    return single(options, (cb, o) => this.#engine.expectLine(sock, expect, o, cb));
+  }
+
+  /** Writes all of `data`: the number of bytes written. */
+  write(sock: Socket | File, data: WriteData, options?: PromiseOpOptions): Promise<number> {
+    return single(options, (cb, o) => this.#engine.write(sock, data, o, cb));
+  }
+
+  // ---- files ----
+
+  /** Opens a file with `openOptions` (`flags`, `mode`, `direct`): the `File`. */
+  open(path: string, openOptions?: OpenOptions, options?: SignalOptions): Promise<File> {
+    return single(options, (cb) => {
+      checkOwnOptions('openOptions', openOptions);
+      this.#engine.open(path, openOptions ?? {}, cb);
+    });
+  }
+
+  /**
+   * Reads up to `buffer.length` bytes into `buffer`: the number read, 0 at the end of the file.
+   * Leave `buffer` alone until the promise settles.
+   */
+  readInto(file: File, buffer: Uint8Array, options?: PromiseOpOptions): Promise<number> {
+    return single(options, (cb, o) => this.#engine.readInto(file, buffer, o, cb));
+  }
+
+  /** Flushes the file to its device; `{ dataOnly: true }` is fdatasync(2). */
+  fsync(file: File, fsyncOptions?: FsyncOptions, options?: SignalOptions): Promise<void> {
+    return single(options, (cb) => {
+      checkOwnOptions('fsyncOptions', fsyncOptions);
+      this.#engine.fsync(file, fsyncOptions ?? {}, cb);
+    });
+  }
+
+  /** The status of an open File or of a path. */
+  stat(fileOrPath: File | string, options?: SignalOptions): Promise<FileStat> {
+    return single(options, (cb) => this.#engine.stat(fileOrPath, cb));
+  }
+
+  // ---- chains ----
+
+  /** Accepts a connection, then writes `data`: the bytes written and the new socket. */
+  acceptThenWrite(
+    listener: Listener,
+    data: WriteData,
+    options?: SignalOptions,
+  ): Promise<ChainResult<number>> {
+    return chain(this.#engine, options, true, (cbs) =>
+      this.#engine.acceptThenWrite(listener, data, cbs),
+    );
+  }
+
+  /** Accepts a connection, then reads one line: the line and the new socket. */
+  acceptThenExpectLine(
+    listener: Listener,
+    expect: LineExpectation,
+    options?: PromiseOpOptions,
+  ): Promise<ChainResult<string>> {
+    return chain(this.#engine, options, true, (cbs, o) =>
+      this.#engine.acceptThenExpectLine(listener, expect, o, cbs),
+    );
+  }
+
+  /** Accepts a connection, then reads until `regex` matches: `{ data, match }` and the socket. */
+  acceptThenExpectMultilineRegex(
+    listener: Listener,
+    regex: RegExp,
+    options?: PromiseOpOptions,
+  ): Promise<ChainResult<RegexResult>> {
+    return chain(this.#engine, options, true, (cbs, o) =>
+      this.#engine.acceptThenExpectMultilineRegex(listener, regex, o, cbs),
+    );
+  }
+
+  /** Writes `data`, then reads one line: the line and the socket. */
+  writeThenExpectLine(
+    sock: Socket | File,
+    data: WriteData,
+    expect: LineExpectation,
+    options?: PromiseOpOptions,
+  ): Promise<ChainResult<string>> {
+    return chain(this.#engine, options, false, (cbs, o) =>
+      this.#engine.writeThenExpectLine(sock, data, expect, o, cbs),
+    );
+  }
+
+  /** Connects, then reads one line (a greeting): the line and the new socket. */
+  connectThenExpectLine(
+    address: ConnectAddress,
+    expect: LineExpectation,
+    options?: PromiseOpOptions,
+  ): Promise<ChainResult<string>> {
+    return chain(this.#engine, options, true, (cbs, o) =>
+      this.#engine.connectThenExpectLine(address, expect, o, cbs),
+    );
+  }
+
+  /** Connects, then writes `line` and `\r\n`: the bytes written and the new socket. */
+  connectThenWriteLine(
+    address: ConnectAddress,
+    line: string | Buffer,
+    options?: SignalOptions,
+  ): Promise<ChainResult<number>> {
+    return chain(this.#engine, options, true, (cbs) =>
+      this.#engine.connectThenWriteLine(address, line, cbs),
+    );
+  }
+
+  /** Resolves `host`, then connects to the first address that answers: the socket, twice. */
+  getaddrinfoThenConnect(
+    host: string,
+    port: number,
+    options?: SignalOptions,
+  ): Promise<ChainResult<Socket>> {
+    return chain(this.#engine, options, false, (cbs) =>
+      this.#engine.getaddrinfoThenConnect(host, port, cbs),
+    );
+  }
+
+  // ---- work ----
+
+  /**
+   * Runs `task` on one of the engine's worker threads: what its function returned. Aborting
+   * cancels a task still queued; one already running settles with its own outcome.
+   */
+  submitWork<T = unknown>(task: WorkTask, options?: SignalOptions): Promise<T> {
+    return single<T>(options, (cb) => this.#engine.submitWork<T>(task, cb));
+  }
+
+  // ---- timers ----
+
+  /**
+   * Resolves after `ms` milliseconds on the engine's clock (`callLater`). Aborted before, it
+   * rejects with an `AbortError`. A sleep pending at `shutdown()` never settles, as `callLater`
+   * drops its function.
+   */
+  sleep(ms: number, options?: Pick<PromiseOpOptions, 'signal'>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const [signal] = split(options);
+      if (signal?.aborted) {
+        reject(abortError(signal.reason));
+        return;
+      }
+      const onAbort = (): void => {
+        if (handle.cancel()) reject(abortError(signal!.reason));
+      };
+      const handle = this.#engine.callLater(ms, () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
