@@ -1,12 +1,11 @@
 // The docs' runnable snippets: every ```js block right after a `<!-- run -->` line in
 // docs/*.md runs in a child process, on every implementation, and must exit 0 in time.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { type ChildResult, engineUrl, forEachImpl } from './helpers/harness.js';
+import { type ChildResult, engineUrl, forEachImpl, runNode } from './helpers/harness.js';
 
 // dist-test/test/ → the repository's docs/.
 const docsDir = fileURLToPath(new URL('../../docs/', import.meta.url));
@@ -62,32 +61,19 @@ function runnable(source: string): string {
  * (`import.meta.url`) or on eval'd CommonJS code, which `-e` and the `--input-type` flag that
  * workers inherit would break. ENGINE_URL and IMPL are set as runNodeScript sets them.
  */
-function runSnippet(source: string, impl: string, deadlineMs: number): Promise<ChildResult> {
+async function runSnippet(source: string, impl: string, deadlineMs: number): Promise<ChildResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ae-snippet-'));
   const file = path.join(dir, 'snippet.mjs');
   fs.writeFileSync(file, runnable(source));
-  return new Promise((resolve) => {
-    const started = Date.now();
-    const child = spawn(process.execPath, [file], {
-      cwd: dir,
-      env: { ...process.env, ENGINE_URL: engineUrl, IMPL: impl, ASYNC_ENGINE_IMPL: impl },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, deadlineMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      fs.rmSync(dir, { recursive: true, force: true });
-      resolve({ code, signal, stdout, stderr, timedOut, ms: Date.now() - started });
-    });
-  });
+  try {
+    return await runNode(
+      [file],
+      { cwd: dir, env: { IMPL: impl, ASYNC_ENGINE_IMPL: impl } },
+      deadlineMs,
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const pages = fs

@@ -5,7 +5,7 @@ import { getEventListeners, setMaxListeners } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { EngineError, EnginePromises, File, Socket } from 'async-engine';
+import { createEngine, EngineError, EnginePromises, File, Socket } from 'async-engine';
 import {
   type Ctx,
   forEachImpl,
@@ -500,6 +500,14 @@ forEachImpl('sleep resolves after ms; an abort cancels it', async (t, engine) =>
   await rejectsAbort(t, s, 'wake up');
   t.true(await waitUntil(() => engine.stats().opsInFlight === 0), 'the timer is gone');
   t.is(getEventListeners(ctl.signal, 'abort').length, 0);
+});
+
+forEachImpl('a sleep pending at shutdown rejects ECANCELED', async (t, _engine, impl) => {
+  const engine = createEngine({ impl });
+  const s = engine.promises.sleep(10_000);
+  await engine.shutdown();
+  const err = await t.throwsAsync(s);
+  t.is((err as { code?: string }).code, 'ECANCELED');
 });
 
 forEachImpl('shutdown rejects pending promises with ECANCELED', async (t, engine) => {

@@ -769,6 +769,7 @@ export class AsyncEngine {
     this.#closed = true;
     const work = this.#work?.close();
     for (const entry of [...this.#entries]) entry.close();
+    this.#promises?._shutdown();
     const [count, idsResults, payloads, arena] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();

@@ -2,7 +2,7 @@
 // Promise, with an AbortSignal and a deadline per op, built on the callback core.
 import { Callback } from '../engine/callback.js';
 import type { AsyncEngine, LineExpectation, WorkTask, WriteData } from '../engine/engine.js';
-import { type EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
+import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type {
   AddrInfo,
@@ -196,6 +196,7 @@ function chain<A, B>(
  */
 export class EnginePromises {
   readonly #engine: AsyncEngine;
+  readonly #sleeping = new Set<(err: EngineError) => void>();
 
   /** Prefer `engine.promises`, which makes one per engine. */
   constructor(engine: AsyncEngine) {
@@ -400,8 +401,7 @@ export class EnginePromises {
 
   /**
    * Resolves after `ms` milliseconds on the engine's clock (`callLater`). Aborted before, it
-   * rejects with an `AbortError`. A sleep pending at `shutdown()` never settles, as `callLater`
-   * drops its function.
+   * rejects with an `AbortError`; pending at `shutdown()`, with `ECANCELED`.
    */
   sleep(ms: number, options?: Pick<PromiseOpOptions, 'signal'>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
@@ -410,14 +410,34 @@ export class EnginePromises {
         reject(abortError(signal.reason));
         return;
       }
+      const done = (): void => {
+        this.#sleeping.delete(dropped);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      // shutdown() drops pending callLater functions: the sleep then rejects ECANCELED.
+      const dropped = (err: EngineError): void => {
+        done();
+        reject(err);
+      };
       const onAbort = (): void => {
-        if (handle.cancel()) reject(abortError(signal!.reason));
+        if (handle.cancel()) {
+          done();
+          reject(abortError(signal!.reason));
+        }
       };
       const handle = this.#engine.callLater(ms, () => {
-        signal?.removeEventListener('abort', onAbort);
+        done();
         resolve();
       });
+      this.#sleeping.add(dropped);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** @internal The engine shut down: pending sleeps reject with `ECANCELED`. */
+  _shutdown(): void {
+    for (const drop of [...this.#sleeping]) {
+      drop(new EngineError('ECANCELED', 'the engine was shut down'));
+    }
   }
 }

@@ -689,10 +689,23 @@ export function runNodeScript(
   deadlineMs = 20_000,
   nodeArgs: string[] = [],
 ): Promise<ChildResult> {
+  return runNode([...nodeArgs, '--input-type=module', '-e', source], { env }, deadlineMs);
+}
+
+/**
+ * Runs `node` with `args` (a script file, or `-e` code) and collects its output; the child
+ * finds the package at `process.env.ENGINE_URL`. It is killed at `deadlineMs`.
+ */
+export function runNode(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string },
+  deadlineMs: number,
+): Promise<ChildResult> {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, [...nodeArgs, '--input-type=module', '-e', source], {
-      env: { ...process.env, ENGINE_URL: engineUrl, ...env },
+    const child = spawn(process.execPath, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ENGINE_URL: engineUrl, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
