@@ -1492,3 +1492,28 @@ forEachImpl(
     }
   },
 );
+
+forEachImpl(
+  'a positioned readExactly larger than 64 MiB (memory the request cache does not keep)',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const p = path.join(dir, 'big-sparse.bin');
+    const size = 80 * MiB;
+    const fd = fs.openSync(p, 'w');
+    fs.ftruncateSync(fd, size);
+    fs.writeSync(fd, 'tail', size - 4);
+    fs.closeSync(fd);
+    const f = await openFile(t, engine, p);
+    for (let round = 0; round < 2; round++) {
+      const b = await ok<Buffer>(t, `readExactly #${round}`, (cb) =>
+        engine.readExactly(f, size, { position: 0 }, cb),
+      );
+      t.is(b.length, size);
+      t.is(b.subarray(size - 4).toString(), 'tail');
+    }
+    const chunk = await ok<Buffer>(t, 'readChunk', (cb) =>
+      engine.readChunk(f, size, { position: 0 }, cb),
+    );
+    t.true(chunk.length >= 1 && chunk.length <= size, 'a chunk of 1 to size bytes');
+  },
+);

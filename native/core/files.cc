@@ -85,15 +85,16 @@ void* EngineCore::takeStorage(size_t size) {
 }
 
 void EngineCore::giveStorage(void* p, size_t size) {
+  constexpr size_t kMaxCached = 64 * 1024 * 1024;
   if (!p) return;
-  if (storageCache_.size() >= 64 || storageCached_ + size > 64 * 1024 * 1024) {
+  if (size > kMaxCached / 4) {
+    std::free(p);
+    return;
+  }
+  while (!storageCache_.empty() && (storageCache_.size() >= 64 || storageCached_ + size > kMaxCached)) {
     std::free(storageCache_.front().first);
     storageCached_ -= storageCache_.front().second;
     storageCache_.erase(storageCache_.begin());
-    if (storageCached_ + size > 64 * 1024 * 1024) {
-      std::free(p);
-      return;
-    }
   }
   storageCache_.emplace_back(p, size);
   storageCached_ += size;
@@ -188,7 +189,7 @@ void EngineCore::fileReadNext(Op* op) {
   size_t want;
   switch (op->kind) {
     case OpKind::kReadChunk:
-      want = op->n;
+      want = std::min(op->n, kFileChunkMax);  // 1 to n bytes: a chunk need not be all of n
       break;
     case OpKind::kReadInto:
       want = op->userLen;
@@ -256,9 +257,9 @@ void EngineCore::fileWriteNext(Op* op) {
 // the file like a socket. A readInto with nothing buffered reads straight for its own length.
 void EngineCore::fileSeqRead(Handle* h) {
   Op* head = h->reads.front();
-  if (head->kind == OpKind::kReadInto) {
+  if (head->kind == OpKind::kReadInto || head->kind == OpKind::kReadChunk) {
     // Nothing is buffered (or the head would have taken it): read at the read position for
-    // this op alone, into the caller's memory where it can.
+    // this op alone, into the caller's memory (readInto) or memory that becomes its Buffer.
     h->recvPending = true;
     fileReadNext(head);
     return;
@@ -400,9 +401,9 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
       }
       fileWriteNext(op);
       break;
-    default: {  // positioned reads, and a sequential readInto
+    default: {  // positioned reads, and a sequential readInto or readChunk
       if (res < 0) {
-        bool sequential = op->kind == OpKind::kReadInto && op->position < 0;
+        bool sequential = (op->kind == OpKind::kReadInto || op->kind == OpKind::kReadChunk) && op->position < 0;
         if (sequential) h->recvPending = false;
         fail(op, res, Syscall::kRead);
         if (sequential && !h->closed) pumpReads(h);
@@ -430,7 +431,13 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
         c.kind = PayloadKind::kBytes;
         c.data.assign(r->buf, n);
         c.result = static_cast<int64_t>(n);
+        bool sequential = op->position < 0;
+        if (sequential) {
+          h->readPos += static_cast<int64_t>(n);
+          h->recvPending = false;
+        }
         finish(op, std::move(c));
+        if (sequential && !h->closed) pumpReads(h);
         break;
       }
       size_t room = op->kind == OpKind::kReadExactly ? op->n - op->done : op->maxBytes - std::min(op->maxBytes, op->done);
