@@ -2,7 +2,7 @@
 // impl, the node:net baseline and redis-server, the server's CPU time per request measured.
 import { redisServers, shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
-import { redisBenchmark, redisBenchmarkArgs } from '../lib/loadgen.js';
+import { redisBenchmarkArgs, redisBenchmarkSteps } from '../lib/loadgen.js';
 
 export const name = 'redis';
 export const title = 'Redis protocol: redis-benchmark';
@@ -52,7 +52,6 @@ export async function run(ctx) {
       });
     }
   }
-  const sizes = new Map(); // `${workload}|${contender}` → requests for the next run
   const result = await interleaved({
     ctx,
     contenders,
@@ -60,32 +59,7 @@ export async function run(ctx) {
     metrics: METRICS,
     refs: contenders.some((c) => c.name === 'redis-server') ? ['redis-server'] : [],
     calibrate: true,
-    async measure(server, c, w) {
-      const requests = sizes.get(`${w.id}|${c.name}`) ?? w.first;
-      const r = await redisBenchmark(
-        { port: server.port, test: w.test, clients: w.clients, pipeline: w.pipeline, requests },
-        { timeoutMs: full ? 120_000 : 30_000 },
-      );
-      return { ...r, requests };
-    },
-    finish(r, w, c) {
-      const cpuPerReq = r.serverCpuS / r.requests;
-      // No tick counted: the run was far too short to tell, so take the longest allowed.
-      let next = cpuPerReq > 0 ? Math.max(sizing.wall * r.rps, sizing.cpu / cpuPerReq) : Infinity;
-      next = Math.min(next, sizing.maxWall * r.rps, 5_000_000);
-      sizes.set(`${w.id}|${c.name}`, Math.max(1000, Math.round(next / 1000) * 1000));
-      return {
-        cpuUsPerReq: cpuPerReq * 1e6,
-        rps: r.rps,
-        p50Ms: r.p50Ms,
-        p99Ms: r.p99Ms,
-        requests: r.requests,
-        serverCpuS: r.serverCpuS,
-      };
-    },
-    describe: (m) =>
-      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
-      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms`,
+    ...redisBenchmarkSteps({ sizing, full }),
   });
   return {
     ...result,

@@ -4,7 +4,7 @@
 // second and the server's CPU per request (the whole process: every thread, workers included).
 import { redisServers, shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
-import { redisBenchmark, redisBenchmarkArgs } from '../lib/loadgen.js';
+import { redisBenchmarkArgs, redisBenchmarkSteps } from '../lib/loadgen.js';
 import { sleep } from '../lib/measure.js';
 
 export const name = 'workers';
@@ -78,7 +78,6 @@ export async function run(ctx) {
     pipeline: cfg.pipeline,
     first: full ? cfg.full : cfg.quick,
   }));
-  const sizes = new Map();
   const result = await interleaved({
     ctx,
     contenders,
@@ -87,32 +86,7 @@ export async function run(ctx) {
     // Each impl's 2-worker runs are divided by its 1-worker run of the same round.
     refs: ctx.impls.map((impl) => contenderName(impl, 1)),
     calibrate: true,
-    async measure(server, c, w) {
-      await untilListening(server, c);
-      const requests = sizes.get(`${w.id}|${c.name}`) ?? w.first;
-      const r = await redisBenchmark(
-        { port: server.port, test: w.test, clients: w.clients, pipeline: w.pipeline, requests },
-        { timeoutMs: full ? 120_000 : 30_000 },
-      );
-      return { ...r, requests };
-    },
-    finish(r, w, c) {
-      const cpuPerReq = r.serverCpuS / r.requests;
-      let next = cpuPerReq > 0 ? Math.max(sizing.wall * r.rps, sizing.cpu / cpuPerReq) : Infinity;
-      next = Math.min(next, sizing.maxWall * r.rps, 5_000_000);
-      sizes.set(`${w.id}|${c.name}`, Math.max(1000, Math.round(next / 1000) * 1000));
-      return {
-        cpuUsPerReq: cpuPerReq * 1e6,
-        rps: r.rps,
-        p50Ms: r.p50Ms,
-        p99Ms: r.p99Ms,
-        requests: r.requests,
-        serverCpuS: r.serverCpuS,
-      };
-    },
-    describe: (m) =>
-      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
-      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms`,
+    ...redisBenchmarkSteps({ sizing, full, before: untilListening }),
   });
   return {
     ...result,

@@ -93,3 +93,42 @@ export async function wrk(params) {
     seconds: r.seconds,
   };
 }
+
+/**
+ * The measure/finish/describe steps of an interleaved redis-benchmark case: each run's request
+ * count is sized from the one before it (`sizing`: seconds of wall time and of server CPU to
+ * aim for, and the most wall time allowed), and every run reports server CPU per request, req/s
+ * and latency. `before(server, contender)` runs ahead of each measurement, when given.
+ */
+export function redisBenchmarkSteps({ sizing, full, before }) {
+  const sizes = new Map(); // `${workload}|${contender}` → requests for the next run
+  return {
+    async measure(server, c, w) {
+      if (before) await before(server, c);
+      const requests = sizes.get(`${w.id}|${c.name}`) ?? w.first;
+      const r = await redisBenchmark(
+        { port: server.port, test: w.test, clients: w.clients, pipeline: w.pipeline, requests },
+        { timeoutMs: full ? 120_000 : 30_000 },
+      );
+      return { ...r, requests };
+    },
+    finish(r, w, c) {
+      const cpuPerReq = r.serverCpuS / r.requests;
+      // No tick counted: the run was far too short to tell, so take the longest allowed.
+      let next = cpuPerReq > 0 ? Math.max(sizing.wall * r.rps, sizing.cpu / cpuPerReq) : Infinity;
+      next = Math.min(next, sizing.maxWall * r.rps, 5_000_000);
+      sizes.set(`${w.id}|${c.name}`, Math.max(1000, Math.round(next / 1000) * 1000));
+      return {
+        cpuUsPerReq: cpuPerReq * 1e6,
+        rps: r.rps,
+        p50Ms: r.p50Ms,
+        p99Ms: r.p99Ms,
+        requests: r.requests,
+        serverCpuS: r.serverCpuS,
+      };
+    },
+    describe: (m) =>
+      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
+      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms`,
+  };
+}
