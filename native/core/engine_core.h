@@ -328,6 +328,7 @@ class EngineCore : public Sink {
   FileReq* newFileReq(Op* op, Handle* h, FileOp kind, size_t len);
   void fileReqEnded(FileReq* r);
   void fileReadNext(Op* op);
+  void fileReadMore(Op* op, FileReq* r, size_t n);
   void fileWriteNext(Op* op);
   void fileOpenDone(Op* op, FileReq* r, ssize_t res);
   void fileSeqRead(Handle* h);

@@ -265,10 +265,8 @@ void EngineCore::fileSeqRead(Handle* h) {
     return;
   }
   size_t want = kFileChunk;
-  if (head->kind == OpKind::kReadChunk || head->kind == OpKind::kReadExactly) {
+  if (head->kind == OpKind::kReadExactly) {
     want = std::max(want, std::min(head->n - std::min(head->n, h->in.size()), kFileChunkMax));
-  } else if (head->kind == OpKind::kReadInto) {
-    want = std::min(std::max<size_t>(head->userLen, 1), kFileChunkMax);
   }
   if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
   FileReq* r = newFileReq(nullptr, h, FileOp::kRead, want);
@@ -402,69 +400,63 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
       fileWriteNext(op);
       break;
     default: {  // positioned reads, and a sequential readInto or readChunk
+      // readInto and readChunk settle with their one request; a sequential one then lets the
+      // File's next read start.
+      bool once = op->kind == OpKind::kReadInto || op->kind == OpKind::kReadChunk;
+      bool sequential = once && op->position < 0;
+      if (sequential) h->recvPending = false;
       if (res < 0) {
-        bool sequential = (op->kind == OpKind::kReadInto || op->kind == OpKind::kReadChunk) && op->position < 0;
-        if (sequential) h->recvPending = false;
         fail(op, res, Syscall::kRead);
-        if (sequential && !h->closed) pumpReads(h);
-        break;
-      }
-      stats_.bytesRead += res;
-      size_t n = static_cast<size_t>(res);
-      if (op->kind == OpKind::kReadInto) {
-        n = std::min(n, op->userLen);
-        if (r->buf != op->userBuf) std::memcpy(op->userBuf, r->buf, n);
+      } else if (once) {
+        stats_.bytesRead += res;
         Completion c;
-        c.result = static_cast<int64_t>(n);
-        bool sequential = op->position < 0;
-        if (sequential) {
-          h->readPos += static_cast<int64_t>(n);
-          h->recvPending = false;
+        size_t n = static_cast<size_t>(res);
+        if (op->kind == OpKind::kReadInto) {
+          n = std::min(n, op->userLen);
+          if (r->buf != op->userBuf) std::memcpy(op->userBuf, r->buf, n);
+        } else {
+          n = std::min(n, op->n);
+          c.kind = PayloadKind::kBytes;
+          c.data.assign(r->buf, n);
         }
-        finish(op, std::move(c));
-        if (sequential && !h->closed) pumpReads(h);
-        break;
-      }
-      if (op->kind == OpKind::kReadChunk) {
-        n = std::min(n, op->n);
-        Completion c;
-        c.kind = PayloadKind::kBytes;
-        c.data.assign(r->buf, n);
         c.result = static_cast<int64_t>(n);
-        bool sequential = op->position < 0;
-        if (sequential) {
-          h->readPos += static_cast<int64_t>(n);
-          h->recvPending = false;
-        }
+        if (sequential) h->readPos += static_cast<int64_t>(n);
         finish(op, std::move(c));
-        if (sequential && !h->closed) pumpReads(h);
-        break;
+      } else {
+        stats_.bytesRead += res;
+        fileReadMore(op, r, static_cast<size_t>(res));
       }
-      size_t room = op->kind == OpKind::kReadExactly ? op->n - op->done : op->maxBytes - std::min(op->maxBytes, op->done);
-      size_t take = std::min(n, op->kind == OpKind::kReadExactly ? room : n);
-      std::string& acc = op->pattern;  // the bytes so far
-      acc.append(r->buf, take);
-      op->done += take;
-      bool eof = n == 0 || (h->align > 1 && n < r->len);
-      if (op->kind == OpKind::kReadAll && op->done > op->maxBytes) {
-        fail(op, kErrLimit);
-        break;
-      }
-      bool complete = op->kind == OpKind::kReadExactly ? op->done == op->n : eof;
-      if (complete || (eof && op->kind == OpKind::kReadExactly)) {
-        Completion c;
-        c.kind = PayloadKind::kBytes;
-        c.data = std::move(acc);
-        acc.clear();
-        c.result = complete ? static_cast<int64_t>(c.data.size()) : kErrIncomplete;
-        finish(op, std::move(c));
-        break;
-      }
-      fileReadNext(op);
+      if (sequential && !h->closed) pumpReads(h);
       break;
     }
   }
   fileReqEnded(r);
+}
+
+// readExactly and readAll at a position: the bytes so far, then the next request or the end.
+void EngineCore::fileReadMore(Op* op, FileReq* r, size_t n) {
+  Handle* h = op->h;
+  bool exactly = op->kind == OpKind::kReadExactly;
+  size_t take = exactly ? std::min(n, op->n - op->done) : n;
+  std::string& acc = op->pattern;  // the bytes so far
+  acc.append(r->buf, take);
+  op->done += take;
+  bool eof = n == 0 || (h->align > 1 && n < r->len);
+  if (!exactly && op->done > op->maxBytes) {
+    fail(op, kErrLimit);
+    return;
+  }
+  bool complete = exactly ? op->done == op->n : eof;
+  if (complete || eof) {
+    Completion c;
+    c.kind = PayloadKind::kBytes;
+    c.data = std::move(acc);
+    acc.clear();
+    c.result = complete ? static_cast<int64_t>(c.data.size()) : kErrIncomplete;
+    finish(op, std::move(c));
+    return;
+  }
+  fileReadNext(op);
 }
 
 // An op whose request had not started left (taken out of the file worker pool's queue); or,
