@@ -544,11 +544,15 @@ export class AsyncEngine {
         this.#call(cb.failure, o.error, undefined);
       }
     }
-    if (this.#runWaiters.length > 0 && !this.#pending()) {
-      const waiters = this.#runWaiters;
-      this.#runWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.#wakeRunWaiters(true);
+  }
+
+  // run()'s promises resolve: nothing is pending any more (`whenIdle`), or the engine shut down.
+  #wakeRunWaiters(whenIdle: boolean): void {
+    if (this.#runWaiters.length === 0 || (whenIdle && this.#pending())) return;
+    const waiters = this.#runWaiters;
+    this.#runWaiters = [];
+    for (const w of waiters) w();
   }
 
   // Ops in flight: the native side's, and tasks on the work pool.
@@ -785,9 +789,7 @@ export class AsyncEngine {
             this.#settle(rec.id, rec, Code.Canceled, undefined);
           }
         }
-        const waiters = this.#runWaiters;
-        this.#runWaiters = [];
-        for (const w of waiters) w();
+        this.#wakeRunWaiters(false);
         // No worker thread is left once it resolves.
         void (work ?? Promise.resolve()).then(() => resolve());
       });
@@ -1181,11 +1183,7 @@ export class AsyncEngine {
         [idsResults, payloads, arena] = this.native.extras();
       }
     }
-    if (this.#runWaiters.length > 0 && !this.#pending()) {
-      const waiters = this.#runWaiters;
-      this.#runWaiters = [];
-      for (const w of waiters) w();
-    }
+    this.#wakeRunWaiters(true);
   };
 
   // Four numbers per op: id, result, and where its bytes are in `arena` (offset -1: its payload,
