@@ -104,7 +104,6 @@ struct Handle {
   size_t align = 1;     // O_DIRECT: offsets, sizes and buffers are multiples of this
   int fileReqs = 0;
   bool zombie = false;  // closed and waiting for its last report
-  FileReq* seqReq = nullptr;  // the sequential read in flight
   std::deque<Op*> fileOps;    // positioned reads, writes, fsync, stat: not in reads/writes
 
   // Owned by the backend.

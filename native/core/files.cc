@@ -276,7 +276,6 @@ void EngineCore::fileSeqRead(Handle* h) {
   }
   r->sequential = true;
   r->off = h->readPos;
-  h->seqReq = r;
   h->recvPending = true;
   fileRun(r);
 }
@@ -284,7 +283,6 @@ void EngineCore::fileSeqRead(Handle* h) {
 void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
   Handle* h = r->h;
   h->recvPending = false;
-  h->seqReq = nullptr;
   if (h->closed) {
     fileReqEnded(r);
     return;
