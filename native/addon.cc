@@ -320,7 +320,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     batch_.clear();
     batch_.swap(core_.ready());  // the core keeps filling the other vector, capacity and all
     size_t n = batch_.size();
-    if (n * 4 > f64Cap_) {
+    if (n * 4 > f64Cap_ || f64Ref_.IsEmpty()) {
       size_t cap = f64Cap_ ? f64Cap_ : 1024;
       while (cap < n * 4) cap *= 2;
       Napi::Float64Array arr = Napi::Float64Array::New(env, cap);
@@ -671,6 +671,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Value v[6] = {info[0], info[1], info[2], info[3], info[4], info[5]};
     Op* op = makeOp(env, v);
     if (!op) return env.Undefined();
+    if (env.IsExceptionPending()) {  // an argument of the wrong type: queue nothing
+      delete op;
+      return env.Undefined();
+    }
     core_.submit(op);
     afterCall();
     return env.Undefined();
@@ -735,16 +739,21 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     Napi::Env env = info.Env();
     if (torn_) return env.Undefined();
     core_.shutdown();
+    // The cancellations are delivered later (never inside the shutdown call), in arrays of
+    // their own: a shutdown() made from a callback must not overwrite the reused arrays that
+    // hold the rest of the batch being delivered.
+    f64Ref_.Reset();
+    f64_ = nullptr;
+    f64Cap_ = 0;
+    arenaRef_.Reset();
+    arena_ = nullptr;
+    arenaCap_ = 0;
     Batch b = takeBatch(env);
-    // Delivered later (never inside the shutdown call): the reused arrays are copied.
-    size_t n = static_cast<size_t>(Napi::Value(env, b.count).As<Napi::Number>().Int64Value());
-    Napi::Float64Array copy = Napi::Float64Array::New(env, std::max<size_t>(n * 4, 1));
-    std::memcpy(copy.Data(), f64_ ? f64_ : copy.Data(), n * 4 * sizeof(double));
     Napi::Array out = Napi::Array::New(env, 4);
     out.Set(0u, b.count);
-    out.Set(1u, copy);
+    out.Set(1u, b.idsResults);
     out.Set(2u, b.payloads);
-    out.Set(3u, Napi::Buffer<char>::Copy(env, arena_, arenaCap_));
+    out.Set(3u, b.arena);
     teardown();
     return out;
   }

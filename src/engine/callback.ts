@@ -38,24 +38,19 @@ export class Callback<T = unknown> {
   _id = 0;
   /** @internal True while this Callback's own op is in flight (not just a chain it ended). */
   _busy = false;
+  /** @internal The slots as read once, when the op was submitted (see {@link takeSlots}). */
+  _success: ((value: T, socket: Socket) => void) | undefined = undefined;
+  /** @internal */
+  _failure: ((err: EngineError) => void) | undefined = undefined;
+  /** @internal */
+  _timeout = 0;
 
   constructor(slots: CallbackSlots<T> = {}) {
     if (slots === null || typeof slots !== 'object') {
       throw invalidArgType('slots', 'an object', slots);
     }
     const { success, failure, timeout } = slots;
-    if (success !== undefined && typeof success !== 'function') {
-      throw invalidArgType('success', 'a function', success);
-    }
-    if (failure !== undefined && typeof failure !== 'function') {
-      throw invalidArgType('failure', 'a function', failure);
-    }
-    if (timeout !== undefined) {
-      if (typeof timeout !== 'number') throw invalidArgType('timeout', 'a number', timeout);
-      if (!Number.isFinite(timeout) || timeout < 0) {
-        throw outOfRange('timeout', 'a finite number >= 0', timeout);
-      }
-    }
+    checkSlots(success, failure, timeout);
     this.success = success;
     this.failure = failure;
     this.timeout = timeout;
@@ -71,4 +66,33 @@ export class Callback<T = unknown> {
     const target = this._target;
     return target ? target.cancelOp(this._id) : false;
   }
+}
+
+function checkSlots(success: unknown, failure: unknown, timeout: unknown): void {
+  if (success !== undefined && typeof success !== 'function') {
+    throw invalidArgType('success', 'a function', success);
+  }
+  if (failure !== undefined && typeof failure !== 'function') {
+    throw invalidArgType('failure', 'a function', failure);
+  }
+  if (timeout !== undefined) {
+    if (typeof timeout !== 'number') throw invalidArgType('timeout', 'a number', timeout);
+    if (!Number.isFinite(timeout) || timeout < 0) {
+      throw outOfRange('timeout', 'a finite number >= 0', timeout);
+    }
+  }
+}
+
+/**
+ * @internal Reads a Callback's slots once, as the engine submits its op, and checks them again:
+ * the fields are plain properties that a program can reassign or turn into getters after
+ * construction. The engine then uses only this snapshot, so that no user code runs, and nothing
+ * can throw, between registering an op and settling it. Throws before anything is registered.
+ */
+export function takeSlots(cb: Callback<any>): void {
+  const { success, failure, timeout } = cb;
+  checkSlots(success, failure, timeout);
+  cb._success = success;
+  cb._failure = failure;
+  cb._timeout = timeout ?? 0;
 }

@@ -6,13 +6,14 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, type TransferListItem } from 'node:worker_threads';
-import { Callback } from './callback.js';
+import { Callback, takeSlots } from './callback.js';
 import {
   EngineError,
   errorFromNative,
   invalidArgType,
   invalidArgValue,
   outOfRange,
+  userCodeError,
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
@@ -65,6 +66,8 @@ class OpRecord {
   timer: ReturnType<typeof setTimeout> | undefined = undefined; // submitWork's deadline
   internal = false;
   fn: (() => void) | undefined = undefined;
+  // What user code run for this op mid-batch threw (a RegExp's exec): the op fails with it.
+  userError: unknown = undefined;
   constructor(
     readonly id: number,
     readonly cb: Callback<any> | null,
@@ -114,6 +117,8 @@ export class AsyncEngine {
   #closed = false;
   #shutdown: Promise<void> | undefined;
   #runWaiters: Array<() => void> = [];
+  // Above zero while a batch is being walked: a nested runOnce() would refill it.
+  #delivering = 0;
 
   /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
@@ -487,7 +492,7 @@ export class AsyncEngine {
     c._target = this;
     c._id = id;
     c._busy = true;
-    if (c.timeout) rec.timer = setTimeout(() => this.#workTimedOut(id), c.timeout);
+    if (c._timeout) rec.timer = setTimeout(() => this.#workTimedOut(id), c._timeout);
     this.#work ??= new WorkPool(this.#workThreads);
     this.#work.submit({ id, ...t, done: (o) => this.#workDone(id, o) });
   }
@@ -539,9 +544,9 @@ export class AsyncEngine {
       if (cb._id === rec.id) cb._target = null;
       cb._busy = false;
       if (o.ok) {
-        if (cb.success) this.#call(cb.success, o.value, undefined);
-      } else if (cb.failure) {
-        this.#call(cb.failure, o.error, undefined);
+        if (cb._success) this.#call(cb._success, o.value, undefined);
+      } else if (cb._failure) {
+        this.#call(cb._failure, o.error, undefined);
       }
     }
     this.#wakeRunWaiters(true);
@@ -734,6 +739,16 @@ export class AsyncEngine {
    */
   runOnce(options: { timeout?: number } = {}): number {
     this.#checkOpen();
+    if (this.#delivering > 0) {
+      // The batch being delivered lives in arrays a nested round would refill: the rest of it
+      // would never settle. asyncio refuses a nested run_until_complete for the same reason.
+      const err = new Error(
+        'runOnce() cannot be called from inside an engine callback: the batch being delivered ' +
+          'still has ops to settle; return from the callback instead',
+      ) as Error & { code: string };
+      err.code = 'ERR_INVALID_STATE';
+      throw err;
+    }
     const timeout = options.timeout ?? 0;
     if (typeof timeout !== 'number' || !(timeout >= 0) || timeout > MAX_SIZE) {
       throw outOfRange('options.timeout', 'a number from 0 to 2147483647', timeout);
@@ -915,6 +930,7 @@ export class AsyncEngine {
       err.code = 'ERR_INVALID_STATE';
       throw err;
     }
+    takeSlots(cb);
     return cb as Callback<T>;
   }
 
@@ -958,7 +974,7 @@ export class AsyncEngine {
     cb._id = id;
     cb._busy = true;
     try {
-      this.native.submit(kind, id, handle, cb.timeout ?? 0, a, b);
+      this.native.submit(kind, id, handle, cb._timeout, a, b);
     } catch (e) {
       this.#unregister([rec]);
       throw e;
@@ -1056,6 +1072,8 @@ export class AsyncEngine {
   #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]> | null): StageSpec {
     if (typeof host !== 'string' || host === '')
       throw invalidArgType('host', 'a non-empty string', host);
+    // The resolver reads a C string: 'localhost\0.example.com' would resolve 'localhost'.
+    if (host.includes('\0')) throw invalidArgValue('host', 'must not contain NUL', host);
     const p = checkPort(port, 'port');
     return { kind: Kind.Resolve, cb, handle: 0, a: host, b: String(p) };
   }
@@ -1074,6 +1092,9 @@ export class AsyncEngine {
     if (typeof addr.host !== 'string' || addr.host === '') {
       throw invalidArgType('address.host', 'a non-empty string', addr.host);
     }
+    if (addr.host.includes('\0')) {
+      throw invalidArgValue('address.host', 'must not contain NUL', addr.host);
+    }
     const port = checkPort(addr.port, 'address.port');
     if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
     const host =
@@ -1081,7 +1102,7 @@ export class AsyncEngine {
     if (isIP(host)) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
     // The connect's deadline also bounds the name lookup before it.
     const resolve = this.#resolveStage(host, port, null);
-    resolve.timeout = cb.timeout;
+    resolve.timeout = cb._timeout;
     resolve.setup = (rec) => {
       rec.internal = true;
     };
@@ -1189,29 +1210,40 @@ export class AsyncEngine {
   // Four numbers per op: id, result, and where its bytes are in `arena` (offset -1: its payload,
   // if any, is in `payloads`).
   #deliver(count: number, f: Float64Array, payloads: unknown[] | undefined, arena: Buffer): void {
-    for (let i = 0; i < count; i++) {
-      const id = f[4 * i]!;
-      const result = f[4 * i + 1]!;
-      const rec = this.#ops.get(id);
-      if (rec === undefined) continue;
-      const off = f[4 * i + 2]!;
-      let payload: unknown;
-      if (off >= 0) {
-        const end = off + f[4 * i + 3]!;
-        if (rec.kind === Kind.ReadLine && result >= 0) {
-          payload = arena.toString(rec.encoding, off, end);
+    this.#delivering++;
+    try {
+      for (let i = 0; i < count; i++) {
+        const id = f[4 * i]!;
+        const result = f[4 * i + 1]!;
+        const rec = this.#ops.get(id);
+        if (rec === undefined) continue;
+        const off = f[4 * i + 2]!;
+        let payload: unknown;
+        if (off >= 0) {
+          const end = off + f[4 * i + 3]!;
+          if (rec.kind === Kind.ReadLine && result >= 0) {
+            payload = arena.toString(rec.encoding, off, end);
+          } else {
+            payload = Buffer.allocUnsafe(end - off);
+            arena.copy(payload as Buffer, 0, off, end);
+          }
         } else {
-          payload = Buffer.allocUnsafe(end - off);
-          arena.copy(payload as Buffer, 0, off, end);
+          payload = payloads?.[i];
         }
-      } else {
-        payload = payloads?.[i];
+        if (result === Code.Progress) {
+          try {
+            this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
+          } catch (e) {
+            // The op's RegExp threw: the op fails with it (its bytes stay buffered).
+            rec.userError = e;
+            this.native.regexVerdict(id, Code.Canceled);
+          }
+          continue;
+        }
+        this.#settle(id, rec, result, payload);
       }
-      if (result === Code.Progress) {
-        this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
-        continue;
-      }
-      this.#settle(id, rec, result, payload);
+    } finally {
+      this.#delivering--;
     }
   }
 
@@ -1250,7 +1282,9 @@ export class AsyncEngine {
     let err: EngineError | undefined;
     let value: unknown;
     let io = rec.sock;
-    if (result >= 0) {
+    if (rec.userError !== undefined) {
+      err = userCodeError(rec.userError);
+    } else if (result >= 0) {
       switch (rec.kind) {
         case Kind.Accept:
         case Kind.Connect: {
@@ -1266,7 +1300,17 @@ export class AsyncEngine {
         case Kind.ReadLine: {
           const line =
             typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
-          if (!lineMatches(line, rec.expect)) {
+          let matches: boolean;
+          try {
+            matches = lineMatches(line, rec.expect);
+          } catch (e) {
+            // The `expect` RegExp threw: that is this op's failure, and the batch goes on. The
+            // line was consumed, so the error carries it.
+            err = userCodeError(e);
+            err.line = line;
+            matches = true;
+          }
+          if (!matches) {
             err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
             err.line = line;
           }
@@ -1330,10 +1374,10 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
-      if (!rec.internal && cb?.failure) this.#call(cb.failure, err, undefined);
+      if (!rec.internal && cb?._failure) this.#call(cb._failure, err, undefined);
       return;
     }
-    if (!rec.internal && cb?.success) this.#call(cb.success, value, io);
+    if (!rec.internal && cb?._success) this.#call(cb._success, value, io);
   }
 
   // A chain stage settled: every stage Callback that pointed at it now cancels the first stage
@@ -1366,7 +1410,7 @@ export class AsyncEngine {
 const CRLF = Buffer.from('\r\n');
 
 function timeoutOf(spec: StageSpec): number {
-  return spec.cb?.timeout ?? spec.timeout ?? 0;
+  return spec.cb?._timeout ?? spec.timeout ?? 0;
 }
 
 // sockaddr_un holds 108 bytes, the terminating NUL included.

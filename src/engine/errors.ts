@@ -11,6 +11,7 @@ export type EngineErrorCode =
   | 'ERR_LIMIT'
   | 'ERR_MISMATCH'
   | 'ERR_ABORTED'
+  | 'ERR_USER_CODE'
   | 'ERR_ENGINE_CLOSED'
   | 'ERR_IMPL_UNAVAILABLE'
   | 'ENOTFOUND'
@@ -29,7 +30,10 @@ export class EngineError extends Error {
   declare syscall?: string;
   /** `ERR_INCOMPLETE`: every byte received before the end of the stream (now consumed). */
   declare partial?: Buffer;
-  /** `ERR_MISMATCH`: the line that did not match (terminator stripped; it was consumed). */
+  /**
+   * `ERR_MISMATCH` (and `ERR_USER_CODE` on a line op): the line that did not match, or whose
+   * check threw (terminator stripped; it was consumed).
+   */
   declare line?: string;
   /** A failed, cancelled or timed-out write: the bytes the kernel had accepted. */
   declare bytesWritten?: number;
@@ -49,6 +53,18 @@ const messages: Record<string, string> = {
   ERR_LIMIT: 'more than maxBytes would have to be buffered',
   ERR_ABORTED: 'an earlier stage of the chain failed',
 };
+
+/**
+ * An op whose own user code threw while the engine settled it (an `expect` or `readUntilRegex`
+ * RegExp whose `exec` throws, a frozen `lastIndex`): the thrown value is the `cause`. The rest
+ * of the batch goes on; bytes the op had not consumed stay buffered for the next read.
+ */
+export function userCodeError(thrown: unknown): EngineError {
+  const what = thrown instanceof Error ? thrown.message : String(thrown);
+  return new EngineError('ERR_USER_CODE', `code run for this op threw: ${what}`, {
+    cause: thrown,
+  });
+}
 
 /** Makes the error for a native result code (< 0) with its payload. */
 export function errorFromNative(result: number, payload: unknown, cause?: unknown): EngineError {
