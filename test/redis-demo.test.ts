@@ -270,6 +270,25 @@ for (const impl of impls) {
     });
   });
 
+  test(`[${impl}] limits that are not whole positive numbers throw`, async (t) => {
+    const engine = createEngine({ impl });
+    try {
+      for (const maxRequest of [0, -1, 1.5, Infinity, NaN]) {
+        t.throws(() => startRedisServer({ engine, port: 0, maxRequest }), {
+          instanceOf: RangeError,
+          code: 'ERR_OUT_OF_RANGE',
+        });
+      }
+      t.throws(() => startRedisServer({ engine, port: 0, maxLine: '64k' as unknown as number }), {
+        instanceOf: TypeError,
+        code: 'ERR_INVALID_ARG_TYPE',
+      });
+      t.is(engine.stats().listeners, 0, 'nothing was listening');
+    } finally {
+      await engine.shutdown();
+    }
+  });
+
   test(`[${impl}] the two bytes after a bulk are skipped unread, as Redis does`, async (t) => {
     await withDemo(t, impl, {}, async (port) => {
       const c = await RespClient.connect(port);

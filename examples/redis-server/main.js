@@ -30,6 +30,7 @@ function parseSize(text, name) {
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase()];
   const n = Number(m[1]) * unit;
   if (n <= 0) throw new Error(`--${name} must be positive`);
+  if (!Number.isSafeInteger(n)) throw new Error(`--${name}: too large: ${text}`);
   return n;
 }
 

@@ -296,6 +296,24 @@ class Connection {
   }
 }
 
+/** Throws, as Node does, unless `value` is a whole number of bytes from 1 up. */
+function checkLimit(name, value) {
+  if (typeof value !== 'number') {
+    const err = new TypeError(
+      `The "${name}" option must be of type number. Received ${typeof value}`,
+    );
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  if (!Number.isSafeInteger(value) || value < 1) {
+    const err = new RangeError(
+      `The value of "${name}" is out of range. It must be an integer >= 1. Received ${value}`,
+    );
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+}
+
 /**
  * Starts a Redis-protocol server on `engine`.
  * @param {object} options
@@ -309,6 +327,8 @@ class Connection {
  * @param {number} [options.maxRequest] bound on one request as sent in bytes (every line and
  *   payload), default 64 MiB; a request that would grow past it closes the connection without
  *   a reply, as Redis does past client-query-buffer-limit
+ * Each limit must be an integer from 1 up: otherwise a TypeError (ERR_INVALID_ARG_TYPE) or a
+ * RangeError (ERR_OUT_OF_RANGE) is thrown before anything listens.
  * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
  * @param {boolean} [options.reusePort] set SO_REUSEPORT, so that several engines (one per worker
  *   thread) can listen on the same port and the kernel spreads connections across them
@@ -328,6 +348,9 @@ export function startRedisServer({
   store = new Map(),
   reusePort = false,
 }) {
+  checkLimit('maxLine', maxLine);
+  checkLimit('maxBulk', maxBulk);
+  checkLimit('maxRequest', maxRequest);
   const listener = engine.listen({ host, port, backlog, reusePort });
   const server = {
     engine,
