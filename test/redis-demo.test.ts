@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createEngine } from 'async-engine';
 import { implsUnderTest } from './helpers/harness.js';
+import { RespClient, inline, multibulk } from './helpers/resp.js';
 import type { ImplName } from 'async-engine';
 
 type Engine = ReturnType<typeof createEngine>;
@@ -19,6 +20,8 @@ interface RedisDemoServer {
   address: { address: string; family: string; port: number };
   store: Map<string, string>;
   connections: Set<unknown>;
+  protocolErrors: number;
+  requestLimitCloses: number;
   close(): void;
 }
 interface ServerModule {
@@ -28,6 +31,7 @@ interface ServerModule {
     port?: number;
     maxLine?: number;
     maxBulk?: number;
+    maxRequest?: number;
   }): RedisDemoServer;
 }
 
@@ -38,136 +42,6 @@ const { startRedisServer } = (await import(
 const MAIN_JS = fileURLToPath(new URL('../../examples/redis-server/main.js', import.meta.url));
 const REDIS_CLI = '/usr/bin/redis-cli';
 const execFileAsync = promisify(execFile);
-
-// ---- A small RESP2 client over node:net ----
-
-type Reply = string | number | null | { error: string } | Reply[];
-
-/** Parses one reply at s[i]; undefined when it is not complete yet. */
-function parseReply(s: string, i: number): { value: Reply; next: number } | undefined {
-  const eol = s.indexOf('\r\n', i);
-  if (eol === -1) return undefined;
-  const line = s.slice(i + 1, eol);
-  switch (s[i]) {
-    case '+':
-      return { value: line, next: eol + 2 };
-    case '-':
-      return { value: { error: line }, next: eol + 2 };
-    case ':':
-      return { value: Number(line), next: eol + 2 };
-    case '$': {
-      const len = Number(line);
-      if (len < 0) return { value: null, next: eol + 2 };
-      if (s.length < eol + 2 + len + 2) return undefined;
-      return { value: s.slice(eol + 2, eol + 2 + len), next: eol + 2 + len + 2 };
-    }
-    case '*': {
-      const n = Number(line);
-      if (n < 0) return { value: null, next: eol + 2 };
-      const items: Reply[] = [];
-      let next = eol + 2;
-      for (let k = 0; k < n; k++) {
-        const item = parseReply(s, next);
-        if (item === undefined) return undefined;
-        items.push(item.value);
-        next = item.next;
-      }
-      return { value: items, next };
-    }
-    default:
-      throw new Error(`not a RESP reply at ${i}: ${JSON.stringify(s.slice(i, i + 40))}`);
-  }
-}
-
-/** Encodes a request as a multibulk frame; strings are latin1 (one char per byte). */
-function multibulk(...args: string[]): string {
-  return `*${args.length}\r\n${args.map((a) => `$${a.length}\r\n${a}\r\n`).join('')}`;
-}
-
-function inline(...args: string[]): string {
-  return `${args.join(' ')}\r\n`;
-}
-
-class RespClient {
-  /** Every byte received, as latin1. */
-  raw = '';
-  closed = false;
-  private pos = 0;
-  private readonly replies: Reply[] = [];
-  private wake: (() => void) | undefined;
-
-  private constructor(readonly socket: net.Socket) {
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      this.raw += chunk;
-      for (let r = parseReply(this.raw, this.pos); r; r = parseReply(this.raw, this.pos)) {
-        this.replies.push(r.value);
-        this.pos = r.next;
-      }
-      this.wake?.();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.wake?.();
-    });
-    socket.on('error', () => {});
-  }
-
-  static connect(port: number): Promise<RespClient> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: '127.0.0.1', port });
-      socket.once('connect', () => resolve(new RespClient(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  send(data: string): void {
-    this.socket.write(Buffer.from(data, 'latin1'));
-  }
-
-  /** Waits until `done()` holds, the peer closes, or the deadline passes. */
-  private async until(done: () => boolean, what: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!done()) {
-      if (this.closed) throw new Error(`connection closed while waiting for ${what}`);
-      const left = deadline - Date.now();
-      if (left <= 0)
-        throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.raw)}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = undefined;
-    }
-  }
-
-  /** The next `n` replies. */
-  async read(n: number, timeoutMs = 10_000): Promise<Reply[]> {
-    await this.until(() => this.replies.length >= n, `${n} replies`, timeoutMs);
-    return this.replies.splice(0, n);
-  }
-
-  async call(request: string): Promise<Reply> {
-    this.send(request);
-    return (await this.read(1))[0];
-  }
-
-  /** Resolves once the server has closed the connection. */
-  async closedByPeer(timeoutMs = 10_000): Promise<void> {
-    try {
-      await this.until(() => this.closed, 'the server to close', timeoutMs);
-    } catch (err) {
-      if (!this.closed) throw err;
-    }
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
 
 // ---- Tests, once per available impl ----
 
@@ -180,7 +54,7 @@ const impls = implsUnderTest();
 async function withDemo(
   t: ExecutionContext,
   impl: ImplName,
-  options: { maxLine?: number; maxBulk?: number },
+  options: { maxLine?: number; maxBulk?: number; maxRequest?: number },
   body: (port: number, server: RedisDemoServer) => Promise<void>,
 ): Promise<void> {
   const engine = createEngine({ impl });
@@ -306,6 +180,9 @@ for (const impl of impls) {
         ['*2\r\n$3\r\nGET\r\n$-5\r\n', 'ERR Protocol error: invalid bulk length'],
         ['*1\r\n$04\r\nPING\r\n', 'ERR Protocol error: invalid bulk length'],
         ['ECHO "unbalanced\r\n', 'ERR Protocol error: unbalanced quotes in request'],
+        ['*1048577\r\n', 'ERR Protocol error: invalid multibulk length'],
+        ['*1\r\n$-1\r\n', 'ERR Protocol error: invalid bulk length'],
+        ['*1\r\n\r\n', "ERR Protocol error: expected '$', got ' '"],
       ];
       for (const [frame, message] of cases) {
         const c = await RespClient.connect(port);
@@ -335,17 +212,89 @@ for (const impl of impls) {
       await bulk.closedByPeer();
       bulk.destroy();
 
-      // A line longer than maxLine (no terminator in the first 4 KiB).
-      const line = await RespClient.connect(port);
-      line.send(`PING ${'y'.repeat(10_000)}\r\n`);
-      t.deepEqual(await line.read(1), [{ error: 'ERR Protocol error: too big inline request' }]);
-      await line.closedByPeer();
-      line.destroy();
+      // A line longer than maxLine (no terminator in the first 4 KiB), named as Redis names
+      // it: an inline request, a multibulk count, a bulk length.
+      for (const [text, message] of [
+        [`PING ${'y'.repeat(10_000)}\r\n`, 'too big inline request'],
+        [`*${'1'.repeat(10_000)}\r\n`, 'too big mbulk count string'],
+        [`*2\r\n$3\r\nGET\r\n$${'1'.repeat(10_000)}\r\n`, 'too big bulk count string'],
+      ]) {
+        const line = await RespClient.connect(port);
+        line.send(text!);
+        t.deepEqual(await line.read(1), [{ error: `ERR Protocol error: ${message}` }]);
+        await line.closedByPeer();
+        line.destroy();
+      }
+      // A line of exactly maxLine bytes is fine.
+      const longest = await RespClient.connect(port);
+      const word = 'e'.repeat(4096 - 'ECHO '.length);
+      t.is(await longest.call(`ECHO ${word}\r\n`), word);
+      longest.destroy();
 
       // The server is still serving others.
       const after = await RespClient.connect(port);
       t.is(await after.call(inline('GET', 'k')), atLimit);
       after.destroy();
+    });
+  });
+
+  test(`[${impl}] a request past maxRequest closes the connection without a reply`, async (t) => {
+    await withDemo(t, impl, { maxRequest: 64 }, async (port, server) => {
+      // 64 bytes as sent: `*3` (4) + `$3` SET (4 + 5) + `$1` k (4 + 3) + `$37` (5) + 37 + 2.
+      const exact = multibulk('SET', 'k', 'x'.repeat(37));
+      t.is(exact.length, 64);
+      const ok = await RespClient.connect(port);
+      t.is(await ok.call(exact), 'OK');
+      // Inline requests are bounded by maxLine alone.
+      t.is(await ok.call(inline('ECHO', 'i'.repeat(100))), 'i'.repeat(100));
+      ok.destroy();
+
+      // One byte more: refused from the last argument's header, its payload never read.
+      const over = await RespClient.connect(port);
+      over.send(multibulk('SET', 'k', 'y'.repeat(38)));
+      await over.closedByPeer();
+      t.is(over.raw, '', 'no reply, as Redis past client-query-buffer-limit');
+      over.destroy();
+      // Many arguments add up to the same bound.
+      const many = await RespClient.connect(port);
+      many.send(multibulk('DEL', ...Array.from({ length: 20 }, () => 'k')));
+      await many.closedByPeer();
+      t.is(many.raw, '');
+      many.destroy();
+      t.is(server.requestLimitCloses, 2);
+      t.is(server.protocolErrors, 0);
+
+      const after = await RespClient.connect(port);
+      t.is(await after.call(inline('GET', 'k')), 'x'.repeat(37));
+      after.destroy();
+    });
+  });
+
+  test(`[${impl}] limits that are not whole positive numbers throw`, async (t) => {
+    const engine = createEngine({ impl });
+    try {
+      for (const maxRequest of [0, -1, 1.5, Infinity, NaN]) {
+        t.throws(() => startRedisServer({ engine, port: 0, maxRequest }), {
+          instanceOf: RangeError,
+          code: 'ERR_OUT_OF_RANGE',
+        });
+      }
+      t.throws(() => startRedisServer({ engine, port: 0, maxLine: '64k' as unknown as number }), {
+        instanceOf: TypeError,
+        code: 'ERR_INVALID_ARG_TYPE',
+      });
+      t.is(engine.stats().listeners, 0, 'nothing was listening');
+    } finally {
+      await engine.shutdown();
+    }
+  });
+
+  test(`[${impl}] the two bytes after a bulk are skipped unread, as Redis does`, async (t) => {
+    await withDemo(t, impl, {}, async (port) => {
+      const c = await RespClient.connect(port);
+      t.is(await c.call('*2\r\n$4\r\nECHO\r\n$2\r\nhi??'), 'hi');
+      t.is(await c.call('*1\r\n$4\r\nPINGxx'), 'PONG');
+      c.destroy();
     });
   });
 

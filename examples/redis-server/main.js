@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { createEngine } from 'async-engine';
-import { DEFAULT_MAX_BULK, DEFAULT_MAX_LINE } from './protocol.js';
+import { DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, DEFAULT_MAX_REQUEST } from './protocol.js';
 import { startRedisServer } from './server.js';
 
 const USAGE = `usage: node examples/redis-server/main.js [options]
@@ -17,8 +17,10 @@ const USAGE = `usage: node examples/redis-server/main.js [options]
   --drive auto|manual  dispatch from Node's loop, or pump the engine with runOnce()
   --workers N          worker threads, each with its own engine and keyspace, sharing the
                        port with SO_REUSEPORT (default 1: one engine on the main thread)
-  --max-line BYTES     longest inline request or header line (default 1m)
-  --max-bulk BYTES     largest bulk argument (default 64m)
+  --max-line BYTES     longest inline request or header line (default 64k)
+  --max-bulk BYTES     largest bulk argument (default 32m)
+  --max-request BYTES  largest request as sent, all lines and arguments; a client whose
+                       request would grow past it is closed (default 64m)
   -h, --help`;
 
 /** Parses `123`, `64k`, `64m`, `1g` (binary units) into bytes. */
@@ -28,12 +30,14 @@ function parseSize(text, name) {
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase()];
   const n = Number(m[1]) * unit;
   if (n <= 0) throw new Error(`--${name} must be positive`);
+  if (!Number.isSafeInteger(n)) throw new Error(`--${name}: too large: ${text}`);
   return n;
 }
 
 let values;
 let maxLine;
 let maxBulk;
+let maxRequest;
 try {
   ({ values } = parseArgs({
     options: {
@@ -44,6 +48,7 @@ try {
       workers: { type: 'string', default: '1' },
       'max-line': { type: 'string', default: String(DEFAULT_MAX_LINE) },
       'max-bulk': { type: 'string', default: String(DEFAULT_MAX_BULK) },
+      'max-request': { type: 'string', default: String(DEFAULT_MAX_REQUEST) },
       help: { type: 'boolean', short: 'h', default: false },
     },
   }));
@@ -62,6 +67,7 @@ try {
   }
   maxLine = parseSize(values['max-line'], 'max-line');
   maxBulk = parseSize(values['max-bulk'], 'max-bulk');
+  maxRequest = parseSize(values['max-request'], 'max-request');
 } catch (err) {
   console.error(`${err.message}\n${USAGE}`);
   process.exit(2);
@@ -96,6 +102,7 @@ async function runSingle() {
       port: Number(values.port),
       maxLine,
       maxBulk,
+      maxRequest,
     });
   } catch (err) {
     console.error(
@@ -175,6 +182,7 @@ async function runWorkers(count) {
         port,
         maxLine,
         maxBulk,
+        maxRequest,
       },
     });
     const w = { index, worker, accepted: undefined, listening: false };

@@ -3,12 +3,26 @@
 // reply encoders. Shared by the demo server and the benchmarks.
 import { Callback } from 'async-engine';
 
-/** Default bound on one line (an inline request or a `*N` / `$N` header), in bytes. */
-export const DEFAULT_MAX_LINE = 1024 * 1024;
+/**
+ * Default bound on one line (an inline request or a `*N` / `$N` header), in bytes: Redis's
+ * PROTO_INLINE_MAX_SIZE, 64 KiB.
+ */
+export const DEFAULT_MAX_LINE = 64 * 1024;
 /** Default bound on one bulk argument, in bytes (Redis allows 512 MiB; we are a demo). */
-export const DEFAULT_MAX_BULK = 64 * 1024 * 1024;
-/** Most arguments one multibulk request may announce (Redis's limit for new clients). */
+export const DEFAULT_MAX_BULK = 32 * 1024 * 1024;
+/**
+ * Default bound on one request as sent (every `*N` and `$len` line and every payload with its
+ * CRLF), in bytes. Redis bounds a client's unparsed input by client-query-buffer-limit (1 GiB);
+ * the demo bounds the whole request, so that what one connection holds is known.
+ */
+export const DEFAULT_MAX_REQUEST = 64 * 1024 * 1024;
+/** Most arguments one multibulk request may announce (Redis 6's limit; Redis 7 allows INT_MAX). */
 export const MAX_MULTIBULK = 1024 * 1024;
+/**
+ * Argument slots made when a multibulk request announces its count; more are added as the
+ * arguments arrive. Redis preallocates the same at most: `*1048576` alone must not cost 8 MiB.
+ */
+export const PREALLOC_ARGS = 1024;
 
 const REQUEST = 0; // waiting for the first line of a request (`*N` or an inline command)
 const HEADER = 1; // inside a multibulk request, reading `$len` lines and their payloads
@@ -141,27 +155,45 @@ export function splitInlineArgs(line) {
  *
  * Arguments are latin1 strings: one char per byte, so binary data survives unchanged.
  *
+ * What a peer can make one reader hold is bounded: a line by `maxLine`, an argument by
+ * `maxBulk`, a whole request as sent by `maxRequest`, the argument count by MAX_MULTIBULK, and
+ * the slots made before the arguments arrive by PREALLOC_ARGS.
+ *
  * The handler gets:
  *   onRequest(args, reader)    a complete request; call reader.next() to read the next one
  *   onProtocolError(msg, reader)  a malformed or over-limit frame (msg without `ERR `);
  *                              the reader is dead, the caller should reply and close
+ *   onRequestLimit(bytes, reader)  the request would grow past `maxRequest` (`bytes`: its size
+ *                              as sent with the next argument); the reader is dead. Redis
+ *                              closes such a client without a reply.
  *   onEnd(err, reader)         the peer closed, reset, or the op was cancelled; reader is dead
  *
  * The first line can come from a chain: pass `reader.lineOptions` and `reader.lineCallback`
- * as the options and second-stage callback of `engine.acceptThenExpectLine(listener, null, ...)`.
+ * as the options and second-stage callback of `engine.acceptThenExpectLine(listener, null, ...)`,
+ * and set `reader.sock` once the accept stage has given the socket.
  */
 export class RespReader {
-  constructor(engine, handler, { maxLine = DEFAULT_MAX_LINE, maxBulk = DEFAULT_MAX_BULK } = {}) {
+  constructor(
+    engine,
+    handler,
+    {
+      maxLine = DEFAULT_MAX_LINE,
+      maxBulk = DEFAULT_MAX_BULK,
+      maxRequest = DEFAULT_MAX_REQUEST,
+    } = {},
+  ) {
     this.engine = engine;
     this.handler = handler;
     this.maxBulk = maxBulk;
-    /** The socket, known from the first completed read. */
+    this.maxRequest = maxRequest;
+    /** The socket, known from the first completed read (or set by the caller). */
     this.sock = undefined;
     this.state = REQUEST;
     this.args = null;
     this.argc = 0;
     this.headers = 0; // `$len` lines seen in the current request
     this.filled = 0; // payloads received in the current request
+    this.requestBytes = 0; // the current multibulk request's size as sent, so far
     // The first line of a request may be an inline command carrying any bytes: latin1 keeps
     // them one char per byte. `$len` headers are ASCII; utf8 lines come from native code as
     // strings without an intermediate Buffer.
@@ -185,7 +217,7 @@ export class RespReader {
     this.engine.expectLine(sock, null, this.lineOptions, this.lineCallback);
   }
 
-  /** Whether the reader stopped for good (protocol error, EOF, reset, cancel). */
+  /** Whether the reader stopped for good (protocol error, EOF, reset, cancel, limit). */
   get dead() {
     return this.state === DEAD;
   }
@@ -197,10 +229,13 @@ export class RespReader {
         const n = parseInteger(line, 1);
         if (!(n <= MAX_MULTIBULK)) return this.fail('invalid multibulk length'); // also NaN
         if (n <= 0) return this.next(sock); // `*0` and `*-1` are ignored, as Redis does
-        this.args = new Array(n);
+        // The count is the peer's word, not yet backed by bytes: make at most PREALLOC_ARGS
+        // slots now; onBulk appends past them as arguments arrive.
+        this.args = new Array(Math.min(n, PREALLOC_ARGS));
         this.argc = n;
         this.headers = 0;
         this.filled = 0;
+        this.requestBytes = line.length + 2;
         this.state = HEADER;
         this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
         return;
@@ -216,6 +251,10 @@ export class RespReader {
       }
       const len = parseInteger(line, 1);
       if (!(len >= 0 && len <= this.maxBulk)) return this.fail('invalid bulk length');
+      // Checked before the payload is read: an over-limit request is refused on its header.
+      const bytes = this.requestBytes + line.length + 2 + len + 2;
+      if (bytes > this.maxRequest) return this.overLimit(bytes);
+      this.requestBytes = bytes;
       this.engine.readExactly(sock, len + 2, this.bulkCallback);
       if (++this.headers < this.argc) {
         this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
@@ -225,11 +264,8 @@ export class RespReader {
 
   onBulk(buf) {
     if (this.state !== HEADER) return;
-    const len = buf.length - 2;
-    if (buf[len] !== 13 || buf[len + 1] !== 10) {
-      return this.fail('bulk data not followed by CRLF');
-    }
-    this.args[this.filled++] = buf.toString('latin1', 0, len);
+    // The two bytes after the payload are skipped unread, as Redis does.
+    this.args[this.filled++] = buf.toString('latin1', 0, buf.length - 2);
     if (this.filled === this.argc) {
       const args = this.args;
       this.args = null;
@@ -243,13 +279,28 @@ export class RespReader {
     const state = this.state;
     this.state = DEAD;
     this.args = null;
-    if (err.code === 'ERR_LIMIT') {
-      this.handler.onProtocolError(
-        `Protocol error: ${state === REQUEST ? 'too big inline request' : 'too big bulk count string'}`,
-        this,
-      );
-    } else {
+    if (err.code !== 'ERR_LIMIT') {
       this.handler.onEnd(err, this);
+    } else if (state === HEADER) {
+      this.handler.onProtocolError('Protocol error: too big bulk count string', this);
+    } else {
+      // Redis names the line by its first byte: `*` starts a multibulk count. The line's
+      // bytes stay in the socket's buffer after ERR_LIMIT, so reading one byte tells.
+      if (this.sock === undefined) {
+        this.handler.onProtocolError('Protocol error: too big inline request', this);
+        return;
+      }
+      const firstByte = new Callback({
+        success: (first) =>
+          this.handler.onProtocolError(
+            first[0] === 42 /* '*' */
+              ? 'Protocol error: too big mbulk count string'
+              : 'Protocol error: too big inline request',
+            this,
+          ),
+        failure: (e) => this.handler.onEnd(e, this),
+      });
+      this.engine.readChunk(this.sock, 1, firstByte);
     }
   }
 
@@ -257,6 +308,12 @@ export class RespReader {
     this.state = DEAD;
     this.args = null;
     this.handler.onProtocolError(`Protocol error: ${msg}`, this);
+  }
+
+  overLimit(bytes) {
+    this.state = DEAD;
+    this.args = null;
+    this.handler.onRequestLimit(bytes, this);
   }
 }
 

@@ -4,6 +4,7 @@ import { Callback } from 'async-engine';
 import {
   DEFAULT_MAX_BULK,
   DEFAULT_MAX_LINE,
+  DEFAULT_MAX_REQUEST,
   EMPTY_ARRAY,
   NULL_BULK,
   OK,
@@ -15,8 +16,26 @@ import {
   integerReply,
 } from './protocol.js';
 
-/** Queued reply bytes past which a connection stops reading until its writes drain. */
+/**
+ * Queued reply bytes past which a connection stops reading until its writes drain. A client
+ * that sends requests and never reads the replies is not closed (as Redis does for its normal
+ * clients, whose output limit is off by default) and its replies do not pile up: the server
+ * stops reading from it, the kernel's buffers fill, and the client's own writes block. One
+ * connection holds at most two batches of replies: the one being written and the one queued,
+ * each at most HIGH_WATER plus one reply.
+ */
 const HIGH_WATER = 4 * 1024 * 1024;
+
+/**
+ * After a protocol error reply, the server goes on reading (and dropping) what the peer still
+ * sends until it has been quiet for LINGER_QUIET_MS, for LINGER_MS at most, and only then
+ * closes. Closing with unread bytes makes the kernel send a reset, and a client that is still
+ * writing (an oversized line, say) then fails on its write and never reads the error reply.
+ */
+const LINGER_MS = 2000;
+const LINGER_QUIET_MS = 200;
+/** Bytes dropped per read while lingering. */
+const LINGER_CHUNK = 64 * 1024;
 
 const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
 const OVERFLOW = errorReply('ERR increment or decrement would overflow');
@@ -172,6 +191,7 @@ class Connection {
     this.queuedBytes = 0;
     this.paused = false; // the next read waits for the write queue to drain
     this.closeAfterWrite = false;
+    this.lingerAfterWrite = false; // drop the peer's input a while before closing
     this.closed = false;
     this.writeCallback = new Callback({
       success: () => this.onWritten(),
@@ -194,9 +214,17 @@ class Connection {
 
   // RespReader handler: malformed or over-limit frame. Like Redis: reply, then close.
   onProtocolError(message) {
+    this.server.protocolErrors++;
     if (this.sock === undefined) return this.destroy();
     this.send(errorReply(`ERR ${message}`));
-    this.end();
+    this.end(true);
+  }
+
+  // RespReader handler: the request would outgrow maxRequest. Redis closes a client whose
+  // query buffer passes client-query-buffer-limit at once, without a reply; so does the demo.
+  onRequestLimit() {
+    this.server.requestLimitCloses++;
+    this.destroy();
   }
 
   // RespReader handler: EOF, reset, cancellation (also: the accept stage failed).
@@ -229,13 +257,34 @@ class Connection {
       return;
     }
     this.writing = false;
-    if (this.closeAfterWrite) this.destroy();
+    if (this.closeAfterWrite) this.finish();
   }
 
-  /** Closes once every queued reply is written. */
-  end() {
+  /** Closes once every queued reply is written; with `linger`, see LINGER_MS. */
+  end(linger = false) {
     this.closeAfterWrite = true;
-    if (!this.writing) this.destroy();
+    this.lingerAfterWrite = linger;
+    if (!this.writing) this.finish();
+  }
+
+  finish() {
+    if (this.lingerAfterWrite) this.linger();
+    else this.destroy();
+  }
+
+  /** Reads and drops the peer's input until it goes quiet or closes (LINGER_MS at most). */
+  linger() {
+    if (this.closed) return;
+    const until = Date.now() + LINGER_MS;
+    const drop = new Callback({
+      timeout: LINGER_QUIET_MS,
+      success: (chunk) => {
+        if (chunk.length === 0 || Date.now() >= until) this.destroy();
+        else this.engine.readChunk(this.sock, LINGER_CHUNK, drop);
+      },
+      failure: () => this.destroy(),
+    });
+    this.engine.readChunk(this.sock, LINGER_CHUNK, drop);
   }
 
   destroy() {
@@ -247,19 +296,46 @@ class Connection {
   }
 }
 
+/** Throws, as Node does, unless `value` is a whole number of bytes from 1 up. */
+function checkLimit(name, value) {
+  if (typeof value !== 'number') {
+    const err = new TypeError(
+      `The "${name}" option must be of type number. Received ${typeof value}`,
+    );
+    err.code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  if (!Number.isSafeInteger(value) || value < 1) {
+    const err = new RangeError(
+      `The value of "${name}" is out of range. It must be an integer >= 1. Received ${value}`,
+    );
+    err.code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+}
+
 /**
  * Starts a Redis-protocol server on `engine`.
  * @param {object} options
  * @param {import('async-engine').AsyncEngine} options.engine
  * @param {string} [options.host] default 127.0.0.1
  * @param {number} [options.port] default 6380; 0 picks a free port
- * @param {number} [options.maxLine] bound on one line in bytes, default 1 MiB
- * @param {number} [options.maxBulk] bound on one bulk argument in bytes, default 64 MiB
+ * @param {number} [options.maxLine] bound on one line in bytes (an inline request or a `*N` /
+ *   `$len` header), default 64 KiB as in Redis; longer: `-ERR Protocol error: too big ...`
+ * @param {number} [options.maxBulk] bound on one bulk argument in bytes, default 32 MiB; larger:
+ *   `-ERR Protocol error: invalid bulk length`
+ * @param {number} [options.maxRequest] bound on one request as sent in bytes (every line and
+ *   payload), default 64 MiB; a request that would grow past it closes the connection without
+ *   a reply, as Redis does past client-query-buffer-limit
+ * Each limit must be an integer from 1 up: otherwise a TypeError (ERR_INVALID_ARG_TYPE) or a
+ * RangeError (ERR_OUT_OF_RANGE) is thrown before anything listens.
  * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
  * @param {boolean} [options.reusePort] set SO_REUSEPORT, so that several engines (one per worker
  *   thread) can listen on the same port and the kernel spreads connections across them
- * @returns {{ listener, address, store, connections, accepted: number, close(): void }}
- *   `accepted` counts the connections accepted so far
+ * @returns {{ listener, address, store, connections, accepted: number,
+ *   protocolErrors: number, requestLimitCloses: number, close(): void }}
+ *   `accepted` counts the connections accepted so far, `protocolErrors` those closed after a
+ *   `-ERR Protocol error` reply, `requestLimitCloses` those closed for passing `maxRequest`
  */
 export function startRedisServer({
   engine,
@@ -268,9 +344,13 @@ export function startRedisServer({
   backlog = 511,
   maxLine = DEFAULT_MAX_LINE,
   maxBulk = DEFAULT_MAX_BULK,
+  maxRequest = DEFAULT_MAX_REQUEST,
   store = new Map(),
   reusePort = false,
 }) {
+  checkLimit('maxLine', maxLine);
+  checkLimit('maxBulk', maxBulk);
+  checkLimit('maxRequest', maxRequest);
   const listener = engine.listen({ host, port, backlog, reusePort });
   const server = {
     engine,
@@ -279,7 +359,9 @@ export function startRedisServer({
     store,
     connections: new Set(),
     accepted: 0,
-    limits: { maxLine, maxBulk },
+    protocolErrors: 0,
+    requestLimitCloses: 0,
+    limits: { maxLine, maxBulk, maxRequest },
     closed: false,
     close,
   };
@@ -301,6 +383,7 @@ export function startRedisServer({
     const accepted = new Callback({
       success: (sock) => {
         conn.sock = sock;
+        conn.reader.sock = sock;
         server.accepted++;
         server.connections.add(conn);
         armAccept(); // re-arm at once; this conn's first line arrives on its reader's callback

@@ -9,13 +9,21 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createEngine } from 'async-engine';
 import { startRedisServer } from './server.js';
 
-const { impl, drive, host, port, maxLine, maxBulk } = workerData;
+const { impl, drive, host, port, maxLine, maxBulk, maxRequest } = workerData;
 
 let engine;
 let server;
 try {
   engine = createEngine({ impl, drive });
-  server = startRedisServer({ engine, host, port, maxLine, maxBulk, reusePort: true });
+  server = startRedisServer({
+    engine,
+    host,
+    port,
+    maxLine,
+    maxBulk,
+    maxRequest,
+    reusePort: true,
+  });
 } catch (err) {
   parentPort.postMessage({ type: 'failed', message: err.message, code: err.code });
   await engine?.shutdown();
