@@ -1,5 +1,5 @@
-// The threadpool backend (see threadpool.h): worker threads wait in poll(2) on the sockets of their
-// primitives, run each system call once it can proceed, and hand results back in batches.
+// The threadpool backend (see threadpool.h): worker threads wait in epoll_wait on the sockets of
+// their primitives, run each system call once it can proceed, and hand results back in batches.
 #include "backends/threadpool.h"
 
 #include <errno.h>
@@ -28,7 +28,9 @@ namespace {
 
 // Scheduling: how many more blocked primitives than threads still make progress.
 //
-// Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
+// A recv, send or accept that can proceed at once is made on the engine thread (MSG_DONTWAIT,
+// like a file request's preadv2(RWF_NOWAIT)): no hand-over, no wake-up of another thread. Only
+// one that would block, and every connect, becomes a job for a worker. Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
 // to a worker is tried once at once (data may already be there); when it would block, its fd is
 // registered in the worker's set (level-triggered, for input or output) and the worker runs the
 // system call when the fd is ready, then drops the registration and publishes the result. So a
@@ -240,11 +242,21 @@ class ThreadPoolBackend final : public Backend {
     return owed;
   }
 
-  // Engine thread. The receive area stays the core's; the worker writes into it until onRecv.
+  // Engine thread. A primitive that can proceed at once runs here, as a file request's
+  // preadv2(RWF_NOWAIT) does: only one that would block costs a hand-over to a worker and back.
+  // The receive area stays the core's; a worker writes into it until onRecv.
   ssize_t recv(Handle* h) override {
+    auto* hj = static_cast<HandleJobs*>(h->backendData);
+    if (!hj) return -EBADF;
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
     if (!buf || len == 0) return -ENOMEM;
+    // Not while a send of this socket is with its worker: those bytes may be out with the report
+    // still to come, and an answer read here would be reported before it.
+    if (!hj->slot[kSendJob] && !hj->slot[kRecvJob]) {
+      ssize_t r = inlineCall([&] { return ::recv(h->fd, buf, len, MSG_DONTWAIT); });
+      if (r != kPending) return r;
+    }
     Job* j = newJob(h, kRecvJob);
     j->buf = buf;
     j->len = len;
@@ -257,9 +269,18 @@ class ThreadPoolBackend final : public Backend {
   int maxSendIov() const override { return kMaxSendIov; }
 
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+    auto* hj = static_cast<HandleJobs*>(h->backendData);
+    if (!hj) return -EBADF;
+    int n = std::min(iovcnt, kMaxSendIov);
+    if (!hj->slot[kSendJob]) {
+      msghdr msg{};
+      msg.msg_iov = const_cast<iovec*>(iov);
+      msg.msg_iovlen = static_cast<size_t>(n);
+      ssize_t r = inlineCall([&] { return ::sendmsg(h->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+      if (r != kPending) return r;
+    }
     Job* j = newJob(h, kSendJob);
     size_t total = 0;
-    int n = std::min(iovcnt, kMaxSendIov);
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
     if (total <= kInlineSend) {
       size_t at = 0;
@@ -276,7 +297,18 @@ class ThreadPoolBackend final : public Backend {
     return submit(h, j);
   }
 
-  ssize_t accept(Handle* l) override { return submit(l, newJob(l, kAcceptJob)); }
+  ssize_t accept(Handle* l) override {
+    auto* hj = static_cast<HandleJobs*>(l->backendData);
+    if (hj && !hj->slot[kAcceptJob]) {
+      ssize_t r = inlineCall([&] {
+        ssize_t fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && errno == ECONNABORTED) errno = EINTR;  // that one is gone: take the next
+        return fd;
+      });
+      if (r != kPending) return r;
+    }
+    return submit(l, newJob(l, kAcceptJob));
+  }
 
   // Engine thread. The address is copied: the caller's memory may go away before a worker runs.
   ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
@@ -334,6 +366,20 @@ class ThreadPoolBackend final : public Backend {
  private:
   // One system call counted for stats().syscalls (any thread).
   void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Engine thread: a non-blocking system call made here. Its result, or kPending when it would
+  // block (EINTR retries).
+  template <typename Call>
+  ssize_t inlineCall(Call call) {
+    for (;;) {
+      count();
+      ssize_t r = call();
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return kPending;
+      return -errno;
+    }
+  }
 
   Job* newJob(Handle* h, JobKind kind) {
     Job* j = new Job();
