@@ -28,9 +28,9 @@ namespace {
 
 // Scheduling: how many more blocked primitives than threads still make progress.
 //
-// A recv, send or accept that can proceed at once is made on the engine thread (MSG_DONTWAIT,
-// like a file request's preadv2(RWF_NOWAIT)): no hand-over, no wake-up of another thread. Only
-// one that would block, and every connect, becomes a job for a worker. Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
+// A send or accept that can proceed at once is made on the engine thread (MSG_DONTWAIT, like a
+// file request's preadv2(RWF_NOWAIT)): no hand-over, no wake-up of another thread. Only one that
+// would block, every receive and every connect become jobs for a worker. Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
 // to a worker is tried once at once (data may already be there); when it would block, its fd is
 // registered in the worker's set (level-triggered, for input or output) and the worker runs the
 // system call when the fd is ready, then drops the registration and publishes the result. So a
@@ -242,21 +242,14 @@ class ThreadPoolBackend final : public Backend {
     return owed;
   }
 
-  // Engine thread. A primitive that can proceed at once runs here, as a file request's
-  // preadv2(RWF_NOWAIT) does: only one that would block costs a hand-over to a worker and back.
-  // The receive area stays the core's; a worker writes into it until onRecv.
+  // Engine thread. The receive area stays the core's; the worker writes into it until onRecv.
+  // (A receive is not tried here first: data that is already there would complete the read
+  // before a cancel made in the same turn could win, and a reply is never on its way yet when
+  // the read that waits for it starts.)
   ssize_t recv(Handle* h) override {
-    auto* hj = static_cast<HandleJobs*>(h->backendData);
-    if (!hj) return -EBADF;
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
     if (!buf || len == 0) return -ENOMEM;
-    // Not while a send of this socket is with its worker: those bytes may be out with the report
-    // still to come, and an answer read here would be reported before it.
-    if (!hj->slot[kSendJob] && !hj->slot[kRecvJob]) {
-      ssize_t r = inlineCall([&] { return ::recv(h->fd, buf, len, MSG_DONTWAIT); });
-      if (r != kPending) return r;
-    }
     Job* j = newJob(h, kRecvJob);
     j->buf = buf;
     j->len = len;
@@ -268,6 +261,9 @@ class ThreadPoolBackend final : public Backend {
   // inside the op, which the core frees when the op leaves).
   int maxSendIov() const override { return kMaxSendIov; }
 
+  // A send that can proceed at once is made here, as a file request's preadv2(RWF_NOWAIT) is: no
+  // hand-over to a worker and back, and the reply it carries leaves at once. Only one that would
+  // block becomes a worker's job.
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return -EBADF;
