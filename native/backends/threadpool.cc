@@ -496,12 +496,17 @@ class ThreadPoolBackend final : public Backend {
     writeEventfd(w->wakeFd);
   }
 
-  // Worker thread: registers (or updates) j's fd in w's epoll set for j's direction.
-  void watch(Worker* w, std::unordered_map<int, Watch>* watches, Job* j) {
+  // Worker thread: registers (or updates) j's fd in w's epoll set for j's direction. Returns
+  // false, with j->result set, when the fd cannot be watched (j is then finished).
+  bool watch(Worker* w, std::unordered_map<int, Watch>* watches, Job* j) {
     Watch& wt = (*watches)[j->fd];
     (isInput(j) ? wt.in : wt.out) = j;
     j->watched = true;
-    rearm(w, watches, j->fd, wt);
+    int rc = rearm(w, watches, j->fd, wt);
+    if (rc == 0) return true;
+    unwatch(w, watches, j);
+    j->result = rc;
+    return false;
   }
 
   // Worker thread: j no longer waits; its fd's registration shrinks or goes.
@@ -514,24 +519,26 @@ class ThreadPoolBackend final : public Backend {
     rearm(w, watches, j->fd, wt);
   }
 
-  // Worker thread: makes the epoll registration of fd match what waits on it.
-  void rearm(Worker* w, std::unordered_map<int, Watch>* watches, int fd, Watch& wt) {
+  // Worker thread: makes the epoll registration of fd match what waits on it. Returns 0, or
+  // -errno when the registration could not be made (it is then as before).
+  int rearm(Worker* w, std::unordered_map<int, Watch>* watches, int fd, Watch& wt) {
     uint32_t want = (wt.in ? EPOLLIN : 0u) | (wt.out ? EPOLLOUT : 0u);
     if (want == wt.events) {
       if (want == 0) watches->erase(fd);
-      return;
+      return 0;
     }
     epoll_event ev{};
     ev.events = want;
     ev.data.u64 = static_cast<uint64_t>(fd) + 1;
     int op = want == 0 ? EPOLL_CTL_DEL : wt.events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
     count();
-    ::epoll_ctl(w->epfd, op, fd, &ev);
+    if (::epoll_ctl(w->epfd, op, fd, &ev) < 0 && op != EPOLL_CTL_DEL) return -errno;
     if (want == 0) {
       watches->erase(fd);
     } else {
       wt.events = want;
     }
+    return 0;
   }
 
   static bool isInput(const Job* j) { return j->kind == kRecvJob || j->kind == kAcceptJob; }
@@ -673,10 +680,8 @@ void ThreadPoolBackend::workerMain(Worker* w) {
       if (j->cancelled.load(std::memory_order_relaxed)) {
         j->result = kRetry;
         finish(&finished, j);
-      } else if (attempt(j, 0)) {
+      } else if (attempt(j, 0) || !watch(w, &watches, j)) {
         finish(&finished, j);
-      } else {
-        watch(w, &watches, j);
       }
     }
     // Cancelled jobs still waiting are given up without their system call.
