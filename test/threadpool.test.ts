@@ -1,12 +1,14 @@
 // What only the `threadpool` implementation has: more blocked primitives than worker threads,
-// cancelling a read a worker is waiting on, a bounded pool under a burst (stats().queueDepth,
+// cancelling a read a worker is waiting on, one worker holding a burst of 2,000 (stats().queueDepth,
 // busyWorkers), and shutdown with every worker busy leaving no thread and no fd behind.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import test from 'ava';
 import { createEngine, type Socket } from 'async-engine';
 import {
   type Engine,
+  engineUrl,
   expectErr,
   expectOk,
   fdCount,
@@ -151,7 +153,7 @@ test.serial(
 );
 
 test.serial(
-  '[threadpool] a burst of 2,000 reads on 1 thread: bounded pool, queue, all complete',
+  '[threadpool] a burst of 2,000 reads on 1 thread: one worker holds them all, all complete',
   async (t) => {
     t.timeout(90_000);
     const before = threadCount();
@@ -167,14 +169,15 @@ test.serial(
     const s = engine.stats();
     t.is(s.opsInFlight, n);
     t.true(s.busyWorkers !== undefined && s.busyWorkers <= 1, `busyWorkers = ${s.busyWorkers}`);
-    t.true(s.queueDepth !== undefined && s.queueDepth > 0, `queueDepth = ${s.queueDepth}`);
-    await sleep(50);
-    const later = engine.stats();
-    t.is(later.busyWorkers, 1, 'the worker is busy');
-    t.true((later.queueDepth ?? 0) > 0, `still queued: ${later.queueDepth}`);
+    // The one worker takes every read up: none waits for a turn.
+    t.true(
+      await waitUntil(() => engine.stats().queueDepth === 0),
+      `queueDepth = ${engine.stats().queueDepth}`,
+    );
+    t.is(engine.stats().busyWorkers, 1, 'the worker is busy');
     t.true(threadCount() <= before + 1, `threads: ${before} before, ${threadCount()} now`);
 
-    // Cancel the last 100 (waiting in the queue) and the first 100 (held by workers).
+    // Cancel the first 100 and the last 100.
     for (let i = 0; i < n; i++) {
       if (i < 100 || i >= n - 100) t.true(reads[i]!.cancel(), `cancel #${i}`);
     }
@@ -263,5 +266,97 @@ test.serial(
     await engine.shutdown();
     t.is(threadCount(), threadsBefore);
     t.true(await waitUntil(() => fdCount() === fdsBefore), `fds: ${fdsBefore} → ${fdCount()}`);
+  },
+);
+
+// A child under a raised fd limit: an engine server answers `PING` lines on every connection;
+// node:net clients open `N` connections (200 at a time) and leave them idle with a read pending
+// on each, then one more client sends PING. Prints one JSON line.
+const HOLD_IDLE = `
+import net from 'node:net';
+const { createEngine, Callback } = await import(process.env.ENGINE_URL);
+const N = Number(process.env.N);
+const engine = createEngine({ impl: 'threadpool', threadpool: { threads: Number(process.env.THREADS) } });
+const l = engine.listen({ host: '127.0.0.1', port: 0, backlog: 4096 });
+const port = l.address().port;
+let accepted = 0;
+const serve = (s) =>
+  engine.expectLine(s, null, new Callback({
+    success: (line, sock) =>
+      engine.write(sock, '+PONG\\r\\n', new Callback({ success: () => serve(sock), failure: () => engine.close(sock) })),
+    failure: () => engine.close(s),
+  }));
+const acceptLoop = () =>
+  engine.accept(l, new Callback({
+    success: (s) => { accepted++; serve(s); acceptLoop(); },
+    failure: (e) => console.error('accept failed', e.code),
+  }));
+acceptLoop();
+const clients = [];
+const open = () => new Promise((resolve, reject) => {
+  const c = net.connect(port, '127.0.0.1');
+  c.on('error', reject);
+  c.once('connect', () => { clients.push(c); resolve(); });
+});
+for (let opened = 0; opened < N; ) {
+  const wave = [];
+  for (let i = 0; i < 200 && opened < N; i++, opened++) wave.push(open());
+  await Promise.all(wave);
+}
+const settle = Date.now() + 10_000;
+while ((accepted < N || engine.stats().queueDepth !== 0) && Date.now() < settle) {
+  await new Promise((r) => setTimeout(r, 20));
+}
+const held = engine.stats();
+const idle = accepted;
+const c = net.connect(port, '127.0.0.1');
+await new Promise((r) => c.once('connect', r));
+c.write('PING\\r\\n');
+const reply = await new Promise((r) => c.once('data', (b) => r(String(b))));
+console.log(JSON.stringify({ accepted: idle, held, reply, nofile: process.env.NOFILE }));
+for (const x of [c, ...clients]) x.destroy();
+await engine.shutdown();
+`;
+
+test.serial(
+  '[threadpool] 2,500 idle connections on 2 threads: every read is watched, a new client is served',
+  async (t) => {
+    t.timeout(60_000);
+    const n = 2_500;
+    const script = `ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"; NOFILE=$(ulimit -n) exec "$@"`;
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) => {
+        const child = spawn(
+          '/bin/sh',
+          ['-c', script, 'sh', process.execPath, '--input-type=module', '-e', HOLD_IDLE],
+          {
+            env: { ...process.env, ENGINE_URL: engineUrl, N: String(n), THREADS: '2' },
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+        child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr });
+        });
+      },
+    );
+    t.is(r.code, 0, `child failed: ${r.stderr.slice(0, 2000)}`);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as {
+      accepted: number;
+      held: { opsInFlight: number; queueDepth: number; busyWorkers: number; sockets: number };
+      reply: string;
+      nofile: string;
+    };
+    t.true(Number(out.nofile) >= 2 * n + 64, `fd limit ${out.nofile} too low for ${n} pairs`);
+    t.is(out.accepted, n, 'every connection accepted');
+    t.is(out.held.queueDepth, 0, 'no read waits for a turn');
+    t.true(out.held.opsInFlight >= n, `reads pending: ${out.held.opsInFlight}`);
+    t.true(out.held.busyWorkers <= 2, `busyWorkers: ${out.held.busyWorkers}`);
+    t.is(out.reply, '+PONG\r\n', 'the new client is served');
   },
 );

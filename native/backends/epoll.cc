@@ -48,6 +48,7 @@ class EpollBackend final : public Backend {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.ptr = &wakeTag_;
+    syscalls_++;
     return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
   }
 

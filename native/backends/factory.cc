@@ -35,7 +35,7 @@ std::string probeBackend(const std::string& impl) {
     ::close(fd);
     return "";
   }
-  // Worker threads waiting in poll(2): runs wherever pthreads and poll exist.
+  // Worker threads waiting in epoll_wait, an epoll set each: runs wherever pthreads and epoll exist.
   if (impl == "threadpool") return "";
   if (impl == "completion") return probeRing();
   return "the " + impl + " implementation is not part of this build yet";

@@ -1,9 +1,8 @@
-// The threadpool backend (see threadpool.h): worker threads wait in poll(2) on the sockets of their
-// primitives, run each system call once it can proceed, and hand results back in batches.
+// The threadpool backend (see threadpool.h): worker threads wait in epoll_wait on the sockets of
+// their primitives, run each system call once it can proceed, and hand results back in batches.
 #include "backends/threadpool.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,13 +10,13 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,43 +26,40 @@ namespace async_engine {
 
 namespace {
 
-// Scheduling: how more blocked primitives than threads still make progress.
+// Scheduling: how many more blocked primitives than threads still make progress.
 //
-// A worker does not own one primitive at a time but a small set of them (at most kMaxHeld), and
-// waits in one poll(2) on all their fds plus its own wake-up eventfd. When an fd is ready it runs
-// that primitive's system call (recv, sendmsg, accept4, connect/getsockopt), which then does not
-// block, and publishes the result. So 64 reads parked on 4 threads wait 16 to a thread and the one
-// whose data arrives completes at once, in whatever order data arrives: no time slicing, no extra
-// latency, and no thread ever sits in a call it cannot leave (the wake-up fd interrupts the poll).
+// A send or accept that can proceed at once is made on the engine thread (MSG_DONTWAIT, like a
+// file request's preadv2(RWF_NOWAIT)): no hand-over, no wake-up of another thread. Only one that
+// would block, every receive and every connect become jobs for a worker. Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
+// to a worker is tried once at once (data may already be there); when it would block, its fd is
+// registered in the worker's set (level-triggered, for input or output) and the worker runs the
+// system call when the fd is ready, then drops the registration and publishes the result. So a
+// worker holds any number of waiting primitives at a cost that does not grow with their number
+// (10,000 idle connections on 4 threads wait 2,500 to a thread), and the one whose data arrives
+// completes at once. No thread ever sits in a call it cannot leave: its wake-up eventfd is in
+// the same set.
 //
-// New primitives go to the least loaded worker; a new worker thread is started instead while
-// every running one holds something and fewer than `threads` exist. Only when every worker holds
-// kMaxHeld primitives (the cap bounds the O(n) cost of each poll call) do new ones wait in the
-// FIFO queue (stats().queueDepth). Then the workers take turns: every kQuantumNs each worker
-// gives back (to the queue's tail) up to kRotateBatch of the primitives it has waited on longest
-// without result, and takes as many from the queue's head, trying each once at once. Everything
-// queued is therefore watched again within about queueDepth / (threads x kRotateBatch) quanta,
-// and a burst of 10,000 primitives never creates more than `threads` threads.
+// Every socket has a home worker, chosen when its first primitive starts (the least loaded
+// worker; a new thread instead while every running one holds something and fewer than
+// `threads` exist) and kept for the socket's life. All primitives of one socket therefore run,
+// and are published, in the order of their system calls by one thread: a send whose bytes the
+// kernel took is reported no later than a receive of the peer's answer to them.
 //
-// Cancellation: a primitive still in the queue is taken out and reported kRetry (unwant) or
-// dropped (detach, which then does not count it). One held by a worker is flagged; the worker is
-// woken through its eventfd and reports kRetry, or the real result when the system call already
-// ran (an accepted fd, received bytes: the core keeps them). A worker only touches the fd of a
-// primitive it holds, and the core closes that fd only after the primitive's report, so a closed
-// and reused fd number is never touched.
-constexpr size_t kMaxHeld = 1024;
-constexpr int64_t kQuantumNs = 10'000'000;
-constexpr size_t kRotateBatch = 32;
+// Cancellation: a primitive not yet finished is flagged, queued on its worker's cancel list and
+// the worker woken; it drops the registration and reports kRetry, or the real result when the
+// system call already ran (an accepted fd, received bytes: the core keeps them). A worker only
+// touches the fd of a primitive it holds, and the core closes that fd only after the primitive's
+// report, so a closed and reused fd number is never touched.
 constexpr int kMaxThreads = 1024;
 constexpr int kMaxSendIov = 8;     // more iovecs make a partial send, which the core resubmits
 constexpr size_t kInlineSend = 64;  // sends this small are copied into the job
+constexpr int kMaxEvents = 256;     // events taken by one epoll_wait of a worker
 
 enum JobKind : uint8_t { kRecvJob, kSendJob, kAcceptJob, kConnectJob, kJobKinds };
 
 enum class JobState : uint8_t {
-  kQueued,  // in the pool's queue, held by nobody
-  kHeld,    // held by one worker, which waits for its fd or runs its system call
-  kDone,    // result published, waiting for the engine thread to report it
+  kHeld,  // given to a worker, which waits for its fd or runs its system call
+  kDone,  // result published, waiting for the engine thread to report it
 };
 
 struct Worker;
@@ -82,21 +78,19 @@ struct Job {
   char inlineBytes[kInlineSend];
   sockaddr_storage addr;  // connect: our own copy of the address
   socklen_t addrLen = 0;
+  Worker* owner = nullptr;  // the handle's home worker
 
   // Guarded by ThreadPoolBackend::mu_.
-  JobState state = JobState::kQueued;
-  Worker* owner = nullptr;  // while kHeld
-  size_t heldIndex = 0;     // position in owner->held
-  Job* prev = nullptr;      // queue links, while kQueued
-  Job* next = nullptr;
+  JobState state = JobState::kHeld;
+  size_t heldIndex = 0;  // position in owner->held
 
   // Set (under mu_) by the engine thread: nobody wants the result any more.
   std::atomic<bool> cancelled{false};
 
-  // The holding worker's own state (handed over with the job under mu_).
-  bool tried = false;           // tried once since this worker took it
-  bool connectStarted = false;  // connect(2) was called; now waiting for POLLOUT
-  int64_t since = 0;            // when it last found its fd not ready (for turn-taking)
+  // The holding worker's own state.
+  bool watched = false;         // registered in the worker's epoll set
+  bool finishing = false;       // result set, to be published at the worker's next look
+  bool connectStarted = false;  // connect(2) was called; now waiting for EPOLLOUT
 
   // Written by the holder before it publishes the job, read by the engine thread after.
   ssize_t result = kRetry;
@@ -105,65 +99,34 @@ struct Job {
   bool detached = false;
 };
 
-// Per-handle state (Handle::backendData), engine thread only: the job of each kind in flight.
+// Per-handle state (Handle::backendData), engine thread only: the job of each kind in flight,
+// and the worker that runs them all.
 struct HandleJobs {
   Job* slot[kJobKinds] = {};
-};
-
-// An intrusive FIFO of queued jobs, so that a cancelled one leaves it in O(1). Guarded by mu_.
-struct JobQueue {
-  Job* head = nullptr;
-  Job* tail = nullptr;
-  size_t size = 0;
-
-  void push(Job* j) {
-    j->prev = tail;
-    j->next = nullptr;
-    if (tail) {
-      tail->next = j;
-    } else {
-      head = j;
-    }
-    tail = j;
-    size++;
-  }
-  Job* pop() {
-    Job* j = head;
-    if (j) remove(j);
-    return j;
-  }
-  void remove(Job* j) {
-    if (j->prev) {
-      j->prev->next = j->next;
-    } else {
-      head = j->next;
-    }
-    if (j->next) {
-      j->next->prev = j->prev;
-    } else {
-      tail = j->prev;
-    }
-    j->prev = j->next = nullptr;
-    size--;
-  }
+  Worker* home = nullptr;
 };
 
 class ThreadPoolBackend;
 
+// What a worker waits for on one fd: at most one input primitive (recv, accept) and one output
+// primitive (send, connect), the fd registered once for both. Worker thread only.
+struct Watch {
+  Job* in = nullptr;
+  Job* out = nullptr;
+  uint32_t events = 0;  // as registered in the worker's epoll set; 0: not registered
+};
+
 struct Worker {
   ThreadPoolBackend* pool = nullptr;
   pthread_t thread{};
-  int wakeFd = -1;           // written by other threads to interrupt this worker's poll
-  std::vector<Job*> held;    // guarded by mu_
-  bool notified = false;     // guarded by mu_: wakeFd written and not yet seen
-  int64_t nextTurn = 0;      // worker only: when it next gives primitives back to the queue
+  int wakeFd = -1;            // written by other threads to interrupt this worker's wait
+  int epfd = -1;              // this worker's epoll set: wakeFd and the fds of waiting jobs
+  std::vector<Job*> held;     // guarded by mu_: every job given to this worker, not yet published
+  std::vector<Job*> incoming; // guarded by mu_: given, not yet taken up by the worker
+  std::vector<Job*> cancels;  // guarded by mu_: held jobs flagged cancelled since the last look
+  size_t handles = 0;         // engine thread: handles whose home this is
+  bool notified = false;      // guarded by mu_: wakeFd written and not yet seen
 };
-
-int64_t monoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
-}
 
 void writeEventfd(int fd) {
   uint64_t one = 1;
@@ -175,6 +138,15 @@ void drainEventfd(int fd) {
   uint64_t v;
   while (::read(fd, &v, sizeof v) < 0 && errno == EINTR) {
   }
+}
+
+// In a worker's epoll set: its wake-up fd, or (fd + 1) of a job's fd.
+constexpr uint64_t kWakeTag = 0;
+
+// Worker thread: j's result is set; it is published, in this order, at the worker's next look.
+void finish(std::vector<Job*>* finished, Job* j) {
+  j->finishing = true;
+  finished->push_back(j);
 }
 
 constexpr uint32_t kTagWake = 1;  // epoll data of the core's wake fd
@@ -195,11 +167,14 @@ class ThreadPoolBackend final : public Backend {
     // No thread runs now; reports still owed are dropped (the core closes the handles' fds
     // itself). A connection accepted for a report that will never be made is closed here.
     for (auto& w : workers_) {
-      for (Job* j : w->held) delete j;
+      for (Job* j : w->held) {
+        if (j->kind == kAcceptJob && j->result >= 0) ::close(static_cast<int>(j->result));
+        delete j;
+      }
       ::close(w->wakeFd);
+      ::close(w->epfd);
     }
     workers_.clear();
-    while (Job* j = queue_.pop()) delete j;
     for (Job* j : done_) {
       if (j->kind == kAcceptJob && j->result >= 0) ::close(static_cast<int>(j->result));
       delete j;
@@ -219,6 +194,7 @@ class ThreadPoolBackend final : public Backend {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u32 = kTagDone;
+    count();
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, doneFd_, &ev) < 0) return -errno;
     std::lock_guard<std::mutex> lock(mu_);
     int err = 0;
@@ -235,6 +211,7 @@ class ThreadPoolBackend final : public Backend {
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u32 = kTagWake;
+    count();
     return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
   }
 
@@ -243,8 +220,8 @@ class ThreadPoolBackend final : public Backend {
     return 0;
   }
 
-  // Engine thread. Queued jobs of `h` are dropped (never reported); held ones are cancelled and,
-  // like those already done, still reported: the core keeps the fd open until the last of them.
+  // Engine thread. Jobs of `h` not yet published are cancelled and, like those already done,
+  // still reported: the core keeps the fd open until the last of them.
   int detach(Handle* h) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return 0;
@@ -253,31 +230,22 @@ class ThreadPoolBackend final : public Backend {
       std::lock_guard<std::mutex> lock(mu_);
       for (Job*& j : hj->slot) {
         if (!j) continue;
-        switch (j->state) {
-          case JobState::kQueued:
-            queue_.remove(j);
-            delete j;
-            break;
-          case JobState::kHeld:
-            j->cancelled.store(true, std::memory_order_relaxed);
-            j->detached = true;
-            wakeLocked(j->owner);
-            owed++;
-            break;
-          case JobState::kDone:
-            j->detached = true;
-            owed++;
-            break;
-        }
+        j->detached = true;
+        if (j->state == JobState::kHeld) cancelLocked(j);
+        owed++;
         j = nullptr;
       }
     }
+    if (hj->home) hj->home->handles--;
     delete hj;
     h->backendData = nullptr;
     return owed;
   }
 
   // Engine thread. The receive area stays the core's; the worker writes into it until onRecv.
+  // (A receive is not tried here first: data that is already there would complete the read
+  // before a cancel made in the same turn could win, and a reply is never on its way yet when
+  // the read that waits for it starts.)
   ssize_t recv(Handle* h) override {
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
@@ -293,10 +261,22 @@ class ThreadPoolBackend final : public Backend {
   // inside the op, which the core frees when the op leaves).
   int maxSendIov() const override { return kMaxSendIov; }
 
+  // A send that can proceed at once is made here, as a file request's preadv2(RWF_NOWAIT) is: no
+  // hand-over to a worker and back, and the reply it carries leaves at once. Only one that would
+  // block becomes a worker's job.
   ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+    auto* hj = static_cast<HandleJobs*>(h->backendData);
+    if (!hj) return -EBADF;
+    int n = std::min(iovcnt, kMaxSendIov);
+    if (!hj->slot[kSendJob]) {
+      msghdr msg{};
+      msg.msg_iov = const_cast<iovec*>(iov);
+      msg.msg_iovlen = static_cast<size_t>(n);
+      ssize_t r = inlineCall([&] { return ::sendmsg(h->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+      if (r != kPending) return r;
+    }
     Job* j = newJob(h, kSendJob);
     size_t total = 0;
-    int n = std::min(iovcnt, kMaxSendIov);
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
     if (total <= kInlineSend) {
       size_t at = 0;
@@ -313,7 +293,18 @@ class ThreadPoolBackend final : public Backend {
     return submit(h, j);
   }
 
-  ssize_t accept(Handle* l) override { return submit(l, newJob(l, kAcceptJob)); }
+  ssize_t accept(Handle* l) override {
+    auto* hj = static_cast<HandleJobs*>(l->backendData);
+    if (hj && !hj->slot[kAcceptJob]) {
+      ssize_t r = inlineCall([&] {
+        ssize_t fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && errno == ECONNABORTED) errno = EINTR;  // that one is gone: take the next
+        return fd;
+      });
+      if (r != kPending) return r;
+    }
+    return submit(l, newJob(l, kAcceptJob));
+  }
 
   // Engine thread. The address is copied: the caller's memory may go away before a worker runs.
   ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
@@ -324,32 +315,21 @@ class ThreadPoolBackend final : public Backend {
     return submit(h, j);
   }
 
-  // Engine thread: the op that waited for this primitive left. A queued job is reported kRetry
-  // (on the next wait); a held one's worker is woken to give it up.
+  // Engine thread: the op that waited for this primitive left; the worker is woken to give it
+  // up (the report follows).
   void unwant(Handle* h, Primitive p) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return;
     Job* j = hj->slot[p == Primitive::kRecv ? kRecvJob : kAcceptJob];
     if (!j) return;
-    bool signal = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (j->state == JobState::kQueued) {
-        queue_.remove(j);
-        j->result = kRetry;
-        signal = pushDoneLocked(j);
-      } else if (j->state == JobState::kHeld && !j->cancelled.load(std::memory_order_relaxed)) {
-        j->cancelled.store(true, std::memory_order_relaxed);
-        wakeLocked(j->owner);
-      }
-    }
-    if (signal) writeEventfd(doneFd_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (j->state == JobState::kHeld) cancelLocked(j);
   }
 
   // Engine thread: every Sink call happens here.
   int wait(int timeoutMs) override {
     epoll_event evs[2];
-    syscalls_.fetch_add(1, std::memory_order_relaxed);
+    count();
     int n = ::epoll_wait(epfd_, evs, 2, timeoutMs);
     if (n < 0) return errno == EINTR ? 0 : -errno;
     int handled = 0;
@@ -367,8 +347,12 @@ class ThreadPoolBackend final : public Backend {
   void gauges(std::vector<std::pair<const char*, double>>* out) const override {
     std::lock_guard<std::mutex> lock(mu_);
     size_t busy = 0;
-    for (auto& w : workers_) busy += w->held.empty() ? 0 : 1;
-    out->emplace_back("queueDepth", static_cast<double>(queue_.size));
+    size_t queued = 0;
+    for (auto& w : workers_) {
+      busy += w->held.empty() ? 0 : 1;
+      queued += w->incoming.size();
+    }
+    out->emplace_back("queueDepth", static_cast<double>(queued));
     out->emplace_back("busyWorkers", static_cast<double>(busy));
   }
 
@@ -376,6 +360,23 @@ class ThreadPoolBackend final : public Backend {
   void workerMain(Worker* w);
 
  private:
+  // One system call counted for stats().syscalls (any thread).
+  void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
+
+  // Engine thread: a non-blocking system call made here. Its result, or kPending when it would
+  // block (EINTR retries).
+  template <typename Call>
+  ssize_t inlineCall(Call call) {
+    for (;;) {
+      count();
+      ssize_t r = call();
+      if (r >= 0) return r;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return kPending;
+      return -errno;
+    }
+  }
+
   Job* newJob(Handle* h, JobKind kind) {
     Job* j = new Job();
     j->h = h;
@@ -384,57 +385,71 @@ class ThreadPoolBackend final : public Backend {
     return j;
   }
 
-  // Engine thread: records the job in its handle's slot and hands it to a worker or the queue.
+  // Engine thread: records the job in its handle's slot and gives it to the handle's home worker
+  // (chosen now if the handle has none yet).
   ssize_t submit(Handle* h, Job* j) {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj || hj->slot[j->kind]) {
       delete j;
       return hj ? -EBUSY : -EBADF;
     }
-    hj->slot[j->kind] = j;
     std::lock_guard<std::mutex> lock(mu_);
-    // Accepts are never queued behind reads (a listener is one job, however many connections it
-    // brings): the least loaded worker takes one even past kMaxHeld.
-    if (j->kind == kAcceptJob && !workers_.empty()) {
+    if (!hj->home) {
       Worker* best = nullptr;
       for (auto& w : workers_) {
-        if (!best || w->held.size() < best->held.size()) best = w.get();
-      }
-      holdLocked(best, j);
-      wakeLocked(best);
-      return kPending;
-    }
-    if (queue_.size == 0) {
-      Worker* best = nullptr;
-      for (auto& w : workers_) {
-        if (!best || w->held.size() < best->held.size()) best = w.get();
+        if (!best || w->held.size() < best->held.size() ||
+            (w->held.size() == best->held.size() && w->handles < best->handles)) {
+          best = w.get();
+        }
       }
       if ((!best || !best->held.empty()) && static_cast<int>(workers_.size()) < maxThreads_) {
         int err = 0;
         if (Worker* fresh = spawnLocked(&err)) best = fresh;
       }
-      if (best && best->held.size() < kMaxHeld) {
-        holdLocked(best, j);
-        wakeLocked(best);
-        return kPending;
+      if (!best) {
+        delete j;
+        return -EAGAIN;
       }
+      hj->home = best;
+      best->handles++;
     }
-    queue_.push(j);
-    // The queue was empty: workers waiting without a deadline must start taking turns.
-    if (queue_.size == 1) {
-      for (auto& w : workers_) wakeLocked(w.get());
-    }
+    hj->slot[j->kind] = j;
+    Worker* w = hj->home;
+    j->owner = w;
+    j->heldIndex = w->held.size();
+    w->held.push_back(j);
+    w->incoming.push_back(j);
+    wakeLocked(w);
     return kPending;
   }
 
+  // Under mu_, j held: flags it and asks its worker to give it up.
+  void cancelLocked(Job* j) {
+    if (j->cancelled.load(std::memory_order_relaxed)) return;
+    j->cancelled.store(true, std::memory_order_relaxed);
+    j->owner->cancels.push_back(j);
+    wakeLocked(j->owner);
+  }
+
   // Engine thread, under mu_. Starts a worker with every signal blocked (signals go to the
-  // threads that handle them; a worker's poll is never interrupted by one).
+  // threads that handle them; a worker's wait is never interrupted by one).
   Worker* spawnLocked(int* err) {
     auto w = std::make_unique<Worker>();
     w->pool = this;
     w->wakeFd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wakeFd < 0) {
       *err = -errno;
+      return nullptr;
+    }
+    w->epfd = ::epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kWakeTag;
+    if (w->epfd >= 0) count();
+    if (w->epfd < 0 || ::epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakeFd, &ev) < 0) {
+      *err = -errno;
+      ::close(w->wakeFd);
+      if (w->epfd >= 0) ::close(w->epfd);
       return nullptr;
     }
     sigset_t all, old;
@@ -451,6 +466,7 @@ class ThreadPoolBackend final : public Backend {
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (rc != 0) {
       ::close(w->wakeFd);
+      ::close(w->epfd);
       *err = -rc;
       return nullptr;
     }
@@ -459,77 +475,82 @@ class ThreadPoolBackend final : public Backend {
     return workers_.back().get();
   }
 
-  // Under mu_.
-  void holdLocked(Worker* w, Job* j) {
-    j->state = JobState::kHeld;
-    j->owner = w;
-    j->heldIndex = w->held.size();
-    j->tried = false;
-    w->held.push_back(j);
-  }
-
-  // Under mu_.
-  void unholdLocked(Job* j) {
+  // Under mu_: the job leaves its worker's held list and joins the completion list. Returns true
+  // when that list was empty: the caller writes doneFd_ once, which wakes the engine thread for
+  // the whole batch.
+  bool publishLocked(Job* j) {
     Worker* w = j->owner;
     Job* last = w->held.back();
     w->held[j->heldIndex] = last;
     last->heldIndex = j->heldIndex;
     w->held.pop_back();
-    j->owner = nullptr;
-  }
-
-  // Under mu_. Returns true when the completion list was empty: the caller writes doneFd_ once,
-  // which wakes the engine thread for the whole batch.
-  bool pushDoneLocked(Job* j) {
     j->state = JobState::kDone;
     done_.push_back(j);
     return done_.size() == 1;
   }
 
-  // Under mu_.
-  bool publishLocked(Job* j) {
-    unholdLocked(j);
-    return pushDoneLocked(j);
-  }
-
-  // Under mu_: interrupts w's poll (once until w has looked again).
+  // Under mu_: interrupts w's wait (once until w has looked again).
   void wakeLocked(Worker* w) {
     if (w->notified) return;
     w->notified = true;
     writeEventfd(w->wakeFd);
   }
 
-  // Worker, under mu_: gives back to the queue's tail up to kRotateBatch of the held jobs that have
-  // waited a whole quantum without result, the longest-waiting first (no more than are queued, so
-  // that the worker takes others in their place).
-  void takeTurnsLocked(Worker* w, int64_t now) {
-    std::vector<Job*> idle;
-    for (Job* j : w->held) {
-      if (j->kind != kAcceptJob && j->tried && now - j->since >= kQuantumNs) idle.push_back(j);
-    }
-    size_t k = std::min({idle.size(), queue_.size, kRotateBatch});
-    if (k == 0) return;
-    std::partial_sort(idle.begin(), idle.begin() + static_cast<ptrdiff_t>(k), idle.end(),
-                      [](const Job* a, const Job* b) { return a->since < b->since; });
-    for (size_t i = 0; i < k; i++) {
-      Job* j = idle[i];
-      unholdLocked(j);
-      j->state = JobState::kQueued;
-      queue_.push(j);
-    }
+  // Worker thread: registers (or updates) j's fd in w's epoll set for j's direction. Returns
+  // false, with j->result set, when the fd cannot be watched (j is then finished).
+  bool watch(Worker* w, std::unordered_map<int, Watch>* watches, Job* j) {
+    Watch& wt = (*watches)[j->fd];
+    (isInput(j) ? wt.in : wt.out) = j;
+    j->watched = true;
+    int rc = rearm(w, watches, j->fd, wt);
+    if (rc == 0) return true;
+    unwatch(w, watches, j);
+    j->result = rc;
+    return false;
   }
 
-  // Worker thread: runs j's system call if it can proceed. Returns true when j is finished
-  // (j->result set); false when it would block (j->since set). `revents`: what poll said, 0 when
-  // the job is tried without polling.
-  bool attempt(Job* j, short revents) {
-    if (revents & POLLNVAL) {
-      j->result = -EBADF;
-      return true;
+  // Worker thread: j no longer waits; its fd's registration shrinks or goes.
+  void unwatch(Worker* w, std::unordered_map<int, Watch>* watches, Job* j) {
+    j->watched = false;
+    auto it = watches->find(j->fd);
+    if (it == watches->end()) return;
+    Watch& wt = it->second;
+    (isInput(j) ? wt.in : wt.out) = nullptr;
+    rearm(w, watches, j->fd, wt);
+  }
+
+  // Worker thread: makes the epoll registration of fd match what waits on it. Returns 0, or
+  // -errno when the registration could not be made (it is then as before).
+  int rearm(Worker* w, std::unordered_map<int, Watch>* watches, int fd, Watch& wt) {
+    uint32_t want = (wt.in ? EPOLLIN : 0u) | (wt.out ? EPOLLOUT : 0u);
+    if (want == wt.events) {
+      if (want == 0) watches->erase(fd);
+      return 0;
     }
-    if (j->kind == kConnectJob) return attemptConnect(j, revents);
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.u64 = static_cast<uint64_t>(fd) + 1;
+    int op = want == 0 ? EPOLL_CTL_DEL : wt.events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    count();
+    if (::epoll_ctl(w->epfd, op, fd, &ev) < 0 && op != EPOLL_CTL_DEL) return -errno;
+    if (want == 0) {
+      watches->erase(fd);
+    } else {
+      wt.events = want;
+    }
+    return 0;
+  }
+
+  static bool isInput(const Job* j) { return j->kind == kRecvJob || j->kind == kAcceptJob; }
+
+  // Worker thread: runs j's system call if it can proceed. Returns true when j is finished
+  // (j->result set); false when it would block. `events`: what epoll said, 0 when the job is
+  // tried without waiting.
+  bool attempt(Job* j, uint32_t events) {
+    if (j->kind == kConnectJob) return attemptConnect(j, events);
     for (;;) {
       ssize_t r = -1;
+      count();
       switch (j->kind) {
         case kRecvJob:
           r = ::recv(j->fd, j->buf, j->len, MSG_DONTWAIT);
@@ -547,54 +568,40 @@ class ThreadPoolBackend final : public Backend {
         default:
           break;
       }
-      syscalls_.fetch_add(1, std::memory_order_relaxed);
       if (r >= 0) {
         j->result = r;
         return true;
       }
       int e = errno;
       if (e == EINTR || (j->kind == kAcceptJob && e == ECONNABORTED)) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK) {
-        j->since = monoNs();
-        return false;
-      }
+      if (e == EAGAIN || e == EWOULDBLOCK) return false;
       j->result = -e;
       return true;
     }
   }
 
-  // Worker thread: connect(2) on the core's non-blocking socket; in progress, wait for POLLOUT
+  // Worker thread: connect(2) on the core's non-blocking socket; in progress, wait for EPOLLOUT
   // and read the outcome from SO_ERROR.
-  bool attemptConnect(Job* j, short revents) {
+  bool attemptConnect(Job* j, uint32_t events) {
     if (!j->connectStarted) {
       j->connectStarted = true;
-      syscalls_.fetch_add(1, std::memory_order_relaxed);
+      count();
       if (::connect(j->fd, reinterpret_cast<const sockaddr*>(&j->addr), j->addrLen) == 0) {
         j->result = 0;
         return true;
       }
       int e = errno;
-      if (e == EINPROGRESS || e == EINTR || e == EALREADY) {
-        j->since = monoNs();
-        return false;
-      }
+      if (e == EINPROGRESS || e == EINTR || e == EALREADY) return false;
       j->result = e == EISCONN ? 0 : -e;
       return true;
     }
-    if (!(revents & (POLLOUT | POLLERR | POLLHUP))) {
-      j->since = monoNs();
-      return false;
-    }
+    if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return false;
     int err = 0;
     socklen_t elen = sizeof err;
-    syscalls_.fetch_add(1, std::memory_order_relaxed);
+    count();
     if (::getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) err = errno;
     j->result = err ? -err : 0;
     return true;
-  }
-
-  static short eventsOf(const Job* j) {
-    return j->kind == kRecvJob || j->kind == kAcceptJob ? POLLIN : POLLOUT;
   }
 
   // Engine thread: reports every published job through the Sink. A report may submit, unwant or
@@ -640,18 +647,17 @@ class ThreadPoolBackend final : public Backend {
   mutable std::mutex mu_;
   bool stop_ = false;                             // guarded by mu_
   std::vector<std::unique_ptr<Worker>> workers_;  // grown by the engine thread under mu_
-  JobQueue queue_;                                // guarded by mu_
   std::vector<Job*> done_;                        // guarded by mu_: published, not yet reported
   std::vector<Job*> reporting_;                   // engine thread: the batch being reported
 };
 
 void ThreadPoolBackend::workerMain(Worker* w) {
-  std::vector<Job*> finished;  // results of this round, published at the top of the next
-  std::vector<Job*> mine;      // the held jobs as of this round
-  std::vector<Job*> waiting;   // the job behind each pfds entry after the first
-  std::vector<pollfd> pfds;
+  std::vector<Job*> finished;  // results in the order of their system calls, published next
+  std::vector<Job*> fresh;     // jobs given since the last look
+  std::vector<Job*> giveUp;    // cancelled jobs still held
+  std::unordered_map<int, Watch> watches;
+  epoll_event evs[kMaxEvents];
   for (;;) {
-    int timeout = -1;
     bool signal = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -659,55 +665,61 @@ void ThreadPoolBackend::workerMain(Worker* w) {
       finished.clear();
       if (stop_) return;
       w->notified = false;
-      // Cancelled jobs are given up without their system call.
-      for (size_t i = 0; i < w->held.size();) {
-        Job* j = w->held[i];
-        if (j->cancelled.load(std::memory_order_relaxed)) {
-          j->result = kRetry;
-          signal |= publishLocked(j);
-        } else {
-          i++;
-        }
+      fresh.swap(w->incoming);
+      // A cancelled job published above is the engine's now: only those still held are ours.
+      for (Job* j : w->cancels) {
+        if (j->state == JobState::kHeld) giveUp.push_back(j);
       }
-      if (queue_.size > 0) {
-        int64_t now = monoNs();
-        if (now >= w->nextTurn) {
-          takeTurnsLocked(w, now);
-          w->nextTurn = now + kQuantumNs;
-        }
-        while (w->held.size() < kMaxHeld && queue_.size > 0) holdLocked(w, queue_.pop());
-        if (queue_.size > 0) timeout = static_cast<int>((w->nextTurn - now + 999999) / 1000000);
-      }
-      mine = w->held;
+      w->cancels.clear();
     }
     if (signal) writeEventfd(doneFd_);
 
-    pfds.clear();
-    waiting.clear();
-    pfds.push_back(pollfd{w->wakeFd, POLLIN, 0});
-    for (Job* j : mine) {
-      if (!j->tried) {
-        // Newly taken: the system call may well succeed at once (data already there).
-        j->tried = true;
-        if (!j->cancelled.load(std::memory_order_relaxed) && attempt(j, 0)) {
-          finished.push_back(j);
-          continue;
-        }
+    for (Job* j : fresh) {
+      // Newly given: the system call may well succeed at once (data already there). One
+      // cancelled before it was looked at is given up without it.
+      if (j->cancelled.load(std::memory_order_relaxed)) {
+        j->result = kRetry;
+        finish(&finished, j);
+      } else if (attempt(j, 0) || !watch(w, &watches, j)) {
+        finish(&finished, j);
       }
-      pfds.push_back(pollfd{j->fd, eventsOf(j), 0});
-      waiting.push_back(j);
     }
+    // Cancelled jobs still waiting are given up without their system call.
+    for (Job* j : giveUp) {
+      if (j->finishing) continue;
+      if (j->watched) unwatch(w, &watches, j);
+      j->result = kRetry;
+      finish(&finished, j);
+    }
+    giveUp.clear();
+    fresh.clear();
     if (!finished.empty()) continue;  // publish before waiting
 
-    int n = ::poll(pfds.data(), pfds.size(), timeout);
-    syscalls_.fetch_add(1, std::memory_order_relaxed);
-    if (n <= 0) continue;  // a turn is due, or EINTR
-    if (pfds[0].revents) drainEventfd(w->wakeFd);
-    for (size_t i = 1; i < pfds.size(); i++) {
-      if (!pfds[i].revents) continue;
-      Job* j = waiting[i - 1];
-      if (j->cancelled.load(std::memory_order_relaxed)) continue;  // given up next round
-      if (attempt(j, pfds[i].revents)) finished.push_back(j);
+    count();
+    int n = ::epoll_wait(w->epfd, evs, kMaxEvents, -1);
+    if (n <= 0) continue;  // EINTR
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.u64 == kWakeTag) {
+        drainEventfd(w->wakeFd);
+        continue;
+      }
+      int fd = static_cast<int>(evs[i].data.u64 - 1);
+      uint32_t events = evs[i].events;
+      auto it = watches.find(fd);
+      if (it == watches.end()) continue;
+      Job* in = it->second.in;
+      Job* out = it->second.out;
+      // Output first: a send that goes out now is published before a receive made after it.
+      if (out && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) &&
+          !out->cancelled.load(std::memory_order_relaxed) && attempt(out, events)) {
+        unwatch(w, &watches, out);
+        finish(&finished, out);
+      }
+      if (in && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) &&
+          !in->cancelled.load(std::memory_order_relaxed) && attempt(in, events)) {
+        unwatch(w, &watches, in);
+        finish(&finished, in);
+      }
     }
   }
 }

@@ -108,7 +108,7 @@ class UringBackend final : public Backend {
   // The ring's own fd: readable while completions wait in the CQ, so the event loop watches it
   // directly and a wake-up costs no extra system call.
   int pollFd() const override { return ring_.fd(); }
-  uint64_t syscalls() const override { return syscalls_ + ring_.syscalls(); }
+  uint64_t syscalls() const override { return ring_.syscalls(); }
 
   // The core's wake-up eventfd is watched by a poll in the ring itself.
   int watchWake(int fd) override {
@@ -722,7 +722,6 @@ class UringBackend final : public Backend {
   bool credentialsChanged() {
     uid_t u[3];
     gid_t g[3];
-    syscalls_ += 2;
     ::getresuid(&u[0], &u[1], &u[2]);
     ::getresgid(&g[0], &g[1], &g[2]);
     return std::memcmp(u, uid_, sizeof u) != 0 || std::memcmp(g, gid_, sizeof g) != 0;
@@ -760,7 +759,6 @@ class UringBackend final : public Backend {
   gid_t gid_[3] = {0, 0, 0};
   bool poisoned_ = false;
   std::deque<std::pair<uint64_t, int>> synthetic_;
-  uint64_t syscalls_ = 0;
 };
 
 }  // namespace

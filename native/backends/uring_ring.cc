@@ -74,6 +74,7 @@ int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled)
     std::memset(&p, 0, sizeof p);
     p.flags = wanted;
     p.cq_entries = entries * cqFactor;
+    syscalls_++;
     fd = sysSetup(entries, &p);
     if (fd >= 0) break;
     err = errno;
@@ -125,6 +126,7 @@ int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled)
   // Which ops the kernel knows.
   size_t probeLen = sizeof(io_uring_probe) + 256 * sizeof(io_uring_probe_op);
   auto* probe = static_cast<io_uring_probe*>(std::calloc(1, probeLen));
+  if (probe) syscalls_++;
   if (probe && sysRegister(fd, IORING_REGISTER_PROBE, probe, 256) >= 0) {
     auto has = [probe](unsigned op) {
       return op <= probe->last_op && (probe->ops[op].flags & IO_URING_OP_SUPPORTED);
@@ -138,7 +140,6 @@ int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled)
     features_.cancelByFd = has(IORING_OP_SOCKET);
   }
   std::free(probe);
-  syscalls_ += 2;
   return 0;
 }
 

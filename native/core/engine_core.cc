@@ -667,7 +667,6 @@ void EngineCore::pumpReadsLoop(Handle* h) {
       h->recvPending = true;
       return;
     }
-    stats_.coreSyscalls++;
     recvResult(h, r, nullptr);
   }
 }
@@ -879,7 +878,6 @@ bool EngineCore::sendQueued(Handle* h) {
     h->sendPending = true;
     return false;
   }
-  stats_.coreSyscalls++;
   if (r < 0) {
     h->sendParts.clear();
     h->writeError = static_cast<int>(r);
@@ -942,7 +940,6 @@ void EngineCore::pumpAccepts(Handle* l) {
       l->acceptPending = true;
       return;
     }
-    stats_.coreSyscalls++;
     if (r < 0) {
       if (outOfFds(r)) {
         deferAccepts(l);
@@ -1062,7 +1059,6 @@ void EngineCore::startConnect(Op* op) {
   op->h = h;
   h->connecting = op;
   ssize_t r = backend_->connect(h, reinterpret_cast<const sockaddr*>(&ss), op->addrLens[op->addrIndex]);
-  stats_.coreSyscalls++;
   if (r == kPending) return;
   connectResult(op, r);
 }

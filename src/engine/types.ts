@@ -150,7 +150,10 @@ export interface EngineStats {
   completions: number;
   /** Wake-ups of the JavaScript thread that delivered at least one completion. */
   batches: number;
-  /** System calls the engine made for I/O and waiting. */
+  /**
+   * System calls the engine made for socket I/O and waiting, on its thread and its worker
+   * threads: exactly which is listed in docs/api.md (`EngineStats`).
+   */
   syscalls: number;
   bytesRead: number;
   bytesWritten: number;
@@ -158,8 +161,8 @@ export interface EngineStats {
   sockets: number;
   listeners: number;
   /**
-   * Primitives (recv, send, accept, connect) waiting for a worker thread because every worker
-   * already holds as many as it watches. Implementations: `threadpool` only.
+   * Primitives (recv, send, accept, connect) given to a worker thread that it has not taken up
+   * yet (each worker watches any number). Implementations: `threadpool` only.
    */
   queueDepth?: number;
   /** Worker threads holding at least one primitive. Implementations: `threadpool` only. */
