@@ -1,0 +1,474 @@
+// Model-based framing fuzz: random byte streams (NUL, lone CR, CRLF and LF, multi-byte and
+// invalid UTF-8, delimiters split across chunks, 1-byte and 200 KiB writes, EOF anywhere) sent
+// by a node:net peer in random chunks and pauses, read by random sequences of every read op,
+// and compared op by op with test/helpers/framing-model.ts. Fixed seed in `npm test`;
+// `FUZZ_SECONDS=N npm run fuzz` runs random seeds for N seconds; FUZZ_SEED=s replays one.
+import fc from 'fast-check';
+import type { RegexResult } from 'async-engine';
+import {
+  describe,
+  type Engine,
+  forEachImpl,
+  implsUnderTest,
+  noFdLeaks,
+  once,
+  type Outcome,
+  sleep,
+  tcpPair,
+  type Tracked,
+} from './helpers/harness.js';
+import { expectedOutcome, type ModelOp } from './helpers/framing-model.js';
+
+noFdLeaks();
+
+const FIXED_SEED = 20261201;
+/** Scenarios per implementation in `npm test`. */
+const RUNS = 600;
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+type Pause = 'none' | 'immediate' | 'timer';
+type Mode = 'all' | 'chain' | 'batches';
+
+interface Scenario {
+  stream: Buffer;
+  /** Chunk sizes, used in turn; 0 sends everything left. At most MAX_WRITES writes. */
+  chunks: number[];
+  pauses: Pause[];
+  ops: ModelOp[];
+  mode: Mode;
+  batches: number[];
+}
+
+const MAX_WRITES = 48;
+
+const b = (...x: number[]): Buffer => Buffer.from(x);
+
+const pieceArb: fc.Arbitrary<Buffer> = fc.oneof(
+  {
+    weight: 30,
+    arbitrary: fc
+      .constantFrom(
+        'OK\r\n',
+        'END\r\n',
+        'END\n',
+        'END',
+        'END\0garbage\n',
+        'OK',
+        '\r\n',
+        '\n',
+        '\r',
+        '\0',
+        'é',
+        '→',
+        '😀',
+        'a',
+        'x',
+        'ab',
+        '12;',
+        'é!',
+        'AB\n',
+        '\r\n\r\n',
+        'E1D\n',
+        ' ',
+      )
+      .map((s) => Buffer.from(s, 'utf8')),
+  },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      b(0xff),
+      b(0xc0, 0xaf),
+      b(0xe2, 0x82),
+      b(0xf0, 0x9f, 0x98),
+      b(0xc3),
+      b(0xa9),
+      b(0xed, 0xa0, 0x80),
+    ),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.uint8Array({ minLength: 1, maxLength: 6 }).map((u) => Buffer.from(u)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(200 * 1024, 70_000, 300).map((n) => Buffer.alloc(n, 'x')),
+  },
+);
+
+const maxBytesArb = fc.oneof(
+  { weight: 5, arbitrary: fc.constant(undefined) },
+  { weight: 2, arbitrary: fc.integer({ min: 1, max: 6 }) },
+  { weight: 2, arbitrary: fc.integer({ min: 7, max: 64 }) },
+);
+
+const delimiterArb = fc.constantFrom<string | Buffer>(
+  '\r\n',
+  '\n',
+  '\0',
+  'OK',
+  'é',
+  '\r\n\r\n',
+  'END\r\n',
+  'x',
+  b(0xff),
+  b(0xc0, 0xaf),
+  Buffer.from('OK\r\n'),
+);
+
+// Regexes whose first match in a prefix of the text is their first match in the whole text, and
+// that never match a U+FFFD (a character cut at the end of what has arrived decodes to one), so
+// that "taken as soon as it exists" gives one answer whatever the chunking.
+const utf8RegexArb = fc.constantFrom(
+  /OK\r\n/,
+  /\r\n\r\n/,
+  /\d+;/,
+  /[A-Z]{3}\r?\n/,
+  /\0\0/,
+  /é/,
+  /é+!/,
+  /😀/u,
+  /\uD83D/,
+  /^OK/,
+  /OK/y,
+  /END\0/,
+);
+const latin1RegexArb = fc.constantFrom(/\xff\xc0/, /\xc3\xa9/, /OK\r\n/, /\n/, /x{3}/);
+
+const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
+  fc.record({
+    kind: fc.constant('readUntil' as const),
+    delimiter: delimiterArb,
+    maxBytes: maxBytesArb,
+  }),
+  fc.record({
+    kind: fc.constant('expectLine' as const),
+    expect: fc.constantFrom<string | RegExp | null>(null, null, 'OK', 'END', '', /^E/, /OK$/, /\0/),
+    maxBytes: maxBytesArb,
+    encoding: fc.constantFrom<'utf8' | 'latin1'>('utf8', 'utf8', 'latin1'),
+  }),
+  fc.record({
+    kind: fc.constant('readExactly' as const),
+    n: fc.oneof(
+      fc.integer({ min: 1, max: 8 }),
+      fc.integer({ min: 9, max: 400 }),
+      fc.constant(70_000),
+    ),
+  }),
+  fc.record({
+    kind: fc.constant('readChunk' as const),
+    size: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constantFrom(1000, 300_000)),
+  }),
+  fc.oneof(
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant('readUntilRegex' as const),
+        regex: utf8RegexArb,
+        maxBytes: maxBytesArb,
+        encoding: fc.constant<'utf8' | 'latin1'>('utf8'),
+      }),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        kind: fc.constant('readUntilRegex' as const),
+        regex: latin1RegexArb,
+        maxBytes: maxBytesArb,
+        encoding: fc.constant<'utf8' | 'latin1'>('latin1'),
+      }),
+    },
+  ),
+  fc.record({
+    kind: fc.constant('readUntilLineglob' as const),
+    glob: fc.constantFrom('END', 'END*', '*OK', 'OK', '?', '[A-Z]*', '[!a-z]', 'E?D', '*', '\\*'),
+    maxBytes: maxBytesArb,
+  }),
+  fc.record({
+    kind: fc.constant('readAll' as const),
+    maxBytes: fc.constantFrom<number | undefined>(undefined, 5, Infinity),
+  }),
+);
+
+const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
+  stream: fc.array(pieceArb, { maxLength: 40 }).map((ps) => Buffer.concat(ps)),
+  chunks: fc.array(
+    fc.oneof(
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 4, max: 64 }),
+      fc.integer({ min: 65, max: 70_000 }),
+      fc.constant(0),
+    ),
+    { minLength: 1, maxLength: 8 },
+  ),
+  pauses: fc.array(fc.constantFrom<Pause>('none', 'immediate', 'timer'), {
+    minLength: 1,
+    maxLength: 6,
+  }),
+  ops: fc.array(opArb, { minLength: 1, maxLength: 24 }),
+  mode: fc.constantFrom<Mode>('all', 'chain', 'batches'),
+  batches: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Running one scenario against the engine
+
+type Actual =
+  { ok: true; value: unknown } | { ok: false; code: string; partial?: Buffer; line?: string };
+
+function submit(
+  engine: Engine,
+  sock: Parameters<Engine['readAll']>[0],
+  op: ModelOp,
+  tr: Tracked<unknown>,
+): void {
+  const cb = tr.cb as never;
+  const opts = (o: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+  switch (op.kind) {
+    case 'readUntil':
+      return engine.readUntil(sock, op.delimiter, opts({ maxBytes: op.maxBytes }), cb);
+    case 'expectLine':
+      return engine.expectLine(
+        sock,
+        op.expect,
+        opts({ maxBytes: op.maxBytes, encoding: op.encoding }),
+        cb,
+      );
+    case 'readExactly':
+      return engine.readExactly(sock, op.n, cb);
+    case 'readChunk':
+      return engine.readChunk(sock, op.size, cb);
+    case 'readAll':
+      return engine.readAll(sock, opts({ maxBytes: op.maxBytes }), cb);
+    case 'readUntilRegex':
+      return engine.readUntilRegex(
+        sock,
+        op.regex,
+        opts({ maxBytes: op.maxBytes, encoding: op.encoding }),
+        cb,
+      );
+    case 'readUntilLineglob':
+      return engine.readUntilLineglob(sock, op.glob, opts({ maxBytes: op.maxBytes }), cb);
+  }
+}
+
+async function pause(p: Pause): Promise<void> {
+  if (p === 'immediate') await new Promise((r) => setImmediate(r));
+  else if (p === 'timer') await sleep(1);
+}
+
+/** Runs the scenario; returns a description of the first disagreement with the model, or null. */
+async function runScenario(engine: Engine, s: Scenario): Promise<string | null> {
+  const pair = await tcpPair(engine);
+  const sock = pair.sock;
+  const trs: Tracked<unknown>[] = s.ops.map((_, i) => once<unknown>({}, `op#${i}`));
+  const settledOrder: number[] = [];
+  for (const [i, tr] of trs.entries()) void tr.promise.then(() => settledOrder.push(i));
+
+  // The peer: random chunks and pauses, then EOF.
+  const writer = (async () => {
+    let off = 0;
+    for (let w = 0; off < s.stream.length; w++) {
+      const size = s.chunks[w % s.chunks.length]!;
+      const end =
+        size === 0 || w === MAX_WRITES - 1
+          ? s.stream.length
+          : Math.min(s.stream.length, off + size);
+      const chunk = s.stream.subarray(off, end);
+      off = end;
+      await pair.write(chunk);
+      await pause(s.pauses[w % s.pauses.length]!);
+    }
+    pair.client.end();
+  })();
+
+  // Submission: all at once, each settlement submits the next, or in batches.
+  const submitFrom = (i: number, n: number): void => {
+    const last = Math.min(s.ops.length, i + n);
+    for (let k = i; k < last; k++) submit(engine, sock, s.ops[k]!, trs[k]!);
+    if (last < s.ops.length) {
+      void trs[last - 1]!.promise.then(() => {
+        const next = s.mode === 'chain' ? 1 : s.batches[last % s.batches.length]!;
+        if (last % 2 === 0) submitFrom(last, next);
+        else setImmediate(() => submitFrom(last, next));
+      });
+    }
+  };
+  if (s.mode === 'all') submitFrom(0, s.ops.length);
+  else submitFrom(0, s.mode === 'chain' ? 1 : s.batches[0]!);
+
+  const outcomes = await Promise.all(trs.map((tr) => tr.result(20_000)));
+  await writer;
+  // Whatever no op consumed: the rest of the stream.
+  const rest = once<Buffer>({}, 'final readAll');
+  engine.readAll(sock, { maxBytes: Infinity }, rest.cb);
+  const restOutcome = await rest.result(20_000);
+  engine.close(sock);
+  pair.client.destroy();
+
+  for (let i = 0; i < settledOrder.length; i++) {
+    if (settledOrder[i] !== i) return `ops settled out of order: ${settledOrder.join(',')}`;
+  }
+  let pos = 0;
+  const consumed: Buffer[] = [];
+  for (const [i, o] of outcomes.entries()) {
+    const op = s.ops[i]!;
+    if (o.sync) return `op#${i} settled synchronously`;
+    const actual: Actual = o.ok
+      ? { ok: true, value: o.value }
+      : { ok: false, code: o.err?.code ?? '?', partial: o.err?.partial, line: o.err?.line };
+    const rem = s.stream.subarray(pos);
+    const exp = expectedOutcome(op, rem);
+    const where = () =>
+      `op#${i} ${showOp(op)} at stream offset ${pos} (next bytes ${hex(rem.subarray(0, 24))}${rem.length > 24 ? '…' : ''}, ${rem.length} left): model says ${showExpected(exp)}, engine gave ${showActual(o)}`;
+    if (exp.ok !== actual.ok) return where();
+    if ('chunkOf' in exp) {
+      const v = actual.ok ? (actual.value as Buffer) : Buffer.alloc(0);
+      if (
+        !Buffer.isBuffer(v) ||
+        v.length < 1 ||
+        v.length > exp.chunkOf ||
+        !v.equals(rem.subarray(0, v.length))
+      )
+        return where();
+      consumed.push(v);
+      pos += v.length;
+      continue;
+    }
+    if (exp.ok && actual.ok) {
+      if (op.kind === 'readUntilRegex') {
+        const r = actual.value as RegexResult;
+        if (
+          !Buffer.isBuffer(r.data) ||
+          !r.data.equals(exp.value as Buffer) ||
+          r.match[0] !== exp.match
+        )
+          return where();
+        consumed.push(r.data);
+      } else if (Buffer.isBuffer(exp.value)) {
+        if (!Buffer.isBuffer(actual.value) || !actual.value.equals(exp.value)) return where();
+        consumed.push(actual.value);
+      } else {
+        if (JSON.stringify(actual.value) !== JSON.stringify(exp.value)) return where();
+        consumed.push(rem.subarray(0, exp.consumed));
+      }
+    } else if (!exp.ok && !actual.ok) {
+      if (actual.code !== exp.code) return where();
+      if (exp.code === 'ERR_INCOMPLETE') {
+        if (!Buffer.isBuffer(actual.partial) || !actual.partial.equals(exp.partial)) return where();
+        consumed.push(actual.partial);
+      } else if (exp.code === 'ERR_MISMATCH') {
+        if (actual.line !== exp.line) return where();
+        consumed.push(rem.subarray(0, exp.consumed));
+      }
+    }
+    pos += exp.consumed;
+  }
+  if (!restOutcome.ok) return `final readAll: ${describe(restOutcome)}`;
+  consumed.push(restOutcome.value as Buffer);
+  const all = Buffer.concat(consumed);
+  if (!all.equals(s.stream)) {
+    return `the bytes consumed (${all.length}) are not the bytes sent (${s.stream.length}); first difference at ${firstDiff(all, s.stream)}`;
+  }
+  return null;
+}
+
+function showActual(o: Outcome<unknown>): string {
+  const v = o.value as Partial<RegexResult> | undefined;
+  if (o.ok && v !== null && typeof v === 'object' && Buffer.isBuffer(v.data)) {
+    return `success(data ${hex(v.data.subarray(0, 60))} len=${v.data.length}, match ${JSON.stringify(v.match?.[0])})`;
+  }
+  const partial = o.err?.partial;
+  if (!o.ok && Buffer.isBuffer(partial))
+    return `${o.err?.code}(partial ${hex(partial.subarray(0, 60))} len=${partial.length})`;
+  return describe(o);
+}
+
+function firstDiff(a: Buffer, b: Buffer): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
+}
+
+function hex(buf: Buffer): string {
+  return JSON.stringify(buf.toString('latin1'));
+}
+
+function showOp(op: ModelOp): string {
+  const { kind, ...rest } = op;
+  const args = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(
+      ([k, v]) =>
+        `${k}: ${Buffer.isBuffer(v) ? `Buffer${hex(v)}` : v instanceof RegExp ? String(v) : JSON.stringify(v)}`,
+    );
+  return `${kind}({ ${args.join(', ')} })`;
+}
+
+function showExpected(e: ReturnType<typeof expectedOutcome>): string {
+  if ('chunkOf' in e) return `1..${e.chunkOf} bytes`;
+  if (e.ok) {
+    const v = Buffer.isBuffer(e.value)
+      ? `Buffer${hex(e.value.subarray(0, 60))} len=${e.value.length}`
+      : JSON.stringify(e.value);
+    return `success(${v}${e.match !== undefined ? `, match ${JSON.stringify(e.match)}` : ''})`;
+  }
+  if (e.code === 'ERR_INCOMPLETE')
+    return `ERR_INCOMPLETE(partial ${hex(e.partial.subarray(0, 60))} len=${e.partial.length})`;
+  if (e.code === 'ERR_MISMATCH') return `ERR_MISMATCH(line ${JSON.stringify(e.line)})`;
+  return e.code;
+}
+
+/** A scenario as code that rebuilds it, for the failure report. */
+function showScenario(s: Scenario): string {
+  return [
+    `stream (${s.stream.length} bytes): Buffer.from('${s.stream.toString('hex')}', 'hex')`,
+    `chunks: [${s.chunks.join(', ')}], pauses: [${s.pauses.join(', ')}], mode: ${s.mode}, batches: [${s.batches.join(', ')}]`,
+    `ops:\n${s.ops.map((op, i) => `  #${i} ${showOp(op)}`).join('\n')}`,
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The property, with a fixed seed in npm test and random seeds under FUZZ_SECONDS
+
+/** Seconds of random seeds per implementation: FUZZ_SECONDS shared among those under test. */
+const fuzzSeconds = Number(process.env.FUZZ_SECONDS ?? 0) / Math.max(1, implsUnderTest().length);
+const replaySeed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
+
+forEachImpl(
+  'framing fuzz: every read op agrees with the model, no byte lost or duplicated',
+  async (t, engine, impl) => {
+    const deadline = Date.now() + fuzzSeconds * 1000;
+    let iterations = 0;
+    let round = 0;
+    do {
+      const seed = replaySeed ?? (fuzzSeconds > 0 ? (Math.random() * 2 ** 31) | 0 : FIXED_SEED);
+      let lastError: string | null = null;
+      const details = await fc.check(
+        fc.asyncProperty(scenarioArb, async (s) => {
+          iterations++;
+          lastError = await runScenario(engine, s);
+          if (lastError !== null) throw new Error(`${lastError}\n${showScenario(s)}`);
+        }),
+        {
+          seed,
+          numRuns: fuzzSeconds > 0 && replaySeed === undefined ? 50 : RUNS,
+          endOnFailure: false,
+        },
+      );
+      if (details.failed) {
+        t.fail(
+          `[${impl}] framing fuzz failed with seed ${seed} (replay: FUZZ_SEED=${seed} ASYNC_ENGINE_TEST_IMPLS=${impl} npm run fuzz)` +
+            ` after ${details.numShrinks} shrinks; minimal reproduction:\n${String(details.errorInstance instanceof Error ? details.errorInstance.message : details.errorInstance)}`,
+        );
+        break;
+      }
+      round++;
+    } while (Date.now() < deadline && replaySeed === undefined);
+    t.log(`[${impl}] framing fuzz: ${iterations} iterations in ${round} round(s)`);
+    t.pass();
+  },
+  { timeout: Math.max(120_000, fuzzSeconds * 1000 + 120_000) },
+);
