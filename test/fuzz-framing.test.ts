@@ -46,6 +46,18 @@ interface Scenario {
   ops: ModelOp[];
   mode: Mode;
   batches: number[];
+  /** Cancels and timeouts, op i taking interrupts[i] (none past the end). */
+  interrupts: Interrupt[];
+}
+
+/**
+ * A cancel() right after submitting, in a microtask or in a timer, and/or a 1-3 ms timeout. A
+ * cancelled or timed-out read consumes nothing; otherwise the op has its own outcome.
+ */
+interface Interrupt {
+  cancel: 'none' | 'sync' | 'microtask' | 'timer';
+  delay: number;
+  timeout: number;
 }
 
 const MAX_WRITES = 48;
@@ -143,7 +155,7 @@ const utf8RegexArb = fc.constantFrom(
 );
 const latin1RegexArb = fc.constantFrom(/\xff\xc0/, /\xc3\xa9/, /OK\r\n/, /\n/, /x{3}/);
 
-const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
+const framingOpArb: fc.Arbitrary<ModelOp> = fc.oneof(
   fc.record({
     kind: fc.constant('readUntil' as const),
     delimiter: delimiterArb,
@@ -158,9 +170,9 @@ const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
   fc.record({
     kind: fc.constant('readExactly' as const),
     n: fc.oneof(
-      fc.integer({ min: 1, max: 8 }),
-      fc.integer({ min: 9, max: 400 }),
-      fc.constant(70_000),
+      { weight: 6, arbitrary: fc.integer({ min: 1, max: 8 }) },
+      { weight: 2, arbitrary: fc.integer({ min: 9, max: 400 }) },
+      { weight: 1, arbitrary: fc.constant(70_000) },
     ),
   }),
   fc.record({
@@ -192,14 +204,23 @@ const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
     glob: fc.constantFrom('END', 'END*', '*OK', 'OK', '?', '[A-Z]*', '[!a-z]', 'E?D', '*', '\\*'),
     maxBytes: maxBytesArb,
   }),
-  fc.record({
-    kind: fc.constant('readAll' as const),
-    maxBytes: fc.constantFrom<number | undefined>(undefined, 5, Infinity),
-  }),
+);
+
+// readAll takes everything up to EOF (unless over its bound), which ends a scenario's reading:
+// rarer than the others.
+const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
+  { weight: 12, arbitrary: framingOpArb },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('readAll' as const),
+      maxBytes: fc.constantFrom<number | undefined>(undefined, 5, Infinity),
+    }),
+  },
 );
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
-  stream: fc.array(pieceArb, { maxLength: 40 }).map((ps) => Buffer.concat(ps)),
+  stream: fc.array(pieceArb, { minLength: 1, maxLength: 80 }).map((ps) => Buffer.concat(ps)),
   chunks: fc.array(
     fc.oneof(
       fc.integer({ min: 1, max: 3 }),
@@ -216,6 +237,27 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   ops: fc.array(opArb, { minLength: 1, maxLength: 24 }),
   mode: fc.constantFrom<Mode>('all', 'chain', 'batches'),
   batches: fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 1, maxLength: 4 }),
+  interrupts: fc.oneof(
+    { weight: 2, arbitrary: fc.constant<Interrupt[]>([]) },
+    {
+      weight: 1,
+      arbitrary: fc.array(
+        fc.record({
+          cancel: fc.constantFrom<Interrupt['cancel']>(
+            'none',
+            'none',
+            'none',
+            'sync',
+            'microtask',
+            'timer',
+          ),
+          delay: fc.integer({ min: 0, max: 2 }),
+          timeout: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 1, max: 3 })),
+        }),
+        { maxLength: 24 },
+      ),
+    },
+  ),
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -307,16 +349,37 @@ async function openSource(
 }
 
 /** Runs the scenario; returns a description of the first disagreement with the model, or null. */
-async function runScenario(engine: Engine, s: Scenario, source: Source): Promise<string | null> {
+async function runScenario(
+  engine: Engine,
+  s: Scenario,
+  source: Source,
+  tally: Record<string, number>,
+): Promise<string | null> {
   const { sock, writer, done } = await openSource(engine, s, source);
-  const trs: Tracked<unknown>[] = s.ops.map((_, i) => once<unknown>({}, `op#${i}`));
+  const none: Interrupt = { cancel: 'none', delay: 0, timeout: 0 };
+  const interrupt = (i: number): Interrupt => s.interrupts[i] ?? none;
+  const trs: Tracked<unknown>[] = s.ops.map((_, i) => {
+    const timeout = interrupt(i).timeout;
+    return once<unknown>(timeout > 0 ? { timeout } : {}, `op#${i}`);
+  });
+  /** What each op's cancel() returned, once called. */
+  const cancelled: Array<boolean | undefined> = [];
   const settledOrder: number[] = [];
   for (const [i, tr] of trs.entries()) void tr.promise.then(() => settledOrder.push(i));
 
   // Submission: all at once, each settlement submits the next, or in batches.
   const submitFrom = (i: number, n: number): void => {
     const last = Math.min(s.ops.length, i + n);
-    for (let k = i; k < last; k++) submit(engine, sock, s.ops[k]!, trs[k]!);
+    for (let k = i; k < last; k++) {
+      submit(engine, sock, s.ops[k]!, trs[k]!);
+      const c = interrupt(k);
+      const cancel = (): void => {
+        cancelled[k] = trs[k]!.cancel();
+      };
+      if (c.cancel === 'sync') cancel();
+      else if (c.cancel === 'microtask') queueMicrotask(cancel);
+      else if (c.cancel === 'timer') setTimeout(cancel, c.delay);
+    }
     if (last < s.ops.length) {
       void trs[last - 1]!.promise.then(() => {
         const next = s.mode === 'chain' ? 1 : s.batches[last % s.batches.length]!;
@@ -329,6 +392,10 @@ async function runScenario(engine: Engine, s: Scenario, source: Source): Promise
   else submitFrom(0, s.mode === 'chain' ? 1 : s.batches[0]!);
 
   const outcomes = await Promise.all(trs.map((tr) => tr.result(20_000)));
+  for (const o of outcomes) {
+    const k = o.ok ? 'ok' : (o.err?.code ?? '?');
+    tally[k] = (tally[k] ?? 0) + 1;
+  }
   await writer;
   // Whatever no op consumed: the rest of the stream.
   const rest = once<Buffer>({}, 'final readAll');
@@ -336,8 +403,12 @@ async function runScenario(engine: Engine, s: Scenario, source: Source): Promise
   const restOutcome = await rest.result(20_000);
   done();
 
-  for (let i = 0; i < settledOrder.length; i++) {
-    if (settledOrder[i] !== i) return `ops settled out of order: ${settledOrder.join(',')}`;
+  // Reads settle in submission order; a cancelled or timed-out one leaves the queue at once.
+  const interrupted = (i: number): boolean =>
+    ['ECANCELED', 'ETIMEDOUT'].includes(outcomes[i]!.err?.code ?? '');
+  const inOrder = settledOrder.filter((i) => !interrupted(i));
+  for (let k = 1; k < inOrder.length; k++) {
+    if (inOrder[k]! < inOrder[k - 1]!) return `ops settled out of order: ${settledOrder.join(',')}`;
   }
   let pos = 0;
   const consumed: Buffer[] = [];
@@ -348,6 +419,19 @@ async function runScenario(engine: Engine, s: Scenario, source: Source): Promise
       ? { ok: true, value: o.value }
       : { ok: false, code: o.err?.code ?? '?', partial: o.err?.partial, line: o.err?.line };
     const rem = s.stream.subarray(pos);
+    const code = actual.ok ? 'ok' : actual.code;
+    if (cancelled[i] === true && code !== 'ECANCELED') {
+      return `op#${i} ${showOp(op)}: cancel() returned true, then ${showActual(o)}`;
+    }
+    if (code === 'ECANCELED' || code === 'ETIMEDOUT') {
+      if (code === 'ECANCELED' && cancelled[i] !== true) {
+        return `op#${i} ${showOp(op)}: ECANCELED, but cancel() ${cancelled[i] === false ? 'returned false' : 'was not called'}`;
+      }
+      if (code === 'ETIMEDOUT' && interrupt(i).timeout === 0) {
+        return `op#${i} ${showOp(op)}: ETIMEDOUT without a timeout`;
+      }
+      continue; // a cancelled or timed-out read consumes nothing
+    }
     const exp = expectedOutcome(op, rem, { strict: STRICT });
     const where = () =>
       `op#${i} ${showOp(op)} at stream offset ${pos} (next bytes ${hex(rem.subarray(0, 24))}${rem.length > 24 ? '…' : ''}, ${rem.length} left): model says ${showExpected(exp)}, engine gave ${showActual(o)}`;
@@ -449,12 +533,21 @@ function showExpected(e: ReturnType<typeof expectedOutcome>): string {
   return e.code;
 }
 
+function showInterrupt(c: Interrupt | undefined): string {
+  if (c === undefined || (c.cancel === 'none' && c.timeout === 0)) return '';
+  const parts: string[] = [];
+  if (c.cancel !== 'none')
+    parts.push(`cancel ${c.cancel}${c.cancel === 'timer' ? ` ${c.delay} ms` : ''}`);
+  if (c.timeout > 0) parts.push(`timeout ${c.timeout} ms`);
+  return ` [${parts.join(', ')}]`;
+}
+
 /** A scenario as code that rebuilds it, for the failure report. */
 function showScenario(s: Scenario): string {
   return [
     `stream (${s.stream.length} bytes): Buffer.from('${s.stream.toString('hex')}', 'hex')`,
     `chunks: [${s.chunks.join(', ')}], pauses: [${s.pauses.join(', ')}], mode: ${s.mode}, batches: [${s.batches.join(', ')}]`,
-    `ops:\n${s.ops.map((op, i) => `  #${i} ${showOp(op)}`).join('\n')}`,
+    `ops:\n${s.ops.map((op, i) => `  #${i} ${showOp(op)}${showInterrupt(s.interrupts[i])}`).join('\n')}`,
   ].join('\n');
 }
 
@@ -477,12 +570,13 @@ async function fuzz(
   const deadline = Date.now() + fuzzSeconds * 1000;
   let iterations = 0;
   let round = 0;
+  const tally: Record<string, number> = {};
   do {
     const seed = replaySeed ?? (fuzzSeconds > 0 ? (Math.random() * 2 ** 31) | 0 : FIXED_SEED);
     const details = await fc.check(
       fc.asyncProperty(scenarioArb, async (s) => {
         iterations++;
-        const error = await runScenario(engine, s, source);
+        const error = await runScenario(engine, s, source, tally);
         if (error !== null) throw new Error(`${error}\n${showScenario(s)}`);
       }),
       {
@@ -501,7 +595,9 @@ async function fuzz(
     }
     round++;
   } while (Date.now() < deadline && replaySeed === undefined);
-  t.log(`[${impl}] ${what}: ${iterations} iterations in ${round} round(s)`);
+  t.log(
+    `[${impl}] ${what}: ${iterations} iterations in ${round} round(s); op outcomes ${JSON.stringify(tally)}`,
+  );
   t.pass();
 }
 
