@@ -212,3 +212,51 @@ forEachImpl('readUntilLineglob honours a per-op encoding', async (t, engine) => 
   engine.readUntilLineglob(p.sock, '?t?', { encoding: 'latin1' }, g.cb);
   t.deepEqual(await expectOk(t, g), ['a', 'été']);
 });
+
+forEachImpl(
+  'lineglob: NUL inside a line is an ordinary byte, not the end of the line',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write('END\0garbage\nEND\n');
+    const g = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'END', g.cb);
+    t.deepEqual(await expectOk(t, g), ['END\0garbage', 'END']);
+  },
+);
+
+forEachImpl('lineglob: `?`, `*` and classes match a NUL byte like any other', async (t, engine) => {
+  const p = await tcpPair(engine);
+  await p.write('a\0\nb\0c\nx\0\0y\n[\0]\n');
+  const q = once<string[]>();
+  engine.readUntilLineglob(p.sock, 'a?', q.cb);
+  t.deepEqual(await expectOk(t, q), ['a\0']);
+  const neg = once<string[]>();
+  engine.readUntilLineglob(p.sock, 'b[!a-z]c', neg.cb);
+  t.deepEqual(await expectOk(t, neg), ['b\0c']);
+  const star = once<string[]>();
+  engine.readUntilLineglob(p.sock, 'x*y', star.cb);
+  t.deepEqual(await expectOk(t, star), ['x\0\0y']);
+  const esc = once<string[]>();
+  engine.readUntilLineglob(p.sock, '\\[?\\]', esc.cb);
+  t.deepEqual(await expectOk(t, esc), ['[\0]']);
+});
+
+forEachImpl(
+  'lineglob: bracket negation with `^`, ranges, `]` first and escapes',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write('k1\nk-\nk]\nk*\nkx\n');
+    const caret = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'k[^0-9]', caret.cb);
+    t.deepEqual(await expectOk(t, caret), ['k1', 'k-']);
+    const bracket = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'k[]]', bracket.cb);
+    t.deepEqual(await expectOk(t, bracket), ['k]']);
+    const star = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'k\\*', star.cb);
+    t.deepEqual(await expectOk(t, star), ['k*']);
+    const last = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'k[!]*-]', last.cb);
+    t.deepEqual(await expectOk(t, last), ['kx']);
+  },
+);

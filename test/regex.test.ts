@@ -161,3 +161,72 @@ forEachImpl(
     t.is((await expectOk(t, rest)).toString(), 'tail');
   },
 );
+
+forEachImpl(
+  'readUntilRegex (utf8) over bytes that are not valid UTF-8 consumes exactly through the match',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write(Buffer.concat([Buffer.from([0xff, 0xc0, 0xaf]), Buffer.from('OK\r\nNEXT\r\n')]));
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /OK\r\n/, r.cb);
+    const v = await expectOk(t, r);
+    t.deepEqual(v.data, Buffer.from([0xff, 0xc0, 0xaf, 0x4f, 0x4b, 0x0d, 0x0a]));
+    t.is(v.match[0], 'OK\r\n');
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'NEXT', 'the bytes after the match stay buffered');
+  },
+);
+
+forEachImpl(
+  'readUntilRegex (utf8) after readExactly split a UTF-8 character consumes exactly through the match',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // 'é' is c3 a9; readExactly(2) takes 'x' and c3, leaving a lone continuation byte.
+    await p.write(Buffer.from('xéOK\r\nNEXT\r\n', 'utf8'));
+    const head = once<Buffer>();
+    engine.readExactly(p.sock, 2, head.cb);
+    t.deepEqual(await expectOk(t, head), Buffer.from([0x78, 0xc3]));
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /OK\r\n/, r.cb);
+    const v = await expectOk(t, r);
+    t.deepEqual(v.data, Buffer.from([0xa9, 0x4f, 0x4b, 0x0d, 0x0a]));
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'NEXT');
+  },
+);
+
+forEachImpl(
+  'readUntilRegex (utf8): a match ending inside a 4-byte character takes the whole character',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // U+1F600 is one 4-byte UTF-8 sequence and two UTF-16 code units; the regex (no `u` flag)
+    // matches its first code unit only.
+    await p.write(Buffer.from('a\u{1F600}b\n', 'utf8'));
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /a\uD83D/, r.cb);
+    const v = await expectOk(t, r);
+    t.deepEqual(v.data, Buffer.from('a\u{1F600}', 'utf8'));
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'b');
+  },
+);
+
+forEachImpl(
+  'readUntilRegex (utf8): replacement characters in the match map back to their bytes',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // e2 82 is a truncated 3-byte sequence (one U+FFFD), f0 9f 98 another (one U+FFFD).
+    const bytes = Buffer.from([0x3c, 0xe2, 0x82, 0x3e, 0xf0, 0x9f, 0x98, 0x21, 0x7a]);
+    await p.write(bytes);
+    const r = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /<\uFFFD>\uFFFD!/, r.cb);
+    const v = await expectOk(t, r);
+    t.deepEqual(v.data, bytes.subarray(0, 8));
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 1, rest.cb);
+    t.is((await expectOk(t, rest)).toString(), 'z');
+  },
+);

@@ -24,7 +24,9 @@ Frame frameDelimiter(const char* p, size_t len, const std::string& delim, size_t
 // the line without its terminator.
 Frame frameLine(const char* p, size_t len, size_t maxBytes, size_t* scanFrom);
 
-// fnmatch(3) semantics, no flags: `*`, `?`, bracket expressions, backslash escapes.
+// fnmatch(3) semantics without flags, in the C locale: `*`, `?`, bracket expressions (`!` or
+// `^` negation, ranges, `[:alpha:]`-style classes), backslash escapes. Both are byte strings of
+// their own length: a NUL byte in `text` is an ordinary byte, matched by `?`, `*` or a class.
 bool globMatch(const std::string& glob, const std::string& text);
 
 }  // namespace async_engine

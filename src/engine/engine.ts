@@ -19,6 +19,7 @@ import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.
 import { File, Listener, Socket } from './io.js';
 import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
+import { utf8ByteOffset } from './internal/utf8-offsets.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -1260,7 +1261,9 @@ export class AsyncEngine {
     const end = m ? m.index + m[0].length : 0;
     if (m && end > 0) {
       rec.match = m;
-      verdict = enc === 'utf8' ? Buffer.byteLength(text.slice(0, end), 'utf8') : end;
+      // Decoding is not reversible (a U+FFFD stands for 1 to 3 invalid bytes), so the match's
+      // end is mapped back to the snapshot's bytes, never re-encoded.
+      verdict = enc === 'utf8' ? utf8ByteOffset(snapshot, end) : end;
     } else if (over) {
       verdict = Code.Limit;
     } else if (eof) {

@@ -1,0 +1,227 @@
+// A reference model of the read ops' documented framing (docs/api.md, docs/guide.md "No data
+// lost" and "Bounded", DESIGN.md): given what is left of a byte stream that ends in EOF, the
+// outcome each op must have and how many bytes it consumes. Written from the docs, not from
+// the engine, so that the two can be compared.
+
+/** A read op as the fuzz submits it. `maxBytes` undefined: the engine default (64 KiB). */
+export type ModelOp =
+  | { kind: 'readUntil'; delimiter: string | Buffer; maxBytes?: number }
+  | {
+      kind: 'expectLine';
+      expect: string | RegExp | null;
+      maxBytes?: number;
+      encoding?: 'utf8' | 'latin1';
+    }
+  | { kind: 'readExactly'; n: number }
+  | { kind: 'readChunk'; size: number }
+  | { kind: 'readAll'; maxBytes?: number }
+  | { kind: 'readUntilRegex'; regex: RegExp; maxBytes?: number; encoding?: 'utf8' | 'latin1' }
+  | { kind: 'readUntilLineglob'; glob: string; maxBytes?: number };
+
+/** What the model says an op must do. */
+export type Expected =
+  | { ok: true; value: Buffer | string | string[]; match?: string; consumed: number }
+  /** readChunk with bytes left: any 1..max leading bytes. */
+  | { ok: true; chunkOf: number }
+  | { ok: false; code: 'ERR_LIMIT'; consumed: 0 }
+  | { ok: false; code: 'ERR_INCOMPLETE'; partial: Buffer; consumed: number }
+  | { ok: false; code: 'ERR_MISMATCH'; line: string; consumed: number };
+
+export interface ModelOptions {
+  /**
+   * Follow the docs also where the engine is known to differ (FUZZ_STRICT=1). Known today:
+   * readUntilLineglob keeps taking empty lines once earlier lines' terminators have gone past
+   * maxBytes (so a stream of "\n" is buffered without bound and ends in ERR_INCOMPLETE), where
+   * the docs bound every byte up to the matching line's terminator, earlier terminators
+   * included: ERR_LIMIT. Without `strict` the model accepts the engine's answer there.
+   */
+  strict?: boolean;
+}
+
+/** The engine's default `maxBytes`. */
+export const DEFAULT_MAX_BYTES = 65536;
+
+/**
+ * Where a line ends in `rem`, under the documented bound: a line of `max` bytes plus `\r\n`
+ * succeeds; past it the op fails with ERR_LIMIT once `max + 1` bytes without `\n` are buffered
+ * and the last is not `\r`, or `max + 2`. 'eof': the stream ends first.
+ */
+export function frameLine(
+  rem: Buffer,
+  max: number,
+): { content: number; end: number } | 'limit' | 'eof' {
+  const searchEnd = Math.min(rem.length, max + 2);
+  const nl = rem.subarray(0, searchEnd).indexOf(0x0a);
+  if (nl >= 0) {
+    const content = nl > 0 && rem[nl - 1] === 0x0d ? nl - 1 : nl;
+    return content > max ? 'limit' : { content, end: nl + 1 };
+  }
+  if (rem.length >= max + 2) return 'limit';
+  if (rem.length === max + 1 && rem[max] !== 0x0d) return 'limit';
+  return 'eof';
+}
+
+/**
+ * The outcome of `op` on `rem`, the bytes not yet consumed, all of which have arrived or will
+ * arrive before EOF.
+ */
+export function expectedOutcome(op: ModelOp, rem: Buffer, options: ModelOptions = {}): Expected {
+  switch (op.kind) {
+    case 'readUntil': {
+      const delim = Buffer.isBuffer(op.delimiter)
+        ? op.delimiter
+        : Buffer.from(op.delimiter, 'utf8');
+      const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+      // The bound counts the bytes before the delimiter.
+      const window = rem.subarray(0, Math.min(rem.length, max + delim.length));
+      const at = window.indexOf(delim);
+      if (at >= 0) {
+        const end = at + delim.length;
+        return { ok: true, value: rem.subarray(0, end), consumed: end };
+      }
+      if (rem.length >= max + delim.length) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      return incomplete(rem);
+    }
+    case 'expectLine': {
+      const f = frameLine(rem, op.maxBytes ?? DEFAULT_MAX_BYTES);
+      if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      if (f === 'eof') return incomplete(rem);
+      const line = rem.subarray(0, f.content).toString(op.encoding ?? 'utf8');
+      if (!lineMatches(line, op.expect)) {
+        // A mismatched line is consumed; err.line has it.
+        return { ok: false, code: 'ERR_MISMATCH', line, consumed: f.end };
+      }
+      return { ok: true, value: line, consumed: f.end };
+    }
+    case 'readExactly':
+      if (rem.length >= op.n) return { ok: true, value: rem.subarray(0, op.n), consumed: op.n };
+      return incomplete(rem);
+    case 'readChunk':
+      // 1..size bytes as soon as there is one; an empty Buffer at EOF.
+      if (rem.length === 0) return { ok: true, value: Buffer.alloc(0), consumed: 0 };
+      return { ok: true, chunkOf: Math.min(op.size, rem.length) };
+    case 'readAll': {
+      const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+      if (rem.length > max) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      return { ok: true, value: rem, consumed: rem.length };
+    }
+    case 'readUntilRegex': {
+      const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+      // The regex sees at most the first maxBytes bytes, decoded as UTF-8 or Latin-1.
+      const seen = rem.subarray(0, Math.min(rem.length, max));
+      const enc = op.encoding ?? 'utf8';
+      const text = seen.toString(enc);
+      op.regex.lastIndex = 0;
+      const m = op.regex.exec(text);
+      op.regex.lastIndex = 0;
+      if (m !== null && m.index + m[0].length > 0) {
+        const units = m.index + m[0].length;
+        // Bytes through the end of the match, found by decoding growing prefixes (slow and
+        // obviously right; the engine maps offsets another way).
+        const end = enc === 'latin1' ? units : byteEndOf(seen, units);
+        return { ok: true, value: rem.subarray(0, end), match: m[0], consumed: end };
+      }
+      if (rem.length > max) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      return incomplete(rem);
+    }
+    case 'readUntilLineglob': {
+      const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+      const glob = Buffer.from(op.glob, 'utf8').toString('latin1');
+      const lines: string[] = [];
+      let start = 0;
+      for (;;) {
+        // The bound covers every byte from the first line to the matching line's terminator,
+        // earlier terminators included: past it, no line can match within the bound.
+        if (options.strict === true && start > max) {
+          return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+        }
+        const f = frameLine(rem.subarray(start), Math.max(0, max - start));
+        if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+        if (f === 'eof') return incomplete(rem);
+        const bytes = rem.subarray(start, start + f.content);
+        lines.push(bytes.toString('utf8'));
+        start += f.end;
+        if (globMatches(glob, bytes.toString('latin1'))) {
+          return { ok: true, value: lines, consumed: start };
+        }
+      }
+    }
+  }
+}
+
+function incomplete(rem: Buffer): Expected {
+  // EOF before the goal: every byte left is handed over in err.partial, and consumed.
+  return { ok: false, code: 'ERR_INCOMPLETE', partial: rem, consumed: rem.length };
+}
+
+function lineMatches(line: string, expect: string | RegExp | null): boolean {
+  if (expect === null) return true;
+  if (typeof expect === 'string') return line === expect;
+  expect.lastIndex = 0;
+  const ok = expect.test(line);
+  expect.lastIndex = 0;
+  return ok;
+}
+
+/**
+ * The shortest prefix of `bytes` that decodes to at least `units` code units and ends on a
+ * character boundary: decoding it and the rest separately gives the whole text.
+ */
+function byteEndOf(bytes: Buffer, units: number): number {
+  const whole = bytes.toString('utf8');
+  const decodedLength = (k: number): number => bytes.subarray(0, k).toString('utf8').length;
+  // The decoded length only grows with the prefix: binary search for the first one long enough.
+  let lo = 0;
+  let hi = bytes.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (decodedLength(mid) >= units) hi = mid;
+    else lo = mid + 1;
+  }
+  for (let k = lo; k <= bytes.length; k++) {
+    const a = bytes.subarray(0, k).toString('utf8');
+    const b = bytes.subarray(k).toString('utf8');
+    if (a + b === whole) return k;
+  }
+  return bytes.length;
+}
+
+/**
+ * fnmatch(3) without flags over byte strings (each char one byte): `*`, `?`, `[...]` with `!`
+ * or `^` negation and ranges, `\` escapes. Recursive and slow, fine for a model.
+ */
+export function globMatches(glob: string, text: string): boolean {
+  const go = (g: number, t: number): boolean => {
+    if (g === glob.length) return t === text.length;
+    const c = glob[g]!;
+    if (c === '*') {
+      for (let k = t; k <= text.length; k++) if (go(g + 1, k)) return true;
+      return false;
+    }
+    if (t === text.length) return false;
+    if (c === '?') return go(g + 1, t + 1);
+    if (c === '\\') {
+      if (g + 1 === glob.length) return false;
+      return glob[g + 1] === text[t] && go(g + 2, t + 1);
+    }
+    if (c === '[') {
+      const close = glob.indexOf(']', g + 2);
+      if (close > 0) {
+        let body = glob.slice(g + 1, close);
+        const negate = body[0] === '!' || body[0] === '^';
+        if (negate) body = body.slice(1);
+        let hit = false;
+        for (let i = 0; i < body.length; i++) {
+          const lo = body[i]!;
+          if (body[i + 1] === '-' && i + 2 < body.length) {
+            if (lo <= text[t]! && text[t]! <= body[i + 2]!) hit = true;
+            i += 2;
+          } else if (lo === text[t]) hit = true;
+        }
+        return hit !== negate && go(close + 1, t + 1);
+      }
+    }
+    return c === text[t] && go(g + 1, t + 1);
+  };
+  return go(0, 0);
+}
