@@ -260,3 +260,18 @@ forEachImpl(
     t.deepEqual(await expectOk(t, last), ['kx']);
   },
 );
+
+forEachImpl(
+  'lineglob: maxBytes counts earlier lines with their terminators; empty lines past it fail ERR_LIMIT',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    await p.write('abc\r\n' + '\n'.repeat(1000) + 'END\r\n');
+    const r = once<string[]>();
+    engine.readUntilLineglob(p.sock, 'END', { maxBytes: 3 }, r.cb);
+    await expectErr(t, r, 'ERR_LIMIT');
+    // Nothing was consumed: the first line is still there.
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'abc');
+  },
+);

@@ -761,8 +761,15 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
       // Lines are collected without consuming, so a cancelled op leaves them all buffered.
       for (;;) {
         size_t lineStart = op->n;
+        // maxBytes bounds every byte up to the matching line's terminator, the earlier lines'
+        // terminators included: once they alone pass it, no line can match within the bound.
+        if (lineStart > op->maxBytes) {
+          op->lines.clear();
+          fail(op, kErrLimit);
+          return true;
+        }
         size_t scan = op->scanFrom - lineStart;
-        size_t budget = op->maxBytes >= lineStart ? op->maxBytes - lineStart : 0;
+        size_t budget = op->maxBytes - lineStart;
         Frame f = frameLine(p + lineStart, len - lineStart, budget, &scan);
         op->scanFrom = lineStart + scan;
         if (f.status == FrameStatus::kNeedMore) return false;

@@ -27,17 +27,6 @@ export type Expected =
   | { ok: false; code: 'ERR_INCOMPLETE'; partial: Buffer; consumed: number }
   | { ok: false; code: 'ERR_MISMATCH'; line: string; consumed: number };
 
-export interface ModelOptions {
-  /**
-   * Follow the docs also where the engine is known to differ (FUZZ_STRICT=1). Known today:
-   * readUntilLineglob keeps taking empty lines once earlier lines' terminators have gone past
-   * maxBytes (so a stream of "\n" is buffered without bound and ends in ERR_INCOMPLETE), where
-   * the docs bound every byte up to the matching line's terminator, earlier terminators
-   * included: ERR_LIMIT. Without `strict` the model accepts the engine's answer there.
-   */
-  strict?: boolean;
-}
-
 /** The engine's default `maxBytes`. */
 export const DEFAULT_MAX_BYTES = 65536;
 
@@ -65,7 +54,7 @@ export function frameLine(
  * The outcome of `op` on `rem`, the bytes not yet consumed, all of which have arrived or will
  * arrive before EOF.
  */
-export function expectedOutcome(op: ModelOp, rem: Buffer, options: ModelOptions = {}): Expected {
+export function expectedOutcome(op: ModelOp, rem: Buffer): Expected {
   switch (op.kind) {
     case 'readUntil': {
       const delim = Buffer.isBuffer(op.delimiter)
@@ -132,7 +121,7 @@ export function expectedOutcome(op: ModelOp, rem: Buffer, options: ModelOptions 
       for (;;) {
         // The bound covers every byte from the first line to the matching line's terminator,
         // earlier terminators included: past it, no line can match within the bound.
-        if (options.strict === true && start > max) {
+        if (start > max) {
           return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
         }
         const f = frameLine(rem.subarray(start), Math.max(0, max - start));
