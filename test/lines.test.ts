@@ -265,7 +265,10 @@ forEachImpl(
   'lineglob: maxBytes counts earlier lines with their terminators; empty lines past it fail ERR_LIMIT',
   async (t, engine) => {
     const p = await tcpPair(engine);
-    await p.write('abc\r\n' + '\n'.repeat(1000) + 'END\r\n');
+    // Only empty lines after the first, then the end of the stream: each fits a budget of 0
+    // bytes, but together they pass the bound long before EOF.
+    await p.write('abc\r\n' + '\n'.repeat(1000));
+    p.client.end();
     const r = once<string[]>();
     engine.readUntilLineglob(p.sock, 'END', { maxBytes: 3 }, r.cb);
     await expectErr(t, r, 'ERR_LIMIT');
