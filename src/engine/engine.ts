@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, type TransferListItem } from 'node:worker_threads';
-import { Callback } from './callback.js';
+import { Callback, MAX_DELAY_MS } from './callback.js';
 import {
   EngineError,
   errorFromNative,
@@ -16,7 +16,7 @@ import {
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
-import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
+import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
@@ -90,6 +90,8 @@ const DEFAULT_MAX_BYTES = 65536;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
 const MAX_SIZE = 2 ** 31 - 1;
+// The largest value a native int holds: fds, backlogs, runOnce's wait.
+const MAX_INT32 = 2 ** 31 - 1;
 const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
 /**
@@ -128,6 +130,7 @@ export class AsyncEngine {
     this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
     this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
     this.#workThreads = checkWorkThreads(config.work);
+    checkImplOptions(config);
     this.impl = chooseImpl(config.impl ?? 'auto');
     this.native = impls[this.impl].create(config, drive === 'manual', this.#dispatch);
   }
@@ -144,9 +147,7 @@ export class AsyncEngine {
       throw invalidArgType('options', 'an object', options);
     }
     const backlog = options.backlog ?? 511;
-    if (!Number.isInteger(backlog) || backlog < 0) {
-      throw outOfRange('options.backlog', 'an integer >= 0', backlog);
-    }
+    checkInt(backlog, 'options.backlog', 0, MAX_INT32);
     let host: string;
     let port: number;
     if (options.path !== undefined) {
@@ -167,10 +168,13 @@ export class AsyncEngine {
     return listener;
   }
 
-  /** Takes ownership of a connected stream socket's fd made elsewhere. */
+  /**
+   * Takes ownership of a connected stream socket's fd made elsewhere. `fd`: an integer from 0
+   * to 2147483647 (a RangeError otherwise: no value wraps around to another descriptor).
+   */
   adopt(fd: number): Socket {
     this.#checkOpen();
-    if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'an integer >= 0', fd);
+    checkInt(fd, 'fd', 0, MAX_INT32);
     let handle: number;
     try {
       handle = this.native.adopt(fd);
@@ -721,22 +725,27 @@ export class AsyncEngine {
     return this.#bare(fn, Kind.Soon, 0);
   }
 
-  /** Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order. */
+  /**
+   * Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order.
+   * `ms`: a number from 0 to 2**53 - 1 (fractions allowed; a RangeError otherwise).
+   */
   callLater(ms: number, fn: () => void): TimerHandle {
-    if (typeof ms !== 'number') throw invalidArgType('ms', 'a number', ms);
-    if (!Number.isFinite(ms) || ms < 0) throw outOfRange('ms', 'a finite number >= 0', ms);
+    checkDelay(ms, 'ms');
     return this.#bare(fn, Kind.Sleep, ms);
   }
 
   /**
    * Waits up to `timeout` ms (default 0: do not wait) for ops to finish, then dispatches every
    * finished op in one batch. Returns the number of ops settled. The loop of `drive: 'manual'`.
+   * `timeout`: a number of milliseconds from 0 to 2147483647 (rounded up to a whole ms).
    */
   runOnce(options: { timeout?: number } = {}): number {
     this.#checkOpen();
+    checkOptions(options);
     const timeout = options.timeout ?? 0;
-    if (typeof timeout !== 'number' || !(timeout >= 0) || timeout > MAX_SIZE) {
-      throw outOfRange('options.timeout', 'a number from 0 to 2147483647', timeout);
+    if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
+    if (!(timeout >= 0) || timeout > MAX_INT32) {
+      throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
     }
     return this.native.runOnce(Math.ceil(timeout));
   }
@@ -1438,10 +1447,29 @@ function checkOptions(opts: unknown): void {
 
 function checkMaxBytes(v: unknown, name: string): number {
   if (v === Infinity) return -1;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw outOfRange(name, 'an integer > 0 or Infinity', v);
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw outOfRange(name, 'an integer from 1 to 2**53 - 1, or Infinity', v);
   }
   return v;
+}
+
+// An integer argument that native code reads as a C int (an fd, a backlog): checked here, so
+// that no conversion wraps it (2**32 + 3 must not become 3).
+function checkInt(v: unknown, name: string, min: number, max: number): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw outOfRange(name, `an integer from ${min} to ${max}`, v);
+  }
+}
+
+// A delay in milliseconds (callLater): fractions allowed; native deadlines saturate far below
+// the upper bound, so none overflows.
+function checkDelay(v: unknown, name: string): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!(v >= 0) || v > MAX_DELAY_MS) {
+    throw outOfRange(name, 'a number of milliseconds from 0 to 2**53 - 1', v);
+  }
 }
 
 function checkSize(v: unknown, name: string): void {
