@@ -146,22 +146,34 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     BackendOptions options;
     if (info[3].IsObject()) {
       Napi::Object o = info[3].As<Napi::Object>();
+      // JavaScript checked the ranges; a value out of them here still never wraps: it falls
+      // back to the default.
       auto num = [&o](const char* key, int dflt) {
         Napi::Value v = o.Get(key);
-        return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : dflt;
+        if (!v.IsNumber()) return dflt;
+        double d = v.As<Napi::Number>().DoubleValue();
+        return d >= 0 && d <= 65536 ? static_cast<int>(d) : dflt;
       };
       options.maxEvents = num("maxEvents", options.maxEvents);
       options.threads = num("threads", options.threads);
       options.entries = num("entries", options.entries);
     }
     int err = 0;
-    auto backend = makeBackend(impl, &core_, options, &err);
-    if (!backend) {
-      errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
+    // No C++ exception leaves a constructor called from JavaScript: an allocation that fails
+    // (a huge event array, a ring) becomes a JavaScript error.
+    try {
+      auto backend = makeBackend(impl, &core_, options, &err);
+      if (!backend) {
+        errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
+        return;
+      }
+      backend_ = backend.get();
+      err = core_.init(std::move(backend));
+    } catch (const std::bad_alloc&) {
+      backend_ = nullptr;
+      errnoError(env, -ENOMEM, impl.c_str()).ThrowAsJavaScriptException();
       return;
     }
-    backend_ = backend.get();
-    err = core_.init(std::move(backend));
     if (err < 0) {
       errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
       return;
@@ -173,14 +185,20 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     self.Set("submit", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Submit>, "submit", this));
     self.Set("drain", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Drain>, "drain", this));
     self.Set("cancel", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Cancel>, "cancel", this));
-    napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
-    cleanupHook_ = true;
-    if (!manual_) {
+    if (manual_) {
+      // Nothing of libuv's: the engine is torn down with its environment, synchronously.
+      napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
+      cleanupHook_ = true;
+    } else {
       asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "AsyncEngine");
       uv_loop_t* loop = nullptr;
       napi_get_uv_event_loop(env, &loop);
       uv_ = new UvHandles();
       uv_->owner = this;
+      // The handles' close callbacks are code of this addon: when the environment ends (a
+      // worker thread that exits, is terminated or calls process.exit()), it waits for them
+      // before it unloads the addon. The hook is removed by the last close callback.
+      napi_add_async_cleanup_hook(env, &NativeEngine::AsyncEnvCleanup, uv_, &uv_->hook);
       uv_poll_init(loop, &uv_->poll, core_.pollFd());
       uv_->poll.data = uv_;
       uv_poll_start(&uv_->poll, UV_READABLE, &NativeEngine::OnPoll);
@@ -201,17 +219,38 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   // The libuv handles of `auto` drive live apart from the wrapper, so that they can be closed
   // (asynchronously) even when the wrapper is being garbage-collected.
   struct UvHandles {
-    NativeEngine* owner = nullptr;
+    NativeEngine* owner = nullptr;  // null once the engine is torn down
     uv_poll_t poll;
     uv_timer_t timer;
     uv_idle_t idle;
     int open = 3;
+    napi_async_cleanup_hook_handle hook = nullptr;
   };
 
+  // The environment ends with a manual-drive engine alive: tear it down.
   static void EnvCleanup(void* arg) {
     auto* self = static_cast<NativeEngine*>(arg);
     self->cleanupHook_ = false;
+    self->envGoing_ = true;
     self->teardown();
+  }
+
+  // The environment ends with an auto-drive engine's handles open (the engine alive, or torn
+  // down with its close callbacks still to run): tear it down; the environment waits until the
+  // last close callback removes the hook.
+  static void AsyncEnvCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+    auto* u = static_cast<UvHandles*>(arg);
+    if (u->owner) {
+      u->owner->envGoing_ = true;
+      u->owner->teardown();
+    }
+  }
+
+  static void OnUvClose(uv_handle_t* h) {
+    auto* u = static_cast<UvHandles*>(h->data);
+    if (--u->open > 0) return;
+    if (u->hook) napi_remove_async_cleanup_hook(u->hook);
+    delete u;
   }
 
   // Closes everything without calling into JavaScript. Idempotent.
@@ -226,13 +265,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     }
     if (uv_) {
       uv_->owner = nullptr;
-      auto onClose = [](uv_handle_t* h) {
-        auto* u = static_cast<UvHandles*>(h->data);
-        if (--u->open == 0) delete u;
-      };
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->poll), onClose);
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->timer), onClose);
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), onClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->poll), &NativeEngine::OnUvClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->timer), &NativeEngine::OnUvClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), &NativeEngine::OnUvClose);
       uv_ = nullptr;
     }
     core_.release();
@@ -245,7 +280,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   static void OnPoll(uv_poll_t* p, int status, int events) {
     auto* u = static_cast<UvHandles*>(p->data);
-    if (!u->owner) return;
+    if (!u->owner || u->owner->envGoing_) return;
     NativeEngine* self = u->owner;
     self->core_.poll(0);
     self->deliverFromLoop();
@@ -253,7 +288,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   static void OnTimer(uv_timer_t* t) {
     auto* u = static_cast<UvHandles*>(t->data);
-    if (!u->owner) return;
+    if (!u->owner || u->owner->envGoing_) return;
     NativeEngine* self = u->owner;
     self->armedDeadline_ = 0;
     self->core_.expireTimers();
@@ -263,7 +298,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   static void OnIdle(uv_idle_t* i) {
     auto* u = static_cast<UvHandles*>(i->data);
     uv_idle_stop(i);
-    if (!u->owner) return;
+    if (!u->owner || u->owner->envGoing_) return;
     u->owner->idleActive_ = false;
     u->owner->core_.flushBackend();  // submissions made outside a batch (a timer, a promise)
     u->owner->core_.expireTimers();  // due deadlines go out with (and before) this batch
@@ -278,6 +313,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // socket with room): those completions are delivered now, not after another wake-up.
     for (int pass = 0; pass < 4; pass++) {
       deliverRounds(env);
+      if (envGoing_) return;  // JavaScript cannot run: the environment's cleanup tears down
       core_.flushBackend();  // what the batch's callbacks submitted goes out in one system call
       if (torn_ || !core_.completionsWaiting()) break;
       core_.poll(0);
@@ -287,20 +323,33 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   void deliverRounds(Napi::Env env) {
-    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
+    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_ && !envGoing_; round++) {
       Napi::HandleScope scope(env);
       Batch b = takeBatch(env);
       napi_value result;
       napi_value argv[4] = {b.count, b.idsResults, b.payloads, b.arena};
       napi_status st = napi_make_callback(env, asyncContext_ ? static_cast<napi_async_context>(*asyncContext_) : nullptr,
                                           Value(), dispatch_.Value(), 4, argv, &result);
-      if (st != napi_ok || env.IsExceptionPending()) {
-        if (env.IsExceptionPending()) {
-          Napi::Error e = env.GetAndClearPendingException();
-          napi_fatal_exception(env, e.Value());
-        }
+      if (st != napi_ok && !reportFailedCall(env)) return;
+    }
+  }
+
+  // A call into JavaScript failed. An exception the program threw goes to 'uncaughtException'
+  // and delivery goes on. No exception to show means JavaScript cannot run any more (the worker
+  // thread is being terminated, or exits): the engine makes no more N-API calls that could need
+  // it (no Napi::Error is built: that would abort the process) and returns false.
+  bool reportFailedCall(napi_env env) {
+    bool pending = false;
+    napi_value error = nullptr;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+        napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) {
+      napi_valuetype type = napi_undefined;
+      if (napi_typeof(env, error, &type) == napi_ok && type != napi_undefined) {
+        if (napi_fatal_exception(env, error) == napi_ok) return true;
       }
     }
+    envGoing_ = true;
+    return false;
   }
 
   // One batch for the JS dispatcher. `idsResults` (a Float64Array reused from batch to batch)
@@ -721,8 +770,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     size_t before = core_.stats().completions;
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
       Batch b = takeBatch(env);
-      dispatch_.Call(Value(), {b.count, b.idsResults, b.payloads, b.arena});
-      if (env.IsExceptionPending()) break;
+      napi_value argv[4] = {b.count, b.idsResults, b.payloads, b.arena};
+      napi_value result;
+      // A failed call leaves its exception pending for runOnce's caller (or JavaScript cannot
+      // run any more): no Napi::Error is built here.
+      if (napi_call_function(env, Value(), dispatch_.Value(), 4, argv, &result) != napi_ok) break;
     }
     size_t n = core_.stats().completions - before;
     afterCall();
@@ -815,6 +867,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool refd_ = false;
   bool idleActive_ = false;
   bool torn_ = false;
+  bool envGoing_ = false;  // the environment is ending: no call into JavaScript any more
   bool cleanupHook_ = false;
   int64_t armedDeadline_ = 0;
   Backend* backend_ = nullptr;  // owned by core_, valid until teardown()
