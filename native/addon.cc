@@ -114,7 +114,7 @@ Napi::Error errnoError(Napi::Env env, int64_t negErrno, const char* syscall) {
 
 }  // namespace
 
-class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeEngine",
@@ -143,6 +143,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // Weak while nothing is pending (an idle engine can be collected), strong while ops or
     // listeners are live (their callbacks must fire even if the program dropped the engine).
     dispatch_ = Napi::Weak(info[2].As<Napi::Function>());
+    env_ = env;
+    core_.setIntoTargets(this);
     BackendOptions options;
     if (info[3].IsObject()) {
       Napi::Object o = info[3].As<Napi::Object>();
@@ -178,7 +180,6 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
       errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
       return;
     }
-    env_ = env;
     // The hot path (submit, drain, cancel): plain functions carrying the engine as their data,
     // which spares the wrapper lookup (napi_unwrap) an instance method pays on every call.
     Napi::Object self = info.This().As<Napi::Object>();
@@ -214,6 +215,31 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   ~NativeEngine() override { teardown(); }
+
+  // IntoTargets: a readInto's typed array, checked each time bytes are copied into it (on
+  // this thread, with no JavaScript running in between): still attached, still long enough.
+  char* intoMemory(void* target, size_t len) override {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return nullptr;
+    char* out = nullptr;
+    napi_value view = nullptr;
+    napi_value buffer = nullptr;
+    napi_typedarray_type type;
+    size_t length = 0;
+    size_t offset = 0;
+    void* data = nullptr;
+    bool detached = true;
+    if (napi_get_reference_value(env_, static_cast<napi_ref>(target), &view) == napi_ok && view &&
+        napi_get_typedarray_info(env_, view, &type, &length, &data, &buffer, &offset) == napi_ok &&
+        napi_is_detached_arraybuffer(env_, buffer, &detached) == napi_ok && !detached &&
+        type == napi_uint8_array && data && length >= len) {
+      out = static_cast<char*>(data);
+    }
+    napi_close_handle_scope(env_, scope);
+    return out;
+  }
+
+  void intoRelease(void* target) override { napi_delete_reference(env_, static_cast<napi_ref>(target)); }
 
  private:
   // The libuv handles of `auto` drive live apart from the wrapper, so that they can be closed
@@ -645,8 +671,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         op->position = position(b);
         break;
       case OpKind::kReadInto: {
+        // A reference keeps the typed array (and its memory) alive until the op is freed; the
+        // memory is looked up again whenever bytes are copied there (intoMemory).
         auto arr = a.As<Napi::TypedArray>();
-        op->userBuf = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+        napi_ref ref = nullptr;
+        if (napi_create_reference(env, arr, 1, &ref) != napi_ok) {
+          delete op;
+          return nullptr;
+        }
+        op->into = ref;
         op->userLen = arr.ByteLength();
         op->position = position(b);
         break;

@@ -425,9 +425,13 @@ export class AsyncEngine {
   }
 
   /**
-   * Reads up to `buffer.length` bytes into `buffer`: `success(bytesRead)`, 0 at the end of the
-   * file. From the File's read position, or at `options.position`. Leave `buffer` alone until
-   * the op settles.
+   * Reads up to `buffer.length` bytes (at most 16 MiB per op) into `buffer`:
+   * `success(bytesRead)`, 0 at the end of the file. From the File's read position, or at
+   * `options.position`. The engine holds `buffer` until the op settles and copies the bytes
+   * into it on this thread; a buffer detached (transferred) or shrunk meanwhile fails the op
+   * with `ERR_INVALID_STATE` (a sequential read's bytes then stay buffered for the File's next
+   * read). A view of a resizable `ArrayBuffer` or of a growable `SharedArrayBuffer` is refused
+   * (`ERR_INVALID_ARG_VALUE`).
    */
   readInto(file: File, buffer: Uint8Array, cb: Callback<number>): void;
   readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: Callback<number>): void;
@@ -441,10 +445,11 @@ export class AsyncEngine {
     const f = this.#file(file);
     if (!(buffer instanceof Uint8Array))
       throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+    checkFixedMemory(buffer, 'buffer');
     if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
     const pos = this.#position(f, this.#optsOf(a, b), true, buffer.length);
     const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
-    rec.keep = buffer; // the native side writes into it until the op settles
+    rec.keep = buffer; // the caller's buffer, for as long as the op is in flight
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
@@ -1452,6 +1457,20 @@ function checkMaxBytes(v: unknown, name: string): number {
     throw outOfRange(name, 'an integer from 1 to 2**53 - 1, or Infinity', v);
   }
   return v;
+}
+
+// Memory the engine copies into later must not change size while an op waits: a view of a
+// resizable ArrayBuffer or a growable SharedArrayBuffer is refused. (A detached buffer is
+// caught when the bytes are copied.)
+function checkFixedMemory(view: Uint8Array, name: string): void {
+  const memory = view.buffer as { resizable?: boolean; growable?: boolean };
+  if (memory.resizable === true || memory.growable === true) {
+    throw invalidArgValue(
+      name,
+      'must not be a view of a resizable ArrayBuffer or a growable SharedArrayBuffer',
+      view,
+    );
+  }
 }
 
 // An integer argument that native code reads as a C int (an fd, a backlog): checked here, so

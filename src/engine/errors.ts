@@ -13,6 +13,7 @@ export type EngineErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_ENGINE_CLOSED'
   | 'ERR_IMPL_UNAVAILABLE'
+  | 'ERR_INVALID_STATE'
   | 'ENOTFOUND'
   | (string & {});
 
@@ -48,6 +49,7 @@ const messages: Record<string, string> = {
   ERR_INCOMPLETE: 'the stream ended before the operation completed',
   ERR_LIMIT: 'more than maxBytes would have to be buffered',
   ERR_ABORTED: 'an earlier stage of the chain failed',
+  ERR_INVALID_STATE: 'the buffer was detached or shrunk while the op waited',
 };
 
 /** Makes the error for a native result code (< 0) with its payload. */
@@ -77,6 +79,9 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       break;
     case Code.BadHandle:
       code = 'EBADF';
+      break;
+    case Code.BufferGone:
+      code = 'ERR_INVALID_STATE';
       break;
     case Code.Resolve:
       return resolveError(payload as [number, number]);
