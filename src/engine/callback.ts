@@ -3,9 +3,6 @@ import type { EngineError } from './errors.js';
 import { invalidArgType, outOfRange } from './errors.js';
 import type { Socket } from './io.js';
 
-// The longest timeout or delay, in ms: a safe integer (native deadlines saturate far below it).
-export const MAX_DELAY_MS = Number.MAX_SAFE_INTEGER;
-
 /** The slots of a {@link Callback}. */
 export interface CallbackSlots<T> {
   /**
@@ -18,8 +15,8 @@ export interface CallbackSlots<T> {
   /**
    * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
    * no deadline. Measured on the monotonic clock from when the op (or chain stage) starts.
-   * A number from 0 to 2**53 - 1 (fractions allowed); anything else throws a RangeError
-   * (`ERR_OUT_OF_RANGE`).
+   * Any finite number >= 0, fractions allowed (a deadline past about 146 years saturates; none
+   * overflows); a negative, `NaN` or infinite one throws a RangeError (`ERR_OUT_OF_RANGE`).
    */
   timeout?: number;
 }
@@ -57,8 +54,8 @@ export class Callback<T = unknown> {
     }
     if (timeout !== undefined) {
       if (typeof timeout !== 'number') throw invalidArgType('timeout', 'a number', timeout);
-      if (!(timeout >= 0) || timeout > MAX_DELAY_MS) {
-        throw outOfRange('timeout', 'a number of milliseconds from 0 to 2**53 - 1', timeout);
+      if (!Number.isFinite(timeout) || timeout < 0) {
+        throw outOfRange('timeout', 'a finite number >= 0', timeout);
       }
     }
     this.success = success;

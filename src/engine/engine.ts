@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel, type TransferListItem } from 'node:worker_threads';
-import { Callback, MAX_DELAY_MS } from './callback.js';
+import { Callback } from './callback.js';
 import {
   EngineError,
   errorFromNative,
@@ -732,7 +732,7 @@ export class AsyncEngine {
 
   /**
    * Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order.
-   * `ms`: a number from 0 to 2**53 - 1 (fractions allowed; a RangeError otherwise).
+   * `ms`: any finite number >= 0, fractions allowed (a delay past about 146 years saturates).
    */
   callLater(ms: number, fn: () => void): TimerHandle {
     checkDelay(ms, 'ms');
@@ -1482,13 +1482,11 @@ function checkInt(v: unknown, name: string, min: number, max: number): void {
   }
 }
 
-// A delay in milliseconds (callLater): fractions allowed; native deadlines saturate far below
-// the upper bound, so none overflows.
+// A delay in milliseconds (callLater), as a Callback's timeout: any finite number >= 0,
+// fractions allowed; native code saturates a deadline past about 146 years, so none overflows.
 function checkDelay(v: unknown, name: string): void {
   if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!(v >= 0) || v > MAX_DELAY_MS) {
-    throw outOfRange(name, 'a number of milliseconds from 0 to 2**53 - 1', v);
-  }
+  if (!Number.isFinite(v) || v < 0) throw outOfRange(name, 'a finite number >= 0', v);
 }
 
 function checkSize(v: unknown, name: string): void {
