@@ -304,9 +304,25 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     }
   }
 
+  // False once the environment cannot run JavaScript any more (a worker being terminated or
+  // exiting): the libuv callbacks then leave everything to the environment's cleanup.
+  // napi_coerce_to_bool is a call that checks exactly that before it does anything.
+  bool jsCanRun() {
+    if (envGoing_) return false;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return false;
+    napi_value undefined = nullptr;
+    napi_value result = nullptr;
+    bool ok = napi_get_undefined(env_, &undefined) == napi_ok &&
+              napi_coerce_to_bool(env_, undefined, &result) == napi_ok;
+    napi_close_handle_scope(env_, scope);
+    if (!ok) envGoing_ = true;
+    return ok;
+  }
+
   static void OnPoll(uv_poll_t* p, int status, int events) {
     auto* u = static_cast<UvHandles*>(p->data);
-    if (!u->owner || u->owner->envGoing_) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     NativeEngine* self = u->owner;
     self->core_.poll(0);
     self->deliverFromLoop();
@@ -314,7 +330,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
 
   static void OnTimer(uv_timer_t* t) {
     auto* u = static_cast<UvHandles*>(t->data);
-    if (!u->owner || u->owner->envGoing_) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     NativeEngine* self = u->owner;
     self->armedDeadline_ = 0;
     self->core_.expireTimers();
@@ -324,7 +340,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
   static void OnIdle(uv_idle_t* i) {
     auto* u = static_cast<UvHandles*>(i->data);
     uv_idle_stop(i);
-    if (!u->owner || u->owner->envGoing_) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     u->owner->idleActive_ = false;
     u->owner->core_.flushBackend();  // submissions made outside a batch (a timer, a promise)
     u->owner->core_.expireTimers();  // due deadlines go out with (and before) this batch
