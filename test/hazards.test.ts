@@ -228,13 +228,17 @@ for (const [scenario, title, workers] of [
   ['exits', 'process.exit() inside a worker with ops in flight', 1],
   ['ends', 'two workers loading the addon and ending at once', 2],
 ] as const) {
-  forEachImpl(`${title}: the process survives`, async (t, _engine, impl) => {
-    const r = await runNodeScript(
-      workerScript(scenario, workers, 3),
-      { IMPL: impl, DATA_FILE: dataFile },
-      30_000,
-    );
-    exitedCleanly(t, r);
-    t.is(r.stdout.trim(), 'done');
-  });
+  forEachImpl(
+    `${title}: the process survives`,
+    async (t, _engine, impl) => {
+      const r = await runNodeScript(
+        workerScript(scenario, workers, 3),
+        { IMPL: impl, DATA_FILE: dataFile },
+        30_000,
+      );
+      exitedCleanly(t, r);
+      t.is(r.stdout.trim(), 'done');
+    },
+    { serial: true },
+  );
 }
