@@ -114,7 +114,7 @@ Napi::Error errnoError(Napi::Env env, int64_t negErrno, const char* syscall) {
 
 }  // namespace
 
-class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
  public:
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "NativeEngine",
@@ -143,44 +143,63 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // Weak while nothing is pending (an idle engine can be collected), strong while ops or
     // listeners are live (their callbacks must fire even if the program dropped the engine).
     dispatch_ = Napi::Weak(info[2].As<Napi::Function>());
+    env_ = env;
+    core_.setIntoTargets(this);
     BackendOptions options;
     if (info[3].IsObject()) {
       Napi::Object o = info[3].As<Napi::Object>();
+      // JavaScript checked the ranges; a value out of them here still never wraps: it falls
+      // back to the default.
       auto num = [&o](const char* key, int dflt) {
         Napi::Value v = o.Get(key);
-        return v.IsNumber() ? v.As<Napi::Number>().Int32Value() : dflt;
+        if (!v.IsNumber()) return dflt;
+        double d = v.As<Napi::Number>().DoubleValue();
+        return d >= 0 && d <= 65536 ? static_cast<int>(d) : dflt;
       };
       options.maxEvents = num("maxEvents", options.maxEvents);
       options.threads = num("threads", options.threads);
       options.entries = num("entries", options.entries);
     }
     int err = 0;
-    auto backend = makeBackend(impl, &core_, options, &err);
-    if (!backend) {
-      errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
+    // No C++ exception leaves a constructor called from JavaScript: an allocation that fails
+    // (a huge event array, a ring) becomes a JavaScript error.
+    try {
+      auto backend = makeBackend(impl, &core_, options, &err);
+      if (!backend) {
+        errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
+        return;
+      }
+      backend_ = backend.get();
+      err = core_.init(std::move(backend));
+    } catch (const std::bad_alloc&) {
+      backend_ = nullptr;
+      errnoError(env, -ENOMEM, impl.c_str()).ThrowAsJavaScriptException();
       return;
     }
-    backend_ = backend.get();
-    err = core_.init(std::move(backend));
     if (err < 0) {
       errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
       return;
     }
-    env_ = env;
     // The hot path (submit, drain, cancel): plain functions carrying the engine as their data,
     // which spares the wrapper lookup (napi_unwrap) an instance method pays on every call.
     Napi::Object self = info.This().As<Napi::Object>();
     self.Set("submit", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Submit>, "submit", this));
     self.Set("drain", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Drain>, "drain", this));
     self.Set("cancel", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Cancel>, "cancel", this));
-    napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
-    cleanupHook_ = true;
-    if (!manual_) {
+    if (manual_) {
+      // Nothing of libuv's: the engine is torn down with its environment, synchronously.
+      napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
+      cleanupHook_ = true;
+    } else {
       asyncContext_ = std::make_unique<Napi::AsyncContext>(env, "AsyncEngine");
       uv_loop_t* loop = nullptr;
       napi_get_uv_event_loop(env, &loop);
       uv_ = new UvHandles();
       uv_->owner = this;
+      // The handles' close callbacks are code of this addon: when the environment ends (a
+      // worker thread that exits, is terminated or calls process.exit()), it waits for them
+      // before it unloads the addon. The hook is removed by the last close callback.
+      napi_add_async_cleanup_hook(env, &NativeEngine::AsyncEnvCleanup, uv_, &uv_->hook);
       uv_poll_init(loop, &uv_->poll, core_.pollFd());
       uv_->poll.data = uv_;
       uv_poll_start(&uv_->poll, UV_READABLE, &NativeEngine::OnPoll);
@@ -197,21 +216,67 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   ~NativeEngine() override { teardown(); }
 
+  // IntoTargets: a readInto's typed array, checked each time bytes are copied into it (on
+  // this thread, with no JavaScript running in between): still attached, still long enough.
+  char* intoMemory(void* target, size_t len) override {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return nullptr;
+    char* out = nullptr;
+    napi_value view = nullptr;
+    napi_value buffer = nullptr;
+    napi_typedarray_type type;
+    size_t length = 0;
+    size_t offset = 0;
+    void* data = nullptr;
+    bool detached = true;
+    if (napi_get_reference_value(env_, static_cast<napi_ref>(target), &view) == napi_ok && view &&
+        napi_get_typedarray_info(env_, view, &type, &length, &data, &buffer, &offset) == napi_ok &&
+        napi_is_detached_arraybuffer(env_, buffer, &detached) == napi_ok && !detached &&
+        type == napi_uint8_array && data && length >= len) {
+      out = static_cast<char*>(data);
+    }
+    napi_close_handle_scope(env_, scope);
+    return out;
+  }
+
+  void intoRelease(void* target) override { napi_delete_reference(env_, static_cast<napi_ref>(target)); }
+
  private:
   // The libuv handles of `auto` drive live apart from the wrapper, so that they can be closed
   // (asynchronously) even when the wrapper is being garbage-collected.
   struct UvHandles {
-    NativeEngine* owner = nullptr;
+    NativeEngine* owner = nullptr;  // null once the engine is torn down
     uv_poll_t poll;
     uv_timer_t timer;
     uv_idle_t idle;
     int open = 3;
+    napi_async_cleanup_hook_handle hook = nullptr;
   };
 
+  // The environment ends with a manual-drive engine alive: tear it down.
   static void EnvCleanup(void* arg) {
     auto* self = static_cast<NativeEngine*>(arg);
     self->cleanupHook_ = false;
+    self->envGoing_ = true;
     self->teardown();
+  }
+
+  // The environment ends with an auto-drive engine's handles open (the engine alive, or torn
+  // down with its close callbacks still to run): tear it down; the environment waits until the
+  // last close callback removes the hook.
+  static void AsyncEnvCleanup(napi_async_cleanup_hook_handle handle, void* arg) {
+    auto* u = static_cast<UvHandles*>(arg);
+    if (u->owner) {
+      u->owner->envGoing_ = true;
+      u->owner->teardown();
+    }
+  }
+
+  static void OnUvClose(uv_handle_t* h) {
+    auto* u = static_cast<UvHandles*>(h->data);
+    if (--u->open > 0) return;
+    if (u->hook) napi_remove_async_cleanup_hook(u->hook);
+    delete u;
   }
 
   // Closes everything without calling into JavaScript. Idempotent.
@@ -226,13 +291,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     }
     if (uv_) {
       uv_->owner = nullptr;
-      auto onClose = [](uv_handle_t* h) {
-        auto* u = static_cast<UvHandles*>(h->data);
-        if (--u->open == 0) delete u;
-      };
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->poll), onClose);
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->timer), onClose);
-      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), onClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->poll), &NativeEngine::OnUvClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->timer), &NativeEngine::OnUvClose);
+      uv_close(reinterpret_cast<uv_handle_t*>(&uv_->idle), &NativeEngine::OnUvClose);
       uv_ = nullptr;
     }
     core_.release();
@@ -243,9 +304,25 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     }
   }
 
+  // False once the environment cannot run JavaScript any more (a worker being terminated or
+  // exiting): the libuv callbacks then leave everything to the environment's cleanup.
+  // napi_coerce_to_bool is a call that checks exactly that before it does anything.
+  bool jsCanRun() {
+    if (envGoing_) return false;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env_, &scope) != napi_ok) return false;
+    napi_value undefined = nullptr;
+    napi_value result = nullptr;
+    bool ok = napi_get_undefined(env_, &undefined) == napi_ok &&
+              napi_coerce_to_bool(env_, undefined, &result) == napi_ok;
+    napi_close_handle_scope(env_, scope);
+    if (!ok) envGoing_ = true;
+    return ok;
+  }
+
   static void OnPoll(uv_poll_t* p, int status, int events) {
     auto* u = static_cast<UvHandles*>(p->data);
-    if (!u->owner) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     NativeEngine* self = u->owner;
     self->core_.poll(0);
     self->deliverFromLoop();
@@ -253,7 +330,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   static void OnTimer(uv_timer_t* t) {
     auto* u = static_cast<UvHandles*>(t->data);
-    if (!u->owner) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     NativeEngine* self = u->owner;
     self->armedDeadline_ = 0;
     self->core_.expireTimers();
@@ -263,7 +340,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   static void OnIdle(uv_idle_t* i) {
     auto* u = static_cast<UvHandles*>(i->data);
     uv_idle_stop(i);
-    if (!u->owner) return;
+    if (!u->owner || !u->owner->jsCanRun()) return;
     u->owner->idleActive_ = false;
     u->owner->core_.flushBackend();  // submissions made outside a batch (a timer, a promise)
     u->owner->core_.expireTimers();  // due deadlines go out with (and before) this batch
@@ -278,6 +355,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     // socket with room): those completions are delivered now, not after another wake-up.
     for (int pass = 0; pass < 4; pass++) {
       deliverRounds(env);
+      if (envGoing_) return;  // JavaScript cannot run: the environment's cleanup tears down
       core_.flushBackend();  // what the batch's callbacks submitted goes out in one system call
       if (torn_ || !core_.completionsWaiting()) break;
       core_.poll(0);
@@ -287,20 +365,33 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   void deliverRounds(Napi::Env env) {
-    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
+    for (int round = 0; round < 16 && !core_.ready().empty() && !torn_ && !envGoing_; round++) {
       Napi::HandleScope scope(env);
       Batch b = takeBatch(env);
       napi_value result;
       napi_value argv[4] = {b.count, b.idsResults, b.payloads, b.arena};
       napi_status st = napi_make_callback(env, asyncContext_ ? static_cast<napi_async_context>(*asyncContext_) : nullptr,
                                           Value(), dispatch_.Value(), 4, argv, &result);
-      if (st != napi_ok || env.IsExceptionPending()) {
-        if (env.IsExceptionPending()) {
-          Napi::Error e = env.GetAndClearPendingException();
-          napi_fatal_exception(env, e.Value());
-        }
+      if (st != napi_ok && !reportFailedCall(env)) return;
+    }
+  }
+
+  // A call into JavaScript failed. An exception the program threw goes to 'uncaughtException'
+  // and delivery goes on. No exception to show means JavaScript cannot run any more (the worker
+  // thread is being terminated, or exits): the engine makes no more N-API calls that could need
+  // it (no Napi::Error is built: that would abort the process) and returns false.
+  bool reportFailedCall(napi_env env) {
+    bool pending = false;
+    napi_value error = nullptr;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+        napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) {
+      napi_valuetype type = napi_undefined;
+      if (napi_typeof(env, error, &type) == napi_ok && type != napi_undefined) {
+        if (napi_fatal_exception(env, error) == napi_ok) return true;
       }
     }
+    envGoing_ = true;
+    return false;
   }
 
   // One batch for the JS dispatcher. `idsResults` (a Float64Array reused from batch to batch)
@@ -596,8 +687,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
         op->position = position(b);
         break;
       case OpKind::kReadInto: {
+        // A reference keeps the typed array (and its memory) alive until the op is freed; the
+        // memory is looked up again whenever bytes are copied there (intoMemory).
         auto arr = a.As<Napi::TypedArray>();
-        op->userBuf = static_cast<char*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+        napi_ref ref = nullptr;
+        if (napi_create_reference(env, arr, 1, &ref) != napi_ok) {
+          delete op;
+          return nullptr;
+        }
+        op->into = ref;
         op->userLen = arr.ByteLength();
         op->position = position(b);
         break;
@@ -725,8 +823,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     size_t before = core_.stats().completions;
     for (int round = 0; round < 16 && !core_.ready().empty() && !torn_; round++) {
       Batch b = takeBatch(env);
-      dispatch_.Call(Value(), {b.count, b.idsResults, b.payloads, b.arena});
-      if (env.IsExceptionPending()) break;
+      napi_value argv[4] = {b.count, b.idsResults, b.payloads, b.arena};
+      napi_value result;
+      // A failed call leaves its exception pending for runOnce's caller (or JavaScript cannot
+      // run any more): no Napi::Error is built here.
+      if (napi_call_function(env, Value(), dispatch_.Value(), 4, argv, &result) != napi_ok) break;
     }
     size_t n = core_.stats().completions - before;
     afterCall();
@@ -824,6 +925,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool refd_ = false;
   bool idleActive_ = false;
   bool torn_ = false;
+  bool envGoing_ = false;  // the environment is ending: no call into JavaScript any more
   bool cleanupHook_ = false;
   int64_t armedDeadline_ = 0;
   Backend* backend_ = nullptr;  // owned by core_, valid until teardown()

@@ -5,7 +5,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type Callback, EngineError, File, type FileStat, type OpenOptions } from 'async-engine';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { Callback, EngineError, File, type FileStat, type OpenOptions } from 'async-engine';
 import {
   type Ctx,
   type Engine,
@@ -672,6 +674,128 @@ forEachImpl(
     );
     const head = await ok<Buffer>(t, 'sequential', (cb) => engine.readExactly(f, 8, cb));
     t.true(head.equals(data.subarray(0, 8)), 'the cursor is still at 0');
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+// readInto's buffer changed by JavaScript while the op waits: never a write into freed memory
+
+/** Runs a full garbage collection (a detached buffer's memory is freed). */
+const collect: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return vm.runInNewContext('gc') as () => void;
+})();
+
+/** Moves `u8`'s memory to a new ArrayBuffer, dropped at once: `u8` is left detached. */
+function detach(u8: Uint8Array): void {
+  structuredClone(u8.buffer, { transfer: [u8.buffer as ArrayBuffer] });
+  collect();
+}
+
+forEachImpl(
+  'readInto queued behind a sequential read, buffer detached meanwhile: ERR_INVALID_STATE, bytes kept',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const { path: p, data } = await coldFile(t, engine, dir, 'detach-seq.bin', MiB);
+    const f = await openFile(t, engine, p);
+    const head = once<Buffer>({}, 'readExactly 100');
+    engine.readExactly(f, 100, head.cb);
+    const u8 = new Uint8Array(4096).fill(0xee);
+    const into = once<number>({}, 'readInto (detached)');
+    engine.readInto(f, u8, into.cb);
+    detach(u8);
+    t.true((await expectOk(t, head)).equals(data.subarray(0, 100)));
+    const err = await expectErr(t, into, 'ERR_INVALID_STATE');
+    t.regex(err.message, /detached|shrunk/);
+    // The bytes the readInto would have taken stay for the File's next read.
+    const next = await ok<Buffer>(t, 'readExactly after', (cb) => engine.readExactly(f, 4096, cb));
+    t.true(next.equals(data.subarray(100, 4196)), 'no byte lost');
+    engine.close(f);
+  },
+);
+
+forEachImpl(
+  'readInto reading for itself (nothing buffered), buffer detached meanwhile: ERR_INVALID_STATE, bytes kept',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const { path: p, data } = await coldFile(t, engine, dir, 'detach-own.bin', MiB);
+    const f = await openFile(t, engine, p);
+    const u8 = new Uint8Array(8192);
+    const into = once<number>({}, 'readInto (detached)');
+    engine.readInto(f, u8, into.cb);
+    detach(u8);
+    await expectErr(t, into, 'ERR_INVALID_STATE');
+    const next = await ok<Buffer>(t, 'readExactly after', (cb) => engine.readExactly(f, 8192, cb));
+    t.true(next.equals(data.subarray(0, 8192)), 'the file is read from where it was');
+    engine.close(f);
+  },
+);
+
+forEachImpl(
+  'positioned readInto, buffer detached while the request runs: ERR_INVALID_STATE, the File works on',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const { path: p, data } = await coldFile(t, engine, dir, 'detach-pos.bin', 8 * MiB);
+    const f = await openFile(t, engine, p);
+    const sc = settleCounter();
+    // 1 MiB apart, beyond the kernel's read-ahead of the first: none is in the page cache when
+    // it is submitted, so none is copied before the buffers are detached.
+    const u8s = Array.from({ length: 8 }, () => new Uint8Array(16 * KiB));
+    u8s.forEach((u8, i) => {
+      engine.readInto(f, u8, { position: i * MiB }, sc.wrap<number>({}, `readInto @${i} MiB`).cb);
+    });
+    for (const u8 of u8s) detach(u8);
+    await sc.allSettled();
+    sc.assertExactlyOnce(t);
+    const tally = sc.tally();
+    t.true((tally.ERR_INVALID_STATE ?? 0) >= 1, JSON.stringify(tally));
+    t.is((tally.ERR_INVALID_STATE ?? 0) + (tally.ok ?? 0), 8, JSON.stringify(tally));
+    const again = new Uint8Array(16);
+    const n = await ok<number>(t, 'readInto after', (cb) =>
+      engine.readInto(f, again, { position: MiB }, cb),
+    );
+    t.true(Buffer.from(again.subarray(0, n)).equals(data.subarray(MiB, MiB + n)));
+    engine.close(f);
+  },
+);
+
+forEachImpl(
+  'readInto refuses resizable and growable buffers: ERR_INVALID_ARG_VALUE, nothing queued',
+  async (t, engine) => {
+    const dir = filesDir(engine);
+    const f = await openFile(t, engine, fileWith(dir, 'resizable.bin', 'some bytes'));
+    const before = engine.stats().opsInFlight;
+    type Growable = new (n: number, o: { maxByteLength: number }) => ArrayBufferLike;
+    const resizable = new (ArrayBuffer as unknown as Growable)(16, { maxByteLength: 64 });
+    const growable = new (SharedArrayBuffer as unknown as Growable)(16, { maxByteLength: 64 });
+    for (const [name, u8] of [
+      ['resizable ArrayBuffer', new Uint8Array(resizable)],
+      ['resizable ArrayBuffer, fixed-length view', new Uint8Array(resizable, 0, 8)],
+      ['growable SharedArrayBuffer', new Uint8Array(growable)],
+    ] as const) {
+      t.throws(
+        () => engine.readInto(f, u8, new Callback({})),
+        {
+          instanceOf: TypeError,
+          code: 'ERR_INVALID_ARG_VALUE',
+          message: /resizable|growable/,
+        },
+        name,
+      );
+      t.throws(
+        () => engine.readInto(f, u8, { position: 0 }, new Callback({})),
+        {
+          code: 'ERR_INVALID_ARG_VALUE',
+        },
+        `${name}, positioned`,
+      );
+    }
+    t.is(engine.stats().opsInFlight, before, 'nothing queued');
+    // A fixed SharedArrayBuffer cannot shrink or be detached: it is accepted.
+    const shared = new Uint8Array(new SharedArrayBuffer(4));
+    t.is(await ok<number>(t, 'readInto shared', (cb) => engine.readInto(f, shared, cb)), 4);
+    t.is(Buffer.from(shared).toString(), 'some');
+    engine.close(f);
   },
 );
 

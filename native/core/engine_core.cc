@@ -261,6 +261,8 @@ Op* EngineCore::newOp() {
 }
 
 void EngineCore::freeOp(Op* op) {
+  if (op->into && into_) into_->intoRelease(op->into);
+  op->into = nullptr;
   if (freeOps_.size() >= 1024) {
     delete op;
     return;
@@ -1207,8 +1209,8 @@ void EngineCore::shutdown() {
   std::vector<uint64_t> hs;
   handles_.forEach([&hs](int64_t id, Handle*) { hs.push_back(static_cast<uint64_t>(id)); });
   for (uint64_t id : hs) close(id);
-  // File requests already running write into memory JavaScript is about to let go of (a
-  // readInto's buffer): wait for them (a few ms from the page cache; bounded at 10 s).
+  // File requests already running write into request memory that release() frees: wait for
+  // them (a few ms from the page cache; bounded at 10 s).
   for (int round = 0; fileReqsInFlight_ > 0 && round < 1000; round++) backend_->wait(10);
 }
 

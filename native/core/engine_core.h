@@ -29,6 +29,7 @@ enum EngineCode : int64_t {
   kErrCanceled = -100005,    // cancelled by the caller, close() or shutdown()
   kErrBadHandle = -100006,   // the socket or listener is closed
   kErrResolve = -100007,     // getaddrinfo failed; aux holds the EAI_* value
+  kErrBufferGone = -100008,  // readInto: the caller's buffer was detached or shrunk meanwhile
 };
 
 // Result codes that are not a settlement.
@@ -140,8 +141,8 @@ struct OpFields {
 
   // Files.
   int64_t position = -1;      // -1: the sequential position
-  char* userBuf = nullptr;    // readInto: the caller's memory (kept alive by JavaScript)
-  size_t userLen = 0;
+  void* into = nullptr;       // readInto: the caller's buffer, as IntoTargets knows it
+  size_t userLen = 0;         // readInto: its length when the op was submitted
   FileReq* freq = nullptr;    // the request in flight for this op
   size_t done = 0;            // bytes read or written so far
   int openFlags = 0;
@@ -211,12 +212,28 @@ struct Stats {
   uint64_t fileOps = 0;        // file requests the backend ran itself (a ring)
 };
 
+// The caller's memory of a readInto. JavaScript may detach or shrink a buffer while the op
+// waits, so the core never lets the kernel or a thread write there: reads land in request
+// memory, and the core looks the caller's memory up again, on the JavaScript thread, each
+// time it copies bytes there. Implemented by the N-API layer.
+class IntoTargets {
+ public:
+  virtual ~IntoTargets() = default;
+  // The memory of `target` now, if it is still at least `len` bytes long; nullptr when its
+  // buffer was detached or shrunk. JavaScript thread; the pointer is good until JavaScript runs.
+  virtual char* intoMemory(void* target, size_t len) = 0;
+  // The op is done with `target` (settled or dropped).
+  virtual void intoRelease(void* target) = 0;
+};
+
 class EngineCore : public Sink {
  public:
   EngineCore();
   ~EngineCore() override;
   // Takes the backend; returns 0 or -errno.
   int init(std::unique_ptr<Backend> backend);
+  // Who resolves readInto targets (outlives the core's ops).
+  void setIntoTargets(IntoTargets* t) { into_ = t; }
 
   // Work held back for the end of a batch: corked writes, SQEs not yet handed to the kernel.
   bool backendHasUnsubmitted() const {
@@ -335,7 +352,7 @@ class EngineCore : public Sink {
   bool fileReadIntoFromBuffer(Handle* h, Op* op);
   void fileOpLeft(Op* op);
   bool fileRequestRunning(Op* op);
-  bool intoCaller(Op* op);
+  char* intoMemory(Op* op);
   FilePool& filePool();
   void* takeStorage(size_t size);
   void giveStorage(void* p, size_t size);
@@ -355,6 +372,7 @@ class EngineCore : public Sink {
   size_t listeners_ = 0;
   size_t files_ = 0;
   std::unique_ptr<FilePool> filePool_;
+  IntoTargets* into_ = nullptr;
   std::vector<std::pair<void*, size_t>> storageCache_;  // file request memory kept for reuse
   size_t storageCached_ = 0;
   int64_t fileReqsInFlight_ = 0;

@@ -192,7 +192,7 @@ void EngineCore::fileReadNext(Op* op) {
       want = std::min(op->n, kFileChunkMax);  // 1 to n bytes: a chunk need not be all of n
       break;
     case OpKind::kReadInto:
-      want = op->userLen;
+      want = std::min(op->userLen, kFileChunkMax);  // up to the buffer's length, as read(2)
       break;
     case OpKind::kReadExactly:
       want = op->n - op->done;
@@ -207,27 +207,19 @@ void EngineCore::fileReadNext(Op* op) {
   }
   want = std::max<size_t>(want, 1);
   if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
-  bool direct = intoCaller(op);
-  FileReq* r = newFileReq(op, h, FileOp::kRead, direct ? 0 : want);
+  FileReq* r = newFileReq(op, h, FileOp::kRead, want);
   if (!r) {
     fail(op, -ENOMEM, Syscall::kRead);
     return;
-  }
-  if (direct) {
-    r->buf = op->userBuf;
-    r->len = op->userLen;
   }
   r->off = (op->position >= 0 ? op->position : h->readPos) + static_cast<int64_t>(op->done);
   fileRun(r);
 }
 
-// A readInto reads straight into the caller's memory (JavaScript keeps it alive until the op
-// settles, and an op settles only after its request ended), unless O_DIRECT needs an alignment
-// the caller's memory lacks.
-bool EngineCore::intoCaller(Op* op) {
-  if (op->kind != OpKind::kReadInto) return false;
-  size_t a = op->h->align;
-  return a <= 1 || (reinterpret_cast<uintptr_t>(op->userBuf) % a == 0 && op->userLen % a == 0);
+// A readInto's memory, looked up now (see IntoTargets): nullptr when JavaScript detached or
+// shrank the buffer since the op was submitted. JavaScript thread.
+char* EngineCore::intoMemory(Op* op) {
+  return into_ && op->into ? into_->intoMemory(op->into, op->userLen) : nullptr;
 }
 
 void EngineCore::fileWriteNext(Op* op) {
@@ -254,12 +246,12 @@ void EngineCore::fileWriteNext(Op* op) {
 }
 
 // The handle's sequential read-ahead: the framing reads (readUntil, lines, readChunk, ...) use
-// the file like a socket. A readInto with nothing buffered reads straight for its own length.
+// the file like a socket. A readInto with nothing buffered reads for its own length.
 void EngineCore::fileSeqRead(Handle* h) {
   Op* head = h->reads.front();
   if (head->kind == OpKind::kReadInto || head->kind == OpKind::kReadChunk) {
     // Nothing is buffered (or the head would have taken it): read at the read position for
-    // this op alone, into the caller's memory (readInto) or memory that becomes its Buffer.
+    // this op alone, into request memory copied to the caller's (readInto) or to its Buffer.
     h->recvPending = true;
     fileReadNext(head);
     return;
@@ -301,11 +293,17 @@ void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
   fileReqEnded(r);
 }
 
-// readInto from the sequential stream: bytes already buffered first.
+// readInto from the sequential stream: bytes already buffered first. A buffer detached or
+// shrunk meanwhile fails the op and leaves the bytes for the File's next read.
 bool EngineCore::fileReadIntoFromBuffer(Handle* h, Op* op) {
   if (h->in.size() == 0) return false;
+  char* dst = intoMemory(op);
+  if (!dst) {
+    fail(op, kErrBufferGone);
+    return true;
+  }
   size_t n = std::min(h->in.size(), op->userLen);
-  std::memcpy(op->userBuf, h->in.data(), n);
+  std::memcpy(dst, h->in.data(), n);
   h->in.consume(n);
   Completion c;
   c.result = static_cast<int64_t>(n);
@@ -409,17 +407,26 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
         stats_.bytesRead += res;
         Completion c;
         size_t n = static_cast<size_t>(res);
+        char* dst = nullptr;
         if (op->kind == OpKind::kReadInto) {
           n = std::min(n, op->userLen);
-          if (r->buf != op->userBuf) std::memcpy(op->userBuf, r->buf, n);
+          dst = n > 0 ? intoMemory(op) : nullptr;
+          if (dst) std::memcpy(dst, r->buf, n);
         } else {
           n = std::min(n, op->n);
           c.kind = PayloadKind::kBytes;
           c.data.assign(r->buf, n);
         }
-        c.result = static_cast<int64_t>(n);
         if (sequential) h->readPos += static_cast<int64_t>(n);
-        finish(op, std::move(c));
+        if (op->kind == OpKind::kReadInto && n > 0 && !dst) {
+          // The buffer was detached or shrunk while the request ran: a sequential read's bytes
+          // stay buffered for the File's next read; a positioned read's are dropped.
+          if (sequential) h->in.append(r->buf, n);
+          fail(op, kErrBufferGone);
+        } else {
+          c.result = static_cast<int64_t>(n);
+          finish(op, std::move(c));
+        }
       } else {
         stats_.bytesRead += res;
         fileReadMore(op, r, static_cast<size_t>(res));

@@ -15,6 +15,8 @@ export interface CallbackSlots<T> {
   /**
    * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
    * no deadline. Measured on the monotonic clock from when the op (or chain stage) starts.
+   * Any finite number >= 0, fractions allowed (a deadline past about 146 years saturates; none
+   * overflows); a negative, `NaN` or infinite one throws a RangeError (`ERR_OUT_OF_RANGE`).
    */
   timeout?: number;
 }

@@ -17,7 +17,7 @@ import {
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
-import { autoOrder, impls, unavailableReason } from '../impl/registry.js';
+import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import { utf8ByteOffset } from './internal/utf8-offsets.js';
 import { EnginePromises } from '../promises/index.js';
@@ -94,6 +94,8 @@ const DEFAULT_MAX_BYTES = 65536;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
 const MAX_SIZE = 2 ** 31 - 1;
+// The largest value a native int holds: fds, backlogs, runOnce's wait.
+const MAX_INT32 = 2 ** 31 - 1;
 const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
 /**
@@ -134,6 +136,7 @@ export class AsyncEngine {
     this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
     this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
     this.#workThreads = checkWorkThreads(config.work);
+    checkImplOptions(config);
     this.impl = chooseImpl(config.impl ?? 'auto');
     this.native = impls[this.impl].create(config, drive === 'manual', this.#dispatch);
   }
@@ -150,9 +153,7 @@ export class AsyncEngine {
       throw invalidArgType('options', 'an object', options);
     }
     const backlog = options.backlog ?? 511;
-    if (!Number.isInteger(backlog) || backlog < 0) {
-      throw outOfRange('options.backlog', 'an integer >= 0', backlog);
-    }
+    checkInt(backlog, 'options.backlog', 0, MAX_INT32);
     let host: string;
     let port: number;
     if (options.path !== undefined) {
@@ -173,10 +174,13 @@ export class AsyncEngine {
     return listener;
   }
 
-  /** Takes ownership of a connected stream socket's fd made elsewhere. */
+  /**
+   * Takes ownership of a connected stream socket's fd made elsewhere. `fd`: an integer from 0
+   * to 2147483647 (a RangeError otherwise: no value wraps around to another descriptor).
+   */
   adopt(fd: number): Socket {
     this.#checkOpen();
-    if (!Number.isInteger(fd) || fd < 0) throw outOfRange('fd', 'an integer >= 0', fd);
+    checkInt(fd, 'fd', 0, MAX_INT32);
     let handle: number;
     try {
       handle = this.native.adopt(fd);
@@ -427,9 +431,13 @@ export class AsyncEngine {
   }
 
   /**
-   * Reads up to `buffer.length` bytes into `buffer`: `success(bytesRead)`, 0 at the end of the
-   * file. From the File's read position, or at `options.position`. Leave `buffer` alone until
-   * the op settles.
+   * Reads up to `buffer.length` bytes (at most 16 MiB per op) into `buffer`:
+   * `success(bytesRead)`, 0 at the end of the file. From the File's read position, or at
+   * `options.position`. The engine holds `buffer` until the op settles and copies the bytes
+   * into it on this thread; a buffer detached (transferred) or shrunk meanwhile fails the op
+   * with `ERR_INVALID_STATE` (a sequential read's bytes then stay buffered for the File's next
+   * read). A view of a resizable `ArrayBuffer` or of a growable `SharedArrayBuffer` is refused
+   * (`ERR_INVALID_ARG_VALUE`).
    */
   readInto(file: File, buffer: Uint8Array, cb: Callback<number>): void;
   readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: Callback<number>): void;
@@ -443,10 +451,11 @@ export class AsyncEngine {
     const f = this.#file(file);
     if (!(buffer instanceof Uint8Array))
       throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+    checkFixedMemory(buffer, 'buffer');
     if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
     const pos = this.#position(f, this.#optsOf(a, b), true, buffer.length);
     const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
-    rec.keep = buffer; // the native side writes into it until the op settles
+    rec.keep = buffer; // the caller's buffer, for as long as the op is in flight
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
@@ -727,16 +736,19 @@ export class AsyncEngine {
     return this.#bare(fn, Kind.Soon, 0);
   }
 
-  /** Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order. */
+  /**
+   * Runs `fn` after `ms` milliseconds (monotonic clock); equal deadlines run in call order.
+   * `ms`: any finite number >= 0, fractions allowed (a delay past about 146 years saturates).
+   */
   callLater(ms: number, fn: () => void): TimerHandle {
-    if (typeof ms !== 'number') throw invalidArgType('ms', 'a number', ms);
-    if (!Number.isFinite(ms) || ms < 0) throw outOfRange('ms', 'a finite number >= 0', ms);
+    checkDelay(ms, 'ms');
     return this.#bare(fn, Kind.Sleep, ms);
   }
 
   /**
    * Waits up to `timeout` ms (default 0: do not wait) for ops to finish, then dispatches every
    * finished op in one batch. Returns the number of ops settled. The loop of `drive: 'manual'`.
+   * `timeout`: a number of milliseconds from 0 to 2147483647 (rounded up to a whole ms).
    */
   runOnce(options: { timeout?: number } = {}): number {
     this.#checkOpen();
@@ -750,9 +762,11 @@ export class AsyncEngine {
       err.code = 'ERR_INVALID_STATE';
       throw err;
     }
+    checkOptions(options);
     const timeout = options.timeout ?? 0;
-    if (typeof timeout !== 'number' || !(timeout >= 0) || timeout > MAX_SIZE) {
-      throw outOfRange('options.timeout', 'a number from 0 to 2147483647', timeout);
+    if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
+    if (!(timeout >= 0) || timeout > MAX_INT32) {
+      throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
     }
     return this.native.runOnce(Math.ceil(timeout));
   }
@@ -1485,10 +1499,41 @@ function checkOptions(opts: unknown): void {
 
 function checkMaxBytes(v: unknown, name: string): number {
   if (v === Infinity) return -1;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw outOfRange(name, 'an integer > 0 or Infinity', v);
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw outOfRange(name, 'an integer from 1 to 2**53 - 1, or Infinity', v);
   }
   return v;
+}
+
+// Memory the engine copies into later must not change size while an op waits: a view of a
+// resizable ArrayBuffer or a growable SharedArrayBuffer is refused. (A detached buffer is
+// caught when the bytes are copied.)
+function checkFixedMemory(view: Uint8Array, name: string): void {
+  const memory = view.buffer as { resizable?: boolean; growable?: boolean };
+  if (memory.resizable === true || memory.growable === true) {
+    throw invalidArgValue(
+      name,
+      'must not be a view of a resizable ArrayBuffer or a growable SharedArrayBuffer',
+      view,
+    );
+  }
+}
+
+// An integer argument that native code reads as a C int (an fd, a backlog): checked here, so
+// that no conversion wraps it (2**32 + 3 must not become 3).
+function checkInt(v: unknown, name: string, min: number, max: number): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw outOfRange(name, `an integer from ${min} to ${max}`, v);
+  }
+}
+
+// A delay in milliseconds (callLater), as a Callback's timeout: any finite number >= 0,
+// fractions allowed; native code saturates a deadline past about 146 years, so none overflows.
+function checkDelay(v: unknown, name: string): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isFinite(v) || v < 0) throw outOfRange(name, 'a finite number >= 0', v);
 }
 
 function checkSize(v: unknown, name: string): void {

@@ -14,6 +14,7 @@ export type EngineErrorCode =
   | 'ERR_USER_CODE'
   | 'ERR_ENGINE_CLOSED'
   | 'ERR_IMPL_UNAVAILABLE'
+  | 'ERR_INVALID_STATE'
   | 'ENOTFOUND'
   | (string & {});
 
@@ -52,6 +53,7 @@ const messages: Record<string, string> = {
   ERR_INCOMPLETE: 'the stream ended before the operation completed',
   ERR_LIMIT: 'more than maxBytes would have to be buffered',
   ERR_ABORTED: 'an earlier stage of the chain failed',
+  ERR_INVALID_STATE: 'the buffer was detached or shrunk while the op waited',
 };
 
 /**
@@ -93,6 +95,9 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       break;
     case Code.BadHandle:
       code = 'EBADF';
+      break;
+    case Code.BufferGone:
+      code = 'ERR_INVALID_STATE';
       break;
     case Code.Resolve:
       return resolveError(payload as [number, number]);

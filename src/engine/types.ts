@@ -22,19 +22,36 @@ export interface EngineConfig {
    * {@link AsyncEngine.run}.
    */
   drive?: DriveMode;
-  /** Default bound for ops that buffer before they deliver (read-until, lines, readAll). 65536. */
+  /**
+   * Default bound for ops that buffer before they deliver (read-until, lines, readAll). 65536.
+   * An integer from 1 to 2**53 - 1, or `Infinity`.
+   */
   maxBytes?: number;
   /** Encoding of line results (`expectLine`, `readUntilLineglob`, regex matching). `'utf8'`. */
   encoding?: BufferEncoding;
-  /** Options of the `completion` implementation (io_uring). */
+  /**
+   * Options of the `completion` implementation (io_uring). `entries`: submission queue
+   * entries of the ring, an integer from 1 to 32768 (the kernel rounds it up to a power of
+   * two; default 256). Checked whichever implementation runs: a value outside its range throws
+   * a RangeError (`ERR_OUT_OF_RANGE`).
+   */
   completion?: { entries?: number };
-  /** Options of the `readiness` implementation (epoll). */
+  /**
+   * Options of the `readiness` implementation (epoll). `maxEvents`: events taken per
+   * `epoll_wait`, an integer from 1 to 65536 (default 256). Out of range: RangeError
+   * (`ERR_OUT_OF_RANGE`).
+   */
   readiness?: { maxEvents?: number };
-  /** Options of the `threadpool` implementation. */
+  /**
+   * Options of the `threadpool` implementation. `threads`: worker threads at most, an integer
+   * from 1 to 1024 (default: twice the CPUs this process may use, at least 4). Out of range:
+   * RangeError (`ERR_OUT_OF_RANGE`).
+   */
   threadpool?: { threads?: number };
   /**
    * The worker threads of `submitWork`: at most `threads` (default: the CPUs this process may
-   * use, at least 2), started when a task needs one; none while it is never called.
+   * use, at least 2), started when a task needs one; none while it is never called. An
+   * integer from 1 to 1024.
    */
   work?: { threads?: number };
 }
@@ -54,11 +71,14 @@ export type ConnectAddress = { host: string; port: number } | { path: string };
 export interface ListenOptions {
   /** Address to bind; default `'127.0.0.1'`. IPv6 literals (`'::1'`, `'::'`) bind IPv6. */
   host?: string;
-  /** TCP port; `0` (default) lets the kernel pick one, see {@link Listener.address}. */
+  /**
+   * TCP port, an integer from 0 to 65535; `0` (default) lets the kernel pick one, see
+   * {@link Listener.address}.
+   */
   port?: number;
   /** A Unix domain socket path instead of a TCP address. */
   path?: string;
-  /** Listen backlog; default 511. */
+  /** Listen backlog, an integer from 0 to 2147483647 (the kernel caps it); default 511. */
   backlog?: number;
   /** Set `SO_REUSEPORT`, so several engines (one per worker thread) can share the port. */
   reusePort?: boolean;
@@ -79,7 +99,10 @@ export interface AddrInfo {
 
 /** Options accepted by every op, just before its callbacks. */
 export interface OpOptions {
-  /** Bound on the bytes this op may buffer before delivering; `Infinity` lifts it. */
+  /**
+   * Bound on the bytes this op may buffer before delivering, an integer from 1 to 2**53 - 1;
+   * `Infinity` lifts it.
+   */
   maxBytes?: number;
   /** Encoding of string results of this op. */
   encoding?: BufferEncoding;

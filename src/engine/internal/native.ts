@@ -36,6 +36,7 @@ export const enum Code {
   Canceled = -100005,
   BadHandle = -100006,
   Resolve = -100007,
+  BufferGone = -100008,
   Progress = -200001,
 }
 

@@ -1,13 +1,19 @@
 // The `threadpool` implementation: blocking system calls on native threads, completions handed
 // back in batches. Its probe says why it cannot run here.
 import { addon } from '../../engine/internal/native.js';
-import type { ImplDescriptor } from '../registry.js';
+import { intOption, type ImplDescriptor } from '../registry.js';
+
+/** `config.threadpool.threads`: worker threads at most. */
+export const THREADS_RANGE = { min: 1, max: 1024 } as const;
 
 export const threadpool: ImplDescriptor = {
   name: 'threadpool',
   probe: () => addon.probe('threadpool') || undefined,
+  checkOptions: (config) => {
+    intOption(config, 'threadpool', 'threads', THREADS_RANGE.min, THREADS_RANGE.max);
+  },
   create: (config, manual, dispatch) =>
     new addon.NativeEngine('threadpool', manual, dispatch, {
-      threads: config.threadpool?.threads ?? 0,
+      threads: config.threadpool?.threads ?? 0, // checked by checkOptions first
     }),
 };
