@@ -412,7 +412,8 @@ for (const impl of impls) {
       let stderr = '';
       child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      // 'close', not 'exit': the child's last output may still be in the pipe when it exits.
+      const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
       try {
         const port = await new Promise<number>((resolve, reject) => {
           const timer = setTimeout(

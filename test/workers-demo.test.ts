@@ -35,7 +35,8 @@ async function startDemo(args: string[]): Promise<Demo> {
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  // 'close', not 'exit': the child's last output may still be in the pipe when it exits.
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const demo = {
     port: 0,
     impl: '',
@@ -231,7 +232,7 @@ test('--workers rejects a count that is not 1 to 256', async (t) => {
     });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     t.is(code, 2, bad);
     t.regex(stderr, /--workers/);
   }
