@@ -17,7 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -63,6 +63,13 @@ if (!existsSync(addonPath)) {
 }
 
 const logDir = mkdtempSync(join(tmpdir(), 'async-engine-asan-'));
+const logPath = join(logDir, 'report');
+// Both runtimes get the same log_path: libubsan's start-up sets the report path through the
+// exported __sanitizer_set_report_path, which libasan (first in LD_PRELOAD) provides, so
+// whichever runtime starts last decides where ASan's reports go. UBSan's own message still goes
+// to stderr (its private report file cannot be redirected while libasan is loaded), so a UBSan
+// finding aborts (abort_on_error) and ASan's SIGABRT handler (handle_abort) writes the stack,
+// with the __ubsan_handle_* frame and the addon's frames, to the log file.
 const env = {
   ...process.env,
   ASYNC_ENGINE_ADDON: addonPath,
@@ -73,27 +80,55 @@ const env = {
     'detect_leaks=0',
     'abort_on_error=1',
     'halt_on_error=1',
+    'handle_abort=1',
     'strict_string_checks=1',
     'detect_stack_use_after_return=1',
     'check_initialization_order=1',
-    `log_path=${join(logDir, 'asan')}`,
+    `log_path=${logPath}`,
   ].join(':'),
   UBSAN_OPTIONS: [
     'halt_on_error=1',
+    'abort_on_error=1',
     'print_stacktrace=1',
-    `log_path=${join(logDir, 'ubsan')}`,
+    `log_path=${logPath}`,
   ].join(':'),
 };
 
-// Sanitized code runs a few times slower: a generous per-test timeout, while the tests' own
-// deadlines still bound every wait.
+// Sanitized code runs a few times slower: a generous per-test timeout (the tests' own deadlines
+// still bound every wait), and one test file at a time, so that the tests' deadlines are met on
+// a two-core machine.
 const ava = join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs');
-const avaStatus = step(process.execPath, [ava, '--timeout=10m', ...process.argv.slice(2)], { env });
+const avaStatus = step(
+  process.execPath,
+  [ava, '--timeout=10m', '--concurrency=1', ...process.argv.slice(2)],
+  { env },
+);
+
+// The runtime's own symbolizer names the addon's functions but gives no file and line for a
+// module loaded with dlopen; addr2line (binutils, beside the compiler) adds them.
+function withSourceLines(report) {
+  const frame = /\((\/[^()+]+\.node)\+(0x[0-9a-f]+)\)$/;
+  return report
+    .split('\n')
+    .map((l) => {
+      const m = frame.exec(l);
+      if (!m) return l;
+      const r = spawnSync('addr2line', ['-e', m[1], m[2]], { encoding: 'utf8' });
+      const where = (r.stdout || '').trim();
+      if (r.status !== 0 || !where || where.startsWith('??')) return l;
+      const [file, lineNo] = [
+        where.slice(0, where.lastIndexOf(':')),
+        where.slice(where.lastIndexOf(':')),
+      ];
+      return `${l} ${relative(root, resolve(dirname(m[1]), file))}${lineNo}`;
+    })
+    .join('\n');
+}
 
 const reports = readdirSync(logDir).sort();
 for (const f of reports) {
   console.error(`\n===== sanitizer report ${f} =====`);
-  console.error(readFileSync(join(logDir, f), 'utf8'));
+  console.error(withSourceLines(readFileSync(join(logDir, f), 'utf8')));
 }
 rmSync(logDir, { recursive: true, force: true });
 
