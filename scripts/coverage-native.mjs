@@ -7,12 +7,12 @@
 //    children tests spawn) adds its counts to the .gcda files when it exits normally.
 // 4. Reads the counts with the compiler's own `gcov` (JSON output, no gcovr needed) and prints
 //    lines, covered lines and percent per file of native/, the totals of native/core and
-//    native/backends, and the total.
+//    native/backends, and the total; the lines no test ran go to build-coverage/uncovered.txt.
 //
 // Extra arguments are passed to ava. Run by hand; CI does not run it. The exit status is ava's:
 // the figures are printed either way.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -147,6 +147,26 @@ console.log(
     sum(() => true),
   ),
 );
+
+// The lines no test ran, as ranges per file, for finding what to test next.
+const ranges = (lines) => {
+  const out = [];
+  for (const n of [...lines.entries()]
+    .filter(([, c]) => c === 0)
+    .map(([n]) => n)
+    .sort((a, b) => a - b)) {
+    const last = out[out.length - 1];
+    if (last && last[1] === n - 1) last[1] = n;
+    else out.push([n, n]);
+  }
+  return out.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(' ');
+};
+const uncoveredFile = join(root, 'build-coverage', 'uncovered.txt');
+writeFileSync(
+  uncoveredFile,
+  rows.map((r) => `${r.file}: ${ranges(files.get(r.file))}`).join('\n') + '\n',
+);
+console.log(`\nLines not run, per file: ${relative(root, uncoveredFile)}`);
 
 if (avaStatus !== 0) {
   console.error(`coverage:native: ava exited with ${avaStatus}; the figures above are of that run`);
