@@ -1,7 +1,6 @@
-// Paths of the native core that the other suites leave unrun (found with
-// `npm run coverage:native`): errors that come back as values from the kernel, limits of the
-// framed reads, and ops that are still pending when their engine or their request goes away.
-// Also the test-only ASYNC_ENGINE_ADDON loader knob.
+// Paths of the native core looked for with `npm run coverage:native`: errors that come back as
+// values from the kernel, limits of the framed reads, and ops still pending when their engine
+// goes away or their caller cancels them. Also the test-only ASYNC_ENGINE_ADDON loader knob.
 import test from 'ava';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
