@@ -1,4 +1,10 @@
 {
+  "variables": {
+    # "" for the normal build. scripts/test-asan.mjs and scripts/coverage-native.mjs build the
+    # "asan" and "coverage" variants in their own directories (build-asan/, build-coverage/)
+    # through a two-line binding.gyp there that sets this and includes this file.
+    "async_engine_variant%": ""
+  },
   "targets": [
     {
       "target_name": "async_engine",
@@ -20,7 +26,20 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=c++17"],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-Wno-missing-field-initializers", "-O2"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread"],
+      "conditions": [
+        ["async_engine_variant=='asan'", {
+          # Address and undefined-behaviour sanitizers; the runtimes are preloaded into node.
+          # Any UBSan finding is fatal, not just reported.
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }],
+        ["async_engine_variant=='coverage'", {
+          # gcov line coverage; unoptimised so that lines map one to one onto the source.
+          "cflags_cc": ["--coverage", "-g", "-O0"],
+          "ldflags": ["--coverage"]
+        }]
+      ]
     }
   ]
 }

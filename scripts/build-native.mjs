@@ -1,7 +1,12 @@
 // Builds the native addon with node-gyp: configures once, then rebuilds incrementally.
 // Run by `npm install` (the "install" script) and by `npm run build`.
+//
+// `--variant=asan` or `--variant=coverage` builds an instrumented copy instead, in its own
+// directory (build-asan/build/Release/async_engine.node, ...), leaving build/ alone: node-gyp
+// always builds into ./build, so the variant directory gets a binding.gyp that sets the
+// `async_engine_variant` gyp variable and includes the real one.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -40,13 +45,26 @@ if (!env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_
   env.npm_config_nodedir = prefix;
 }
 
+const variantArg = process.argv.slice(2).find((a) => a.startsWith('--variant='));
+const variant = variantArg ? variantArg.slice('--variant='.length) : '';
+if (variant !== '' && variant !== 'asan' && variant !== 'coverage') {
+  console.error(`async-engine: unknown build variant ${JSON.stringify(variant)} (asan, coverage)`);
+  process.exit(2);
+}
+const cwd = variant ? join(root, `build-${variant}`) : root;
+if (variant) {
+  mkdirSync(cwd, { recursive: true });
+  const shim = { variables: { async_engine_variant: variant }, includes: ['../binding.gyp'] };
+  writeFileSync(join(cwd, 'binding.gyp'), JSON.stringify(shim, null, 2) + '\n');
+}
+
 function run(args) {
-  const r = spawnSync(process.execPath, [gyp, ...args], { cwd: root, stdio: 'inherit', env });
+  const r = spawnSync(process.execPath, [gyp, ...args], { cwd, stdio: 'inherit', env });
   if (r.error) throw r.error;
   return r.status ?? 1;
 }
 
-const configured = existsSync(join(root, 'build', 'config.gypi'));
+const configured = existsSync(join(cwd, 'build', 'config.gypi'));
 let status = configured ? run(['build', '-j', 'max']) : 1;
 if (status !== 0) status = run(['rebuild', '-j', 'max']);
 process.exit(status);

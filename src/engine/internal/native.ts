@@ -1,6 +1,6 @@
 // Loads the native addon and describes the surface it gives the TypeScript engine.
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EngineStats } from '../types.js';
 
@@ -96,5 +96,21 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const require = createRequire(import.meta.url);
 const load = require('node-gyp-build') as (dir: string) => unknown;
 
+/**
+ * Test-only: `ASYNC_ENGINE_ADDON=/abs/path/async_engine.node` loads that addon file instead of
+ * the one node-gyp-build finds. `npm run test:asan` and `npm run coverage:native` use it to run
+ * the suite against an instrumented build; it is not meant for production use.
+ */
+function loadAddon(): unknown {
+  const file = process.env.ASYNC_ENGINE_ADDON;
+  if (file === undefined || file === '') return load(root);
+  if (!isAbsolute(file)) {
+    throw new Error(
+      `ASYNC_ENGINE_ADDON must be an absolute path to a .node file, got ${JSON.stringify(file)}`,
+    );
+  }
+  return require(file);
+}
+
 /** The addon, loaded once per process (and once per worker thread). */
-export const addon = load(root) as Addon;
+export const addon = loadAddon() as Addon;
