@@ -95,7 +95,9 @@ forEachImpl(
   async (t, engine) => {
     let shut: Promise<void> | undefined;
     const { p, ops } = await tenLines(engine, () => {
+      t.false(engine.closed);
       shut = engine.shutdown();
+      t.true(engine.closed, 'the rest of the batch can tell that the engine takes no new op');
     });
     // Ops still waiting for bytes when the engine shuts down: their cancellations make a batch
     // of their own, which must not overwrite the rest of the batch being delivered.

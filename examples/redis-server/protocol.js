@@ -200,12 +200,14 @@ export class RespReader {
     this.lineOptions = { maxBytes: maxLine, encoding: 'latin1' };
     this.headerOptions = { maxBytes: maxLine, encoding: 'utf8' };
     // One Callback per kind of read, made once per connection and reused once settled.
+    // A read that finished just before the engine was shut down is still delivered: the
+    // request is dropped then, as the engine takes no more ops.
     this.lineCallback = new Callback({
-      success: (line, sock) => this.onLine(line, sock),
+      success: (line, sock) => (engine.closed ? this.stop() : this.onLine(line, sock)),
       failure: (err) => this.onReadError(err),
     });
     this.bulkCallback = new Callback({
-      success: (buf) => this.onBulk(buf),
+      success: (buf) => (engine.closed ? this.stop() : this.onBulk(buf)),
       failure: (err) => this.onReadError(err),
     });
   }
@@ -314,6 +316,13 @@ export class RespReader {
     this.state = DEAD;
     this.args = null;
     this.handler.onRequestLimit(bytes, this);
+  }
+
+  /** The engine was shut down: this reader stops, and the handler hears of the end. */
+  stop() {
+    this.state = DEAD;
+    this.args = null;
+    this.handler.onEnd(undefined, this);
   }
 }
 

@@ -244,7 +244,7 @@ class Connection {
   }
 
   onWritten() {
-    if (this.closed) return;
+    if (this.closed || this.engine.closed) return this.destroy();
     if (this.queue.length > 0) {
       const batch = this.queue;
       this.queue = [];

@@ -827,6 +827,15 @@ export class AsyncEngine {
     return this.#shutdown;
   }
 
+  /**
+   * True once {@link shutdown} has been called. Ops that had finished before it are still
+   * delivered (with their data), but the engine takes no new op: a callback that submits its
+   * next op checks this first, or the submit throws `ERR_ENGINE_CLOSED`.
+   */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
   stats(): EngineStats {
     const s = this.native.stats();
