@@ -722,11 +722,21 @@ forEachImpl(
     const f = await openFile(t, engine, p);
     const u8 = new Uint8Array(8192);
     const into = once<number>({}, 'readInto (detached)');
+    const fastBefore = engine.stats().fileFastPath;
     engine.readInto(f, u8, into.cb);
+    // readiness and threadpool try the page cache inline (RWF_NOWAIT): if the eviction of the
+    // file did not hold, the bytes were copied during the call, before the buffer went away.
+    const copiedAtSubmit = engine.stats().fileFastPath > fastBefore;
     detach(u8);
-    await expectErr(t, into, 'ERR_INVALID_STATE');
+    let from = 0;
+    if (copiedAtSubmit) {
+      t.is(await expectOk(t, into), 8192);
+      from = 8192;
+    } else {
+      await expectErr(t, into, 'ERR_INVALID_STATE');
+    }
     const next = await ok<Buffer>(t, 'readExactly after', (cb) => engine.readExactly(f, 8192, cb));
-    t.true(next.equals(data.subarray(0, 8192)), 'the file is read from where it was');
+    t.true(next.equals(data.subarray(from, from + 8192)), 'the file is read from where it was');
     engine.close(f);
   },
 );
