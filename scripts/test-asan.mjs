@@ -73,6 +73,8 @@ const logPath = join(logDir, 'report');
 const env = {
   ...process.env,
   ASYNC_ENGINE_ADDON: addonPath,
+  // Tests assert RSS caps only outside this lane (see rssIsMeaningful in the test harness).
+  ASYNC_ENGINE_SANITIZED: '1',
   LD_PRELOAD: [runtime('libasan.so'), runtime('libubsan.so'), process.env.LD_PRELOAD]
     .filter(Boolean)
     .join(':'),
