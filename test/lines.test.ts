@@ -278,3 +278,30 @@ forEachImpl(
     t.is(await expectOk(t, next), 'abc');
   },
 );
+
+forEachImpl(
+  'lineglob: named classes, escapes and ranges inside brackets, an unterminated bracket as text',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // [glob, lines sent; the last one is the first that matches]
+    const cases: Array<[string, string[]]> = [
+      ['[[:digit:]][[:alpha:]]', ['x1', '1a']],
+      ['[[:upper:]]*', ['abc', 'Abc']],
+      ['[[:space:]]x', ['ax', ' x']],
+      ['[[:xdigit:]][[:punct:]]', ['g!', 'f!']],
+      ['[[:alnum:]][[:blank:]][[:cntrl:]]', ['a b', 'a\t\x01']],
+      ['[[:lower:]][[:graph:]][[:print:]]', ['A!!', 'a! ']],
+      ['[[:bogus:]x]', ['a', 'x']],
+      ['[\\]]', ['a', ']']],
+      ['[a-\\z]', ['{', 'q']],
+      ['[!a-y]', ['b', 'z']],
+      ['[ab', ['a', '[ab']],
+    ];
+    for (const [glob, lines] of cases) {
+      await p.write(lines.map((l) => l + '\r\n').join(''));
+      const r = once<string[]>({}, glob);
+      engine.readUntilLineglob(p.sock, glob, r.cb);
+      t.deepEqual(await expectOk(t, r), lines, glob);
+    }
+  },
+);
