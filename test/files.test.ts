@@ -1476,7 +1476,8 @@ forEachImpl('a timeout on a file op settles it exactly once', async (t, engine) 
   t.is(quick.calls.length, 1, 'the timer did not fire after the success');
 
   // A 1 ms timeout on reads of a file not in the page cache, queued behind each other, 32 MiB
-  // in all: ETIMEDOUT or success, exactly once each; the last one cannot finish within 1 ms.
+  // in all: ETIMEDOUT or success, exactly once each, and 32 MiB cannot all come within 1 ms.
+  // Which ones time out depends on the kernel's read-ahead and the machine's load.
   const sc = settleCounter();
   const trs = Array.from({ length: 32 }, (_, i) =>
     sc.wrap<Buffer>({ timeout: 1 }, `readExactly 1 MiB #${i}, timeout 1`),
@@ -1491,9 +1492,7 @@ forEachImpl('a timeout on a file op settles it exactly once', async (t, engine) 
     [],
     JSON.stringify(tally),
   );
-  t.true((tally.ETIMEDOUT ?? 0) >= 1, `at least the last one timed out: ${JSON.stringify(tally)}`);
-  const err = trs[trs.length - 1]!.calls[0]?.err;
-  t.is(err?.code, 'ETIMEDOUT', 'the last queued read timed out');
+  t.true((tally.ETIMEDOUT ?? 0) >= 1, `at least one timed out: ${JSON.stringify(tally)}`);
 });
 
 // ---------------------------------------------------------------------------------------------
