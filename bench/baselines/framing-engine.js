@@ -174,7 +174,7 @@ const bulkHeadCb = new Callback({
       n = n * 10 + d;
     }
     if (!digits) {
-      failure = `bad bulk header ${line.slice(0, 20)}`;
+      failure = `bad bulk header ${JSON.stringify(line.slice(0, 20))} at record ${done}`;
       return finish();
     }
     engine.readExactly(sock, n + 2, bulkBodyCb);
