@@ -1,0 +1,215 @@
+// Framing consumer on async-engine: asks the peer (framing-peer.js) for `warmup + records`
+// pipelined records, then reads them one op at a time, each success submitting the next op
+// (callbacks made once and reused). Prints one JSON line: records and engine ops measured, wall
+// seconds and CPU seconds of this process (all threads, `process.cpuUsage()`) over the records
+// after the warm-up, connection setup excluded.
+// Reads (`--read`):
+//   expectLine            lines, `expectLine(sock, null, cb)`: the line as a string
+//   readUntil             lines, `readUntil(sock, '\r\n', cb)`: a Buffer, terminator included
+//   readExactly           32-byte records, `readExactly(sock, 32, cb)`
+//   expectLine+readExactly  RESP bulk strings in two ops: `expectLine` for `$<n>`, then
+//                         `readExactly(sock, n + 2, cb)` for the payload and its `\r\n`
+// usage: node bench/baselines/framing-engine.js --port P --read expectLine [--impl readiness]
+//          [--records 200000] [--warmup 20000] [--seed 1]
+import { parseArgs } from 'node:util';
+import { Callback, createEngine } from 'async-engine';
+import { expected } from '../lib/framing-records.js';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    host: { type: 'string', default: '127.0.0.1' },
+    impl: { type: 'string', default: 'auto' },
+    read: { type: 'string', default: 'expectLine' },
+    records: { type: 'string', default: '200000' },
+    warmup: { type: 'string', default: '20000' },
+    seed: { type: 'string', default: '1' },
+  },
+});
+
+const KIND = {
+  expectLine: 'lines',
+  readUntil: 'lines',
+  readExactly: 'fixed32',
+  'expectLine+readExactly': 'bulk',
+};
+const kind = KIND[values.read];
+if (!kind) {
+  console.log(JSON.stringify({ error: `unknown --read ${values.read}` }));
+  process.exit(2);
+}
+const records = Number(values.records);
+const warmup = Number(values.warmup);
+const seed = Number(values.seed);
+const total = warmup + records;
+
+const engine = createEngine({ impl: values.impl });
+let sock;
+let done = 0; // records read, warm-up included
+let ops = 0; // engine ops settled, warm-up included
+let opsAtMark = 0;
+let valueBytes = 0;
+let last;
+let t0;
+let cpu0;
+let failure = null;
+let finished = false;
+
+function mark() {
+  opsAtMark = ops;
+  cpu0 = process.cpuUsage();
+  t0 = process.hrtime.bigint();
+}
+
+function finish() {
+  if (finished) return;
+  finished = true;
+  const measured = t0 !== undefined;
+  const seconds = measured ? Number(process.hrtime.bigint() - t0) / 1e9 : 0;
+  const cpu = measured ? process.cpuUsage(cpu0) : { user: 0, system: 0 };
+  if (failure === null) failure = check();
+  if (sock) engine.close(sock);
+  engine.shutdown().then(() => {
+    console.log(
+      JSON.stringify({
+        impl: engine.impl,
+        read: values.read,
+        records: measured ? done - warmup : 0,
+        ops: measured ? ops - opsAtMark : 0,
+        seconds,
+        cpuS: (cpu.user + cpu.system) / 1e6,
+        error: failure,
+      }),
+    );
+  });
+}
+
+/** Null when every record arrived as sent, else what differs. */
+function check() {
+  if (done !== total) return `read ${done} of ${total} records`;
+  const want = expected(kind, total, seed, { withTerminator: values.read === 'readUntil' });
+  if (valueBytes !== want.valueBytes)
+    return `value bytes ${valueBytes}, expected ${want.valueBytes}`;
+  if (kind === 'lines' && !String(last).startsWith(`${want.lastIndex}:`)) {
+    return `last line ${String(last).slice(0, 40)}`;
+  }
+  if (kind === 'fixed32' && last.readUInt32BE(0) !== want.lastIndex) return 'last record index';
+  return null;
+}
+
+function failed(err) {
+  failure = `${err.code}: ${err.message}`;
+  finish();
+}
+
+/** Counts one record; false when it was the last. */
+function counted() {
+  if (++done === warmup) mark();
+  return done < total;
+}
+
+// One reused Callback per read; each success submits the next op.
+const lineCb = new Callback({
+  success: (line) => {
+    ops++;
+    valueBytes += line.length;
+    if (counted()) engine.expectLine(sock, null, lineCb);
+    else {
+      last = line;
+      finish();
+    }
+  },
+  failure: failed,
+});
+
+const untilCb = new Callback({
+  success: (data) => {
+    ops++;
+    valueBytes += data.length;
+    if (counted()) engine.readUntil(sock, '\r\n', untilCb);
+    else {
+      last = data.toString('latin1');
+      finish();
+    }
+  },
+  failure: failed,
+});
+
+const exactCb = new Callback({
+  success: (data) => {
+    ops++;
+    valueBytes += data.length;
+    if (counted()) engine.readExactly(sock, 32, exactCb);
+    else {
+      last = data;
+      finish();
+    }
+  },
+  failure: failed,
+});
+
+const bulkBodyCb = new Callback({
+  success: (data) => {
+    ops++;
+    const n = data.length - 2;
+    if (data[n] !== 0x0d || data[n + 1] !== 0x0a) {
+      failure = `bulk string ${done} not terminated by CRLF`;
+      return finish();
+    }
+    valueBytes += n;
+    if (counted()) engine.expectLine(sock, null, bulkHeadCb);
+    else finish();
+  },
+  failure: failed,
+});
+
+const bulkHeadCb = new Callback({
+  success: (line) => {
+    ops++;
+    let n = 0;
+    let digits = line.length > 1 && line.charCodeAt(0) === 0x24; // '$'
+    for (let i = 1; i < line.length && digits; i++) {
+      const d = line.charCodeAt(i) - 48;
+      digits = d >= 0 && d <= 9;
+      n = n * 10 + d;
+    }
+    if (!digits) {
+      failure = `bad bulk header ${JSON.stringify(line.slice(0, 20))} at record ${done}`;
+      return finish();
+    }
+    engine.readExactly(sock, n + 2, bulkBodyCb);
+  },
+  failure: failed,
+});
+
+function begin() {
+  if (warmup === 0) mark();
+  switch (values.read) {
+    case 'expectLine':
+      return engine.expectLine(sock, null, lineCb);
+    case 'readUntil':
+      return engine.readUntil(sock, '\r\n', untilCb);
+    case 'readExactly':
+      return engine.readExactly(sock, 32, exactCb);
+    default:
+      return engine.expectLine(sock, null, bulkHeadCb);
+  }
+}
+
+engine.connect(
+  { host: values.host, port: Number(values.port) },
+  new Callback({
+    success: (s) => {
+      sock = s;
+      engine.write(
+        sock,
+        `${kind} ${total} ${seed}\n`,
+        new Callback({ success: begin, failure: failed }),
+      );
+    },
+    failure: (err) => {
+      console.log(JSON.stringify({ error: `connect: ${err.code}` }));
+      process.exit(1);
+    },
+  }),
+);
