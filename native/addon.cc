@@ -770,6 +770,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     Op* op = makeOp(env, v);
     if (!op) return env.Undefined();
     if (env.IsExceptionPending()) {  // an argument of the wrong type: queue nothing
+      if (op->into) intoRelease(op->into);
       delete op;
       return env.Undefined();
     }
