@@ -30,8 +30,9 @@ namespace {
 //
 // A send or accept that can proceed at once is made on the engine thread (MSG_DONTWAIT, like a
 // file request's preadv2(RWF_NOWAIT)): no hand-over, no wake-up of another thread. Only one that
-// would block, every receive and every connect become jobs for a worker. Each worker thread has an epoll set of its own and waits in epoll_wait on it. A primitive given
-// to a worker is tried once at once (data may already be there); when it would block, its fd is
+// would block, every receive and every connect become jobs for a worker. Each worker thread has
+// an epoll set of its own and waits in epoll_wait on it. A primitive given to a worker is tried
+// once at once (data may already be there); when it would block, its fd is
 // registered in the worker's set (level-triggered, for input or output) and the worker runs the
 // system call when the fd is ready, then drops the registration and publishes the result. So a
 // worker holds any number of waiting primitives at a cost that does not grow with their number

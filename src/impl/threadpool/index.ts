@@ -1,5 +1,6 @@
-// The `threadpool` implementation: blocking system calls on native threads, completions handed
-// back in batches. Its probe says why it cannot run here.
+// The `threadpool` implementation: native worker threads that wait in epoll sets of their own
+// and make the non-blocking calls, completions handed back in batches. Its probe says why it
+// cannot run here.
 import { addon } from '../../engine/internal/native.js';
 import { intOption, type ImplDescriptor } from '../registry.js';
 
