@@ -144,6 +144,22 @@ function throwsSync(
   return err;
 }
 
+/**
+ * Waits until the engine makes no more system calls of its own accord: `stats().syscalls` also
+ * counts the worker threads of `threadpool`, and a worker that has just started counts its first
+ * wait a moment later, on its own thread. After this, a change of the counter across a
+ * synchronous call is that call's.
+ */
+async function syscallsAtRest(engine: Engine): Promise<void> {
+  let last = engine.stats().syscalls;
+  for (let i = 0; i < 100; i++) {
+    await sleep(20);
+    const now = engine.stats().syscalls;
+    if (now === last) return;
+    last = now;
+  }
+}
+
 async function assertNeverSettled(t: Ctx, pending: Array<Tracked<never>>): Promise<void> {
   await sleep(50);
   for (const tr of pending) t.is(tr.calls.length, 0, `${tr.label}: the callback never ran`);
@@ -1091,6 +1107,7 @@ forEachImpl(
     const f = await openFile(t, engine, p, { flags: 'r+', direct: true });
     const a = f.alignment;
     const pending: Array<Tracked<never>> = [];
+    await syscallsAtRest(engine);
     const cases: Array<[string, (cb: Callback<never>) => void]> = [
       [
         'write at a + 1',
@@ -1323,6 +1340,7 @@ forEachImpl('bad arguments throw synchronously with the right codes', async (t, 
   const p = fileWith(dir, 'args.txt', 'line\n');
   const f = await openFile(t, engine, p, { flags: 'r+' });
   const pending: Array<Tracked<never>> = [];
+  await syscallsAtRest(engine);
   const bad = (what: string, submit: (cb: Callback<never>) => void, expect: Expect) =>
     throwsSync(t, engine, what, submit, expect, pending);
   const c = <V>(cb: Callback<never>) => cb as unknown as Callback<V>;
