@@ -15,35 +15,10 @@
 // usage: node bench/baselines/framing-net.js --port P --read expectLine [--records 200000]
 //          [--warmup 20000] [--seed 1]
 import net from 'node:net';
-import { parseArgs } from 'node:util';
-import { expected } from '../lib/framing-records.js';
+import { checkRecords, consumerArgs } from '../lib/framing-records.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string' },
-    host: { type: 'string', default: '127.0.0.1' },
-    read: { type: 'string', default: 'expectLine' },
-    records: { type: 'string', default: '200000' },
-    warmup: { type: 'string', default: '20000' },
-    seed: { type: 'string', default: '1' },
-  },
-});
-
-const KIND = {
-  expectLine: 'lines',
-  readUntil: 'lines',
-  readExactly: 'fixed32',
-  'expectLine+readExactly': 'bulk',
-};
-const kind = KIND[values.read];
-if (!kind) {
-  console.log(JSON.stringify({ error: `unknown --read ${values.read}` }));
-  process.exit(2);
-}
-const records = Number(values.records);
-const warmup = Number(values.warmup);
-const seed = Number(values.seed);
-const total = warmup + records;
+const args = consumerArgs();
+const { values, kind, warmup, seed, total } = args;
 const MAX_LINE = 65536;
 
 let sock;
@@ -83,15 +58,7 @@ function finish() {
 }
 
 function check() {
-  if (done !== total) return `read ${done} of ${total} records`;
-  const want = expected(kind, total, seed, { withTerminator: values.read === 'readUntil' });
-  if (valueBytes !== want.valueBytes)
-    return `value bytes ${valueBytes}, expected ${want.valueBytes}`;
-  if (kind === 'lines' && !String(last).startsWith(`${want.lastIndex}:`)) {
-    return `last line ${String(last).slice(0, 40)}`;
-  }
-  if (kind === 'fixed32' && last.readUInt32BE(0) !== want.lastIndex) return 'last record index';
-  return null;
+  return checkRecords({ ...args, read: values.read }, { done, valueBytes, last });
 }
 
 function fail(message) {

@@ -8,6 +8,7 @@
 //   (any byte value, `\r\n` included);
 // - `bulk`: RESP bulk strings, `$<n>\r\n<n bytes>\r\n`, n from 1 to 48, the payload pseudo-random
 //   bytes (binary-safe: it may hold `\r\n`).
+import { parseArgs } from 'node:util';
 
 export const KINDS = ['lines', 'fixed32', 'bulk'];
 
@@ -100,4 +101,55 @@ export function expected(kind, count, seed, { withTerminator = false } = {}) {
     }
   }
   return { valueBytes, lastIndex: count - 1 };
+}
+
+/** The workload each consumer read belongs to. */
+const KIND_OF_READ = {
+  expectLine: 'lines',
+  readUntil: 'lines',
+  readExactly: 'fixed32',
+  'expectLine+readExactly': 'bulk',
+};
+
+/**
+ * The command line both framing consumers take (`extra`: options of one consumer only), parsed
+ * and checked. An unknown `--read` prints a JSON error and exits with status 2.
+ */
+export function consumerArgs(extra = {}) {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      read: { type: 'string', default: 'expectLine' },
+      records: { type: 'string', default: '200000' },
+      warmup: { type: 'string', default: '20000' },
+      seed: { type: 'string', default: '1' },
+      ...extra,
+    },
+  });
+  const kind = KIND_OF_READ[values.read];
+  if (!kind) {
+    console.log(JSON.stringify({ error: `unknown --read ${values.read}` }));
+    process.exit(2);
+  }
+  const records = Number(values.records);
+  const warmup = Number(values.warmup);
+  const seed = Number(values.seed);
+  return { values, kind, records, warmup, seed, total: warmup + records };
+}
+
+/**
+ * Null when a consumer read every record as sent (`done` records, values adding up to
+ * `valueBytes`, `last` the last value), else what differs.
+ */
+export function checkRecords({ kind, read, seed, total }, { done, valueBytes, last }) {
+  if (done !== total) return `read ${done} of ${total} records`;
+  const want = expected(kind, total, seed, { withTerminator: read === 'readUntil' });
+  if (valueBytes !== want.valueBytes)
+    return `value bytes ${valueBytes}, expected ${want.valueBytes}`;
+  if (kind === 'lines' && !String(last).startsWith(`${want.lastIndex}:`)) {
+    return `last line ${String(last).slice(0, 40)}`;
+  }
+  if (kind === 'fixed32' && last.readUInt32BE(0) !== want.lastIndex) return 'last record index';
+  return null;
 }
