@@ -212,7 +212,8 @@ test('--workers 2 refuses a port another SO_REUSEPORT listener holds', async (t)
         child.kill('SIGKILL');
         resolve(null);
       }, 15_000);
-      child.on('exit', (c) => {
+      // 'close', not 'exit': the child's last output may still be in the pipe when it exits.
+      child.on('close', (c) => {
         clearTimeout(timer);
         resolve(c);
       });
