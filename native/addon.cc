@@ -186,6 +186,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     self.Set("submit", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Submit>, "submit", this));
     self.Set("drain", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Drain>, "drain", this));
     self.Set("cancel", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Cancel>, "cancel", this));
+    self.Set("take", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Take>, "take", this));
+    self.Set("unread", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Unread>, "unread", this));
     if (manual_) {
       // Nothing of libuv's: the engine is torn down with its environment, synchronously.
       napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
@@ -395,9 +397,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
   }
 
   // One batch for the JS dispatcher. `idsResults` (a Float64Array reused from batch to batch)
-  // holds four numbers per finished op: id, result, and the offset and length of its bytes in
+  // holds five numbers per finished op: id, result, the offset and length of its bytes in
   // `arena` (a Buffer also reused), or -1 when its payload is in `payloads` (an array with
-  // holes, made only when some op needs it). Small payloads thus cost no Buffer each.
+  // holes, made only when some op needs it), and the bytes a socket read left buffered with no
+  // read queued behind it (Completion::rest), which JavaScript then takes in bulk. Small
+  // payloads thus cost no Buffer each.
   struct Batch {
     napi_value count;
     napi_value idsResults;
@@ -405,15 +409,16 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     napi_value arena;
   };
 
+  static constexpr size_t kStride = 5;              // numbers per op in idsResults
   static constexpr size_t kArenaMax = 16 * 1024;  // larger payloads travel as their own Buffer
 
   Batch takeBatch(Napi::Env env) {
     batch_.clear();
     batch_.swap(core_.ready());  // the core keeps filling the other vector, capacity and all
     size_t n = batch_.size();
-    if (n * 4 > f64Cap_ || f64Ref_.IsEmpty()) {
-      size_t cap = f64Cap_ ? f64Cap_ : 1024;
-      while (cap < n * 4) cap *= 2;
+    if (n * kStride > f64Cap_ || f64Ref_.IsEmpty()) {
+      size_t cap = f64Cap_ ? f64Cap_ : 1280;
+      while (cap < n * kStride) cap *= 2;
       Napi::Float64Array arr = Napi::Float64Array::New(env, cap);
       f64Ref_ = Napi::Persistent(arr);
       f64_ = arr.Data();
@@ -436,11 +441,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
       Completion& c = batch_[i];
-      double* f = f64_ + 4 * i;
+      double* f = f64_ + kStride * i;
       f[0] = static_cast<double>(c.id);
       f[1] = static_cast<double>(c.result);
       f[2] = -1;
       f[3] = 0;
+      f[4] = static_cast<double>(c.rest);
       if (c.result != kProgress) settled++;
       if (inArena(c)) {
         std::memcpy(arena_ + at, c.data.data(), c.data.size());
@@ -805,6 +811,26 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     bool won = core_.cancel(info[0].As<Napi::Number>().Int64Value());
     afterCall();
     return Napi::Boolean::New(info.Env(), won);
+  }
+
+  // take(handle, dest): moves a socket's buffered bytes into the Buffer `dest` (as many as fit)
+  // for JavaScript to frame; returns how many. 0 while a read is queued on the socket.
+  Napi::Value Take(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || !info[1].IsBuffer()) return Napi::Number::New(env, 0);
+    auto dest = info[1].As<Napi::Buffer<char>>();
+    return Napi::Number::New(env, static_cast<double>(core_.take(h, dest.Data(), dest.Length())));
+  }
+
+  // unread(handle, bytes): puts bytes JavaScript took and did not consume back in front of the
+  // socket's buffer, before it submits a read that needs more. False when the socket is gone.
+  Napi::Value Unread(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
+    auto bytes = info[1].As<Napi::Uint8Array>();
+    return Napi::Boolean::New(env, core_.unread(h, reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength()));
   }
 
   Napi::Value RegexVerdict(const Napi::CallbackInfo& info) {

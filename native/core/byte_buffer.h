@@ -37,6 +37,30 @@ class ByteBuffer {
     w_ += n;
   }
 
+  // Puts bytes back in front of the buffered ones: bytes JavaScript took in bulk and did not
+  // consume, returned before a read that must wait for more.
+  void prepend(const char* p, size_t n) {
+    if (n == 0) return;
+    settle();
+    if (r_ >= n) {
+      r_ -= n;
+      std::memcpy(data_ + r_, p, n);
+      return;
+    }
+    size_t live = w_ - r_;
+    size_t cap = 4096;
+    while (cap < live + n) cap *= 2;
+    char* fresh = static_cast<char*>(std::malloc(cap));
+    if (!fresh) throw std::bad_alloc();
+    std::memcpy(fresh, p, n);
+    if (live) std::memcpy(fresh + n, data_ + r_, live);
+    std::free(data_);
+    data_ = fresh;
+    cap_ = cap;
+    r_ = 0;
+    w_ = live + n;
+  }
+
   // Makes the buffer own its bytes (before the memory it borrows is reused).
   void settle() {
     if (!borrowed_) return;

@@ -466,6 +466,10 @@ void EngineCore::unlink(Op* op) {
 void EngineCore::finish(Op* op, Completion&& c) {
   unlink(op);
   c.id = op->id;
+  Handle* h = op->h;
+  if (h && h->kind == HandleKind::kSocket && !h->closed && isRead(op->kind) && h->reads.empty()) {
+    c.rest = h->in.size();
+  }
   ready_.push_back(std::move(c));
   undelivered_++;
   Op* next = op->next;
@@ -671,6 +675,21 @@ void EngineCore::pumpReadsLoop(Handle* h) {
     }
     recvResult(h, r, nullptr);
   }
+}
+
+size_t EngineCore::take(Handle* h, char* dest, size_t n) {
+  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return 0;
+  size_t k = std::min(n, h->in.size());
+  if (k == 0) return 0;
+  std::memcpy(dest, h->in.data(), k);
+  h->in.consume(k);
+  return k;
+}
+
+bool EngineCore::unread(Handle* h, const char* p, size_t n) {
+  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return false;
+  h->in.prepend(p, n);
+  return true;
 }
 
 void EngineCore::onRecv(Handle* h, ssize_t result, const char* data) {

@@ -199,6 +199,9 @@ struct Completion {
   std::vector<std::string> list;
   uint64_t handle = 0;
   int fd = -1;
+  // A socket read that left no read queued behind it: how many bytes stayed buffered. JavaScript
+  // takes them in bulk (EngineCore::take) and frames the next ops itself.
+  size_t rest = 0;
 };
 
 struct Stats {
@@ -267,6 +270,14 @@ class EngineCore : public Sink {
   // A regex read's verdict from JavaScript: consume > 0 bytes and succeed, or code < 0 to fail,
   // or 0 to wait for more bytes. Returns false when the op is gone (cancelled or timed out).
   bool regexVerdict(int64_t id, int64_t verdict);
+
+  // Bulk hand-over of a socket's input to JavaScript, which frames buffered ops itself. Both
+  // only while no read op is queued on the socket (JavaScript's bytes always come first).
+  // take: moves up to `n` buffered bytes into `dest`; returns how many.
+  size_t take(Handle* h, char* dest, size_t n);
+  // unread: puts bytes JavaScript took and did not consume back in front of the buffer, before
+  // a read that needs more. False (nothing done) when a read is queued or the socket is gone.
+  bool unread(Handle* h, const char* p, size_t n);
 
   // Runs the backend once (waiting up to timeoutMs, bounded by the next deadline) and expires
   // deadlines. Returns the number of events or -errno.

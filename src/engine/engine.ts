@@ -20,6 +20,7 @@ import { File, Listener, Socket } from './io.js';
 import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import { utf8ByteOffset } from './internal/utf8-offsets.js';
+import { type Delimiter, delimiterOf, heldDelimiterEnd, heldLine } from './internal/held.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -69,6 +70,8 @@ class OpRecord {
   fn: (() => void) | undefined = undefined;
   // What user code run for this op mid-batch threw (a RegExp's exec): the op fails with it.
   userError: unknown = undefined;
+  // A socket read counted in its socket's `_nreads` (submitted to the native side).
+  counted = false;
   constructor(
     readonly id: number,
     readonly cb: Callback<any> | null,
@@ -122,6 +125,15 @@ export class AsyncEngine {
   #runWaiters: Array<() => void> = [];
   // Above zero while a batch is being walked: a nested runOnce() would refill it.
   #delivering = 0;
+  // Ops settled in JavaScript from bytes already handed over, waiting for the turn's dispatch
+  // (from #readyAt on), in settlement order: four entries each (Callback, id, socket, value) and
+  // the line expectation in #readyExpect. They have no OpRecord: nothing can change their
+  // outcome any more (cancel() finds no op and returns false).
+  #ready: unknown[] = [];
+  #readyExpect: Array<LineExpectation | undefined> = [];
+  #readyAt = 0;
+  #flushQueued = false;
+  #framedInJs = 0;
 
   /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
@@ -203,6 +215,10 @@ export class AsyncEngine {
     this.#checkOwner(io, 'io');
     if (io._closed || this.#closed) return;
     io._closed = true;
+    if (io instanceof Socket) {
+      io._in = undefined;
+      io._text = undefined;
+    }
     this.#sockets.delete(io._handle);
     this.native.close(io._handle);
   }
@@ -247,7 +263,18 @@ export class AsyncEngine {
   ): void {
     const opts = this.#optsOf(a, b);
     this.#position(sock, opts, false);
-    this.#submit(this.#readUntilStage(sock, delimiter, opts, this.#cbOf(a, b)));
+    const cb = this.#cbOf(a, b);
+    const handle = this.#socket(sock);
+    const delim = checkDelimiter(delimiter);
+    const maxBytes = this.#limit(opts);
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      const end = heldDelimiterEnd(sock, delim.text, maxBytes);
+      if (end >= 0) {
+        this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+        return;
+      }
+    }
+    this.#submit({ kind: Kind.ReadUntil, cb, sock, handle, a: delim.bytes, b: maxBytes });
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
@@ -336,7 +363,13 @@ export class AsyncEngine {
     const cb = this.#cbOf(a, b);
     checkSize(size, 'size');
     const pos = this.#position(sock, this.#optsOf(a, b), true, size);
-    this.#start(Kind.ReadChunk, cb, sock, this.#socket(sock), size, pos);
+    const handle = this.#socket(sock);
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      const end = Math.min(sock._in.length, sock._off + size);
+      this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+      return;
+    }
+    this.#start(Kind.ReadChunk, cb, sock, handle, size, pos);
   }
 
   /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
@@ -351,7 +384,15 @@ export class AsyncEngine {
     const cb = this.#cbOf(a, b);
     checkSize(n, 'n');
     const pos = this.#position(sock, this.#optsOf(a, b), true, n);
-    this.#start(Kind.ReadExactly, cb, sock, this.#socket(sock), n, pos);
+    const handle = this.#socket(sock);
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      const end = sock._off + n;
+      if (end <= sock._in.length) {
+        this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+        return;
+      }
+    }
+    this.#start(Kind.ReadExactly, cb, sock, handle, n, pos);
   }
 
   /**
@@ -381,7 +422,15 @@ export class AsyncEngine {
       ? checkEncoding(opts.encoding, 'options.encoding')
       : this.#encoding;
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    const rec = this.#start(Kind.ReadLine, cb, sock, handle, this.#limit(opts), utf8);
+    const maxBytes = this.#limit(opts);
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      const held = heldLine(sock, maxBytes, encoding);
+      if (held !== undefined) {
+        this.#local(cb, sock, held[0], held[1], expect);
+        return;
+      }
+    }
+    const rec = this.#start(Kind.ReadLine, cb, sock, handle, maxBytes, utf8);
     rec.expect = expect;
     rec.encoding = encoding;
   }
@@ -572,7 +621,7 @@ export class AsyncEngine {
 
   // Ops in flight: the native side's, and tasks on the work pool.
   #pending(): boolean {
-    return this.#workOps > 0 || this.native.pending();
+    return this.#workOps > 0 || this.#readyAt < this.#ready.length || this.native.pending();
   }
 
   // ---- chains ----
@@ -768,7 +817,8 @@ export class AsyncEngine {
     if (!(timeout >= 0) || timeout > MAX_INT32) {
       throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
     }
-    return this.native.runOnce(Math.ceil(timeout));
+    const local = this.#flushReady();
+    return local + this.native.runOnce(local > 0 ? 0 : Math.ceil(timeout));
   }
 
   /**
@@ -787,7 +837,9 @@ export class AsyncEngine {
   }
 
   async #runManual(): Promise<void> {
-    while (!this.#closed && this.native.pending()) {
+    while (!this.#closed && this.#pending()) {
+      this.#flushReady();
+      if (!this.native.pending()) continue;
       this.native.runOnce(10);
       await new Promise<void>((r) => setImmediate(r));
     }
@@ -810,6 +862,7 @@ export class AsyncEngine {
     this.#shutdown = new Promise<void>((resolve) => {
       setImmediate(() => {
         this.#deliver(count, idsResults, payloads, arena);
+        this.#flushReady();
         // Anything the native side no longer knew of (it cannot be, but the contract is
         // exactly once) settles here.
         for (const rec of this.#ops.sorted()) {
@@ -839,10 +892,13 @@ export class AsyncEngine {
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
   stats(): EngineStats {
     const s = this.native.stats();
+    const local = (this.#ready.length - this.#readyAt) >> 2;
     return {
       impl: this.impl,
       ...s,
-      opsInFlight: s.opsInFlight + this.#workOps,
+      opsInFlight: s.opsInFlight + this.#workOps + local,
+      completions: s.completions + this.#framedInJs,
+      framedInJs: this.#framedInJs,
       workThreads: this.#work?.threads ?? 0,
     };
   }
@@ -997,13 +1053,126 @@ export class AsyncEngine {
     cb._target = this;
     cb._id = id;
     cb._busy = true;
+    const read = sock instanceof Socket && isSocketRead(kind);
+    if (read) this.#unreadIn(sock);
     try {
       this.native.submit(kind, id, handle, cb._timeout, a, b);
     } catch (e) {
       this.#unregister([rec]);
       throw e;
     }
+    if (read) this.#countRead(rec);
     return rec;
+  }
+
+  // An op whose frame is in the bytes already handed over: it settles with `value` in this
+  // turn's dispatch, after the submitting call returns, with no crossing of its own. `end`:
+  // where the socket's unconsumed bytes now begin. `expect`: a line's expectation (undefined
+  // for the other reads).
+  #local(
+    cb: Callback<any>,
+    sock: Socket,
+    value: unknown,
+    end: number,
+    expect: LineExpectation | undefined,
+  ): void {
+    this.#checkOpen();
+    const id = this.#nextId++;
+    cb._target = this;
+    cb._id = id;
+    cb._busy = true;
+    if (end >= sock._in!.length) {
+      sock._in = undefined;
+      sock._text = undefined;
+    } else {
+      sock._off = end;
+    }
+    this.#ready.push(cb, id, sock, value);
+    this.#readyExpect.push(expect);
+    if (this.#delivering === 0 && !this.#flushQueued && this.#drive === 'auto') {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  // Submitted outside a dispatch (top-level code, a timer, a promise continuation): the turn
+  // runs as soon as the submitting code is done.
+  readonly #flushTask = (): void => {
+    this.#flushQueued = false;
+    if (this.#delivering > 0) return; // a dispatch running now takes them
+    this.#flushReady();
+    this.#wakeRunWaiters(true);
+  };
+
+  // Settles the ops settled in JavaScript, in order, those their callbacks add included.
+  #flushReady(): number {
+    const ready = this.#ready;
+    if (this.#readyAt === ready.length) return 0;
+    const expects = this.#readyExpect;
+    const first = this.#readyAt;
+    this.#delivering++;
+    try {
+      while (this.#readyAt < ready.length) {
+        const i = this.#readyAt;
+        this.#readyAt = i + 4;
+        const cb = ready[i] as Callback<any>;
+        const id = ready[i + 1] as number;
+        const sock = ready[i + 2] as Socket;
+        const value = ready[i + 3];
+        ready[i + 3] = undefined;
+        const expect = expects[i >> 2];
+        if (cb._id === id) cb._target = null;
+        cb._busy = false;
+        if (typeof value === 'string') {
+          const err = lineError(value, expect);
+          if (err !== undefined) {
+            if (cb._failure) this.#call(cb._failure, err, undefined);
+            continue;
+          }
+        }
+        if (cb._success) this.#call(cb._success, value, sock);
+      }
+    } finally {
+      this.#delivering--;
+    }
+    const n = (this.#readyAt - first) >> 2;
+    if (this.#readyAt === ready.length) {
+      ready.length = 0;
+      expects.length = 0;
+      this.#readyAt = 0;
+    }
+    this.#framedInJs += n;
+    return n;
+  }
+
+  // Bytes held for a socket go back to the native side before a read that must wait there:
+  // they come before anything it buffers.
+  #unreadIn(sock: Socket): void {
+    const buf = sock._in;
+    if (buf === undefined) return;
+    sock._in = undefined;
+    sock._text = undefined;
+    this.native.unread(sock._handle, sock._off === 0 ? buf : buf.subarray(sock._off));
+  }
+
+  #countRead(rec: OpRecord): void {
+    (rec.sock as Socket)._nreads++;
+    rec.counted = true;
+  }
+
+  // A socket read the native side delivered: with no other read queued there, the bytes it
+  // left buffered (`rest`) come over in bulk, and the ops that follow frame them here.
+  #uncount(rec: OpRecord, rest: number): void {
+    rec.counted = false;
+    const sock = rec.sock as Socket;
+    if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
+    const buf = Buffer.allocUnsafe(rest);
+    const n = this.native.take(sock._handle, buf);
+    if (n === 0) return;
+    sock._in = n === rest ? buf : buf.subarray(0, n);
+    sock._off = 0;
+    sock._text = undefined;
+    sock._ascii = undefined;
   }
 
   #optsCbs<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
@@ -1015,27 +1184,6 @@ export class AsyncEngine {
   #limit(opts: OpOptions): number {
     if (opts.maxBytes === undefined) return this.#maxBytes;
     return checkMaxBytes(opts.maxBytes, 'options.maxBytes');
-  }
-
-  #readUntilStage(
-    sock: Socket | File,
-    delimiter: unknown,
-    opts: OpOptions,
-    cb: Callback<Buffer>,
-  ): StageSpec {
-    let delim: Buffer;
-    if (typeof delimiter === 'string') delim = Buffer.from(delimiter);
-    else if (Buffer.isBuffer(delimiter)) delim = delimiter;
-    else throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
-    if (delim.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
-    return {
-      kind: Kind.ReadUntil,
-      cb,
-      sock,
-      handle: this.#socket(sock),
-      a: delim,
-      b: this.#limit(opts),
-    };
   }
 
   #lineStage(
@@ -1149,12 +1297,15 @@ export class AsyncEngine {
   #submit(spec: StageSpec): void {
     this.#checkOpen();
     const [id, rec] = this.#register(spec);
+    const read = spec.sock instanceof Socket && isSocketRead(spec.kind);
+    if (read) this.#unreadIn(spec.sock as Socket);
     try {
       this.native.submit(spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b);
     } catch (e) {
       this.#unregister([rec]);
       throw e;
     }
+    if (read) this.#countRead(rec);
   }
 
   // The native side refused a submission (it throws before queuing anything): forget it.
@@ -1181,12 +1332,15 @@ export class AsyncEngine {
       chain.records.push(rec);
       return [spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b];
     });
+    const reads = chain.records.filter((r) => r.sock instanceof Socket && isSocketRead(r.kind));
+    for (const r of reads) this.#unreadIn(r.sock as Socket);
     try {
       this.native.chain(ops);
     } catch (e) {
       this.#unregister(chain.records);
       throw e;
     }
+    for (const r of reads) this.#countRead(r);
   }
 
   #bare(fn: unknown, kind: Kind, ms: number): TimerHandle {
@@ -1217,6 +1371,7 @@ export class AsyncEngine {
   ): void => {
     for (let round = 0; ; round++) {
       this.#deliver(count, idsResults, payloads, arena);
+      this.#flushReady();
       if (round === MAX_DRAIN_ROUNDS || this.#closed) break;
       const next = this.native.drain();
       if (next === 0) break;
@@ -1231,20 +1386,22 @@ export class AsyncEngine {
     this.#wakeRunWaiters(true);
   };
 
-  // Four numbers per op: id, result, and where its bytes are in `arena` (offset -1: its payload,
-  // if any, is in `payloads`).
+  // Five numbers per op: id, result, where its bytes are in `arena` (offset -1: its payload, if
+  // any, is in `payloads`), and how many bytes a socket read left buffered with no read queued
+  // behind it.
   #deliver(count: number, f: Float64Array, payloads: unknown[] | undefined, arena: Buffer): void {
     this.#delivering++;
     try {
       for (let i = 0; i < count; i++) {
-        const id = f[4 * i]!;
-        const result = f[4 * i + 1]!;
+        const id = f[5 * i]!;
+        const result = f[5 * i + 1]!;
         const rec = this.#ops.get(id);
         if (rec === undefined) continue;
-        const off = f[4 * i + 2]!;
+        const off = f[5 * i + 2]!;
+        if (rec.counted && result !== Code.Progress) this.#uncount(rec, f[5 * i + 4]!);
         let payload: unknown;
         if (off >= 0) {
-          const end = off + f[4 * i + 3]!;
+          const end = off + f[5 * i + 3]!;
           if (rec.kind === Kind.ReadLine && result >= 0) {
             payload = arena.toString(rec.encoding, off, end);
           } else {
@@ -1319,27 +1476,18 @@ export class AsyncEngine {
           this.#sockets.set(handle, io);
           value = io;
           if (rec.chain) {
-            for (const r of rec.chain.records) if (r !== rec && r.sock === undefined) r.sock = io;
+            for (const r of rec.chain.records) {
+              if (r === rec || r.sock !== undefined) continue;
+              r.sock = io;
+              if (isSocketRead(r.kind) && this.#ops.get(r.id) === r) this.#countRead(r);
+            }
           }
           break;
         }
         case Kind.ReadLine: {
           const line =
             typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
-          let matches: boolean;
-          try {
-            matches = lineMatches(line, rec.expect);
-          } catch (e) {
-            // The `expect` RegExp threw: that is this op's failure, and the batch goes on. The
-            // line was consumed, so the error carries it.
-            err = userCodeError(e);
-            err.line = line;
-            matches = true;
-          }
-          if (!matches) {
-            err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
-            err.line = line;
-          }
+          err = lineError(line, rec.expect);
           value = line;
           break;
         }
@@ -1435,6 +1583,19 @@ export class AsyncEngine {
 
 const CRLF = Buffer.from('\r\n');
 
+function checkDelimiter(delimiter: unknown): Delimiter {
+  if (typeof delimiter !== 'string' && !Buffer.isBuffer(delimiter)) {
+    throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
+  }
+  if (delimiter.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
+  return delimiterOf(delimiter);
+}
+
+// Read ops that consume a socket's input buffer.
+function isSocketRead(kind: Kind): boolean {
+  return kind >= Kind.ReadUntil && kind <= Kind.ReadAll;
+}
+
 function timeoutOf(spec: StageSpec): number {
   return spec.cb?._timeout ?? spec.timeout ?? 0;
 }
@@ -1449,6 +1610,22 @@ function checkUnixPath(path: unknown, name: string): string {
     throw invalidArgValue(name, `must be at most ${MAX_UNIX_PATH} bytes, without NUL`, path);
   }
   return path;
+}
+
+// A line's failure, if it has one: ERR_MISMATCH when it does not match `expect`, or the error
+// the `expect` RegExp threw (that is this op's failure, and the batch goes on). The line was
+// consumed either way, so the error carries it.
+function lineError(line: string, expect: LineExpectation | undefined): EngineError | undefined {
+  if (expect === null || expect === undefined) return undefined;
+  let err: EngineError;
+  try {
+    if (lineMatches(line, expect)) return undefined;
+    err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
+  } catch (e) {
+    err = userCodeError(e);
+  }
+  err.line = line;
+  return err;
 }
 
 function lineMatches(line: string, expect: LineExpectation | undefined): boolean {

@@ -40,10 +40,26 @@ abstract class IoObject {
 export class Socket extends IoObject {
   #peer: ReturnType<NativeEngine['address']> | null = null;
   #local: ReturnType<NativeEngine['address']> | null = null;
+  /**
+   * @internal Bytes handed over in bulk by the native side and not consumed yet: `_in` from
+   * `_off` on. Ops whose frame is in them settle without a crossing of their own. Only while
+   * `_nreads` is 0; `undefined` once consumed, so an idle socket holds no JavaScript buffer.
+   */
+  _in: Buffer | undefined = undefined;
+  /** @internal */
+  _off = 0;
+  /** @internal `_in` as a latin1 string, made when a search first needs it. */
+  _text: string | undefined = undefined;
+  /** @internal Whether `_in` is all ASCII, found out when a UTF-8 line first needs it. */
+  _ascii: boolean | undefined = undefined;
+  /** @internal Read ops on this socket submitted to the native side and not yet delivered. */
+  _nreads = 0;
 
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {
-    return this._closed ? 0 : this._owner.native.bufferedBytes(this._handle);
+    if (this._closed) return 0;
+    const held = this._in === undefined ? 0 : this._in.length - this._off;
+    return held + this._owner.native.bufferedBytes(this._handle);
   }
 
   #addr(peer: boolean): ReturnType<NativeEngine['address']> {

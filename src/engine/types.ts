@@ -171,6 +171,11 @@ export interface EngineStats {
   opsInFlight: number;
   /** Ops settled since the engine started. */
   completions: number;
+  /**
+   * Of those, ops whose frame was already in bytes handed to JavaScript in bulk: they settled
+   * in the engine's dispatch turn with no crossing of their own.
+   */
+  framedInJs: number;
   /** Wake-ups of the JavaScript thread that delivered at least one completion. */
   batches: number;
   /**

@@ -44,7 +44,7 @@ export const enum Code {
 export type NativeOp = [Kind, number, number, number, unknown, unknown];
 
 /** The counters the native side keeps: all of EngineStats but the impl's name. */
-export type NativeStats = Omit<EngineStats, 'impl' | 'workThreads'>;
+export type NativeStats = Omit<EngineStats, 'impl' | 'workThreads' | 'framedInJs'>;
 
 export interface NativeEngine {
   listen(host: string, port: number, backlog: number, reusePort: boolean): [number, number];
@@ -54,6 +54,10 @@ export interface NativeEngine {
   chain(stages: NativeOp[]): void;
   cancel(id: number): boolean;
   regexVerdict(id: number, verdict: number): boolean;
+  /** Moves a socket's buffered bytes into `dest` (while no read is queued); returns how many. */
+  take(handle: number, dest: Buffer): number;
+  /** Puts bytes taken and not consumed back in front of a socket's buffer. */
+  unread(handle: number, bytes: Uint8Array): boolean;
   runOnce(timeoutMs: number): number;
   shutdown(): NativeBatch;
   drain(): number;
@@ -64,7 +68,10 @@ export interface NativeEngine {
   pending(): boolean;
 }
 
-/** One batch: count, [id, result, arena offset, length] per op, payloads, arena. */
+/**
+ * One batch: count, [id, result, arena offset, length, bytes left buffered] per op, payloads,
+ * arena.
+ */
 export type NativeBatch = [number, Float64Array, unknown[] | undefined, Buffer];
 
 /** What the native side calls with each batch of finished ops. */

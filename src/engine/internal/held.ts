@@ -1,0 +1,92 @@
+// Framing in JavaScript over the bytes a socket's native buffer handed over in bulk (Socket's
+// `_in` from `_off` on). An op whose frame is already there settles without a crossing of its
+// own; anything else (no frame yet, a frame over `maxBytes`) is left to the native framing, which
+// gets the bytes back first, so both always agree on where a frame ends and on every error.
+//
+// Searching goes through a `latin1` string of the held bytes, made once per hand-over and only
+// when a search needs it: one byte is one character there, so string offsets are byte offsets,
+// and V8's string search costs no call into C++ per op. A line is a slice of that string when
+// the held bytes are all ASCII (UTF-8 then decodes the same), else it is decoded on its own.
+import { isAscii } from 'node:buffer';
+import type { Socket } from '../io.js';
+
+type SliceBuffer = Buffer & {
+  utf8Slice(start: number, end: number): string;
+  latin1Slice(start: number, end: number): string;
+};
+
+/** The held bytes as a latin1 string (made on first use after each hand-over). */
+function heldText(sock: Socket): string {
+  let text = sock._text;
+  if (text === undefined) {
+    const buf = sock._in as SliceBuffer;
+    text = buf.latin1Slice(0, buf.length);
+    sock._text = text;
+  }
+  return text;
+}
+
+/**
+ * The line at the front of the held bytes, as the native framing cuts it (at most `maxBytes`
+ * bytes, then `\n` or `\r\n`, stripped), decoded; `undefined` when the native side must decide
+ * (no terminator held, or the line is over the bound). Advances `end` via the returned offset.
+ */
+export function heldLine(
+  sock: Socket,
+  maxBytes: number,
+  encoding: BufferEncoding,
+): [line: string, end: number] | undefined {
+  const text = heldText(sock);
+  const off = sock._off;
+  const nl = text.indexOf('\n', off);
+  if (nl < 0) return undefined;
+  const content = nl > off && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
+  if (maxBytes >= 0 && content - off > maxBytes) return undefined;
+  let line: string;
+  if (encoding === 'latin1' || encoding === 'binary') {
+    line = text.slice(off, content);
+  } else if (encoding === 'utf8' || encoding === 'utf-8') {
+    if (sock._ascii === undefined) sock._ascii = isAscii(sock._in!);
+    line = sock._ascii
+      ? text.slice(off, content)
+      : (sock._in as SliceBuffer).utf8Slice(off, content);
+  } else {
+    line = sock._in!.toString(encoding, off, content);
+  }
+  return [line, nl + 1];
+}
+
+/**
+ * Where the first `delimiter` (given as its bytes in a latin1 string) ends in the held bytes,
+ * when it starts within `maxBytes` of the front; -1 when the native side must decide.
+ */
+export function heldDelimiterEnd(sock: Socket, delimiter: string, maxBytes: number): number {
+  const off = sock._off;
+  const at = heldText(sock).indexOf(delimiter, off);
+  if (at < 0 || (maxBytes >= 0 && at - off > maxBytes)) return -1;
+  return at + delimiter.length;
+}
+
+/** A delimiter as bytes (for the native side) and as a latin1 string (for heldDelimiterEnd). */
+export interface Delimiter {
+  bytes: Buffer;
+  text: string;
+}
+
+let lastString: string | undefined;
+let lastDelimiter: Delimiter | undefined;
+
+/**
+ * The bytes and latin1 form of a delimiter. A server passes the same string op after op, so the
+ * last one is kept. Throws nothing: the caller has checked the type.
+ */
+export function delimiterOf(d: string | Buffer): Delimiter {
+  if (typeof d === 'string') {
+    if (d === lastString) return lastDelimiter!;
+    const bytes = Buffer.from(d);
+    lastDelimiter = { bytes, text: (bytes as SliceBuffer).latin1Slice(0, bytes.length) };
+    lastString = d;
+    return lastDelimiter;
+  }
+  return { bytes: d, text: (d as SliceBuffer).latin1Slice(0, d.length) };
+}
