@@ -683,6 +683,17 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
       case OpKind::kReadRegex:
         op->maxBytes = maxBytes(a);
         break;
+      case OpKind::kReadPrefixed:
+        // a: the header's delimiter (bytes; undefined: a line), or the whole record's length
+        // when JavaScript already knows it; b: the header's maxBytes.
+        if (a.IsBuffer()) {
+          auto buf = a.As<Napi::Buffer<char>>();
+          op->pattern.assign(buf.Data(), buf.Length());
+        } else if (a.IsNumber()) {
+          op->n = static_cast<size_t>(a.As<Napi::Number>().DoubleValue());
+        }
+        op->maxBytes = maxBytes(b);
+        break;
       case OpKind::kReadAll:
         op->maxBytes = maxBytes(a);
         op->position = position(b);

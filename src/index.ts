@@ -25,6 +25,8 @@ export type {
   FsyncOptions,
   ImplName,
   ListenOptions,
+  LengthPrefixedOptions,
+  LengthPrefixedRecord,
   ListenerAddress,
   OpOptions,
   OpenOptions,

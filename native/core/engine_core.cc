@@ -37,6 +37,7 @@ bool isRead(OpKind k) {
     case OpKind::kReadChunk:
     case OpKind::kReadExactly:
     case OpKind::kReadAll:
+    case OpKind::kReadPrefixed:
       return true;
     default:
       return false;
@@ -562,10 +563,14 @@ void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
 bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   Op* op = ops_.find(id);
   if (!op) return false;
-  if (op->kind != OpKind::kReadRegex || !op->awaitingVerdict) return false;
+  if ((op->kind != OpKind::kReadRegex && op->kind != OpKind::kReadPrefixed) || !op->awaitingVerdict) {
+    return false;
+  }
   op->awaitingVerdict = false;
   Handle* h = op->h;
-  if (verdict > 0) {
+  if (op->kind == OpKind::kReadPrefixed && verdict > 0) {
+    op->n = static_cast<size_t>(verdict);  // framed by tryFrame once that much is buffered
+  } else if (verdict > 0) {
     size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());
     Completion c;
     c.kind = PayloadKind::kBytes;
@@ -834,6 +839,33 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
       c.data.assign(p, n);
       c.result = static_cast<int64_t>(n);
       h->in.consume(n);
+      break;
+    }
+    case OpKind::kReadPrefixed: {
+      if (op->awaitingVerdict) return false;
+      if (op->n == 0) {
+        // The header: JavaScript takes the record's length from it; nothing is consumed yet.
+        Frame f = op->pattern.empty() ? frameLine(p, len, op->maxBytes, &op->scanFrom)
+                                      : frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
+        if (f.status == FrameStatus::kNeedMore) return false;
+        if (f.status == FrameStatus::kOverLimit) {
+          fail(op, kErrLimit);
+          return true;
+        }
+        op->awaitingVerdict = true;
+        Completion pr;
+        pr.id = op->id;
+        pr.result = kProgress;
+        pr.kind = PayloadKind::kProgress;
+        pr.data.assign(p, f.end);
+        ready_.push_back(std::move(pr));
+        return false;
+      }
+      if (len < op->n) return false;
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, op->n);
+      c.result = static_cast<int64_t>(op->n);
+      h->in.consume(op->n);
       break;
     }
     case OpKind::kReadExactly: {

@@ -30,10 +30,12 @@ enum EngineCode : int64_t {
   kErrBadHandle = -100006,   // the socket or listener is closed
   kErrResolve = -100007,     // getaddrinfo failed; aux holds the EAI_* value
   kErrBufferGone = -100008,  // readInto: the caller's buffer was detached or shrunk meanwhile
+  kErrInvalidLength = -100009,  // readLengthPrefixed: the header gave no valid body length
 };
 
 // Result codes that are not a settlement.
-constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to match
+constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to match, or a
+                                        // length-prefixed read a header to take a length from
 
 enum class OpKind : uint8_t {
   kAccept,
@@ -53,6 +55,8 @@ enum class OpKind : uint8_t {
   kOpen,
   kFsync,
   kStat,
+  kReadPrefixed,  // a header (a line, or through a delimiter), then a body whose length JS
+                  // takes from it: one op, consumed whole when all of it is buffered
 };
 
 // Which system call an error came from (reported as err.syscall).
@@ -132,6 +136,7 @@ struct OpFields {
   size_t scanFrom = 0;     // framing: bytes already searched without a match
 
   // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
+  // So does a length-prefixed read's header; its verdict is the record's length (into `n`).
   bool awaitingVerdict = false;
   size_t reportedLen = 0;
   bool reportedEof = false;
@@ -268,7 +273,9 @@ class EngineCore : public Sink {
   void submitChain(std::vector<Op*> stages);
   bool cancel(int64_t id);
   // A regex read's verdict from JavaScript: consume > 0 bytes and succeed, or code < 0 to fail,
-  // or 0 to wait for more bytes. Returns false when the op is gone (cancelled or timed out).
+  // or 0 to wait for more bytes. For a length-prefixed read: > 0 is the whole record's length
+  // (header included), read when all of it is buffered. Returns false when the op is gone
+  // (cancelled or timed out).
   bool regexVerdict(int64_t id, int64_t verdict);
 
   // Bulk hand-over of a socket's input to JavaScript, which frames buffered ops itself. Both

@@ -33,6 +33,8 @@ import type {
   FileStat,
   FsyncOptions,
   ImplName,
+  LengthPrefixedOptions,
+  LengthPrefixedRecord,
   ListenOptions,
   OpOptions,
   OpenOptions,
@@ -72,12 +74,28 @@ class OpRecord {
   userError: unknown = undefined;
   // A socket read counted in its socket's `_nreads` (submitted to the native side).
   counted = false;
+  // readLengthPrefixed: how to cut the record, and the header once known.
+  prefix: PrefixState | undefined = undefined;
+  // The failure decided in JavaScript mid-op (a length-prefixed read's bad header).
+  failWith: EngineError | undefined = undefined;
   constructor(
     readonly id: number,
     readonly cb: Callback<any> | null,
     readonly kind: Kind,
     public sock: Socket | File | undefined,
   ) {}
+}
+
+// A length-prefixed read: its validated options, and its header once framed.
+interface PrefixState {
+  length: (header: string) => number;
+  delimiter: Delimiter | undefined;
+  trailer: Buffer;
+  maxBody: number;
+  encoding: BufferEncoding;
+  header: string;
+  headerLen: number;
+  bodyLen: number; // -1: no body
 }
 
 // A stage before it is registered: validated arguments for one native op.
@@ -433,6 +451,126 @@ export class AsyncEngine {
     const rec = this.#start(Kind.ReadLine, cb, sock, handle, maxBytes, utf8);
     rec.expect = expect;
     rec.encoding = encoding;
+  }
+
+  /**
+   * Reads one length-prefixed record in one op: a header (a line, or through
+   * `options.delimiter`), then as many body bytes as `options.length(header)` says, then
+   * `options.trailer`: `success({ header, body })`. For RESP bulk strings:
+   * `{ length: (h) => Number(h.slice(1)), trailer: '\r\n' }`. Errors: `ERR_LIMIT` (header or
+   * body over its bound) and `ERR_INVALID_LENGTH` (the rule gave no valid length) leave the
+   * record buffered, with `err.line` the header where there is one; `ERR_MISMATCH` (wrong
+   * trailer) consumes it; `ERR_INCOMPLETE` at EOF carries every byte read in `err.partial`.
+   */
+  readLengthPrefixed(
+    sock: Socket | File,
+    options: LengthPrefixedOptions,
+    cb: Callback<LengthPrefixedRecord>,
+  ): void {
+    const done = this.#cb<LengthPrefixedRecord>(cb);
+    checkOptions(options);
+    const handle = this.#socket(sock);
+    this.#position(sock, options as OpOptions, false);
+    const { length, delimiter, trailer } = options;
+    if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
+    const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
+    let tail: Buffer;
+    if (trailer === undefined) tail = EMPTY;
+    else if (typeof trailer === 'string') tail = Buffer.from(trailer);
+    else if (Buffer.isBuffer(trailer)) tail = trailer;
+    else throw invalidArgType('options.trailer', 'a string or Buffer', trailer);
+    const maxBytes = this.#limit(options);
+    const maxBody =
+      options.maxBody === undefined ? maxBytes : checkMaxBytes(options.maxBody, 'options.maxBody');
+    const encoding = options.encoding
+      ? checkEncoding(options.encoding, 'options.encoding')
+      : this.#encoding;
+    const state: PrefixState = {
+      length,
+      delimiter: delim,
+      trailer: tail,
+      maxBody,
+      encoding,
+      header: '',
+      headerLen: 0,
+      bodyLen: -1,
+    };
+    let a: unknown = delim?.bytes;
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      const off = sock._off;
+      let header: string | undefined;
+      let end = -1;
+      if (delim === undefined) {
+        const held = heldLine(sock, maxBytes, encoding);
+        if (held !== undefined) [header, end] = held;
+      } else {
+        end = heldDelimiterEnd(sock, delim.text, maxBytes);
+        if (end >= 0) header = sock._in.toString(encoding, off, end - delim.text.length);
+      }
+      if (header !== undefined) {
+        const total = this.#recordLength(state, header, end - off);
+        if (typeof total !== 'number') {
+          this.#local(done, sock, total, off, undefined); // nothing consumed
+          return;
+        }
+        if (off + total <= sock._in.length) {
+          const value = recordOf(state, sock._in, off);
+          this.#local(done, sock, value, off + total, undefined);
+          return;
+        }
+        a = total; // the native side reads the rest, knowing the whole record's length
+      }
+    }
+    const rec = this.#start(Kind.ReadPrefixed, done, sock, handle, a, maxBytes);
+    rec.prefix = state;
+  }
+
+  // The whole record's length once its header is known, or the op's failure (the header stays
+  // buffered): the length rule threw, gave no valid length, or one over maxBody.
+  #recordLength(state: PrefixState, header: string, headerLen: number): number | EngineError {
+    let n: unknown;
+    let err: EngineError;
+    try {
+      n = state.length(header);
+    } catch (e) {
+      err = userCodeError(e);
+      err.line = header;
+      return err;
+    }
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < -1) {
+      err = new EngineError(
+        'ERR_INVALID_LENGTH',
+        `the length rule gave ${typeof n === 'number' ? n : typeof n} for this header, not an integer >= -1`,
+      );
+    } else if (state.maxBody >= 0 && n > state.maxBody) {
+      err = new EngineError(
+        'ERR_LIMIT',
+        `the body (${n} bytes) is over maxBody (${state.maxBody})`,
+      );
+    } else {
+      state.header = header;
+      state.headerLen = headerLen;
+      state.bodyLen = n;
+      return headerLen + (n < 0 ? 0 : n + state.trailer.length);
+    }
+    err.line = header;
+    return err;
+  }
+
+  // A length-prefixed read's header arrived natively: its length rule gives the verdict.
+  #prefixProgress(id: number, rec: OpRecord, raw: Buffer): void {
+    const state = rec.prefix!;
+    let strip = raw.length;
+    if (state.delimiter !== undefined) strip -= state.delimiter.bytes.length;
+    else strip -= strip > 1 && raw[strip - 2] === 13 ? 2 : 1;
+    const header = raw.toString(state.encoding, 0, strip);
+    const total = this.#recordLength(state, header, raw.length);
+    if (typeof total === 'number') {
+      this.native.regexVerdict(id, total);
+      return;
+    }
+    rec.failWith = total;
+    this.native.regexVerdict(id, Code.InvalidLength);
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
@@ -1123,12 +1261,15 @@ export class AsyncEngine {
         const expect = expects[i >> 2];
         if (cb._id === id) cb._target = null;
         cb._busy = false;
-        if (typeof value === 'string') {
-          const err = lineError(value, expect);
-          if (err !== undefined) {
-            if (cb._failure) this.#call(cb._failure, err, undefined);
-            continue;
-          }
+        const err =
+          typeof value === 'string'
+            ? lineError(value, expect)
+            : value instanceof EngineError
+              ? value
+              : undefined;
+        if (err !== undefined) {
+          if (cb._failure) this.#call(cb._failure, err, undefined);
+          continue;
         }
         if (cb._success) this.#call(cb._success, value, sock);
       }
@@ -1413,6 +1554,10 @@ export class AsyncEngine {
         }
         if (result === Code.Progress) {
           try {
+            if (rec.prefix !== undefined) {
+              this.#prefixProgress(id, rec, (payload as [Buffer])[0]);
+              continue;
+            }
             this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
           } catch (e) {
             // The op's RegExp threw: the op fails with it (its bytes stay buffered).
@@ -1467,6 +1612,8 @@ export class AsyncEngine {
     let io = rec.sock;
     if (rec.userError !== undefined) {
       err = userCodeError(rec.userError);
+    } else if (rec.failWith !== undefined) {
+      err = rec.failWith;
     } else if (result >= 0) {
       switch (rec.kind) {
         case Kind.Accept:
@@ -1499,6 +1646,12 @@ export class AsyncEngine {
         case Kind.ReadRegex:
           value = { data: payload as Buffer, match: rec.match! } satisfies RegexResult;
           break;
+        case Kind.ReadPrefixed: {
+          const record = recordOf(rec.prefix!, payload as Buffer, 0);
+          if (record instanceof EngineError) err = record;
+          else value = record;
+          break;
+        }
         case Kind.Write:
         case Kind.ReadInto:
           value = result;
@@ -1583,6 +1736,28 @@ export class AsyncEngine {
 
 const CRLF = Buffer.from('\r\n');
 
+const EMPTY = Buffer.alloc(0);
+
+// The record at `buf[off...]` (all of it there), or ERR_MISMATCH when its trailer is wrong.
+function recordOf(
+  state: PrefixState,
+  buf: Buffer,
+  off: number,
+): LengthPrefixedRecord | EngineError {
+  const { header, headerLen, bodyLen, trailer } = state;
+  if (bodyLen < 0) return { header, body: null };
+  const start = off + headerLen;
+  const at = start + bodyLen;
+  for (let i = 0; i < trailer.length; i++) {
+    if (buf[at + i] !== trailer[i]) {
+      const err = new EngineError('ERR_MISMATCH', 'the bytes after the body are not the trailer');
+      err.line = header;
+      return err;
+    }
+  }
+  return { header, body: buf.subarray(start, at) };
+}
+
 function checkDelimiter(delimiter: unknown): Delimiter {
   if (typeof delimiter !== 'string' && !Buffer.isBuffer(delimiter)) {
     throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
@@ -1593,7 +1768,7 @@ function checkDelimiter(delimiter: unknown): Delimiter {
 
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
-  return kind >= Kind.ReadUntil && kind <= Kind.ReadAll;
+  return (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) || kind === Kind.ReadPrefixed;
 }
 
 function timeoutOf(spec: StageSpec): number {

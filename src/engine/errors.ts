@@ -10,6 +10,7 @@ export type EngineErrorCode =
   | 'ERR_INCOMPLETE'
   | 'ERR_LIMIT'
   | 'ERR_MISMATCH'
+  | 'ERR_INVALID_LENGTH'
   | 'ERR_ABORTED'
   | 'ERR_USER_CODE'
   | 'ERR_ENGINE_CLOSED'
@@ -33,7 +34,9 @@ export class EngineError extends Error {
   declare partial?: Buffer;
   /**
    * `ERR_MISMATCH` (and `ERR_USER_CODE` on a line op): the line that did not match, or whose
-   * check threw (terminator stripped; it was consumed).
+   * check threw (terminator stripped; it was consumed). On `readLengthPrefixed`'s
+   * `ERR_INVALID_LENGTH`, `ERR_LIMIT` and `ERR_USER_CODE`: the header (it stays buffered); on
+   * its `ERR_MISMATCH`: the header of the record whose trailer was wrong (consumed).
    */
   declare line?: string;
   /** A failed, cancelled or timed-out write: the bytes the kernel had accepted. */
@@ -54,6 +57,7 @@ const messages: Record<string, string> = {
   ERR_LIMIT: 'more than maxBytes would have to be buffered',
   ERR_ABORTED: 'an earlier stage of the chain failed',
   ERR_INVALID_STATE: 'the buffer was detached or shrunk while the op waited',
+  ERR_INVALID_LENGTH: 'the header gave no valid body length',
 };
 
 /**
@@ -98,6 +102,9 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       break;
     case Code.BufferGone:
       code = 'ERR_INVALID_STATE';
+      break;
+    case Code.InvalidLength:
+      code = 'ERR_INVALID_LENGTH';
       break;
     case Code.Resolve:
       return resolveError(payload as [number, number]);

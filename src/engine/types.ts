@@ -114,6 +114,43 @@ export interface OpOptions {
   position?: number;
 }
 
+/**
+ * How {@link AsyncEngine.readLengthPrefixed} cuts a record: a header, then a body whose length
+ * the header gives (RESP's `$5\r\nhello\r\n`, memcached's `VALUE k 0 5\r\n...`, an HTTP/1
+ * message with `Content-Length`).
+ */
+export interface LengthPrefixedOptions {
+  /**
+   * The body's length, taken from the header (its terminator or delimiter stripped): an integer
+   * from 0 to 2**53 - 1, or -1 for a record with no body (RESP's `$-1`; the trailer is then not
+   * read either). Anything else fails the op with `ERR_INVALID_LENGTH`; a throw, with
+   * `ERR_USER_CODE`. Either way the header stays buffered. It is called synchronously, possibly
+   * inside the call that submits the op, so it must only compute: no engine calls.
+   */
+  length: (header: string) => number;
+  /** Where the header ends (e.g. `'\r\n\r\n'`). Default: a line, ended by `\n` or `\r\n`. */
+  delimiter?: string | Buffer;
+  /** Bytes that must follow the body (e.g. `'\r\n'`): checked and consumed. Default: none. */
+  trailer?: string | Buffer;
+  /** Bound on the header, as for `expectLine` (or `readUntil` with a delimiter). */
+  maxBytes?: number;
+  /**
+   * Bound on the body's length (default: the header's bound): a longer one fails with
+   * `ERR_LIMIT` and the record stays buffered. `Infinity` lifts it.
+   */
+  maxBody?: number;
+  /** Encoding of the header string (default: the engine's). */
+  encoding?: BufferEncoding;
+}
+
+/** The value of {@link AsyncEngine.readLengthPrefixed}. */
+export interface LengthPrefixedRecord {
+  /** The header, decoded, its terminator or delimiter stripped. */
+  header: string;
+  /** The body (the trailer not included), or `null` when the length was -1. */
+  body: Buffer | null;
+}
+
 /** How `engine.open()` opens a file. */
 export interface OpenOptions {
   /**

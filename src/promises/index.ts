@@ -9,6 +9,8 @@ import type {
   ConnectAddress,
   FileStat,
   FsyncOptions,
+  LengthPrefixedOptions,
+  LengthPrefixedRecord,
   OpOptions,
   OpenOptions,
   RegexResult,
@@ -260,6 +262,16 @@ export class EnginePromises {
   /** Reads exactly `n` bytes. */
   readExactly(sock: Socket | File, n: number, options?: PromiseOpOptions): Promise<Buffer> {
     return single(options, (cb, o) => this.#engine.readExactly(sock, n, o, cb));
+  }
+
+  /** Reads one length-prefixed record (see `AsyncEngine.readLengthPrefixed`). */
+  readLengthPrefixed(
+    sock: Socket | File,
+    options: LengthPrefixedOptions & SignalOptions,
+  ): Promise<LengthPrefixedRecord> {
+    return single(options, (cb, o) =>
+      this.#engine.readLengthPrefixed(sock, o as LengthPrefixedOptions, cb),
+    );
   }
 
   /** Reads one line and checks it against `expect`: the line, terminator stripped. */

@@ -23,6 +23,7 @@ export const enum Kind {
   Open = 14,
   Fsync = 15,
   Stat = 16,
+  ReadPrefixed = 17,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
@@ -37,6 +38,7 @@ export const enum Code {
   BadHandle = -100006,
   Resolve = -100007,
   BufferGone = -100008,
+  InvalidLength = -100009,
   Progress = -200001,
 }
 
