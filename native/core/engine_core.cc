@@ -563,7 +563,9 @@ void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
 bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   Op* op = ops_.find(id);
   if (!op) return false;
-  if ((op->kind != OpKind::kReadRegex && op->kind != OpKind::kReadPrefixed) || !op->awaitingVerdict) {
+  // A regex read answers only a match or a failure, and may answer any report (the native side
+  // does not wait for a "no match yet"); a length-prefixed read answers its one header report.
+  if (op->kind != OpKind::kReadRegex && (op->kind != OpKind::kReadPrefixed || !op->awaitingVerdict)) {
     return false;
   }
   op->awaitingVerdict = false;
@@ -820,7 +822,10 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
       if (op->awaitingVerdict) return false;
       if (len == 0 || len <= op->reportedLen) return false;
       op->reportedLen = len;
-      op->awaitingVerdict = true;
+      // JavaScript answers only a match or a failure; meanwhile receiving goes on, up to the
+      // bound or the end of the stream: there the op waits for its answer (a match, ERR_LIMIT,
+      // ERR_INCOMPLETE).
+      op->awaitingVerdict = len > op->maxBytes || h->eof;
       Completion pr;
       pr.id = op->id;
       pr.result = kProgress;

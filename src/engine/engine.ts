@@ -74,6 +74,9 @@ class OpRecord {
   userError: unknown = undefined;
   // A socket read counted in its socket's `_nreads` (submitted to the native side).
   counted = false;
+  // A regex or length-prefixed read whose report JavaScript has answered: later reports (sent
+  // before the answer arrived) are stale.
+  answered = false;
   // readLengthPrefixed: how to cut the record, and the header once known.
   prefix: PrefixState | undefined = undefined;
   // The failure decided in JavaScript mid-op (a length-prefixed read's bad header).
@@ -366,7 +369,35 @@ export class AsyncEngine {
   ): void {
     const opts = this.#optsOf(a, b);
     this.#position(sock, opts, false);
-    this.#submit(this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b)));
+    const spec = this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b));
+    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+      // Matched against the bytes held here first; with no match yet, the native side gets
+      // them back and reports as more arrive.
+      const maxBytes = spec.a as number;
+      const buf = sock._in;
+      const off = sock._off;
+      const over = maxBytes >= 0 && buf.length - off > maxBytes;
+      const snapshot = buf.subarray(off, over ? off + maxBytes : buf.length);
+      const encoding = opts.encoding ? (opts.encoding as BufferEncoding) : this.#encoding;
+      let verdict: number;
+      let m: RegExpExecArray | undefined;
+      try {
+        [verdict, m] = regexVerdict(regex as RegExp, encoding, snapshot, false, over);
+      } catch (e) {
+        this.#local(spec.cb!, sock, userCodeError(e), off, undefined); // nothing consumed
+        return;
+      }
+      if (verdict > 0) {
+        const value: RegexResult = { data: buf.subarray(off, off + verdict), match: m! };
+        this.#local(spec.cb!, sock, value, off + verdict, undefined);
+        return;
+      }
+      if (verdict === Code.Limit) {
+        this.#local(spec.cb!, sock, errorFromNative(Code.Limit, undefined), off, undefined);
+        return;
+      }
+    }
+    this.#submit(spec);
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
@@ -569,8 +600,8 @@ export class AsyncEngine {
       this.native.regexVerdict(id, total);
       return;
     }
-    rec.failWith = total;
-    this.native.regexVerdict(id, Code.InvalidLength);
+    // Only if the op is still waiting natively: a cancel made earlier in this batch won.
+    if (this.native.regexVerdict(id, Code.InvalidLength)) rec.failWith = total;
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
@@ -1553,6 +1584,8 @@ export class AsyncEngine {
           payload = payloads?.[i];
         }
         if (result === Code.Progress) {
+          // Answered already (a report that left before the answer arrived): nothing to do.
+          if (rec.answered) continue;
           try {
             if (rec.prefix !== undefined) {
               this.#prefixProgress(id, rec, (payload as [Buffer])[0]);
@@ -1560,9 +1593,10 @@ export class AsyncEngine {
             }
             this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
           } catch (e) {
-            // The op's RegExp threw: the op fails with it (its bytes stay buffered).
-            rec.userError = e;
-            this.native.regexVerdict(id, Code.Canceled);
+            // The op's RegExp threw: the op fails with it (its bytes stay buffered), unless a
+            // cancel made earlier in this batch won.
+            rec.answered = true;
+            if (this.native.regexVerdict(id, Code.Canceled)) rec.userError = e;
           }
           continue;
         }
@@ -1574,26 +1608,13 @@ export class AsyncEngine {
   }
 
   // A regex read has new bytes: match them here, tell the native side the verdict.
+  // No match and more bytes may come: the native side goes on receiving without waiting for
+  // an answer (it reports again when more arrive), so a chunk costs one crossing, not two.
   #progress(id: number, rec: OpRecord, [snapshot, eof, over]: [Buffer, boolean, boolean]): void {
-    const enc: BufferEncoding =
-      rec.encoding === 'utf8' || rec.encoding === 'utf-8' ? 'utf8' : 'latin1';
-    const text = snapshot.toString(enc);
-    const regex = rec.regex!;
-    regex.lastIndex = 0;
-    const m = regex.exec(text);
-    regex.lastIndex = 0;
-    let verdict = 0;
-    const end = m ? m.index + m[0].length : 0;
-    if (m && end > 0) {
-      rec.match = m;
-      // Decoding is not reversible (a U+FFFD stands for 1 to 3 invalid bytes), so the match's
-      // end is mapped back to the snapshot's bytes, never re-encoded.
-      verdict = enc === 'utf8' ? utf8ByteOffset(snapshot, end) : end;
-    } else if (over) {
-      verdict = Code.Limit;
-    } else if (eof) {
-      verdict = Code.Incomplete;
-    }
+    const [verdict, m] = regexVerdict(rec.regex!, rec.encoding, snapshot, eof, over);
+    if (verdict === 0) return;
+    if (m !== undefined) rec.match = m;
+    rec.answered = true;
     this.native.regexVerdict(id, verdict);
   }
 
@@ -1737,6 +1758,32 @@ export class AsyncEngine {
 const CRLF = Buffer.from('\r\n');
 
 const EMPTY = Buffer.alloc(0);
+
+// A regex read's verdict on the bytes buffered so far (`snapshot`, at most maxBytes of them):
+// the bytes through the end of a non-empty match, ERR_LIMIT past the bound, ERR_INCOMPLETE at
+// EOF, else 0 (wait for more). Throws what the RegExp throws.
+function regexVerdict(
+  regex: RegExp,
+  encoding: BufferEncoding,
+  snapshot: Buffer,
+  eof: boolean,
+  over: boolean,
+): [number, RegExpExecArray | undefined] {
+  const enc: BufferEncoding = encoding === 'utf8' || encoding === 'utf-8' ? 'utf8' : 'latin1';
+  const text = snapshot.toString(enc);
+  regex.lastIndex = 0;
+  const m = regex.exec(text);
+  regex.lastIndex = 0;
+  const end = m ? m.index + m[0].length : 0;
+  if (m && end > 0) {
+    // Decoding is not reversible (a U+FFFD stands for 1 to 3 invalid bytes), so the match's
+    // end is mapped back to the snapshot's bytes, never re-encoded.
+    return [enc === 'utf8' ? utf8ByteOffset(snapshot, end) : end, m];
+  }
+  if (over) return [Code.Limit, undefined];
+  if (eof) return [Code.Incomplete, undefined];
+  return [0, undefined];
+}
 
 // The record at `buf[off...]` (all of it there), or ERR_MISMATCH when its trailer is wrong.
 function recordOf(
