@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -54,6 +55,7 @@ namespace {
 constexpr int kMaxThreads = 1024;
 constexpr int kMaxSendIov = 8;     // more iovecs make a partial send, which the core resubmits
 constexpr size_t kInlineSend = 64;  // sends this small are copied into the job
+constexpr size_t kRecvScratch = 64 * 1024;  // a worker's receive buffer, one per thread
 constexpr int kMaxEvents = 256;     // events taken by one epoll_wait of a worker
 
 enum JobKind : uint8_t { kRecvJob, kSendJob, kAcceptJob, kConnectJob, kJobKinds };
@@ -72,8 +74,9 @@ struct Job {
   Handle* h = nullptr;  // dereferenced on the engine thread only
   int fd = -1;
   JobKind kind = kRecvJob;
-  char* buf = nullptr;  // recv: the core's receive area for h, valid until onRecv
-  size_t len = 0;
+  // recv: the bytes received, in memory of their own (malloc, exactly the size received),
+  // given to the core with onRecv; freed with the job.
+  char* buf = nullptr;
   iovec iov[kMaxSendIov];  // send: the core's bytes (valid until onSend), or inlineBytes
   int iovcnt = 0;
   char inlineBytes[kInlineSend];
@@ -98,6 +101,8 @@ struct Job {
 
   // Engine thread only: the handle was detached, its slots are gone.
   bool detached = false;
+
+  ~Job() { std::free(buf); }
 };
 
 // Per-handle state (Handle::backendData), engine thread only: the job of each kind in flight,
@@ -243,17 +248,13 @@ class ThreadPoolBackend final : public Backend {
     return owed;
   }
 
-  // Engine thread. The receive area stays the core's; the worker writes into it until onRecv.
-  // (A receive is not tried here first: data that is already there would complete the read
-  // before a cancel made in the same turn could win, and a reply is never on its way yet when
-  // the read that waits for it starts.)
+  // Engine thread. The worker receives into a buffer of its own thread and copies what came
+  // into memory of the job's own, so that a waiting receive holds no memory: 10,000 idle
+  // connections cost no receive area each. (A receive is not tried here first: data that is
+  // already there would complete the read before a cancel made in the same turn could win, and
+  // a reply is never on its way yet when the read that waits for it starts.)
   ssize_t recv(Handle* h) override {
-    size_t len = 0;
-    char* buf = sink_->recvSpace(h, &len);
-    if (!buf || len == 0) return -ENOMEM;
     Job* j = newJob(h, kRecvJob);
-    j->buf = buf;
-    j->len = len;
     return submit(h, j);
   }
 
@@ -553,9 +554,20 @@ class ThreadPoolBackend final : public Backend {
       ssize_t r = -1;
       count();
       switch (j->kind) {
-        case kRecvJob:
-          r = ::recv(j->fd, j->buf, j->len, MSG_DONTWAIT);
+        case kRecvJob: {
+          thread_local std::vector<char> scratch(kRecvScratch);
+          r = ::recv(j->fd, scratch.data(), scratch.size(), MSG_DONTWAIT);
+          if (r > 0) {
+            j->buf = static_cast<char*>(std::malloc(static_cast<size_t>(r)));
+            if (!j->buf) {
+              r = -1;
+              errno = ENOMEM;  // the bytes are lost with the connection's stream: fail it
+              break;
+            }
+            std::memcpy(j->buf, scratch.data(), static_cast<size_t>(r));
+          }
           break;
+        }
         case kSendJob: {
           msghdr msg{};
           msg.msg_iov = j->iov;
@@ -618,11 +630,14 @@ class ThreadPoolBackend final : public Backend {
       Handle* h = j->h;
       JobKind kind = j->kind;
       ssize_t r = j->result;
+      char* bytes = j->buf;
+      j->buf = nullptr;
       if (!j->detached) static_cast<HandleJobs*>(h->backendData)->slot[kind] = nullptr;
       delete j;
       switch (kind) {
         case kRecvJob:
-          sink_->onRecv(h, r);
+          sink_->onRecv(h, r, bytes);  // the core copies what it keeps before returning
+          std::free(bytes);
           break;
         case kSendJob:
           sink_->onSend(h, r);

@@ -9,6 +9,7 @@
 // core has not asked (the app is not reading) waits in the handle's queue, up to a bound; past
 // it the multishot request is cancelled and the kernel's socket buffer pushes back on the peer.
 #include "backends/uring.h"
+#include "core/small_queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,9 +78,9 @@ struct QueuedRecv {
 // What the backend keeps per handle, made when first needed.
 struct HandleState {
   msghdr msg{};  // a gathered send in the kernel
-  iovec iov[kMaxIov];
-  std::deque<QueuedRecv> recvs;
-  std::deque<int> accepted;
+  std::vector<iovec> iov;  // its array, sized by the first gathered send (kMaxIov at most)
+  SmallQueue<QueuedRecv> recvs;
+  SmallQueue<int> accepted;
 };
 
 class UringBackend final : public Backend {
@@ -226,9 +227,9 @@ class UringBackend final : public Backend {
       // The kernel reads the iovec array when it runs the SQE: keep a copy with the handle.
       HandleState* st = state(h, true);
       int n = std::min(iovcnt, kMaxIov);
-      std::copy(iov, iov + n, st->iov);
+      st->iov.assign(iov, iov + n);
       st->msg = msghdr{};
-      st->msg.msg_iov = st->iov;
+      st->msg.msg_iov = st->iov.data();
       st->msg.msg_iovlen = static_cast<size_t>(n);
       sqe->opcode = IORING_OP_SENDMSG;
       sqe->addr = reinterpret_cast<uint64_t>(&st->msg);

@@ -181,8 +181,8 @@ void EngineCore::close(uint64_t id) {
   if (!h) return;
   h->closed = true;
   // Every op queued on the handle fails; ops are unlinked by fail().
-  auto failAll = [this](std::deque<Op*>& q) {
-    std::deque<Op*> running;  // file ops whose request runs: they settle with its result
+  auto failAll = [this](SmallQueue<Op*>& q) {
+    SmallQueue<Op*> running;  // file ops whose request runs: they settle with its result
     while (!q.empty()) {
       Op* op = q.front();
       if (fileRequestRunning(op)) {
@@ -432,7 +432,7 @@ void EngineCore::unlink(Op* op) {
   if (op->freq) fileOpLeft(op);
   Handle* h = op->h;
   if (!h || !op->started) return;
-  auto drop = [op](std::deque<Op*>& q) {
+  auto drop = [op](SmallQueue<Op*>& q) {
     auto it = std::find(q.begin(), q.end(), op);
     if (it != q.end()) q.erase(it);
   };

@@ -16,6 +16,7 @@
 #include "core/backend.h"
 #include "core/byte_buffer.h"
 #include "core/op_table.h"
+#include "core/small_queue.h"
 #include "core/resolver.h"
 
 namespace async_engine {
@@ -90,12 +91,12 @@ struct Handle {
   // left early, kept alive until the backend's report.
   std::vector<std::pair<int64_t, size_t>> sendParts;
   std::vector<std::vector<char>> sendOrphans;
-  std::deque<Op*> reads;
-  std::deque<Op*> writes;
+  SmallQueue<Op*> reads;
+  SmallQueue<Op*> writes;
 
   // Listener: queued accept ops, and connections accepted for an op that was cancelled.
-  std::deque<Op*> accepts;
-  std::deque<int> backlog;
+  SmallQueue<Op*> accepts;
+  SmallQueue<int> backlog;
   bool acceptPending = false;
   bool acceptBackoff = false;  // out of fds: accepts wait for a retry
 
@@ -109,7 +110,7 @@ struct Handle {
   size_t align = 1;     // O_DIRECT: offsets, sizes and buffers are multiples of this
   int fileReqs = 0;
   bool zombie = false;  // closed and waiting for its last report
-  std::deque<Op*> fileOps;    // positioned reads, writes, fsync, stat: not in reads/writes
+  SmallQueue<Op*> fileOps;    // positioned reads, writes, fsync, stat: not in reads/writes
 
   // Owned by the backend.
   uint32_t backendFlags = 0;
