@@ -147,12 +147,13 @@ export class AsyncEngine {
   // Above zero while a batch is being walked: a nested runOnce() would refill it.
   #delivering = 0;
   // Ops settled in JavaScript from bytes already handed over, waiting for the turn's dispatch
-  // (from #readyAt on), in settlement order: four entries each (Callback, id, socket, value) and
-  // the line expectation in #readyExpect. They have no OpRecord: nothing can change their
+  // (from #readyAt to #readyEnd), in settlement order: five entries each (Callback, id, socket,
+  // value, line expectation); the array keeps its size from turn to turn, and each entry is
+  // cleared as it is taken. They have no OpRecord: nothing can change their
   // outcome any more (cancel() finds no op and returns false).
   #ready: unknown[] = [];
-  #readyExpect: Array<LineExpectation | undefined> = [];
   #readyAt = 0;
+  #readyEnd = 0;
   #flushQueued = false;
   #framedInJs = 0;
 
@@ -790,7 +791,7 @@ export class AsyncEngine {
 
   // Ops in flight: the native side's, and tasks on the work pool.
   #pending(): boolean {
-    return this.#workOps > 0 || this.#readyAt < this.#ready.length || this.native.pending();
+    return this.#workOps > 0 || this.#readyAt < this.#readyEnd || this.native.pending();
   }
 
   // ---- chains ----
@@ -1061,7 +1062,7 @@ export class AsyncEngine {
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
   stats(): EngineStats {
     const s = this.native.stats();
-    const local = (this.#ready.length - this.#readyAt) >> 2;
+    const local = (this.#readyEnd - this.#readyAt) / 5;
     return {
       impl: this.impl,
       ...s,
@@ -1139,6 +1140,7 @@ export class AsyncEngine {
   // file, the alignment of the position and of `size`; checked before anything is queued.
   #position(sock: unknown, opts: OpOptions, allowed: boolean, size?: number): number | undefined {
     const pos = opts.position;
+    if (pos === undefined && sock instanceof Socket) return undefined;
     if (pos !== undefined) {
       if (!(sock instanceof File)) {
         throw invalidArgValue('options.position', 'applies to files only', pos);
@@ -1256,8 +1258,14 @@ export class AsyncEngine {
     } else {
       sock._off = end;
     }
-    this.#ready.push(cb, id, sock, value);
-    this.#readyExpect.push(expect);
+    const ready = this.#ready;
+    const at = this.#readyEnd;
+    ready[at] = cb;
+    ready[at + 1] = id;
+    ready[at + 2] = sock;
+    ready[at + 3] = value;
+    ready[at + 4] = expect;
+    this.#readyEnd = at + 5;
     if (this.#delivering === 0 && !this.#flushQueued && this.#drive === 'auto') {
       this.#flushQueued = true;
       queueMicrotask(this.#flushTask);
@@ -1276,20 +1284,23 @@ export class AsyncEngine {
   // Settles the ops settled in JavaScript, in order, those their callbacks add included.
   #flushReady(): number {
     const ready = this.#ready;
-    if (this.#readyAt === ready.length) return 0;
-    const expects = this.#readyExpect;
-    const first = this.#readyAt;
+    if (this.#readyAt === this.#readyEnd) return 0;
+    let n = 0;
     this.#delivering++;
     try {
-      while (this.#readyAt < ready.length) {
+      while (this.#readyAt < this.#readyEnd) {
         const i = this.#readyAt;
-        this.#readyAt = i + 4;
+        this.#readyAt = i + 5;
         const cb = ready[i] as Callback<any>;
         const id = ready[i + 1] as number;
         const sock = ready[i + 2] as Socket;
         const value = ready[i + 3];
-        ready[i + 3] = undefined;
-        const expect = expects[i >> 2];
+        const expect = ready[i + 4] as LineExpectation | undefined;
+        ready[i] = ready[i + 2] = ready[i + 3] = ready[i + 4] = undefined;
+        // All taken: an op this callback submits starts the array over, so a long run of
+        // buffered frames (each callback submitting the next) reuses the same few slots.
+        if (this.#readyAt === this.#readyEnd) this.#readyAt = this.#readyEnd = 0;
+        n++;
         if (cb._id === id) cb._target = null;
         cb._busy = false;
         const err =
@@ -1306,12 +1317,6 @@ export class AsyncEngine {
       }
     } finally {
       this.#delivering--;
-    }
-    const n = (this.#readyAt - first) >> 2;
-    if (this.#readyAt === ready.length) {
-      ready.length = 0;
-      expects.length = 0;
-      this.#readyAt = 0;
     }
     this.#framedInJs += n;
     return n;
@@ -1959,6 +1964,8 @@ function checkPort(v: unknown, name: string): number {
 }
 
 function checkEncoding(v: unknown, name: string): BufferEncoding {
+  // A server passes the same encoding op after op: the common names skip the lookup.
+  if (v === 'utf8' || v === 'latin1') return v;
   if (typeof v !== 'string' || !Buffer.isEncoding(v)) {
     throw invalidArgValue(name, 'must be a Buffer encoding', v);
   }
