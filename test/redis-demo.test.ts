@@ -298,6 +298,41 @@ for (const impl of impls) {
     });
   });
 
+  test(`[${impl}] each bulk argument is one readLengthPrefixed op`, async (t) => {
+    await withDemo(t, impl, {}, async (port, server) => {
+      // Every read the reader submits, by name (it calls them on the engine object).
+      const engine = server.engine as unknown as Record<string, unknown>;
+      const calls: Record<string, number> = {};
+      for (const name of ['expectLine', 'readExactly', 'readLengthPrefixed', 'readChunk']) {
+        const original = engine[name] as (...a: unknown[]) => unknown;
+        calls[name] = 0;
+        engine[name] = (...a: unknown[]) => {
+          calls[name]!++;
+          return original.apply(server.engine, a);
+        };
+      }
+      const c = await RespClient.connect(port);
+      const keys = Array.from({ length: 20 }, (_, i) => `k${i}`);
+      // Split mid-header and mid-payload as well as whole: the count of ops does not change.
+      const request = multibulk('DEL', ...keys) + multibulk('ECHO', 'a\r\nb');
+      c.socket.setNoDelay(true);
+      c.send(request.slice(0, 13));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      c.send(request.slice(13, request.length - 3));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      c.send(request.slice(request.length - 3));
+      t.deepEqual(await c.read(2), [0, 'a\r\nb']);
+      // The reader asks for the next request before the reply can reach the client.
+      t.deepEqual(calls, {
+        expectLine: 2, // `*2`, and the next request's; `*21` came from the accept chain
+        readExactly: 0,
+        readLengthPrefixed: 21 + 2,
+        readChunk: 0,
+      });
+      c.destroy();
+    });
+  });
+
   test(`[${impl}] unknown commands and wrong arity are errors, not disconnects`, async (t) => {
     await withDemo(t, impl, {}, async (port) => {
       const c = await RespClient.connect(port);

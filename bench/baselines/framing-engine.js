@@ -9,6 +9,9 @@
 //   readExactly           32-byte records, `readExactly(sock, 32, cb)`
 //   expectLine+readExactly  RESP bulk strings in two ops: `expectLine` for `$<n>`, then
 //                         `readExactly(sock, n + 2, cb)` for the payload and its `\r\n`
+//   readLengthPrefixed    the same RESP bulk strings in one op:
+//                         `readLengthPrefixed(sock, { length, trailer: '\r\n' }, cb)`, `length`
+//                         taking n from `$<n>`
 // usage: node bench/baselines/framing-engine.js --port P --read expectLine [--impl readiness]
 //          [--records 200000] [--warmup 20000] [--seed 1]
 import { Callback, createEngine } from 'async-engine';
@@ -128,21 +131,46 @@ const bulkBodyCb = new Callback({
   failure: failed,
 });
 
+/** n from a `$<n>` header, or -1 when the line is not one. */
+function bulkLength(line) {
+  let n = 0;
+  let digits = line.length > 1 && line.charCodeAt(0) === 0x24; // '$'
+  for (let i = 1; i < line.length && digits; i++) {
+    const d = line.charCodeAt(i) - 48;
+    digits = d >= 0 && d <= 9;
+    n = n * 10 + d;
+  }
+  return digits ? n : -1;
+}
+
 const bulkHeadCb = new Callback({
   success: (line) => {
     ops++;
-    let n = 0;
-    let digits = line.length > 1 && line.charCodeAt(0) === 0x24; // '$'
-    for (let i = 1; i < line.length && digits; i++) {
-      const d = line.charCodeAt(i) - 48;
-      digits = d >= 0 && d <= 9;
-      n = n * 10 + d;
-    }
-    if (!digits) {
+    const n = bulkLength(line);
+    if (n < 0) {
       failure = `bad bulk header ${JSON.stringify(line.slice(0, 20))} at record ${done}`;
       return finish();
     }
     engine.readExactly(sock, n + 2, bulkBodyCb);
+  },
+  failure: failed,
+});
+
+// A header that is not `$<n>` gives NaN: the op fails with ERR_INVALID_LENGTH.
+const prefixedOptions = {
+  length: (header) => {
+    const n = bulkLength(header);
+    return n < 0 ? NaN : n;
+  },
+  trailer: '\r\n',
+};
+
+const prefixedCb = new Callback({
+  success: (record) => {
+    ops++;
+    valueBytes += record.body.length;
+    if (counted()) engine.readLengthPrefixed(sock, prefixedOptions, prefixedCb);
+    else finish();
   },
   failure: failed,
 });
@@ -156,6 +184,8 @@ function begin() {
       return engine.readUntil(sock, '\r\n', untilCb);
     case 'readExactly':
       return engine.readExactly(sock, 32, exactCb);
+    case 'readLengthPrefixed':
+      return engine.readLengthPrefixed(sock, prefixedOptions, prefixedCb);
     default:
       return engine.expectLine(sock, null, bulkHeadCb);
   }

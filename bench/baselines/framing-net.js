@@ -10,6 +10,7 @@
 //   readExactly           32-byte Buffers: `subarray`
 //   expectLine+readExactly  RESP bulk strings: the `$<n>\r\n` header parsed byte by byte, the
 //                         payload a `subarray`
+//   readLengthPrefixed    the same as expectLine+readExactly (the same records, the same values)
 // A record split across two chunks is completed by concatenating the tail with the next chunk.
 // Lines are bounded as the engine bounds them (64 KiB without a terminator is an error).
 // usage: node bench/baselines/framing-net.js --port P --read expectLine [--records 200000]
@@ -177,7 +178,12 @@ sock.once('connect', () => {
     sock.setEncoding('utf8');
     sock.on('data', onText);
   } else {
-    const on = { readUntil: onLineBuffers, readExactly: onFixed }[values.read] ?? onBulk;
+    const on = {
+      readUntil: onLineBuffers,
+      readExactly: onFixed,
+      'expectLine+readExactly': onBulk,
+      readLengthPrefixed: onBulk,
+    }[values.read];
     sock.on('data', on);
   }
 });

@@ -1,9 +1,10 @@
 // Framing cost: a peer sends N pipelined records at once and a consumer reads them one op at a
 // time, each success submitting the next op: the engine's framed reads (expectLine, readUntil,
-// readExactly, and a length-prefixed record read as two ops) against node:net with the framing
-// done by hand in JavaScript. Every record is already buffered when its op is submitted, so
-// what is measured is the cost of an op's round trip between JavaScript and native code, not
-// waiting: CPU time of the consumer process per record, and records per second.
+// readExactly, and a length-prefixed record read as two ops and as one readLengthPrefixed)
+// against node:net with the framing done by hand in JavaScript. Every record is already buffered
+// when its op is submitted, so what is measured is the cost of an op's round trip between
+// JavaScript and native code, not waiting: CPU time of the consumer process per record, and
+// records per second.
 // One peer serves every run, so the loop is this case's own rather than lib/interleave.js (which
 // starts a server per contender); it keeps the same order: each round runs every workload, and
 // within it every contender one after another.
@@ -35,8 +36,8 @@ const SEED = 1;
 
 /**
  * The workloads. Each engine read is one contender per impl; a workload may hold several reads
- * (the length-prefixed one is read as two ops today, and a one-op read of the same records is
- * meant to join it as another entry of `reads`).
+ * (the length-prefixed records are read as two ops, expectLine then readExactly, and as one,
+ * readLengthPrefixed).
  */
 export const WORKLOADS = [
   {
@@ -70,6 +71,11 @@ export const WORKLOADS = [
         tag: '2 ops',
         ops: 2,
         calls: ['expectLine(sock, null, cb)', 'readExactly(sock, n + 2, cb)'],
+      },
+      {
+        read: 'readLengthPrefixed',
+        ops: 1,
+        calls: ["readLengthPrefixed(sock, { length, trailer: '\\r\\n' }, cb)"],
       },
     ],
     net: 'the header parsed byte by byte, the payload a `subarray`',

@@ -109,6 +109,7 @@ const KIND_OF_READ = {
   readUntil: 'lines',
   readExactly: 'fixed32',
   'expectLine+readExactly': 'bulk',
+  readLengthPrefixed: 'bulk',
 };
 
 /**

@@ -62,16 +62,25 @@ const REQUEST_LINE = /^([A-Z]+) (\S+) HTTP\/1\.([01])$/;
  * or `{ status, reason }` for a request that gets an error and a close.
  */
 export function parseHead(text) {
-  const eol = text.indexOf('\r\n');
+  return parseHeadLines(text, text.length - 4);
+}
+
+/**
+ * Parses a request head whose lines end where its `\r\n\r\n` starts (`end`: `text.length` when
+ * the delimiter was stripped). Returns what parseHead returns.
+ */
+export function parseHeadLines(text, end = text.length) {
+  let eol = text.indexOf('\r\n');
+  if (eol < 0 || eol > end) eol = end;
   const m = REQUEST_LINE.exec(text.slice(0, eol));
   if (m === null) return { status: 400, reason: 'Bad Request' };
   const http10 = m[3] === '0';
   let keepAlive = !http10;
   let bodyLength = 0;
   let pos = eol + 2;
-  const end = text.length - 2; // the final empty line
   while (pos < end) {
-    const next = text.indexOf('\r\n', pos);
+    let next = text.indexOf('\r\n', pos);
+    if (next < 0 || next > end) next = end;
     const colon = text.indexOf(':', pos);
     if (colon < 0 || colon > next) return { status: 400, reason: 'Bad Request' };
     const nameLength = colon - pos;

@@ -1,14 +1,14 @@
-// An HTTP/1.1 plaintext server on async-engine: keep-alive, request heads framed natively by
-// readUntil('\r\n\r\n'), every request answered `Hello, World!`. The benchmarks' wrk target.
+// An HTTP/1.1 plaintext server on async-engine: keep-alive, each request (its head, through
+// `\r\n\r\n`, and the body its Content-Length gives) read with one readLengthPrefixed, every
+// request answered `Hello, World!`. The benchmarks' wrk target.
 import { Callback } from 'async-engine';
-import { MAX_HEAD, errorResponse, helloResponse, parseHead } from './http.js';
+import { MAX_BODY, MAX_HEAD, errorResponse, helloResponse, parseHeadLines } from './http.js';
 
 /** Replies queued but not yet written past which a connection stops reading. */
 const HIGH_WATER = 64;
-const HEAD_END = Buffer.from('\r\n\r\n');
 
 /**
- * One connection: reads a head, answers it, reads the next one at once (pipelined requests
+ * One connection: reads a request, answers it, reads the next one at once (pipelined requests
  * stay in the engine's buffer); at most one write in flight, later replies queued and
  * written together.
  */
@@ -22,14 +22,26 @@ class Connection {
     this.paused = false;
     this.closeAfterWrite = false;
     this.closed = false;
-    this.request = null; // the parsed head while its body is read
-    this.headCallback = new Callback({
-      success: (buf) => this.onHead(buf),
-      failure: (err) => this.onReadError(err),
-    });
-    this.bodyCallback = new Callback({
+    // The head the length rule parsed last: the one of the request being read (one read at a
+    // time), so the success does not parse it again.
+    this.request = null;
+    // A head is the request's first lines; its body (read, then dropped) is as long as its
+    // Content-Length says, 0 without one. A head that gets an error response gives no length
+    // (NaN): the read fails with ERR_INVALID_LENGTH, nothing of the body read.
+    this.requestOptions = {
+      delimiter: '\r\n\r\n',
+      length: (head) => {
+        const request = parseHeadLines(head);
+        this.request = request;
+        return request.status === undefined ? request.bodyLength : NaN;
+      },
+      maxBytes: MAX_HEAD,
+      maxBody: MAX_BODY,
+      encoding: 'latin1',
+    };
+    this.requestCallback = new Callback({
       success: () => this.respond(this.request),
-      failure: () => this.destroy(),
+      failure: (err) => this.onReadError(err),
     });
     this.writeCallback = new Callback({
       success: () => this.onWritten(),
@@ -37,23 +49,8 @@ class Connection {
     });
   }
 
-  readHead() {
-    this.engine.readUntil(this.sock, HEAD_END, this.server.headOptions, this.headCallback);
-  }
-
-  onHead(buf) {
-    const request = parseHead(buf.toString('latin1'));
-    if (request.status !== undefined) {
-      this.send(errorResponse(request.status, request.reason));
-      this.end();
-      return;
-    }
-    if (request.bodyLength > 0) {
-      this.request = request;
-      this.engine.readExactly(this.sock, request.bodyLength, this.bodyCallback);
-      return;
-    }
-    this.respond(request);
+  readRequest() {
+    this.engine.readLengthPrefixed(this.sock, this.requestOptions, this.requestCallback);
   }
 
   respond(request) {
@@ -61,15 +58,23 @@ class Connection {
     this.send(helloResponse(request.head, request.connection));
     if (!request.keepAlive) this.end();
     else if (this.queue.length > HIGH_WATER) this.paused = true;
-    else this.readHead();
+    else this.readRequest();
   }
 
   onReadError(err) {
-    if (err.code === 'ERR_LIMIT') {
-      this.send(errorResponse(431, 'Request Header Fields Too Large'));
+    const request = this.request;
+    this.request = null;
+    if (err.code === 'ERR_INVALID_LENGTH') {
+      this.send(errorResponse(request.status, request.reason));
+      this.end();
+    } else if (err.code === 'ERR_LIMIT') {
+      // Without a head, the head is over MAX_HEAD; with one, the body over MAX_BODY (which
+      // parseHeadLines refuses first).
+      if (err.line === undefined) this.send(errorResponse(431, 'Request Header Fields Too Large'));
+      else this.send(errorResponse(413, 'Payload Too Large'));
       this.end();
     } else {
-      this.destroy(); // EOF between requests, reset, cancel
+      this.destroy(); // EOF between or inside requests, reset, cancel
     }
   }
 
@@ -91,7 +96,7 @@ class Connection {
       this.engine.write(this.sock, batch, this.writeCallback);
       if (this.paused) {
         this.paused = false;
-        this.readHead();
+        this.readRequest();
       }
       return;
     }
@@ -129,7 +134,6 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
     listener,
     address: listener.address(),
     connections: new Set(),
-    headOptions: { maxBytes: MAX_HEAD },
     closed: false,
     close,
   };
@@ -138,7 +142,7 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
     success: (sock) => {
       const conn = new Connection(server, sock);
       server.connections.add(conn);
-      conn.readHead();
+      conn.readRequest();
       accept();
     },
     failure: (err) => {

@@ -1,6 +1,6 @@
 // RESP2 (Redis protocol) building blocks on async-engine ops: a request reader that frames
-// inline and multibulk requests with expectLine/readExactly, inline argument splitting, and
-// reply encoders. Shared by the demo server and the benchmarks.
+// inline and multibulk requests with expectLine/readLengthPrefixed, inline argument splitting,
+// and reply encoders. Shared by the demo server and the benchmarks.
 import { Callback } from 'async-engine';
 
 /**
@@ -25,7 +25,7 @@ export const MAX_MULTIBULK = 1024 * 1024;
 export const PREALLOC_ARGS = 1024;
 
 const REQUEST = 0; // waiting for the first line of a request (`*N` or an inline command)
-const HEADER = 1; // inside a multibulk request, reading `$len` lines and their payloads
+const HEADER = 1; // inside a multibulk request, reading its `$len` bulks
 const DEAD = 2; // a protocol error or a read failure ended this reader; ignore everything
 
 /**
@@ -148,10 +148,14 @@ export function splitInlineArgs(line) {
 
 /**
  * Reads RESP requests from one socket, one at a time, entirely with engine ops:
- * the first line of a request with expectLine; for a multibulk request (`*N`) each `$len`
- * header with expectLine and each payload with readExactly(len + 2). The payload read and
- * the next header read are submitted together (reads on a socket run in submission order),
- * so a request of N arguments costs about N round trips to JavaScript, not 2N.
+ * the first line of a request with expectLine; for a multibulk request (`*N`) each bulk
+ * (`$len` line, payload, two more bytes) with one readLengthPrefixed, so a request of N
+ * arguments costs N + 1 ops. The `$len` line is checked (and the request's size bound applied)
+ * by the op's length rule before any of the payload is read.
+ *
+ * The two bytes after a payload are read as part of the body and dropped unchecked, as Redis
+ * does (it skips them unread): a `trailer: '\r\n'` would refuse `$2\r\nhi??` where Redis
+ * takes `hi`.
  *
  * Arguments are latin1 strings: one char per byte, so binary data survives unchanged.
  *
@@ -191,14 +195,24 @@ export class RespReader {
     this.state = REQUEST;
     this.args = null;
     this.argc = 0;
-    this.headers = 0; // `$len` lines seen in the current request
-    this.filled = 0; // payloads received in the current request
+    this.filled = 0; // bulks received in the current request
     this.requestBytes = 0; // the current multibulk request's size as sent, so far
     // The first line of a request may be an inline command carrying any bytes: latin1 keeps
     // them one char per byte. `$len` headers are ASCII; utf8 lines come from native code as
     // strings without an intermediate Buffer.
     this.lineOptions = { maxBytes: maxLine, encoding: 'latin1' };
-    this.headerOptions = { maxBytes: maxLine, encoding: 'utf8' };
+    // One bulk: the body is the payload and the two bytes after it (see the class comment).
+    // Any header bulkVerdict refuses gives NaN, and the op fails with ERR_INVALID_LENGTH,
+    // err.line the header; onReadError asks bulkVerdict again for the reply.
+    this.bulkOptions = {
+      length: (header) => {
+        const verdict = this.bulkVerdict(header);
+        return typeof verdict === 'number' ? verdict + 2 : NaN;
+      },
+      maxBytes: maxLine,
+      maxBody: maxBulk + 2,
+      encoding: 'utf8',
+    };
     // One Callback per kind of read, made once per connection and reused once settled.
     // A read that finished just before the engine was shut down is still delivered: the
     // request is dropped then, as the engine takes no more ops.
@@ -207,7 +221,7 @@ export class RespReader {
       failure: (err) => this.onReadError(err),
     });
     this.bulkCallback = new Callback({
-      success: (buf) => (engine.closed ? this.stop() : this.onBulk(buf)),
+      success: (record) => (engine.closed ? this.stop() : this.onBulk(record)),
       failure: (err) => this.onReadError(err),
     });
   }
@@ -235,50 +249,62 @@ export class RespReader {
         // slots now; onBulk appends past them as arguments arrive.
         this.args = new Array(Math.min(n, PREALLOC_ARGS));
         this.argc = n;
-        this.headers = 0;
         this.filled = 0;
         this.requestBytes = line.length + 2;
         this.state = HEADER;
-        this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
+        this.engine.readLengthPrefixed(sock, this.bulkOptions, this.bulkCallback);
         return;
       }
       const args = splitInlineArgs(line);
       if (args === null) return this.fail('unbalanced quotes in request');
       if (args.length === 0) return this.next(sock); // blank lines are ignored
       this.handler.onRequest(args, this);
-    } else if (this.state === HEADER) {
-      if (line.charCodeAt(0) !== 36 /* '$' */) {
-        const got = line.length === 0 ? ' ' : line[0];
-        return this.fail(`expected '$', got '${got}'`);
-      }
-      const len = parseInteger(line, 1);
-      if (!(len >= 0 && len <= this.maxBulk)) return this.fail('invalid bulk length');
-      // Checked before the payload is read: an over-limit request is refused on its header.
-      const bytes = this.requestBytes + line.length + 2 + len + 2;
-      if (bytes > this.maxRequest) return this.overLimit(bytes);
-      this.requestBytes = bytes;
-      this.engine.readExactly(sock, len + 2, this.bulkCallback);
-      if (++this.headers < this.argc) {
-        this.engine.expectLine(sock, null, this.headerOptions, this.lineCallback);
-      }
     }
   }
 
-  onBulk(buf) {
-    if (this.state !== HEADER) return;
-    // The two bytes after the payload are skipped unread, as Redis does.
-    this.args[this.filled++] = buf.toString('latin1', 0, buf.length - 2);
-    if (this.filled === this.argc) {
-      const args = this.args;
-      this.args = null;
-      this.state = REQUEST;
-      this.handler.onRequest(args, this);
+  /**
+   * The payload length a bulk's `$len` header announces, or why the header is refused: a
+   * protocol error's message, or `{ bytes }` when the request would outgrow `maxRequest` (its
+   * size as sent with this bulk). Checked before the payload is read, so an over-limit request
+   * is refused on its header. Only computes: it runs as readLengthPrefixed's length rule.
+   */
+  bulkVerdict(header) {
+    if (header.charCodeAt(0) !== 36 /* '$' */) {
+      return `expected '$', got '${header.length === 0 ? ' ' : header[0]}'`;
     }
+    const len = parseInteger(header, 1);
+    if (!(len >= 0 && len <= this.maxBulk)) return 'invalid bulk length';
+    const bytes = this.requestBytes + header.length + 2 + len + 2;
+    if (bytes > this.maxRequest) return { bytes };
+    return len;
+  }
+
+  onBulk({ header, body }) {
+    if (this.state !== HEADER) return;
+    this.requestBytes += header.length + 2 + body.length;
+    // The two bytes after the payload are dropped unchecked, as Redis does.
+    this.args[this.filled++] = body.toString('latin1', 0, body.length - 2);
+    if (this.filled < this.argc) {
+      this.engine.readLengthPrefixed(this.sock, this.bulkOptions, this.bulkCallback);
+      return;
+    }
+    const args = this.args;
+    this.args = null;
+    this.state = REQUEST;
+    this.handler.onRequest(args, this);
   }
 
   onReadError(err) {
-    if (this.state === DEAD) return; // a later read of the same request failing too
+    if (this.state === DEAD) return; // the reader has already stopped
     const state = this.state;
+    // A bulk's header the length rule refused (ERR_LIMIT with a header is a body over maxBody:
+    // bulkVerdict refuses those first).
+    const refused = err.code === 'ERR_INVALID_LENGTH' || err.code === 'ERR_LIMIT';
+    if (state === HEADER && refused && err.line !== undefined) {
+      const verdict = this.bulkVerdict(err.line);
+      if (typeof verdict === 'string') return this.fail(verdict);
+      if (typeof verdict === 'object') return this.overLimit(verdict.bytes);
+    }
     this.state = DEAD;
     this.args = null;
     if (err.code !== 'ERR_LIMIT') {
