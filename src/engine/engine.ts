@@ -20,7 +20,14 @@ import { File, Listener, Socket } from './io.js';
 import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import { utf8ByteOffset } from './internal/utf8-offsets.js';
-import { type Delimiter, delimiterOf, heldDelimiterEnd, heldLine } from './internal/held.js';
+import {
+  type Delimiter,
+  bytesOf,
+  delimiterOf,
+  heldDelimiterEnd,
+  heldLine,
+  heldLineEnd,
+} from './internal/held.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -87,6 +94,18 @@ class OpRecord {
     readonly kind: Kind,
     public sock: Socket | File | undefined,
   ) {}
+}
+
+// readLengthPrefixed's options as checked, with the fields they were checked from.
+interface PrefixSpec {
+  options: LengthPrefixedOptions;
+  given: unknown[];
+  length: (header: string) => number;
+  delimiter: Delimiter | undefined;
+  trailer: Buffer;
+  maxBytes: number;
+  maxBody: number;
+  encoding: BufferEncoding;
 }
 
 // A length-prefixed read: its validated options, and its header once framed.
@@ -156,6 +175,7 @@ export class AsyncEngine {
   #readyEnd = 0;
   #flushQueued = false;
   #framedInJs = 0;
+  #lastPrefix: PrefixSpec | undefined;
 
   /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
@@ -474,9 +494,9 @@ export class AsyncEngine {
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
     const maxBytes = this.#limit(opts);
     if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
-      const held = heldLine(sock, maxBytes, encoding);
-      if (held !== undefined) {
-        this.#local(cb, sock, held[0], held[1], expect);
+      const line = heldLine(sock, maxBytes, encoding);
+      if (line !== undefined) {
+        this.#local(cb, sock, line, heldLineEnd, expect);
         return;
       }
     }
@@ -503,25 +523,13 @@ export class AsyncEngine {
     checkOptions(options);
     const handle = this.#socket(sock);
     this.#position(sock, options as OpOptions, false);
-    const { length, delimiter, trailer } = options;
-    if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
-    const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
-    let tail: Buffer;
-    if (trailer === undefined) tail = EMPTY;
-    else if (typeof trailer === 'string') tail = Buffer.from(trailer);
-    else if (Buffer.isBuffer(trailer)) tail = trailer;
-    else throw invalidArgType('options.trailer', 'a string or Buffer', trailer);
-    const maxBytes = this.#limit(options);
-    const maxBody =
-      options.maxBody === undefined ? maxBytes : checkMaxBytes(options.maxBody, 'options.maxBody');
-    const encoding = options.encoding
-      ? checkEncoding(options.encoding, 'options.encoding')
-      : this.#encoding;
+    const spec = this.#prefixSpec(options);
+    const { delimiter: delim, maxBytes, encoding } = spec;
     const state: PrefixState = {
-      length,
+      length: spec.length,
       delimiter: delim,
-      trailer: tail,
-      maxBody,
+      trailer: spec.trailer,
+      maxBody: spec.maxBody,
       encoding,
       header: '',
       headerLen: 0,
@@ -533,8 +541,8 @@ export class AsyncEngine {
       let header: string | undefined;
       let end = -1;
       if (delim === undefined) {
-        const held = heldLine(sock, maxBytes, encoding);
-        if (held !== undefined) [header, end] = held;
+        header = heldLine(sock, maxBytes, encoding);
+        end = heldLineEnd;
       } else {
         end = heldDelimiterEnd(sock, delim.text, maxBytes);
         if (end >= 0) header = sock._in.toString(encoding, off, end - delim.text.length);
@@ -555,6 +563,48 @@ export class AsyncEngine {
     }
     const rec = this.#start(Kind.ReadPrefixed, done, sock, handle, a, maxBytes);
     rec.prefix = state;
+  }
+
+  // readLengthPrefixed's options, checked. A program passes the same options object op after op:
+  // the last one is kept while none of its fields changed (Buffers are checked anew each time,
+  // since their bytes may change under the same object).
+  #prefixSpec(options: LengthPrefixedOptions): PrefixSpec {
+    const last = this.#lastPrefix;
+    const { length, delimiter, trailer, maxBytes, maxBody, encoding } = options;
+    if (
+      last !== undefined &&
+      last.options === options &&
+      last.given[0] === length &&
+      last.given[1] === delimiter &&
+      last.given[2] === trailer &&
+      last.given[3] === maxBytes &&
+      last.given[4] === maxBody &&
+      last.given[5] === encoding &&
+      typeof delimiter !== 'object' &&
+      typeof trailer !== 'object'
+    ) {
+      return last;
+    }
+    if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
+    const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
+    let tail: Buffer;
+    if (trailer === undefined) tail = EMPTY;
+    else if (typeof trailer === 'string') tail = bytesOf(trailer);
+    else if (Buffer.isBuffer(trailer)) tail = trailer;
+    else throw invalidArgType('options.trailer', 'a string or Buffer', trailer);
+    const limit = this.#limit(options);
+    const spec: PrefixSpec = {
+      options,
+      given: [length, delimiter, trailer, maxBytes, maxBody, encoding],
+      length,
+      delimiter: delim,
+      trailer: tail,
+      maxBytes: limit,
+      maxBody: maxBody === undefined ? limit : checkMaxBytes(maxBody, 'options.maxBody'),
+      encoding: encoding ? checkEncoding(encoding, 'options.encoding') : this.#encoding,
+    };
+    this.#lastPrefix = spec;
+    return spec;
   }
 
   // The whole record's length once its header is known, or the op's failure (the header stays

@@ -26,16 +26,19 @@ function heldText(sock: Socket): string {
   return text;
 }
 
+/** Where the line heldLine last returned ends, terminator included (its next byte's offset). */
+export let heldLineEnd = 0;
+
 /**
  * The line at the front of the held bytes, as the native framing cuts it (at most `maxBytes`
- * bytes, then `\n` or `\r\n`, stripped), decoded; `undefined` when the native side must decide
- * (no terminator held, or the line is over the bound). Advances `end` via the returned offset.
+ * bytes, then `\n` or `\r\n`, stripped), decoded, its end in `heldLineEnd`; `undefined` when
+ * the native side must decide (no terminator held, or the line is over the bound).
  */
 export function heldLine(
   sock: Socket,
   maxBytes: number,
   encoding: BufferEncoding,
-): [line: string, end: number] | undefined {
+): string | undefined {
   const text = heldText(sock);
   const off = sock._off;
   const nl = text.indexOf('\n', off);
@@ -47,13 +50,23 @@ export function heldLine(
     line = text.slice(off, content);
   } else if (encoding === 'utf8' || encoding === 'utf-8') {
     if (sock._ascii === undefined) sock._ascii = isAscii(sock._in!);
-    line = sock._ascii
-      ? text.slice(off, content)
-      : (sock._in as SliceBuffer).utf8Slice(off, content);
+    line =
+      sock._ascii || asciiSpan(text, off, content)
+        ? text.slice(off, content)
+        : (sock._in as SliceBuffer).utf8Slice(off, content);
   } else {
     line = sock._in!.toString(encoding, off, content);
   }
-  return [line, nl + 1];
+  heldLineEnd = nl + 1;
+  return line;
+}
+
+// Whether a short span of the latin1 text is ASCII (held bytes that are not all ASCII, such as
+// binary payloads between ASCII headers, still give ASCII lines a slice of the text).
+function asciiSpan(text: string, start: number, end: number): boolean {
+  if (end - start > 64) return false;
+  for (let i = start; i < end; i++) if (text.charCodeAt(i) > 127) return false;
+  return true;
 }
 
 /**
@@ -75,6 +88,17 @@ export interface Delimiter {
 
 let lastString: string | undefined;
 let lastDelimiter: Delimiter | undefined;
+let lastBytesString: string | undefined;
+let lastBytes: Buffer | undefined;
+
+/** A string's UTF-8 bytes; the last string asked for is kept (a trailer passed op after op). */
+export function bytesOf(s: string): Buffer {
+  if (s !== lastBytesString) {
+    lastBytes = Buffer.from(s);
+    lastBytesString = s;
+  }
+  return lastBytes!;
+}
 
 /**
  * The bytes and latin1 form of a delimiter. A server passes the same string op after op, so the
