@@ -146,6 +146,17 @@ export function splitInlineArgs(line) {
   }
 }
 
+// The first line's options, one object per bound for every connection.
+const lineOptionsByLimit = new Map();
+function lineOptionsFor(maxLine) {
+  let options = lineOptionsByLimit.get(maxLine);
+  if (options === undefined) {
+    options = Object.freeze({ maxBytes: maxLine, encoding: 'latin1' });
+    lineOptionsByLimit.set(maxLine, options);
+  }
+  return options;
+}
+
 /**
  * Reads RESP requests from one socket, one at a time, entirely with engine ops:
  * the first line of a request with expectLine; for a multibulk request (`*N`) each bulk
@@ -188,6 +199,7 @@ export class RespReader {
   ) {
     this.engine = engine;
     this.handler = handler;
+    this.maxLine = maxLine;
     this.maxBulk = maxBulk;
     this.maxRequest = maxRequest;
     /** The socket, known from the first completed read (or set by the caller). */
@@ -200,30 +212,44 @@ export class RespReader {
     // The first line of a request may be an inline command carrying any bytes: latin1 keeps
     // them one char per byte. `$len` headers are ASCII; utf8 lines come from native code as
     // strings without an intermediate Buffer.
-    this.lineOptions = { maxBytes: maxLine, encoding: 'latin1' };
-    // One bulk: the body is the payload and the two bytes after it (see the class comment).
-    // Any header bulkVerdict refuses gives NaN, and the op fails with ERR_INVALID_LENGTH,
-    // err.line the header; onReadError asks bulkVerdict again for the reply.
-    this.bulkOptions = {
-      length: (header) => {
-        const verdict = this.bulkVerdict(header);
-        return typeof verdict === 'number' ? verdict + 2 : NaN;
-      },
-      maxBytes: maxLine,
-      maxBody: maxBulk + 2,
-      encoding: 'utf8',
-    };
-    // One Callback per kind of read, made once per connection and reused once settled.
+    this.lineOptions = lineOptionsFor(maxLine);
+    // One Callback per kind of read, made once per connection and reused once settled. A
+    // connection that never sends a multibulk request (or nothing at all: 10,000 idle ones)
+    // never makes the bulk read's: see `bulk`.
     // A read that finished just before the engine was shut down is still delivered: the
     // request is dropped then, as the engine takes no more ops.
     this.lineCallback = new Callback({
       success: (line, sock) => (engine.closed ? this.stop() : this.onLine(line, sock)),
       failure: (err) => this.onReadError(err),
     });
-    this.bulkCallback = new Callback({
-      success: (record) => (engine.closed ? this.stop() : this.onBulk(record)),
-      failure: (err) => this.onReadError(err),
-    });
+    this.bulkRead = undefined;
+  }
+
+  /** The bulk read's options and Callback, made on first use. */
+  get bulk() {
+    if (this.bulkRead === undefined) {
+      const engine = this.engine;
+      this.bulkRead = {
+        // One bulk: the body is the payload and the two bytes after it (see the class
+        // comment). Any header bulkVerdict refuses gives NaN, and the op fails with
+        // ERR_INVALID_LENGTH, err.line the header; onReadError asks bulkVerdict again for the
+        // reply.
+        options: {
+          length: (header) => {
+            const verdict = this.bulkVerdict(header);
+            return typeof verdict === 'number' ? verdict + 2 : NaN;
+          },
+          maxBytes: this.maxLine,
+          maxBody: this.maxBulk + 2,
+          encoding: 'utf8',
+        },
+        callback: new Callback({
+          success: (record) => (engine.closed ? this.stop() : this.onBulk(record)),
+          failure: (err) => this.onReadError(err),
+        }),
+      };
+    }
+    return this.bulkRead;
   }
 
   /** Starts reading the next request on `sock` (the reader's socket by default). */
@@ -252,7 +278,8 @@ export class RespReader {
         this.filled = 0;
         this.requestBytes = line.length + 2;
         this.state = HEADER;
-        this.engine.readLengthPrefixed(sock, this.bulkOptions, this.bulkCallback);
+        const bulk = this.bulk;
+        this.engine.readLengthPrefixed(sock, bulk.options, bulk.callback);
         return;
       }
       const args = splitInlineArgs(line);
@@ -285,7 +312,8 @@ export class RespReader {
     // The two bytes after the payload are dropped unchecked, as Redis does.
     this.args[this.filled++] = body.toString('latin1', 0, body.length - 2);
     if (this.filled < this.argc) {
-      this.engine.readLengthPrefixed(this.sock, this.bulkOptions, this.bulkCallback);
+      const bulk = this.bulk;
+      this.engine.readLengthPrefixed(this.sock, bulk.options, bulk.callback);
       return;
     }
     const args = this.args;

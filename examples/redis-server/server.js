@@ -193,10 +193,15 @@ class Connection {
     this.closeAfterWrite = false;
     this.lingerAfterWrite = false; // drop the peer's input a while before closing
     this.closed = false;
-    this.writeCallback = new Callback({
+    this.writer = undefined; // the write Callback, made with the first reply
+  }
+
+  get writeCallback() {
+    this.writer ??= new Callback({
       success: () => this.onWritten(),
       failure: () => this.destroy(),
     });
+    return this.writer;
   }
 
   // RespReader handler: one complete request.
