@@ -291,6 +291,43 @@ forEachImpl(
   },
 );
 
+forEachImpl(
+  'a 40 KiB header and a 1 MiB body on a socket: exact, held or native',
+  async (t, engine) => {
+    const cookie = 'c'.repeat(40 * 1024);
+    const body = Buffer.alloc(1024 * 1024);
+    const rnd = prng(9);
+    for (let i = 0; i < body.length; i += 7) body[i] = Math.floor(rnd() * 256);
+    const head = `PUT /big HTTP/1.1\r\nCookie: ${cookie}\r\nContent-Length: ${body.length}`;
+    const msg = Buffer.concat([Buffer.from(`${head}\r\n\r\n`), body, Buffer.from('$1\r\n!\r\n')]);
+    const opts: LengthPrefixedOptions = {
+      length: contentLength,
+      delimiter: '\r\n\r\n',
+      maxBody: Infinity,
+    };
+    for (const mode of modes) {
+      const p = await tcpPair(engine);
+      const x = once<LengthPrefixedRecord>();
+      if (mode === 'native') engine.readLengthPrefixed(p.sock, opts, x.cb);
+      p.client.write(msg);
+      if (mode === 'held') {
+        // a native read first: what it leaves is held when the op comes
+        const first = once<Buffer>();
+        engine.readExactly(p.sock, 4, first.cb); // 'PUT '
+        t.is((await expectOk(t, first)).toString(), 'PUT ');
+        engine.readLengthPrefixed(p.sock, opts, x.cb);
+      }
+      const r = await expectOk(t, x);
+      t.is(r.header, mode === 'native' ? head : head.slice(4));
+      t.true(r.body !== null && r.body.equals(body), mode);
+      t.deepEqual(await expectOk(t, lp(engine, p.sock, RESP)), {
+        header: '$1',
+        body: Buffer.from('!'),
+      });
+    }
+  },
+);
+
 // ---------------------------------------------------------------------------------------------
 // Errors
 
@@ -675,3 +712,123 @@ forEachImpl('bad arguments throw synchronously and submit nothing', async (t, en
     body: Buffer.from('!'),
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Random streams of good and bad records
+
+type Rec =
+  | { kind: 'ok'; body: Buffer | null }
+  | { kind: 'invalid'; header: string }
+  | { kind: 'over'; body: Buffer }
+  | { kind: 'trailer'; body: Buffer };
+
+function recBytes(r: Rec): Buffer {
+  switch (r.kind) {
+    case 'ok':
+      return resp(r.body);
+    case 'invalid':
+      return Buffer.from(`${r.header}\r\n`);
+    case 'over':
+      return resp(r.body);
+    case 'trailer':
+      return Buffer.concat([Buffer.from(`$${r.body.length}\r\n`), r.body, Buffer.from('XY')]);
+  }
+}
+
+forEachImpl(
+  'random streams of good and bad records, sent in random pieces: every outcome as documented',
+  async (t, engine) => {
+    const MAX_BODY = 200;
+    for (let seed = 1; seed <= 12; seed++) {
+      const rnd = prng(seed * 7919);
+      const bytes = (n: number): Buffer => {
+        const b = Buffer.alloc(n);
+        for (let i = 0; i < n; i++) b[i] = rnd() < 0.2 ? 0x0d : Math.floor(rnd() * 256);
+        return b;
+      };
+      const recs: Rec[] = [];
+      for (let i = 0; i < 60; i++) {
+        const x = rnd();
+        if (x < 0.6)
+          recs.push({
+            kind: 'ok',
+            body: rnd() < 0.05 ? null : bytes(Math.floor(rnd() * MAX_BODY)),
+          });
+        else if (x < 0.75) recs.push({ kind: 'invalid', header: rnd() < 0.5 ? '$x' : '$-7' });
+        else if (x < 0.9)
+          recs.push({ kind: 'over', body: bytes(MAX_BODY + 1 + Math.floor(rnd() * 100)) });
+        else recs.push({ kind: 'trailer', body: bytes(Math.floor(rnd() * 20)) });
+      }
+      const stream = Buffer.concat(recs.map(recBytes));
+      const p = await tcpPair(engine);
+      const opts: LengthPrefixedOptions = { ...RESP, maxBody: MAX_BODY };
+      // Submits fn from the callback (held bytes framed in this turn) or from a later macrotask.
+      const later = (fn: () => void): void => {
+        if (rnd() < 0.5) fn();
+        else setImmediate(fn);
+      };
+      const done = deferred<void>();
+      const fail = (i: number, what: string): void =>
+        done.reject(new Error(`seed ${seed}, record ${i} (${recs[i]!.kind}): ${what}`));
+      const step = (i: number): void => {
+        if (i === recs.length) {
+          done.resolve();
+          return;
+        }
+        const r = recs[i]!;
+        engine.readLengthPrefixed(
+          p.sock,
+          opts,
+          new Callback<LengthPrefixedRecord>({
+            success: (v) => {
+              const want = r.kind === 'ok' ? r.body : undefined;
+              if (r.kind !== 'ok') return fail(i, `success ${v.header}`);
+              const same =
+                want === null ? v.body === null : v.body !== null && v.body.equals(want!);
+              if (!same) return fail(i, `wrong body under ${v.header}`);
+              later(() => step(i + 1));
+            },
+            failure: (err) => {
+              const code = {
+                ok: '-',
+                invalid: 'ERR_INVALID_LENGTH',
+                over: 'ERR_LIMIT',
+                trailer: 'ERR_MISMATCH',
+              }[r.kind];
+              if (err.code !== code) return fail(i, `${err.code} instead of ${code}`);
+              if (r.kind === 'trailer') {
+                later(() => step(i + 1));
+                return;
+              }
+              // The header (invalid) or the record (over) is still there: take it and go on.
+              const size = recBytes(r).length;
+              later(() =>
+                engine.readExactly(
+                  p.sock,
+                  size,
+                  new Callback<Buffer>({
+                    success: (b) => {
+                      if (!b.equals(recBytes(r))) return fail(i, 'the kept bytes differ');
+                      later(() => step(i + 1));
+                    },
+                    failure: (e) => fail(i, `readExactly: ${e.code}`),
+                  }),
+                ),
+              );
+            },
+          }),
+        );
+      };
+      step(0);
+      for (let at = 0; at < stream.length;) {
+        const n = 1 + Math.floor(rnd() * (rnd() < 0.2 ? 2000 : 120));
+        await p.write(stream.subarray(at, at + n));
+        at += n;
+        if (rnd() < 0.2) await sleep(1);
+      }
+      await withDeadline(done.promise, 20_000, `seed ${seed}`);
+      t.is(p.sock.bufferedBytes, 0, `seed ${seed}`);
+      engine.close(p.sock);
+    }
+  },
+);
