@@ -134,6 +134,7 @@ forEachImpl(
     t.is(reentered, 0, 'no line settled inside the call that submitted it');
     const local = framed(engine) - before;
     t.true(local >= 0.9 * N, `${local} of ${N} lines framed in JavaScript`);
+    t.log(`${local} of ${N} lines framed in JavaScript`);
     t.is(p.sock.bufferedBytes, 0);
   },
   { timeout: 90_000 },
