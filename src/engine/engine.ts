@@ -1038,7 +1038,11 @@ export class AsyncEngine {
       throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
     }
     const local = this.#flushReady();
-    return local + this.native.runOnce(local > 0 ? 0 : Math.ceil(timeout));
+    // The ops its batch's callbacks submit and that settle in JavaScript in that same dispatch
+    // are settled by this call too: the native count does not see them.
+    const framedBefore = this.#framedInJs;
+    const settled = this.native.runOnce(local > 0 ? 0 : Math.ceil(timeout));
+    return local + settled + (this.#framedInJs - framedBefore);
   }
 
   /**
