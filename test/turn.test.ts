@@ -926,3 +926,51 @@ forEachImpl(
     await engine.run();
   },
 );
+
+// ---------------------------------------------------------------------------------------------
+// A failure that consumes nothing, answered by submitting the same read again, goes round
+// through the native side: each round is a later one, so the event loop keeps turning (a timer
+// fires) instead of the engine settling the same refusal again and again in one turn.
+
+for (const [what, submit] of [
+  [
+    'readLengthPrefixed refused by its length rule (ERR_INVALID_LENGTH)',
+    (engine: Engine, sock: Socket, cb: Callback<unknown>) =>
+      engine.readLengthPrefixed(sock, RESP, cb as Callback<LengthPrefixedRecord>),
+  ],
+  [
+    'readUntilRegex over maxBytes (ERR_LIMIT)',
+    (engine: Engine, sock: Socket, cb: Callback<unknown>) =>
+      engine.readUntilRegex(sock, /;/, { maxBytes: 4 }, cb as Callback<RegexResult>),
+  ],
+] as const) {
+  forEachImpl(
+    `${what}, submitted again from its failure: timers still fire between the rounds`,
+    async (t, engine) => {
+      const p = await heldPair(t, engine, '$x\r\nabcdefgh\r\n');
+      let fired = false;
+      let rounds = 0;
+      const timer = setTimeout(() => {
+        fired = true;
+      }, 20);
+      const done = deferred<string>();
+      const cb: Callback<unknown> = new Callback<unknown>({
+        success: () => done.reject(new Error('the read succeeded')),
+        failure: (err) => {
+          rounds++;
+          if (fired || rounds > 5_000_000) {
+            done.resolve(err.code);
+            return;
+          }
+          submit(engine, p.sock, cb);
+        },
+      });
+      submit(engine, p.sock, cb);
+      const code = await withDeadline(done.promise, 30_000, () => `the timer (${rounds} rounds)`);
+      clearTimeout(timer);
+      t.true(fired, `the timer fired after ${rounds} rounds`);
+      t.true(code === 'ERR_INVALID_LENGTH' || code === 'ERR_LIMIT', code);
+      t.is(p.sock.bufferedBytes, 14, 'nothing consumed');
+    },
+  );
+}

@@ -134,6 +134,9 @@ interface StageSpec {
 }
 
 const DEFAULT_MAX_BYTES = 65536;
+// Bounds of a socket's hand-over size (Socket._takeCap).
+const TAKE_MIN = 4096;
+const TAKE_MAX = 4 * 1024 * 1024;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
 const MAX_SIZE = 2 ** 31 - 1;
@@ -393,28 +396,25 @@ export class AsyncEngine {
     const spec = this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b));
     if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
       // Matched against the bytes held here first; with no match yet, the native side gets
-      // them back and reports as more arrive.
+      // them back and reports as more arrive. A failure that consumes nothing (ERR_LIMIT, a
+      // RegExp that throws) is left to the native side too, so that a failure callback that
+      // submits the same read again waits for a later round rather than loop in this one.
       const maxBytes = spec.a as number;
       const buf = sock._in;
       const off = sock._off;
       const over = maxBytes >= 0 && buf.length - off > maxBytes;
       const snapshot = buf.subarray(off, over ? off + maxBytes : buf.length);
       const encoding = opts.encoding ? (opts.encoding as BufferEncoding) : this.#encoding;
-      let verdict: number;
+      let verdict = 0;
       let m: RegExpExecArray | undefined;
       try {
         [verdict, m] = regexVerdict(regex as RegExp, encoding, snapshot, false, over);
-      } catch (e) {
-        this.#local(spec.cb!, sock, userCodeError(e), off, undefined); // nothing consumed
-        return;
+      } catch {
+        verdict = 0; // it throws again where the native side reports, and fails the op there
       }
       if (verdict > 0) {
         const value: RegexResult = { data: buf.subarray(off, off + verdict), match: m! };
         this.#local(spec.cb!, sock, value, off + verdict, undefined);
-        return;
-      }
-      if (verdict === Code.Limit) {
-        this.#local(spec.cb!, sock, errorFromNative(Code.Limit, undefined), off, undefined);
         return;
       }
     }
@@ -549,16 +549,17 @@ export class AsyncEngine {
       }
       if (header !== undefined) {
         const total = this.#recordLength(state, header, end - off);
-        if (typeof total !== 'number') {
-          this.#local(done, sock, total, off, undefined); // nothing consumed
-          return;
+        // A failure that consumes nothing (the header refused) is the native side's to report,
+        // from the header it frames again: a failure callback that submits the same read again
+        // then waits for a later round rather than loop in this one.
+        if (typeof total === 'number') {
+          if (off + total <= sock._in.length) {
+            const value = recordOf(state, sock._in, off);
+            this.#local(done, sock, value, off + total, undefined);
+            return;
+          }
+          a = total; // the native side reads the rest, knowing the whole record's length
         }
-        if (off + total <= sock._in.length) {
-          const value = recordOf(state, sock._in, off);
-          this.#local(done, sock, value, off + total, undefined);
-          return;
-        }
-        a = total; // the native side reads the rest, knowing the whole record's length
       }
     }
     const rec = this.#start(Kind.ReadPrefixed, done, sock, handle, a, maxBytes);
@@ -1309,6 +1310,8 @@ export class AsyncEngine {
     if (end >= sock._in!.length) {
       sock._in = undefined;
       sock._text = undefined;
+      // Everything handed over was framed here: the next hand-over may take more.
+      if (sock._takeCap < TAKE_MAX) sock._takeCap *= 2;
     } else {
       sock._off = end;
     }
@@ -1383,6 +1386,11 @@ export class AsyncEngine {
     if (buf === undefined) return;
     sock._in = undefined;
     sock._text = undefined;
+    // Most of what was handed over goes back unframed (reads that wait natively, such as globs
+    // between lines): hand over less next time, so bytes do not travel back and forth.
+    if ((buf.length - sock._off) * 2 > sock._took && sock._takeCap > TAKE_MIN) {
+      sock._takeCap /= 2;
+    }
     this.native.unread(sock._handle, sock._off === 0 ? buf : buf.subarray(sock._off));
   }
 
@@ -1392,15 +1400,21 @@ export class AsyncEngine {
   }
 
   // A socket read the native side delivered: with no other read queued there, the bytes it
-  // left buffered (`rest`) come over in bulk, and the ops that follow frame them here.
+  // left buffered (`rest`) come over in bulk, and the ops that follow frame them here. Not
+  // after reads that always wait natively (a glob, a whole stream): the next one likely does
+  // too. At most `_takeCap` bytes, which halves while hand-overs go back mostly unframed and
+  // doubles while they are framed whole.
   #uncount(rec: OpRecord, rest: number): void {
     rec.counted = false;
     const sock = rec.sock as Socket;
     if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
-    const buf = Buffer.allocUnsafe(rest);
+    if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll) return;
+    const want = rest < sock._takeCap ? rest : sock._takeCap;
+    const buf = Buffer.allocUnsafe(want);
     const n = this.native.take(sock._handle, buf);
     if (n === 0) return;
-    sock._in = n === rest ? buf : buf.subarray(0, n);
+    sock._took = n;
+    sock._in = n === want ? buf : buf.subarray(0, n);
     sock._off = 0;
     sock._text = undefined;
     sock._ascii = undefined;

@@ -54,6 +54,13 @@ export class Socket extends IoObject {
   _ascii: boolean | undefined = undefined;
   /** @internal Read ops on this socket submitted to the native side and not yet delivered. */
   _nreads = 0;
+  /**
+   * @internal At most how many bytes the next hand-over takes (it adapts: see the engine's
+   * `#uncount`), and how many the last one took.
+   */
+  _takeCap = 256 * 1024;
+  /** @internal */
+  _took = 0;
 
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {
