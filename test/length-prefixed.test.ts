@@ -30,11 +30,9 @@ import {
   waitUntil,
   withDeadline,
 } from './helpers/harness.js';
-import { heldPair } from './helpers/held.js';
+import { heldPair, RESP } from './helpers/held.js';
 
 noFdLeaks();
-
-const RESP: LengthPrefixedOptions = { length: (h) => Number(h.slice(1)), trailer: '\r\n' };
 
 type Mode = 'native' | 'held';
 const modes: Mode[] = ['native', 'held'];

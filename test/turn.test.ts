@@ -3,13 +3,7 @@
 // (or a microtask, or runOnce() in manual drive), never inside the submitting call, in order,
 // with no byte lost across cancel, timeouts, close and shutdown.
 import net from 'node:net';
-import {
-  Callback,
-  type LengthPrefixedOptions,
-  type LengthPrefixedRecord,
-  type RegexResult,
-  type Socket,
-} from 'async-engine';
+import { Callback, type LengthPrefixedRecord, type RegexResult, type Socket } from 'async-engine';
 import {
   deferred,
   type Engine,
@@ -29,11 +23,9 @@ import {
   waitUntil,
   withDeadline,
 } from './helpers/harness.js';
-import { heldPair, PRIME } from './helpers/held.js';
+import { heldPair, PRIME, RESP } from './helpers/held.js';
 
 noFdLeaks();
-
-const RESP: LengthPrefixedOptions = { length: (h) => Number(h.slice(1)), trailer: '\r\n' };
 
 const framed = (engine: Engine): number => engine.stats().framedInJs;
 

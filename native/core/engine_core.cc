@@ -866,12 +866,8 @@ bool EngineCore::tryFrame(Handle* h, Op* op) {
         ready_.push_back(std::move(pr));
         return false;
       }
-      if (len < op->n) return false;
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, op->n);
-      c.result = static_cast<int64_t>(op->n);
-      h->in.consume(op->n);
-      break;
+      // The whole record's length is known (op->n): read as readExactly reads.
+      [[fallthrough]];
     }
     case OpKind::kReadExactly: {
       if (len < op->n) return false;

@@ -2,8 +2,11 @@
 // rest in one write; one expectLine, framed natively (nothing is held yet), leaves the rest
 // buffered with no read queued behind it, so it is handed over in bulk, and the ops submitted
 // next frame it in JavaScript while they find a whole frame in it.
-import type { Socket } from 'async-engine';
+import type { LengthPrefixedOptions, Socket } from 'async-engine';
 import { type Ctx, type Engine, expectOk, once, type Pair, sleep, tcpPair } from './harness.js';
+
+/** RESP bulk strings (`$<n>\r\n<n bytes>\r\n`) for readLengthPrefixed. */
+export const RESP: LengthPrefixedOptions = { length: (h) => Number(h.slice(1)), trailer: '\r\n' };
 
 /** The first line the peer sends: read natively before anything is held. */
 export const PRIME = 'prime';
