@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { File, RegexResult, Socket } from 'async-engine';
+import type { File, LengthPrefixedRecord, RegexResult, Socket } from 'async-engine';
 import {
   describe,
   type Engine,
@@ -609,4 +609,88 @@ forEachImpl(
   'framing fuzz on files: sequential reads frame a file as they frame a stream',
   (t, engine, impl) => fuzz(t, engine, impl, { kind: 'file', dir: tempDir(engine) }, FILE_RUNS),
   { timeout: Math.max(120_000, fuzzSeconds * 1000 + 120_000) },
+);
+
+// ---------------------------------------------------------------------------------------------
+// Regressions the fuzz found, reduced to fixed cases
+
+// Two length-prefixed reads queued natively on `OK\r\n`: the first one's rule rejects the header
+// (ERR_INVALID_LENGTH, nothing consumed), which frames the second one's header; its callback
+// cancels the second before that header's verdict is taken. cancel() wins, so ECANCELED must
+// follow, not the length rule's verdict on a header the cancelled op no longer owns.
+forEachImpl(
+  'regression: a readLengthPrefixed cancelled while its header awaits the length rule fails ECANCELED',
+  async (t, engine) => {
+    const pair = await tcpPair(engine);
+    await pair.write('OK\r\n');
+    const length = (): number => NaN;
+    const second = once<LengthPrefixedRecord>({}, 'second');
+    let cancelled: boolean | undefined;
+    const first = once<LengthPrefixedRecord>(
+      { failure: () => (cancelled = second.cancel()) },
+      'first',
+    );
+    engine.readLengthPrefixed(pair.sock, { length }, first.cb);
+    engine.readLengthPrefixed(pair.sock, { length }, second.cb);
+    const o1 = await first.result();
+    t.is(o1.err?.code, 'ERR_INVALID_LENGTH', describe(o1));
+    const o2 = await second.result();
+    t.is(cancelled, true);
+    t.is(o2.err?.code, 'ECANCELED', describe(o2));
+    // Nothing was consumed: the header is still there.
+    const line = once<string>({}, 'line');
+    engine.expectLine(pair.sock, null, line.cb);
+    t.is((await line.result()).value, 'OK');
+  },
+);
+
+// The same on a file, where the header is framed inside the submitting call: cancel() right
+// after submitting wins, and the op must fail ECANCELED.
+forEachImpl(
+  'regression: a readLengthPrefixed on a file cancelled right after submitting fails ECANCELED',
+  async (t, engine) => {
+    const path = join(tempDir(engine), 'record');
+    writeFileSync(path, 'OK\r\n');
+    const open = once<File>({}, 'open');
+    engine.open(path, open.cb);
+    const file = (await open.result()).value!;
+    const length = (): number => NaN;
+    // The first read leaves the header buffered natively (ERR_INVALID_LENGTH consumes nothing).
+    const first = once<LengthPrefixedRecord>({}, 'first');
+    engine.readLengthPrefixed(file, { length }, first.cb);
+    t.is((await first.result()).err?.code, 'ERR_INVALID_LENGTH');
+    const second = once<LengthPrefixedRecord>({}, 'second');
+    engine.readLengthPrefixed(file, { length }, second.cb);
+    t.true(second.cancel());
+    const o = await second.result();
+    t.is(o.err?.code, 'ECANCELED', describe(o));
+    engine.close(file);
+  },
+);
+
+// The same race on a regex read whose RegExp throws when it runs: the throw must not replace
+// the ECANCELED of a cancel that won.
+forEachImpl(
+  'regression: a readUntilRegex cancelled while its bytes await matching fails ECANCELED, not with what its RegExp throws',
+  async (t, engine) => {
+    const pair = await tcpPair(engine);
+    await pair.write('OK\r\n');
+    // Throws on the bytes, not on the empty string the engine tries it on when submitting.
+    class Throwing extends RegExp {
+      override exec(s: string): RegExpExecArray | null {
+        if (s.length > 0) throw new Error('exec ran');
+        return super.exec(s);
+      }
+    }
+    const second = once<RegexResult>({}, 'second');
+    let cancelled: boolean | undefined;
+    const first = once<RegexResult>({ success: () => (cancelled = second.cancel()) }, 'first');
+    engine.readUntilRegex(pair.sock, /OK/, first.cb);
+    engine.readUntilRegex(pair.sock, new Throwing('\n'), second.cb);
+    const o1 = await first.result();
+    t.is(o1.value?.data.toString(), 'OK', describe(o1));
+    const o2 = await second.result();
+    t.is(cancelled, true);
+    t.is(o2.err?.code, 'ECANCELED', describe(o2));
+  },
 );

@@ -569,8 +569,9 @@ export class AsyncEngine {
       this.native.regexVerdict(id, total);
       return;
     }
+    // Unless a cancel or timeout ended the op since its header was reported: that outcome stands.
     rec.failWith = total;
-    this.native.regexVerdict(id, Code.InvalidLength);
+    if (!this.native.regexVerdict(id, Code.InvalidLength)) rec.failWith = undefined;
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
@@ -1560,9 +1561,10 @@ export class AsyncEngine {
             }
             this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
           } catch (e) {
-            // The op's RegExp threw: the op fails with it (its bytes stay buffered).
+            // The op's RegExp threw: the op fails with it (its bytes stay buffered), unless a
+            // cancel or timeout ended it since these bytes were reported: that outcome stands.
             rec.userError = e;
-            this.native.regexVerdict(id, Code.Canceled);
+            if (!this.native.regexVerdict(id, Code.Canceled)) rec.userError = undefined;
           }
           continue;
         }
