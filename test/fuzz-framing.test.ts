@@ -662,6 +662,25 @@ async function openSource(
   return { sock: pair.sock, writer, done };
 }
 
+/**
+ * A copy of what an op delivered, made in its callback, after which the Buffers it was handed
+ * are overwritten: they belong to the caller now, so the engine must never frame or deliver
+ * from that memory again (if it did, later values would carry the 0xee bytes).
+ */
+function keep(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) {
+    const copy = Buffer.from(value);
+    value.fill(0xee);
+    return copy;
+  }
+  if (value !== null && typeof value === 'object') {
+    const v = value as { data?: unknown; body?: unknown };
+    if (Buffer.isBuffer(v.data)) return { ...v, data: keep(v.data) };
+    if (Buffer.isBuffer(v.body)) return { ...v, body: keep(v.body) };
+  }
+  return value;
+}
+
 /** Errors after which the op's bytes stay buffered. */
 const KEEPS_BYTES = new Set(['ERR_LIMIT', 'ERR_INVALID_LENGTH', 'ERR_USER_CODE']);
 
@@ -686,6 +705,9 @@ async function runScenario(
   const settledOrder: number[] = [];
   const trs: Tracked<unknown>[] = s.ops.map((_, i) => {
     const settled = (): void => {
+      const o = trs[i]!.calls[0]!;
+      if (o.ok) o.value = keep(o.value);
+      else if (Buffer.isBuffer(o.err?.partial)) o.err.partial = keep(o.err.partial) as Buffer;
       settledOrder.push(i);
       bufferedAt[i] = buffered();
       // A cancel from inside the callback before it: the op may be framed already (in
@@ -756,7 +778,7 @@ async function runScenario(
       break;
     }
     if (o.value!.length === 0 && s.drain.how === 'readChunk') break;
-    drained.push(o.value!);
+    drained.push(keep(o.value!) as Buffer);
     if (s.drain.how === 'readAll') break;
   }
   const bufferedAtEnd = buffered();

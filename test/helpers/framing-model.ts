@@ -50,6 +50,8 @@ export const LENGTH_RULES = {
   three: (): number => 3,
   none: (): number => -1,
   big: (): number => 70_000,
+  /** The largest length there is: the body never all arrives, unless maxBody refuses it. */
+  maxSafe: (): number => Number.MAX_SAFE_INTEGER,
   unsafe: (): number => 2 ** 53,
   half: (): number => 1.5,
   minusTwo: (): number => -2,
