@@ -652,7 +652,8 @@ export class AsyncEngine {
       this.native.regexVerdict(id, total);
       return;
     }
-    // Only if the op is still waiting natively: a cancel made earlier in this batch won.
+    // Only if the op is still waiting natively: a cancel or timeout that ended it since its
+    // header was reported stands.
     if (this.native.regexVerdict(id, Code.InvalidLength)) rec.failWith = total;
   }
 
@@ -1667,7 +1668,7 @@ export class AsyncEngine {
             this.#progress(id, rec, payload as [Buffer, boolean, boolean]);
           } catch (e) {
             // The op's RegExp threw: the op fails with it (its bytes stay buffered), unless a
-            // cancel made earlier in this batch won.
+            // cancel or timeout ended it since these bytes were reported: that outcome stands.
             rec.answered = true;
             if (this.native.regexVerdict(id, Code.Canceled)) rec.userError = e;
           }

@@ -16,14 +16,67 @@ export type ModelOp =
   | { kind: 'readChunk'; size: number }
   | { kind: 'readAll'; maxBytes?: number }
   | { kind: 'readUntilRegex'; regex: RegExp; maxBytes?: number; encoding?: 'utf8' | 'latin1' }
-  | { kind: 'readUntilLineglob'; glob: string; maxBytes?: number };
+  | { kind: 'readUntilLineglob'; glob: string; maxBytes?: number }
+  | {
+      kind: 'readLengthPrefixed';
+      /** Which of {@link LENGTH_RULES} gives the body's length. */
+      rule: LengthRuleName;
+      delimiter?: string | Buffer;
+      trailer?: string | Buffer;
+      maxBytes?: number;
+      maxBody?: number;
+      encoding?: 'utf8' | 'latin1';
+    };
+
+/**
+ * Length rules for readLengthPrefixed, named so that a failing scenario prints them: each is a
+ * pure function of the header, so the model and the engine see the same length. Between them
+ * they give valid lengths, -1 (no body), lengths over any small maxBody, values that are not a
+ * length (NaN, fractions, -2, strings, unsafe integers), and a throw.
+ */
+export const LENGTH_RULES = {
+  /** RESP bulk strings: `$5` is 5, `$-1` no body, anything else NaN. */
+  resp: (h: string): number => (h.startsWith('$') ? Number(h.slice(1)) : NaN),
+  /** The header's length in UTF-16 units (not bytes: multi-byte headers differ). */
+  size: (h: string): number => h.length,
+  /** Leading decimal digits (`parseInt`): `-1`, `-7`, `12;` and NaN all occur. */
+  digits: (h: string): number => parseInt(h, 10),
+  /** Throws on a header with an `E`, else 0..3 from its length. */
+  throwsOnE: (h: string): number => {
+    if (h.includes('E')) throw new Error(`no length in ${JSON.stringify(h)}`);
+    return h.length % 4;
+  },
+  zero: (): number => 0,
+  three: (): number => 3,
+  none: (): number => -1,
+  big: (): number => 70_000,
+  /** The largest length there is: the body never all arrives, unless maxBody refuses it. */
+  maxSafe: (): number => Number.MAX_SAFE_INTEGER,
+  unsafe: (): number => 2 ** 53,
+  half: (): number => 1.5,
+  minusTwo: (): number => -2,
+  string: (): number => '2' as unknown as number,
+} satisfies Record<string, (header: string) => number>;
+
+export type LengthRuleName = keyof typeof LENGTH_RULES;
 
 /** What the model says an op must do. */
 export type Expected =
-  | { ok: true; value: Buffer | string | string[]; match?: string; consumed: number }
+  | {
+      ok: true;
+      value: Buffer | string | string[] | { header: string; body: Buffer | null };
+      match?: string;
+      consumed: number;
+    }
   /** readChunk with bytes left: any 1..max leading bytes. */
   | { ok: true; chunkOf: number }
-  | { ok: false; code: 'ERR_LIMIT'; consumed: 0 }
+  /** ERR_LIMIT, and readLengthPrefixed's bad lengths: nothing consumed; `line`: the header. */
+  | {
+      ok: false;
+      code: 'ERR_LIMIT' | 'ERR_INVALID_LENGTH' | 'ERR_USER_CODE';
+      consumed: 0;
+      line?: string;
+    }
   | { ok: false; code: 'ERR_INCOMPLETE'; partial: Buffer; consumed: number }
   | { ok: false; code: 'ERR_MISMATCH'; line: string; consumed: number };
 
@@ -135,7 +188,99 @@ export function expectedOutcome(op: ModelOp, rem: Buffer): Expected {
         }
       }
     }
+    case 'readLengthPrefixed':
+      return lengthPrefixed(op, rem);
   }
+}
+
+/**
+ * readLengthPrefixed (its TSDoc in src/engine/engine.ts and LengthPrefixedOptions): the header
+ * is framed as expectLine (or readUntil with `delimiter`) frames, under `maxBytes`, and decoded
+ * with its terminator stripped; `length(header)` is an integer >= -1 or the op fails with
+ * ERR_INVALID_LENGTH (ERR_USER_CODE if it throws), a body over `maxBody` (default: the header's
+ * bound) is ERR_LIMIT, all three leaving the record buffered with `err.line` the header; -1 is a
+ * record with no body and no trailer; a wrong trailer is ERR_MISMATCH with the record consumed;
+ * EOF first is ERR_INCOMPLETE with every byte left.
+ */
+function lengthPrefixed(
+  op: Extract<ModelOp, { kind: 'readLengthPrefixed' }>,
+  rem: Buffer,
+): Expected {
+  const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+  const enc = op.encoding ?? 'utf8';
+  let header: string;
+  let headerEnd: number;
+  if (op.delimiter === undefined) {
+    const f = frameLine(rem, max);
+    if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+    if (f === 'eof') return incomplete(rem);
+    header = rem.subarray(0, f.content).toString(enc);
+    headerEnd = f.end;
+  } else {
+    const delim = toBytes(op.delimiter);
+    const at = rem.subarray(0, Math.min(rem.length, max + delim.length)).indexOf(delim);
+    if (at < 0) {
+      if (rem.length >= max + delim.length) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      return incomplete(rem);
+    }
+    header = rem.subarray(0, at).toString(enc);
+    headerEnd = at + delim.length;
+  }
+  let n: unknown;
+  try {
+    n = LENGTH_RULES[op.rule](header);
+  } catch {
+    return { ok: false, code: 'ERR_USER_CODE', line: header, consumed: 0 };
+  }
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < -1) {
+    return { ok: false, code: 'ERR_INVALID_LENGTH', line: header, consumed: 0 };
+  }
+  if (n > (op.maxBody ?? max)) return { ok: false, code: 'ERR_LIMIT', line: header, consumed: 0 };
+  if (n === -1) return { ok: true, value: { header, body: null }, consumed: headerEnd };
+  const trailer = op.trailer === undefined ? Buffer.alloc(0) : toBytes(op.trailer);
+  const total = headerEnd + n + trailer.length;
+  if (rem.length < total) return incomplete(rem);
+  if (!rem.subarray(headerEnd + n, total).equals(trailer)) {
+    return { ok: false, code: 'ERR_MISMATCH', line: header, consumed: total };
+  }
+  return {
+    ok: true,
+    value: { header, body: rem.subarray(headerEnd, headerEnd + n) },
+    consumed: total,
+  };
+}
+
+function toBytes(s: string | Buffer): Buffer {
+  return Buffer.isBuffer(s) ? s : Buffer.from(s, 'utf8');
+}
+
+/**
+ * How many bytes an op that failed with an error leaving its bytes buffered (ERR_LIMIT,
+ * ERR_INVALID_LENGTH, ERR_USER_CODE) must have seen to decide it: at least that many are still
+ * buffered afterwards unless a later op consumed them. A lower bound, not an exact count.
+ */
+export function bytesSeenToFail(op: ModelOp, rem: Buffer): number {
+  if (op.kind === 'readLengthPrefixed') {
+    // A bad length or a body over maxBody: the whole header was framed.
+    const end = headerEnd(op, rem);
+    if (end > 0) return end;
+  }
+  if (op.kind === 'readExactly' || op.kind === 'readChunk') return 0;
+  // Over the bound: no frame ends (no delimiter starts) within the first max bytes, which
+  // takes seeing one byte past them.
+  return (op.maxBytes ?? DEFAULT_MAX_BYTES) + 1;
+}
+
+// Where a readLengthPrefixed header ends in `rem` within its bound; 0 when it does not.
+function headerEnd(op: Extract<ModelOp, { kind: 'readLengthPrefixed' }>, rem: Buffer): number {
+  const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+  if (op.delimiter === undefined) {
+    const f = frameLine(rem, max);
+    return typeof f === 'object' ? f.end : 0;
+  }
+  const delim = toBytes(op.delimiter);
+  const at = rem.subarray(0, Math.min(rem.length, max + delim.length)).indexOf(delim);
+  return at < 0 ? 0 : at + delim.length;
 }
 
 function incomplete(rem: Buffer): Expected {
