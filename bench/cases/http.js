@@ -91,7 +91,7 @@ export function render(r, kit) {
   });
   const md = [
     '`wrk` (one thread, 50 keep-alive connections) against `examples/http-hello` on each impl —',
-    "request heads framed natively by `readUntil(sock, '\\r\\n\\r\\n')`, every request answered",
+    "each request (head and body) read by one `readLengthPrefixed` with the `'\\r\\n\\r\\n'` delimiter, every request answered",
     '`Hello, World!` with a `Date` header — against the same behaviour on `node:net` with the',
     'heads framed by hand (`bench/baselines/http-net.js`, the baseline) and on `node:http`',
     '(`bench/baselines/http-node.js`). Client command:',
@@ -119,9 +119,21 @@ export function render(r, kit) {
   const failures = Object.entries(g.summary).flatMap(([name, s]) =>
     s.failures.map((f) => `${name}: ${f}`),
   );
+  const completion = g.summary.completion;
+  if (completion?.n) {
+    const ratio = completion.ratios.cpuUsPerReq.median;
+    md.push(
+      '',
+      `**Target:** \`completion\` at most ${TARGET}× \`${base}\`'s CPU per request: ` +
+        `${ratio.toFixed(2)}× — **${ratio <= TARGET ? 'met' : 'not met'}** in this run.`,
+    );
+  }
   if (failures.length) md.push('', 'Failed runs:', '', ...failures.map((f) => `- ${f}`));
   return { markdown: md.join('\n'), charts };
 }
+
+/** Server CPU per request that `completion` aims for, as a multiple of the baseline's. */
+export const TARGET = 0.5;
 
 export function reading(r, kit) {
   const g = r.groups[0];

@@ -150,6 +150,31 @@ export function headline(r, kit) {
       `\`redis-server\`'s): ${parts.join('; ')} — **${met ? 'met' : 'not met'}** in this run.`,
     );
   }
+  // Pipelined: at most net's CPU per request and within 2x redis-server's, on completion and
+  // readiness.
+  const piped = tests.map((t) => r.groups.find((g) => g.id === workloadId(t, 50, 16)));
+  const cells = [];
+  let pipedMet = true;
+  for (const impl of ['completion', 'readiness']) {
+    for (const [i, t] of tests.entries()) {
+      const s = piped[i]?.summary[impl];
+      if (!s?.n) continue;
+      const vsNet = s.ratios.cpuUsPerReq.median;
+      const vsRedis = s.vs['redis-server']?.cpuUsPerReq.median;
+      if (vsNet > 1 || (vsRedis !== undefined && vsRedis > 2)) pipedMet = false;
+      cells.push(
+        `${impl} ${t} ${vsNet.toFixed(2)}× net` +
+          (vsRedis === undefined ? '' : `, ${vsRedis.toFixed(2)}× redis-server`),
+      );
+    }
+  }
+  if (cells.length) {
+    lines.push(
+      '',
+      `Target at \`-c 50 -P 16\` (at most \`net\`'s CPU per request and at most 2× \`redis-server\`'s,`,
+      `on \`completion\` and \`readiness\`): ${cells.join('; ')} — **${pipedMet ? 'met' : 'not met'}** in this run.`,
+    );
+  }
   return lines.join('\n');
 }
 

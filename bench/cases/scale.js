@@ -253,6 +253,24 @@ export function render(r, kit) {
       s.failures.map((f) => `${name}, ${g.id}, ${f}`),
     ),
   );
+  const big = r.groups.find((g) => g.id.startsWith('10'));
+  if (big) {
+    const parts = r.contenders
+      .filter((c) => c.name !== base && big.summary[c.name]?.n)
+      .map((c) => [c.name, big.summary[c.name].ratios.rssPerConnKiB.median]);
+    if (parts.length) {
+      const engines = parts.filter(([name]) =>
+        ['completion', 'readiness', 'threadpool'].includes(name),
+      );
+      const met = engines.every(([, v]) => v <= 1);
+      md.push(
+        '',
+        `**Target:** memory per idle connection at ${big.id} at most \`${base}\`'s: ` +
+          engines.map(([name, v]) => `${name} ${v.toFixed(2)}×`).join(', ') +
+          ` — **${met ? 'met' : 'not met'}** in this run.`,
+      );
+    }
+  }
   if (failures.length) md.push('', 'Failed rounds:', '', ...failures.map((f) => `- ${f}`));
   return { markdown: md.join('\n'), charts };
 }
