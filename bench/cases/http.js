@@ -120,7 +120,7 @@ export function render(r, kit) {
     s.failures.map((f) => `${name}: ${f}`),
   );
   const completion = g.summary.completion;
-  if (completion?.n) {
+  if (completion?.ratios.cpuUsPerReq.n) {
     const ratio = completion.ratios.cpuUsPerReq.median;
     md.push(
       '',

@@ -158,7 +158,7 @@ export function headline(r, kit) {
   for (const impl of ['completion', 'readiness']) {
     for (const [i, t] of tests.entries()) {
       const s = piped[i]?.summary[impl];
-      if (!s?.n) continue;
+      if (!s?.ratios.cpuUsPerReq.n) continue;
       const vsNet = s.ratios.cpuUsPerReq.median;
       const vsRedis = s.vs['redis-server']?.cpuUsPerReq.median;
       if (vsNet > 1 || (vsRedis !== undefined && vsRedis > 2)) pipedMet = false;

@@ -256,7 +256,7 @@ export function render(r, kit) {
   const big = r.groups.find((g) => g.id.startsWith('10'));
   if (big) {
     const parts = r.contenders
-      .filter((c) => c.name !== base && big.summary[c.name]?.n)
+      .filter((c) => c.name !== base && big.summary[c.name]?.ratios.rssPerConnKiB.n)
       .map((c) => [c.name, big.summary[c.name].ratios.rssPerConnKiB.median]);
     if (parts.length) {
       const engines = parts.filter(([name]) =>
