@@ -89,6 +89,47 @@ function resp(body: Buffer | null): Buffer {
 // Records
 
 forEachImpl(
+  'trailer as a count of unchecked bytes, and bodies as strings: the same held or native',
+  async (t, engine) => {
+    // RESP as Redis reads it: the two bytes after a payload are skipped, whatever they are.
+    const data = Buffer.concat([
+      Buffer.from('$5\r\nhello\r\n'),
+      Buffer.from('$2\r\nhi??'),
+      Buffer.from('$3\r\n'),
+      Buffer.from([0xe9, 0x00, 0xff]),
+      Buffer.from('\r\n$4\r\n\u00e9\u00e9\r\n'), // two 2-byte UTF-8 chars
+      Buffer.from('$-1\r\n$1\r\nz\r\n'),
+    ]);
+    const length = (h: string): number => Number(h.slice(1));
+    const redis = { length, trailer: 2 };
+    for (const mode of modes) {
+      const bufs: Tracked<LengthPrefixedRecord>[] = [];
+      const strs: Array<Tracked<LengthPrefixedRecord<string>>> = [];
+      const str = (s: Socket, bodyEncoding: BufferEncoding): void => {
+        const tr = once<LengthPrefixedRecord<string>>({}, bodyEncoding);
+        engine.readLengthPrefixed(s, { ...redis, bodyEncoding }, tr.cb);
+        strs.push(tr);
+      };
+      const p = await inMode(t, engine, mode, data, (s) => {
+        bufs.push(lp(engine, s, redis));
+        str(s, 'latin1');
+        str(s, 'latin1');
+        str(s, 'utf8');
+        str(s, 'latin1');
+        str(s, 'hex');
+      });
+      t.deepEqual(await expectOk(t, bufs[0]!), { header: '$5', body: Buffer.from('hello') });
+      t.deepEqual(await expectOk(t, strs[0]!), { header: '$2', body: 'hi' }, mode);
+      t.deepEqual(await expectOk(t, strs[1]!), { header: '$3', body: '\u00e9\u0000\u00ff' });
+      t.deepEqual(await expectOk(t, strs[2]!), { header: '$4', body: '\u00e9\u00e9' });
+      t.deepEqual(await expectOk(t, strs[3]!), { header: '$-1', body: null });
+      t.deepEqual(await expectOk(t, strs[4]!), { header: '$1', body: '7a' });
+      t.is(p.sock.bufferedBytes, 0, mode);
+    }
+  },
+);
+
+forEachImpl(
   'RESP bulk strings pipelined many at once: every record, in order, exact',
   async (t, engine) => {
     const rnd = prng(42);
@@ -672,7 +713,10 @@ forEachImpl('bad arguments throw synchronously and submit nothing', async (t, en
   t.throws(submit({}), type, 'no length');
   t.throws(submit({ length: 5 }), type, 'length not a function');
   t.throws(submit({ length: 'Number' }), type, 'length a string');
-  t.throws(submit({ length, trailer: 5 }), type, 'trailer a number');
+  t.throws(submit({ length, trailer: -1 }), range, 'trailer a negative number');
+  t.throws(submit({ length, trailer: 1.5 }), range, 'trailer not an integer');
+  t.throws(submit({ length, trailer: true }), type, 'trailer a boolean');
+  t.throws(submit({ length, bodyEncoding: 'klingon' }), value, 'unknown body encoding');
   t.throws(submit({ length, trailer: ['\r\n'] }), type, 'trailer an array');
   t.throws(submit({ length, delimiter: '' }), value, 'empty delimiter');
   t.throws(submit({ length, delimiter: Buffer.alloc(0) }), value, 'empty Buffer delimiter');

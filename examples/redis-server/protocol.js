@@ -164,9 +164,8 @@ function lineOptionsFor(maxLine) {
  * arguments costs N + 1 ops. The `$len` line is checked (and the request's size bound applied)
  * by the op's length rule before any of the payload is read.
  *
- * The two bytes after a payload are read as part of the body and dropped unchecked, as Redis
- * does (it skips them unread): a `trailer: '\r\n'` would refuse `$2\r\nhi??` where Redis
- * takes `hi`.
+ * The two bytes after a payload are consumed unchecked (`trailer: 2`), as Redis does (it skips
+ * them unread): a `trailer: '\r\n'` would refuse `$2\r\nhi??` where Redis takes `hi`.
  *
  * Arguments are latin1 strings: one char per byte, so binary data survives unchanged.
  *
@@ -230,18 +229,19 @@ export class RespReader {
     if (this.bulkRead === undefined) {
       const engine = this.engine;
       this.bulkRead = {
-        // One bulk: the body is the payload and the two bytes after it (see the class
-        // comment). Any header bulkVerdict refuses gives NaN, and the op fails with
-        // ERR_INVALID_LENGTH, err.line the header; onReadError asks bulkVerdict again for the
-        // reply.
+        // One bulk: the payload, as a latin1 string, then two bytes (see the class comment).
+        // Any header bulkVerdict refuses gives NaN, and the op fails with ERR_INVALID_LENGTH,
+        // err.line the header; onReadError asks bulkVerdict again for the reply.
         options: {
           length: (header) => {
             const verdict = this.bulkVerdict(header);
-            return typeof verdict === 'number' ? verdict + 2 : NaN;
+            return typeof verdict === 'number' ? verdict : NaN;
           },
+          trailer: 2, // the two bytes after the payload, consumed unchecked as Redis does
           maxBytes: this.maxLine,
-          maxBody: this.maxBulk + 2,
+          maxBody: this.maxBulk,
           encoding: 'utf8',
+          bodyEncoding: 'latin1', // arguments are kept as latin1 strings, one char per byte
         },
         callback: new Callback({
           success: (record) => (engine.closed ? this.stop() : this.onBulk(record)),
@@ -308,9 +308,8 @@ export class RespReader {
 
   onBulk({ header, body }) {
     if (this.state !== HEADER) return;
-    this.requestBytes += header.length + 2 + body.length;
-    // The two bytes after the payload are dropped unchecked, as Redis does.
-    this.args[this.filled++] = body.toString('latin1', 0, body.length - 2);
+    this.requestBytes += header.length + 2 + body.length + 2;
+    this.args[this.filled++] = body;
     if (this.filled < this.argc) {
       const bulk = this.bulk;
       this.engine.readLengthPrefixed(this.sock, bulk.options, bulk.callback);

@@ -27,6 +27,7 @@ import {
   heldDelimiterEnd,
   heldLine,
   heldLineEnd,
+  heldSlice,
 } from './internal/held.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
@@ -102,19 +103,17 @@ interface PrefixSpec {
   given: unknown[];
   length: (header: string) => number;
   delimiter: Delimiter | undefined;
-  trailer: Buffer;
+  trailer: Buffer | undefined; // undefined: trailerLen bytes, not checked
+  trailerLen: number;
   maxBytes: number;
   maxBody: number;
   encoding: BufferEncoding;
+  bodyEncoding: BufferEncoding | undefined;
 }
 
 // A length-prefixed read: its validated options, and its header once framed.
 interface PrefixState {
-  length: (header: string) => number;
-  delimiter: Delimiter | undefined;
-  trailer: Buffer;
-  maxBody: number;
-  encoding: BufferEncoding;
+  spec: PrefixSpec;
   header: string;
   headerLen: number;
   bodyLen: number; // -1: no body
@@ -513,28 +512,30 @@ export class AsyncEngine {
    * body over its bound) and `ERR_INVALID_LENGTH` (the rule gave no valid length) leave the
    * record buffered, with `err.line` the header where there is one; `ERR_MISMATCH` (wrong
    * trailer) consumes it; `ERR_INCOMPLETE` at EOF carries every byte read in `err.partial`.
+   * With `options.bodyEncoding` the body is a string.
    */
+  readLengthPrefixed(
+    sock: Socket | File,
+    options: LengthPrefixedOptions & { bodyEncoding: BufferEncoding },
+    cb: Callback<LengthPrefixedRecord<string>>,
+  ): void;
   readLengthPrefixed(
     sock: Socket | File,
     options: LengthPrefixedOptions,
     cb: Callback<LengthPrefixedRecord>,
+  ): void;
+  readLengthPrefixed(
+    sock: Socket | File,
+    options: LengthPrefixedOptions,
+    cb: Callback<LengthPrefixedRecord<Buffer | string>>,
   ): void {
-    const done = this.#cb<LengthPrefixedRecord>(cb);
+    const done = this.#cb<LengthPrefixedRecord<Buffer | string>>(cb);
     checkOptions(options);
     const handle = this.#socket(sock);
     this.#position(sock, options as OpOptions, false);
     const spec = this.#prefixSpec(options);
     const { delimiter: delim, maxBytes, encoding } = spec;
-    const state: PrefixState = {
-      length: spec.length,
-      delimiter: delim,
-      trailer: spec.trailer,
-      maxBody: spec.maxBody,
-      encoding,
-      header: '',
-      headerLen: 0,
-      bodyLen: -1,
-    };
+    const state: PrefixState = { spec, header: '', headerLen: 0, bodyLen: -1 };
     let a: unknown = delim?.bytes;
     if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
       const off = sock._off;
@@ -554,7 +555,7 @@ export class AsyncEngine {
         // then waits for a later round rather than loop in this one.
         if (typeof total === 'number') {
           if (off + total <= sock._in.length) {
-            const value = recordOf(state, sock._in, off);
+            const value = recordOf(state, sock._in, off, sock);
             this.#local(done, sock, value, off + total, undefined);
             return;
           }
@@ -571,7 +572,7 @@ export class AsyncEngine {
   // since their bytes may change under the same object).
   #prefixSpec(options: LengthPrefixedOptions): PrefixSpec {
     const last = this.#lastPrefix;
-    const { length, delimiter, trailer, maxBytes, maxBody, encoding } = options;
+    const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
     if (
       last !== undefined &&
       last.options === options &&
@@ -581,6 +582,7 @@ export class AsyncEngine {
       last.given[3] === maxBytes &&
       last.given[4] === maxBody &&
       last.given[5] === encoding &&
+      last.given[6] === bodyEncoding &&
       typeof delimiter !== 'object' &&
       typeof trailer !== 'object'
     ) {
@@ -588,21 +590,27 @@ export class AsyncEngine {
     }
     if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
     const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
-    let tail: Buffer;
+    let tail: Buffer | undefined;
     if (trailer === undefined) tail = EMPTY;
     else if (typeof trailer === 'string') tail = bytesOf(trailer);
     else if (Buffer.isBuffer(trailer)) tail = trailer;
-    else throw invalidArgType('options.trailer', 'a string or Buffer', trailer);
+    else if (typeof trailer === 'number') checkInt(trailer, 'options.trailer', 0, MAX_INT32);
+    else throw invalidArgType('options.trailer', 'a string, Buffer or number', trailer);
     const limit = this.#limit(options);
     const spec: PrefixSpec = {
       options,
-      given: [length, delimiter, trailer, maxBytes, maxBody, encoding],
+      given: [length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding],
       length,
       delimiter: delim,
       trailer: tail,
+      trailerLen: tail === undefined ? (trailer as number) : tail.length,
       maxBytes: limit,
       maxBody: maxBody === undefined ? limit : checkMaxBytes(maxBody, 'options.maxBody'),
       encoding: encoding ? checkEncoding(encoding, 'options.encoding') : this.#encoding,
+      bodyEncoding:
+        bodyEncoding === undefined
+          ? undefined
+          : checkEncoding(bodyEncoding, 'options.bodyEncoding'),
     };
     this.#lastPrefix = spec;
     return spec;
@@ -614,7 +622,7 @@ export class AsyncEngine {
     let n: unknown;
     let err: EngineError;
     try {
-      n = state.length(header);
+      n = state.spec.length(header);
     } catch (e) {
       err = userCodeError(e);
       err.line = header;
@@ -625,16 +633,16 @@ export class AsyncEngine {
         'ERR_INVALID_LENGTH',
         `the length rule gave ${typeof n === 'number' ? n : typeof n} for this header, not an integer >= -1`,
       );
-    } else if (state.maxBody >= 0 && n > state.maxBody) {
+    } else if (state.spec.maxBody >= 0 && n > state.spec.maxBody) {
       err = new EngineError(
         'ERR_LIMIT',
-        `the body (${n} bytes) is over maxBody (${state.maxBody})`,
+        `the body (${n} bytes) is over maxBody (${state.spec.maxBody})`,
       );
     } else {
       state.header = header;
       state.headerLen = headerLen;
       state.bodyLen = n;
-      return headerLen + (n < 0 ? 0 : n + state.trailer.length);
+      return headerLen + (n < 0 ? 0 : n + state.spec.trailerLen);
     }
     err.line = header;
     return err;
@@ -643,10 +651,11 @@ export class AsyncEngine {
   // A length-prefixed read's header arrived natively: its length rule gives the verdict.
   #prefixProgress(id: number, rec: OpRecord, raw: Buffer): void {
     const state = rec.prefix!;
+    const { delimiter, encoding } = state.spec;
     let strip = raw.length;
-    if (state.delimiter !== undefined) strip -= state.delimiter.bytes.length;
+    if (delimiter !== undefined) strip -= delimiter.bytes.length;
     else strip -= strip > 1 && raw[strip - 2] === 13 ? 2 : 1;
-    const header = raw.toString(state.encoding, 0, strip);
+    const header = raw.toString(encoding, 0, strip);
     const total = this.#recordLength(state, header, raw.length);
     if (typeof total === 'number') {
       this.native.regexVerdict(id, total);
@@ -1859,24 +1868,34 @@ function regexVerdict(
   return [0, undefined];
 }
 
-// The record at `buf[off...]` (all of it there), or ERR_MISMATCH when its trailer is wrong.
+// The record at `buf[off...]` (all of it there; `held`: the socket whose held bytes `buf` is),
+// or ERR_MISMATCH when its trailer is wrong.
 function recordOf(
   state: PrefixState,
   buf: Buffer,
   off: number,
-): LengthPrefixedRecord | EngineError {
-  const { header, headerLen, bodyLen, trailer } = state;
+  held?: Socket,
+): LengthPrefixedRecord<Buffer | string> | EngineError {
+  const { header, headerLen, bodyLen } = state;
   if (bodyLen < 0) return { header, body: null };
+  const { trailer, bodyEncoding } = state.spec;
   const start = off + headerLen;
   const at = start + bodyLen;
-  for (let i = 0; i < trailer.length; i++) {
-    if (buf[at + i] !== trailer[i]) {
-      const err = new EngineError('ERR_MISMATCH', 'the bytes after the body are not the trailer');
-      err.line = header;
-      return err;
+  if (trailer !== undefined) {
+    for (let i = 0; i < trailer.length; i++) {
+      if (buf[at + i] !== trailer[i]) {
+        const err = new EngineError('ERR_MISMATCH', 'the bytes after the body are not the trailer');
+        err.line = header;
+        return err;
+      }
     }
   }
-  return { header, body: buf.subarray(start, at) };
+  if (bodyEncoding === undefined) return { header, body: buf.subarray(start, at) };
+  const body =
+    held === undefined
+      ? buf.toString(bodyEncoding, start, at)
+      : heldSlice(held, start, at, bodyEncoding);
+  return { header, body };
 }
 
 function checkDelimiter(delimiter: unknown): Delimiter {

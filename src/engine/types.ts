@@ -130,8 +130,11 @@ export interface LengthPrefixedOptions {
   length: (header: string) => number;
   /** Where the header ends (e.g. `'\r\n\r\n'`). Default: a line, ended by `\n` or `\r\n`. */
   delimiter?: string | Buffer;
-  /** Bytes that must follow the body (e.g. `'\r\n'`): checked and consumed. Default: none. */
-  trailer?: string | Buffer;
+  /**
+   * Bytes that must follow the body (e.g. `'\r\n'`): checked and consumed. A number: that many
+   * bytes, consumed unchecked (Redis does not look at the two after a bulk). Default: none.
+   */
+  trailer?: string | Buffer | number;
   /** Bound on the header, as for `expectLine` (or `readUntil` with a delimiter). */
   maxBytes?: number;
   /**
@@ -141,14 +144,22 @@ export interface LengthPrefixedOptions {
   maxBody?: number;
   /** Encoding of the header string (default: the engine's). */
   encoding?: BufferEncoding;
+  /**
+   * Deliver the body as a string in this encoding rather than a Buffer (a program that keeps
+   * strings saves a Buffer per record; held ASCII or latin1 bytes are sliced, not copied).
+   */
+  bodyEncoding?: BufferEncoding;
 }
 
-/** The value of {@link AsyncEngine.readLengthPrefixed}. */
-export interface LengthPrefixedRecord {
+/**
+ * The value of {@link AsyncEngine.readLengthPrefixed}: `B` is `Buffer`, or `string` with
+ * `bodyEncoding`.
+ */
+export interface LengthPrefixedRecord<B extends Buffer | string = Buffer> {
   /** The header, decoded, its terminator or delimiter stripped. */
   header: string;
   /** The body (the trailer not included), or `null` when the length was -1. */
-  body: Buffer | null;
+  body: B | null;
 }
 
 /** How `engine.open()` opens a file. */

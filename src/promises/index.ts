@@ -267,9 +267,17 @@ export class EnginePromises {
   /** Reads one length-prefixed record (see `AsyncEngine.readLengthPrefixed`). */
   readLengthPrefixed(
     sock: Socket | File,
+    options: LengthPrefixedOptions & { bodyEncoding: BufferEncoding } & SignalOptions,
+  ): Promise<LengthPrefixedRecord<string>>;
+  readLengthPrefixed(
+    sock: Socket | File,
     options: LengthPrefixedOptions & SignalOptions,
-  ): Promise<LengthPrefixedRecord> {
-    return single(options, (cb, o) =>
+  ): Promise<LengthPrefixedRecord>;
+  readLengthPrefixed(
+    sock: Socket | File,
+    options: LengthPrefixedOptions & SignalOptions,
+  ): Promise<LengthPrefixedRecord<Buffer | string>> {
+    return single(options, (cb: Callback<LengthPrefixedRecord<Buffer | string>>, o) =>
       this.#engine.readLengthPrefixed(sock, o as LengthPrefixedOptions, cb),
     );
   }

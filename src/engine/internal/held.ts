@@ -69,6 +69,22 @@ function asciiSpan(text: string, start: number, end: number): boolean {
   return true;
 }
 
+/** Held bytes `start..end` decoded; ASCII or latin1 ones are a slice of the held text. */
+export function heldSlice(
+  sock: Socket,
+  start: number,
+  end: number,
+  encoding: BufferEncoding,
+): string {
+  if (encoding === 'latin1' || encoding === 'binary') return heldText(sock).slice(start, end);
+  if (encoding === 'utf8' || encoding === 'utf-8') {
+    if (sock._ascii === undefined) sock._ascii = isAscii(sock._in!);
+    if (sock._ascii) return heldText(sock).slice(start, end);
+    return (sock._in as SliceBuffer).utf8Slice(start, end);
+  }
+  return sock._in!.toString(encoding, start, end);
+}
+
 /**
  * Where the first `delimiter` (given as its bytes in a latin1 string) ends in the held bytes,
  * when it starts within `maxBytes` of the front; -1 when the native side must decide.
