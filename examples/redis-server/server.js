@@ -237,14 +237,28 @@ class Connection {
     this.destroy();
   }
 
+  // Replies are queued and written together once the current batch of callbacks has run (a
+  // microtask), so sixteen pipelined requests answered in one turn make one write op.
   send(buf) {
     if (this.closed) return;
-    if (this.writing) {
-      this.queue.push(buf);
-      this.queuedBytes += buf.length;
-    } else {
+    this.queue.push(buf);
+    this.queuedBytes += buf.length;
+    if (!this.writing) {
       this.writing = true;
-      this.engine.write(this.sock, buf, this.writeCallback);
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  flush() {
+    if (this.closed) return;
+    if (this.engine.closed) return this.destroy();
+    const batch = this.queue;
+    this.queue = [];
+    this.queuedBytes = 0;
+    this.engine.write(this.sock, batch.length === 1 ? batch[0] : batch, this.writeCallback);
+    if (this.paused) {
+      this.paused = false;
+      this.reader.next();
     }
   }
 

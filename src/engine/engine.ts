@@ -99,7 +99,6 @@ class OpRecord {
 
 // readLengthPrefixed's options as checked, with the fields they were checked from.
 interface PrefixSpec {
-  options: LengthPrefixedOptions;
   given: unknown[];
   length: (header: string) => number;
   delimiter: Delimiter | undefined;
@@ -177,7 +176,7 @@ export class AsyncEngine {
   #readyEnd = 0;
   #flushQueued = false;
   #framedInJs = 0;
-  #lastPrefix: PrefixSpec | undefined;
+  readonly #prefixSpecs = new WeakMap<object, PrefixSpec>();
 
   /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
@@ -567,15 +566,15 @@ export class AsyncEngine {
     rec.prefix = state;
   }
 
-  // readLengthPrefixed's options, checked. A program passes the same options object op after op:
-  // the last one is kept while none of its fields changed (Buffers are checked anew each time,
-  // since their bytes may change under the same object).
+  // readLengthPrefixed's options, checked. A program passes the same options object op after op
+  // (a server, one per connection): what was checked is kept with the object while none of its
+  // fields changed (Buffers are checked anew each time, since their bytes may change under the
+  // same object).
   #prefixSpec(options: LengthPrefixedOptions): PrefixSpec {
-    const last = this.#lastPrefix;
+    const last = this.#prefixSpecs.get(options);
     const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
     if (
       last !== undefined &&
-      last.options === options &&
       last.given[0] === length &&
       last.given[1] === delimiter &&
       last.given[2] === trailer &&
@@ -598,7 +597,6 @@ export class AsyncEngine {
     else throw invalidArgType('options.trailer', 'a string, Buffer or number', trailer);
     const limit = this.#limit(options);
     const spec: PrefixSpec = {
-      options,
       given: [length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding],
       length,
       delimiter: delim,
@@ -612,7 +610,7 @@ export class AsyncEngine {
           ? undefined
           : checkEncoding(bodyEncoding, 'options.bodyEncoding'),
     };
-    this.#lastPrefix = spec;
+    this.#prefixSpecs.set(options, spec);
     return spec;
   }
 
