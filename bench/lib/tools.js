@@ -9,6 +9,7 @@ export const PACKAGES = {
   'redis-server': 'redis-server',
   wrk: 'wrk',
   fio: 'fio',
+  strace: 'strace',
 };
 
 export function which(tool) {
