@@ -24,10 +24,12 @@ import {
   type Delimiter,
   bytesOf,
   delimiterOf,
+  dropHeld,
   heldDelimiterEnd,
   heldLine,
   heldLineEnd,
   heldSlice,
+  holds,
 } from './internal/held.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
@@ -78,8 +80,6 @@ class OpRecord {
   timer: ReturnType<typeof setTimeout> | undefined = undefined; // submitWork's deadline
   internal = false;
   fn: (() => void) | undefined = undefined;
-  // What user code run for this op mid-batch threw (a RegExp's exec): the op fails with it.
-  userError: unknown = undefined;
   // A socket read counted in its socket's `_nreads` (submitted to the native side).
   counted = false;
   // A regex or length-prefixed read whose report JavaScript has answered: later reports (sent
@@ -87,7 +87,8 @@ class OpRecord {
   answered = false;
   // readLengthPrefixed: how to cut the record, and the header once known.
   prefix: PrefixState | undefined = undefined;
-  // The failure decided in JavaScript mid-op (a length-prefixed read's bad header).
+  // The failure decided in JavaScript mid-op: what its RegExp's exec threw, a length-prefixed
+  // read's refused header.
   failWith: EngineError | undefined = undefined;
   constructor(
     readonly id: number,
@@ -258,10 +259,7 @@ export class AsyncEngine {
     this.#checkOwner(io, 'io');
     if (io._closed || this.#closed) return;
     io._closed = true;
-    if (io instanceof Socket) {
-      io._in = undefined;
-      io._text = undefined;
-    }
+    if (io instanceof Socket) dropHeld(io);
     this.#sockets.delete(io._handle);
     this.native.close(io._handle);
   }
@@ -310,7 +308,7 @@ export class AsyncEngine {
     const handle = this.#socket(sock);
     const delim = checkDelimiter(delimiter);
     const maxBytes = this.#limit(opts);
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       const end = heldDelimiterEnd(sock, delim.text, maxBytes);
       if (end >= 0) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
@@ -392,7 +390,7 @@ export class AsyncEngine {
     const opts = this.#optsOf(a, b);
     this.#position(sock, opts, false);
     const spec = this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b));
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       // Matched against the bytes held here first; with no match yet, the native side gets
       // them back and reports as more arrive. A failure that consumes nothing (ERR_LIMIT, a
       // RegExp that throws) is left to the native side too, so that a failure callback that
@@ -432,7 +430,7 @@ export class AsyncEngine {
     checkSize(size, 'size');
     const pos = this.#position(sock, this.#optsOf(a, b), true, size);
     const handle = this.#socket(sock);
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       const end = Math.min(sock._in.length, sock._off + size);
       this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
       return;
@@ -453,7 +451,7 @@ export class AsyncEngine {
     checkSize(n, 'n');
     const pos = this.#position(sock, this.#optsOf(a, b), true, n);
     const handle = this.#socket(sock);
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       const end = sock._off + n;
       if (end <= sock._in.length) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
@@ -491,7 +489,7 @@ export class AsyncEngine {
       : this.#encoding;
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
     const maxBytes = this.#limit(opts);
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       const line = heldLine(sock, maxBytes, encoding);
       if (line !== undefined) {
         this.#local(cb, sock, line, heldLineEnd, expect);
@@ -536,7 +534,7 @@ export class AsyncEngine {
     const { delimiter: delim, maxBytes, encoding } = spec;
     const state: PrefixState = { spec, header: '', headerLen: 0, bodyLen: -1 };
     let a: unknown = delim?.bytes;
-    if (sock instanceof Socket && sock._in !== undefined && sock._nreads === 0) {
+    if (holds(sock)) {
       const off = sock._off;
       let header: string | undefined;
       let end = -1;
@@ -545,7 +543,7 @@ export class AsyncEngine {
         end = heldLineEnd;
       } else {
         end = heldDelimiterEnd(sock, delim.text, maxBytes);
-        if (end >= 0) header = sock._in.toString(encoding, off, end - delim.text.length);
+        if (end >= 0) header = heldSlice(sock, off, end - delim.text.length, encoding);
       }
       if (header !== undefined) {
         const total = this.#recordLength(state, header, end - off);
@@ -1287,16 +1285,24 @@ export class AsyncEngine {
     cb._target = this;
     cb._id = id;
     cb._busy = true;
-    const read = sock instanceof Socket && isSocketRead(kind);
+    this.#send(rec, handle, cb._timeout, a, b);
+    return rec;
+  }
+
+  // Hands a registered op to the native side. A socket read first gives back the bytes held for
+  // its socket (they come before anything the native side buffers) and is counted until it is
+  // delivered. A refused submission is forgotten and its error thrown.
+  #send(rec: OpRecord, handle: number, timeout: number, a: unknown, b: unknown): void {
+    const sock = rec.sock;
+    const read = sock instanceof Socket && isSocketRead(rec.kind);
     if (read) this.#unreadIn(sock);
     try {
-      this.native.submit(kind, id, handle, cb._timeout, a, b);
+      this.native.submit(rec.kind, rec.id, handle, timeout, a, b);
     } catch (e) {
       this.#unregister([rec]);
       throw e;
     }
     if (read) this.#countRead(rec);
-    return rec;
   }
 
   // An op whose frame is in the bytes already handed over: it settles with `value` in this
@@ -1316,8 +1322,7 @@ export class AsyncEngine {
     cb._id = id;
     cb._busy = true;
     if (end >= sock._in!.length) {
-      sock._in = undefined;
-      sock._text = undefined;
+      dropHeld(sock);
       // Everything handed over was framed here: the next hand-over may take more.
       if (sock._takeCap < TAKE_MAX) sock._takeCap *= 2;
     } else {
@@ -1392,8 +1397,7 @@ export class AsyncEngine {
   #unreadIn(sock: Socket): void {
     const buf = sock._in;
     if (buf === undefined) return;
-    sock._in = undefined;
-    sock._text = undefined;
+    dropHeld(sock);
     // Most of what was handed over goes back unframed (reads that wait natively, such as globs
     // between lines): hand over less next time, so bytes do not travel back and forth.
     if ((buf.length - sock._off) * 2 > sock._took && sock._takeCap > TAKE_MIN) {
@@ -1549,16 +1553,8 @@ export class AsyncEngine {
 
   #submit(spec: StageSpec): void {
     this.#checkOpen();
-    const [id, rec] = this.#register(spec);
-    const read = spec.sock instanceof Socket && isSocketRead(spec.kind);
-    if (read) this.#unreadIn(spec.sock as Socket);
-    try {
-      this.native.submit(spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b);
-    } catch (e) {
-      this.#unregister([rec]);
-      throw e;
-    }
-    if (read) this.#countRead(rec);
+    const [, rec] = this.#register(spec);
+    this.#send(rec, spec.handle, timeoutOf(spec), spec.a, spec.b);
   }
 
   // The native side refused a submission (it throws before queuing anything): forget it.
@@ -1677,7 +1673,7 @@ export class AsyncEngine {
             // The op's RegExp threw: the op fails with it (its bytes stay buffered), unless a
             // cancel or timeout ended it since these bytes were reported: that outcome stands.
             rec.answered = true;
-            if (this.native.regexVerdict(id, Code.Canceled)) rec.userError = e;
+            if (this.native.regexVerdict(id, Code.Canceled)) rec.failWith = userCodeError(e);
           }
           continue;
         }
@@ -1712,9 +1708,7 @@ export class AsyncEngine {
     let err: EngineError | undefined;
     let value: unknown;
     let io = rec.sock;
-    if (rec.userError !== undefined) {
-      err = userCodeError(rec.userError);
-    } else if (rec.failWith !== undefined) {
+    if (rec.failWith !== undefined) {
       err = rec.failWith;
     } else if (result >= 0) {
       switch (rec.kind) {

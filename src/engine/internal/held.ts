@@ -8,12 +8,26 @@
 // and V8's string search costs no call into C++ per op. A line is a slice of that string when
 // the held bytes are all ASCII (UTF-8 then decodes the same), else it is decoded on its own.
 import { isAscii } from 'node:buffer';
-import type { Socket } from '../io.js';
+import { Socket } from '../io.js';
 
 type SliceBuffer = Buffer & {
   utf8Slice(start: number, end: number): string;
   latin1Slice(start: number, end: number): string;
 };
+
+/**
+ * Whether `sock` is a Socket whose next read can frame in JavaScript: bytes are held and no
+ * read waits natively ahead of it.
+ */
+export function holds(sock: unknown): sock is Socket & { _in: Buffer } {
+  return sock instanceof Socket && sock._in !== undefined && sock._nreads === 0;
+}
+
+/** Forgets the held bytes (all consumed, given back, or the socket closed). */
+export function dropHeld(sock: Socket): void {
+  sock._in = undefined;
+  sock._text = undefined;
+}
 
 /** The held bytes as a latin1 string (made on first use after each hand-over). */
 function heldText(sock: Socket): string {
@@ -45,20 +59,8 @@ export function heldLine(
   if (nl < 0) return undefined;
   const content = nl > off && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl;
   if (maxBytes >= 0 && content - off > maxBytes) return undefined;
-  let line: string;
-  if (encoding === 'latin1' || encoding === 'binary') {
-    line = text.slice(off, content);
-  } else if (encoding === 'utf8' || encoding === 'utf-8') {
-    if (sock._ascii === undefined) sock._ascii = isAscii(sock._in!);
-    line =
-      sock._ascii || asciiSpan(text, off, content)
-        ? text.slice(off, content)
-        : (sock._in as SliceBuffer).utf8Slice(off, content);
-  } else {
-    line = sock._in!.toString(encoding, off, content);
-  }
   heldLineEnd = nl + 1;
-  return line;
+  return heldSlice(sock, off, content, encoding);
 }
 
 // Whether a short span of the latin1 text is ASCII (held bytes that are not all ASCII, such as
@@ -69,7 +71,10 @@ function asciiSpan(text: string, start: number, end: number): boolean {
   return true;
 }
 
-/** Held bytes `start..end` decoded; ASCII or latin1 ones are a slice of the held text. */
+/**
+ * Held bytes `start..end` decoded. Latin1 ones, and UTF-8 ones that are ASCII, are a slice of
+ * the held text; other UTF-8 ones are decoded on their own.
+ */
 export function heldSlice(
   sock: Socket,
   start: number,
@@ -79,7 +84,8 @@ export function heldSlice(
   if (encoding === 'latin1' || encoding === 'binary') return heldText(sock).slice(start, end);
   if (encoding === 'utf8' || encoding === 'utf-8') {
     if (sock._ascii === undefined) sock._ascii = isAscii(sock._in!);
-    if (sock._ascii) return heldText(sock).slice(start, end);
+    const text = heldText(sock);
+    if (sock._ascii || asciiSpan(text, start, end)) return text.slice(start, end);
     return (sock._in as SliceBuffer).utf8Slice(start, end);
   }
   return sock._in!.toString(encoding, start, end);
