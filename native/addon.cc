@@ -161,23 +161,24 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
       options.entries = num("entries", options.entries);
     }
     int err = 0;
+    const char* syscall = impl.c_str();  // an implementation this build does not know
     // No C++ exception leaves a constructor called from JavaScript: an allocation that fails
     // (a huge event array, a ring) becomes a JavaScript error.
     try {
-      auto backend = makeBackend(impl, &core_, options, &err);
+      auto backend = makeBackend(impl, &core_, options, &err, &syscall);
       if (!backend) {
-        errnoError(env, err, impl.c_str()).ThrowAsJavaScriptException();
+        errnoError(env, err, syscall).ThrowAsJavaScriptException();
         return;
       }
       backend_ = backend.get();
-      err = core_.init(std::move(backend));
+      err = core_.init(std::move(backend), &syscall);
     } catch (const std::bad_alloc&) {
       backend_ = nullptr;
-      errnoError(env, -ENOMEM, impl.c_str()).ThrowAsJavaScriptException();
+      errnoError(env, -ENOMEM, "malloc").ThrowAsJavaScriptException();
       return;
     }
     if (err < 0) {
-      errnoError(env, err, "eventfd").ThrowAsJavaScriptException();
+      errnoError(env, err, syscall).ThrowAsJavaScriptException();
       return;
     }
     // The hot path (submit, drain, cancel): plain functions carrying the engine as their data,
@@ -610,9 +611,10 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
       return env.Undefined();
     }
     uint64_t id = 0;
-    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, &id);
+    const char* syscall = "listen";
+    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, &id, &syscall);
     if (fd < 0) {
-      errnoError(env, fd, "bind").ThrowAsJavaScriptException();  // bind(2) is what refuses an address
+      errnoError(env, fd, syscall).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     afterCall();
@@ -643,7 +645,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     return info.Env().Undefined();
   }
 
-  // Builds an Op from [kind, id, handle, timeoutMs, a, b, flags] (a, b depend on kind).
+  // Builds an Op from [kind, id, handle, timeoutMs, a, b] (a, b depend on kind).
   Op* makeOp(Napi::Env env, const Napi::Value* v) {
     Op* op = core_.newOp();
     op->kind = static_cast<OpKind>(v[0].As<Napi::Number>().Int32Value());

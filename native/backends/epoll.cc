@@ -34,8 +34,9 @@ class EpollBackend final : public Backend {
     if (epfd_ >= 0) ::close(epfd_);
   }
 
-  int init() {
+  int init(const char** syscall) {
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    *syscall = "epoll_create1";
     return epfd_ < 0 ? -errno : 0;
   }
 
@@ -223,9 +224,9 @@ class EpollBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> makeEpollBackend(Sink* sink, int maxEvents, int* error) {
+std::unique_ptr<Backend> makeEpollBackend(Sink* sink, int maxEvents, int* error, const char** syscall) {
   auto b = std::make_unique<EpollBackend>(sink, maxEvents);
-  *error = b->init();
+  *error = b->init(syscall);
   if (*error < 0) return nullptr;
   return b;
 }

@@ -7,6 +7,7 @@
 
 namespace async_engine {
 
-std::unique_ptr<Backend> makeEpollBackend(Sink* sink, int maxEvents, int* error);
+// nullptr, *error (-errno) and *syscall (the call that failed) when it cannot be built.
+std::unique_ptr<Backend> makeEpollBackend(Sink* sink, int maxEvents, int* error, const char** syscall);
 
 }  // namespace async_engine

@@ -15,15 +15,16 @@
 
 namespace async_engine {
 
-std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error) {
-  if (impl == "readiness") return makeEpollBackend(sink, options.maxEvents, error);
+std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error,
+                                     const char** syscall) {
+  if (impl == "readiness") return makeEpollBackend(sink, options.maxEvents, error, syscall);
   if (impl == "completion") {
     UringOptions o;
     o.entries = options.entries;
     if (const char* off = ::getenv("ASYNC_ENGINE_URING_DISABLE")) o.disabled = off;
-    return makeUringBackend(sink, o, error);
+    return makeUringBackend(sink, o, error, syscall);
   }
-  if (impl == "threadpool") return makeThreadPoolBackend(sink, options.threads, error);
+  if (impl == "threadpool") return makeThreadPoolBackend(sink, options.threads, error, syscall);
   *error = -ENOSYS;
   return nullptr;
 }

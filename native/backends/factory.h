@@ -15,9 +15,10 @@ struct BackendOptions {
   int entries = 0;      // completion: ring size (0: default)
 };
 
-// Builds the backend of `impl` ("completion", "readiness", "threadpool"); nullptr and *error
-// (-errno) when it cannot be built.
-std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error);
+// Builds the backend of `impl` ("completion", "readiness", "threadpool"); nullptr, *error
+// (-errno) and *syscall (the system call that failed) when it cannot be built.
+std::unique_ptr<Backend> makeBackend(const std::string& impl, Sink* sink, const BackendOptions& options, int* error,
+                                     const char** syscall);
 
 // "" when `impl` can run on this machine, else the reason it cannot.
 std::string probeBackend(const std::string& impl);

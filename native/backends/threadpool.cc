@@ -192,19 +192,22 @@ class ThreadPoolBackend final : public Backend {
 
   // Engine thread. The first worker starts at once, so that a pool that cannot start a thread at
   // all fails here rather than at its first primitive; the others start when there is work.
-  int init() {
+  int init(const char** syscall) {
+    *syscall = "epoll_create1";
     epfd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epfd_ < 0) return -errno;
+    *syscall = "eventfd";
     doneFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (doneFd_ < 0) return -errno;
     epoll_event ev{};
     ev.events = EPOLLIN;
     ev.data.u32 = kTagDone;
     count();
+    *syscall = "epoll_ctl";
     if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, doneFd_, &ev) < 0) return -errno;
     std::lock_guard<std::mutex> lock(mu_);
     int err = 0;
-    if (!spawnLocked(&err)) return err;
+    if (!spawnLocked(&err, syscall)) return err;
     return 0;
   }
 
@@ -435,12 +438,16 @@ class ThreadPoolBackend final : public Backend {
 
   // Engine thread, under mu_. Starts a worker with every signal blocked (signals go to the
   // threads that handle them; a worker's wait is never interrupted by one).
-  Worker* spawnLocked(int* err) {
+  // *syscall (when given): the call that failed.
+  Worker* spawnLocked(int* err, const char** syscall = nullptr) {
+    const char* unused = nullptr;
+    if (!syscall) syscall = &unused;
     auto w = std::make_unique<Worker>();
     w->pool = this;
     w->wakeFd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->wakeFd < 0) {
       *err = -errno;
+      *syscall = "eventfd";
       return nullptr;
     }
     w->epfd = ::epoll_create1(EPOLL_CLOEXEC);
@@ -450,6 +457,7 @@ class ThreadPoolBackend final : public Backend {
     if (w->epfd >= 0) count();
     if (w->epfd < 0 || ::epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->wakeFd, &ev) < 0) {
       *err = -errno;
+      *syscall = w->epfd < 0 ? "epoll_create1" : "epoll_ctl";
       ::close(w->wakeFd);
       if (w->epfd >= 0) ::close(w->epfd);
       return nullptr;
@@ -470,6 +478,7 @@ class ThreadPoolBackend final : public Backend {
       ::close(w->wakeFd);
       ::close(w->epfd);
       *err = -rc;
+      *syscall = "pthread_create";
       return nullptr;
     }
     pthread_setname_np(w->thread, "ae-threadpool");
@@ -751,9 +760,9 @@ int threadPoolSize(int threads) {
   return std::min(std::max(4, 2 * cpus), kMaxThreads);
 }
 
-std::unique_ptr<Backend> makeThreadPoolBackend(Sink* sink, int threads, int* error) {
+std::unique_ptr<Backend> makeThreadPoolBackend(Sink* sink, int threads, int* error, const char** syscall) {
   auto b = std::make_unique<ThreadPoolBackend>(sink, threads);
-  *error = b->init();
+  *error = b->init(syscall);
   if (*error < 0) return nullptr;
   return b;
 }

@@ -9,8 +9,9 @@
 namespace async_engine {
 
 // `threads` <= 0: max(4, 2 x the CPUs this process may run on). Returns nullptr and sets *error
-// (-errno) when the pool cannot be set up; otherwise *error is 0.
-std::unique_ptr<Backend> makeThreadPoolBackend(Sink* sink, int threads, int* error);
+// (-errno) and *syscall (the call that failed) when the pool cannot be set up; otherwise *error
+// is 0.
+std::unique_ptr<Backend> makeThreadPoolBackend(Sink* sink, int threads, int* error, const char** syscall);
 
 // The number of worker threads a pool built with `threads` will have at most.
 int threadPoolSize(int threads);

@@ -92,9 +92,9 @@ class UringBackend final : public Backend {
     if (bufs_) ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
   }
 
-  int init(const UringOptions& o) {
+  int init(const UringOptions& o, const char** syscall) {
     unsigned entries = o.entries > 0 ? static_cast<unsigned>(o.entries) : 256;
-    int rc = ring_.init(entries, 8, o.disabled);
+    int rc = ring_.init(entries, 8, o.disabled, syscall);
     if (rc < 0) return rc;
     acceptMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_accept");
     recvMulti_ = ring_.features().cancelByFd && !featureListed(o.disabled, "multishot_recv") && setupBuffers();
@@ -764,9 +764,10 @@ class UringBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> makeUringBackend(Sink* sink, const UringOptions& options, int* error) {
+std::unique_ptr<Backend> makeUringBackend(Sink* sink, const UringOptions& options, int* error,
+                                          const char** syscall) {
   auto b = std::make_unique<UringBackend>(sink);
-  *error = b->init(options);
+  *error = b->init(options, syscall);
   if (*error < 0) return nullptr;
   return b;
 }

@@ -13,6 +13,8 @@ struct UringOptions {
   std::string disabled;  // setup features to leave off, comma-separated (tests of the fallbacks)
 };
 
-std::unique_ptr<Backend> makeUringBackend(Sink* sink, const UringOptions& options, int* error);
+// nullptr, *error (-errno) and *syscall (the call that failed) when it cannot be built.
+std::unique_ptr<Backend> makeUringBackend(Sink* sink, const UringOptions& options, int* error,
+                                          const char** syscall);
 
 }  // namespace async_engine

@@ -46,7 +46,10 @@ Ring::~Ring() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled) {
+int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled, const char** syscall) {
+  const char* unused = nullptr;
+  if (!syscall) syscall = &unused;
+  *syscall = "io_uring_setup";
   // The flag sets to try, newest features first; each is trimmed of what `disabled` switches
   // off, and the first the kernel accepts is used. COOP_TASKRUN (5.19) runs completion work
   // when the thread enters the kernel anyway, without an interrupt; TASKRUN_FLAG says when
@@ -82,6 +85,7 @@ int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled)
   }
   if (fd < 0) return -err;
   fd_ = fd;
+  *syscall = "mmap";
   features_.setupFlags = wanted;
   features_.features = p.features;
   features_.extArg = p.features & IORING_FEAT_EXT_ARG;

@@ -31,7 +31,8 @@ class Ring {
   // Creates the ring with `entries` SQEs (a power of two is used) and a completion queue
   // `cqFactor` times larger; `disabled` lists setup features to leave off ("single_issuer",
   // "coop_taskrun", "cqsize") for tests of the fallbacks. Returns 0 or -errno.
-  int init(unsigned entries, unsigned cqFactor, const std::string& disabled);
+  // 0, or -errno and (when `syscall` is given) the name of the call that failed.
+  int init(unsigned entries, unsigned cqFactor, const std::string& disabled, const char** syscall = nullptr);
   int fd() const { return fd_; }
   const RingFeatures& features() const { return features_; }
   unsigned entries() const { return sqEntries_; }

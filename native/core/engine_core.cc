@@ -64,12 +64,18 @@ void EngineCore::release() {
   wakeFd_ = reserveFd_ = -1;
 }
 
-int EngineCore::init(std::unique_ptr<Backend> backend) {
+int EngineCore::init(std::unique_ptr<Backend> backend, const char** syscall) {
   backend_ = std::move(backend);
   wakeFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wakeFd_ < 0) return -errno;
+  if (wakeFd_ < 0) {
+    *syscall = "eventfd";
+    return -errno;
+  }
   int rc = backend_->watchWake(wakeFd_);
-  if (rc < 0) return rc;
+  if (rc < 0) {
+    *syscall = "watchWake";  // the backend's interface does not say which of its calls failed
+    return rc;
+  }
   resolver_ = std::make_unique<Resolver>(wakeFd_, 2);
   reserveFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   return 0;

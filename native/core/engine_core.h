@@ -258,8 +258,8 @@ class EngineCore : public Sink {
  public:
   EngineCore();
   ~EngineCore() override;
-  // Takes the backend; returns 0 or -errno.
-  int init(std::unique_ptr<Backend> backend);
+  // Takes the backend; returns 0, or -errno and the name of the call that failed in *syscall.
+  int init(std::unique_ptr<Backend> backend, const char** syscall);
   // Who resolves readInto targets (outlives the core's ops).
   void setIntoTargets(IntoTargets* t) { into_ = t; }
 
@@ -280,7 +280,9 @@ class EngineCore : public Sink {
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.
-  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, uint64_t* id);
+  // Returns the listener's fd, or -errno and the system call that failed in *syscall.
+  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, uint64_t* id,
+                 const char** syscall);
   int64_t adopt(int fd, uint64_t* id);
   Handle* handle(uint64_t id);
   void close(uint64_t id);

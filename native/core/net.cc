@@ -18,27 +18,32 @@ namespace async_engine {
 // ---- handles ----
 
 int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
-                           uint64_t* id) {
+                           uint64_t* id, const char** syscall) {
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
+  if (fd < 0) {
+    *syscall = "socket";
+    return -errno;
+  }
+  auto failed = [fd, syscall](const char* call) {
+    int e = errno;
+    ::close(fd);
+    *syscall = call;
+    return -e;
+  };
   int one = 1;
   if (addr->sa_family != AF_UNIX) {
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-      int e = errno;
-      ::close(fd);
-      return -e;
-    }
+    if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) return failed("setsockopt");
     if (addr->sa_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  if (::bind(fd, addr, len) < 0 || ::listen(fd, backlog) < 0) {
-    int e = errno;
-    ::close(fd);
-    return -e;
-  }
+  if (::bind(fd, addr, len) < 0) return failed("bind");
+  if (::listen(fd, backlog) < 0) return failed("listen");
   int rc = 0;
   Handle* h = attachNew(fd, HandleKind::kListener, &rc, true);
-  if (!h) return rc;
+  if (!h) {
+    *syscall = "attach";  // the backend refused the listener; its interface does not say which call failed
+    return rc;
+  }
   *id = h->id;
   return fd;
 }
