@@ -10,6 +10,9 @@
       "target_name": "async_engine",
       "sources": [
         "native/addon.cc",
+        "native/codec.cc",
+        "native/address.cc",
+        "native/uv_drive.cc",
         "native/core/engine_core.cc",
         "native/core/streams.cc",
         "native/core/net.cc",

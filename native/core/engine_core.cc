@@ -23,7 +23,19 @@ namespace async_engine {
 namespace {
 constexpr size_t kScratchSize = 64 * 1024;
 
+// The bit of OpInfo::on that stands for a handle of this kind.
+uint8_t onBit(HandleKind k) {
+  return k == HandleKind::kFile ? kOnFile : k == HandleKind::kListener ? kOnListener : kOnSocket;
+}
+
 }  // namespace
+
+const EngineCore::OpRoute EngineCore::kRoutes[kOpCount] = {
+#define OP(Name, js, family, on, flags, start, frame, atEnd, fileRead, file, a, b, result) \
+  {&EngineCore::start, &EngineCore::frame, &EngineCore::file},
+#include "core/ops.def"
+#undef OP
+};
 
 int64_t EngineCore::nowNs() {
   timespec ts;
@@ -225,7 +237,7 @@ void EngineCore::submitChain(std::vector<Op*> stages) {
 
 void EngineCore::armTimer(Op* op) {
   // A sleep of 0 still goes through the heap, so it runs in deadline order with the others.
-  if (op->timeoutMs <= 0 && op->kind != OpKind::kSleep) return;
+  if (op->timeoutMs <= 0 && !hasFlag(op->kind, kSettlesAtDeadline)) return;
   // Deadlines past ~146 years saturate rather than overflow.
   constexpr double kMaxMs = 4.0e12;
   double ms = op->timeoutMs < kMaxMs ? op->timeoutMs : kMaxMs;
@@ -236,48 +248,46 @@ void EngineCore::armTimer(Op* op) {
 
 void EngineCore::start(Op* op) {
   op->started = true;
-  if (op->kind == OpKind::kSleep) {
-    // callLater: the deadline is the op itself; expiry is its success.
-    armTimer(op);
+  armTimer(op);
+  (this->*route(op->kind).start)(op);
+}
+
+// callLater: the deadline is the op itself; expiry is its success.
+void EngineCore::startTimer(Op* op) {}
+
+void EngineCore::startSoon(Op* op) {
+  Completion c;
+  finish(op, std::move(c));
+}
+
+void EngineCore::startResolve(Op* op) { resolver_->submit(op->id, op->host, op->service); }
+
+// stat by path needs no handle; a File's own stat runs on it.
+void EngineCore::startStat(Op* op) {
+  if (!op->h) {
+    startFileOp(op);
     return;
   }
-  armTimer(op);
+  startOnHandle(op);
+}
+
+// An op on an open handle joins the handle's queue of its family; on a File, what is not a
+// sequential read runs as a file request of its own.
+void EngineCore::startOnHandle(Op* op) {
   Handle* h = op->h;
-  switch (op->kind) {
-    case OpKind::kSoon: {
-      Completion c;
-      finish(op, std::move(c));
-      return;
-    }
-    case OpKind::kResolve:
-      resolver_->submit(op->id, op->host, op->service);
-      return;
-    case OpKind::kConnect:
-      startConnect(op);
-      return;
-    case OpKind::kOpen:
-      startFileOp(op);
-      return;
-    case OpKind::kStat:
-      if (!h) {  // by path
-        startFileOp(op);
-        return;
-      }
-      break;
-    default:
-      break;
-  }
   if (!h || h->closed) {
     fail(op, kErrBadHandle);
     return;
   }
+  const OpInfo& info = opInfo(op->kind);
+  if (!(info.on & onBit(h->kind))) {
+    // A stream op on a listener is ENOTSOCK, as send(2) says; any other mismatch (a file op on
+    // a socket, an accept on a socket or a File) is EINVAL.
+    fail(op, (info.on & kOnSocket) && h->kind == HandleKind::kListener ? -ENOTSOCK : -EINVAL);
+    return;
+  }
   if (h->kind == HandleKind::kFile) {
-    if (op->kind == OpKind::kAccept) {
-      fail(op, -EINVAL);
-      return;
-    }
-    bool positioned = op->position >= 0 && op->kind != OpKind::kWrite;
-    if (positioned || op->kind == OpKind::kWrite || op->kind == OpKind::kFsync || op->kind == OpKind::kStat) {
+    if (info.family != OpFamily::kRead || op->position >= 0) {
       startFileOp(op);
       return;
     }
@@ -285,24 +295,12 @@ void EngineCore::start(Op* op) {
     if (h->reads.size() == 1) pumpReads(h);
     return;
   }
-  if (op->kind == OpKind::kFsync || op->kind == OpKind::kStat || op->kind == OpKind::kReadInto) {
-    fail(op, -EINVAL);  // file ops on a socket
-    return;
-  }
-  if (op->kind == OpKind::kAccept) {
-    if (h->kind != HandleKind::kListener) {
-      fail(op, -EINVAL);
-      return;
-    }
+  if (info.family == OpFamily::kAccept) {
     h->accepts.push_back(op);
     pumpAccepts(h);
     return;
   }
-  if (h->kind != HandleKind::kSocket) {
-    fail(op, -ENOTSOCK);
-    return;
-  }
-  if (op->kind == OpKind::kWrite) {
+  if (info.family == OpFamily::kWrite) {
     h->writes.push_back(op);
     if (h->writes.size() > 1) return;
     // Corked until the end of the batch: the writes a batch of callbacks makes on one socket
@@ -333,10 +331,10 @@ void EngineCore::unlink(Op* op) {
     drop(h->fileOps);  // a positioned read, a write, fsync or stat: not in the stream's queues
     return;
   }
-  if (op->kind == OpKind::kAccept) {
+  if (isAccept(op->kind)) {
     drop(h->accepts);
     if (h->accepts.empty() && h->acceptPending && !h->closed) backend_->unwant(h, Primitive::kAccept);
-  } else if (op->kind == OpKind::kWrite) {
+  } else if (isWrite(op->kind)) {
     drop(h->writes);
     if (h->sendPending && !backend_->completesInline()) {
       // A backend may still be reading these bytes: they live on until its report.
@@ -349,7 +347,7 @@ void EngineCore::unlink(Op* op) {
     }
   } else if (isRead(op->kind)) {
     drop(h->reads);
-  } else if (op->kind == OpKind::kConnect && h->connecting == op) {
+  } else if (h->connecting == op) {
     // Cancelled or timed out mid-connect: the half-open socket is nobody's.
     h->connecting = nullptr;
     op->h = nullptr;
@@ -372,8 +370,10 @@ void EngineCore::finish(Op* op, Completion&& c) {
     next->prev = nullptr;  // the next stage is the chain's first unfinished one now
     if (ok) {
       // The next stage runs on the socket this stage produced (accept, connect) or used.
-      if (!next->h) next->h = ready_.back().kind == PayloadKind::kSocket ? handle(ready_.back().handle) : op->h;
-      if (next->kind == OpKind::kConnect && op->kind == OpKind::kResolve) {
+      const Completion& done = ready_.back();
+      bool made = done.kind == PayloadKind::kSocket || done.kind == PayloadKind::kFile;
+      if (!next->h) next->h = made ? handle(done.handle) : op->h;
+      if (opInfo(next->kind).family == OpFamily::kConnect && opInfo(op->kind).family == OpFamily::kResolve) {
         // getaddrinfoThenConnect: the addresses were stashed on the resolve op.
         next->addrs = std::move(op->addrs);
         next->addrLens = std::move(op->addrLens);
@@ -407,9 +407,9 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
   Completion c;
   c.result = code;
   c.syscall = sc;
-  if (op->kind == OpKind::kWrite) {
+  if (isWrite(op->kind)) {
     c.kind = PayloadKind::kWritten;  // how much of a failed write the kernel took
-    c.handle = op->written;
+    c.written = op->written;
   }
   finish(op, std::move(c));
 }
@@ -428,7 +428,7 @@ bool EngineCore::cancel(int64_t id) {
   target->next = nullptr;
   Handle* h = target->h;
   bool wasHeadRead = h && isRead(target->kind) && !h->reads.empty() && h->reads.front() == target;
-  bool wasHeadWrite = h && target->kind == OpKind::kWrite && !h->writes.empty() && h->writes.front() == target;
+  bool wasHeadWrite = h && isWrite(target->kind) && !h->writes.empty() && h->writes.front() == target;
   fail(target, kErrCanceled);
   for (Op* s = rest; s;) {
     Op* after = s->next;
@@ -468,9 +468,10 @@ void EngineCore::onWake() {
     Completion c;
     if (r.gaiError) {
       c.result = kErrResolve;
+      c.kind = PayloadKind::kResolveError;
       c.syscall = Syscall::kGetaddrinfo;
-      c.fd = r.gaiError;
-      c.handle = static_cast<uint64_t>(r.sysErrno);
+      c.gaiError = r.gaiError;
+      c.gaiErrno = r.sysErrno;
       finish(op, std::move(c));
       continue;
     }
@@ -483,7 +484,13 @@ void EngineCore::onWake() {
     op->addrs = std::move(r.sockaddrs);
     op->addrLens = std::move(r.sockaddrLens);
     if (op->addrs.empty() && op->next) {
-      fail(op, kErrResolve);
+      // Nothing for the connect stage to try. Reported, as it has always been, with -1 as the
+      // EAI_* value (JavaScript's code: EAI_1).
+      Completion none;
+      none.result = kErrResolve;
+      none.kind = PayloadKind::kResolveError;
+      none.gaiError = -1;
+      finish(op, std::move(none));
       continue;
     }
     finish(op, std::move(c));
@@ -512,7 +519,7 @@ void EngineCore::expireTimers() {
   if (backoffAt_ && backoffAt_ <= now) retryAccepts();
   while (!heap_.empty() && heap_.top()->deadline <= now) {
     Op* op = heap_.top();
-    if (op->kind == OpKind::kSleep) {
+    if (hasFlag(op->kind, kSettlesAtDeadline)) {
       Completion c;
       finish(op, std::move(c));
       continue;
@@ -524,7 +531,7 @@ void EngineCore::expireTimers() {
     }
     Handle* h = op->h;
     bool wasHeadRead = h && isRead(op->kind) && !h->reads.empty() && h->reads.front() == op;
-    bool wasHeadWrite = h && op->kind == OpKind::kWrite && !h->writes.empty() && h->writes.front() == op;
+    bool wasHeadWrite = h && isWrite(op->kind) && !h->writes.empty() && h->writes.front() == op;
     fail(op, kErrTimedOut);
     resumeAfter(h, wasHeadRead, wasHeadWrite);
   }

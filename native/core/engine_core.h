@@ -17,6 +17,7 @@
 #include "core/byte_buffer.h"
 #include "core/deadline_heap.h"
 #include "core/op_table.h"
+#include "core/ops.h"
 #include "core/small_queue.h"
 #include "core/resolver.h"
 
@@ -39,50 +40,10 @@ enum EngineCode : int64_t {
 constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to match, or a
                                         // length-prefixed read a header to take a length from
 
-enum class OpKind : uint8_t {
-  kAccept,
-  kConnect,
-  kReadUntil,
-  kReadLine,
-  kReadGlob,
-  kReadRegex,
-  kReadChunk,
-  kReadExactly,
-  kReadAll,
-  kWrite,
-  kSleep,
-  kSoon,
-  kResolve,
-  kReadInto,  // files: into the caller's buffer
-  kOpen,
-  kFsync,
-  kStat,
-  kReadPrefixed,  // a header (a line, or through a delimiter), then a body whose length JS
-                  // takes from it: one op, consumed whole when all of it is buffered
-};
-
 // Which system call an error came from (reported as err.syscall).
 enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };
 
 enum class HandleKind : uint8_t { kSocket, kListener, kFile };
-
-// Ops that read a stream (a socket's input, a file read sequentially or at a position).
-inline bool isRead(OpKind k) {
-  switch (k) {
-    case OpKind::kReadInto:
-    case OpKind::kReadUntil:
-    case OpKind::kReadLine:
-    case OpKind::kReadGlob:
-    case OpKind::kReadRegex:
-    case OpKind::kReadChunk:
-    case OpKind::kReadExactly:
-    case OpKind::kReadAll:
-    case OpKind::kReadPrefixed:
-      return true;
-    default:
-      return false;
-  }
-}
 
 struct Op;
 class FilePool;
@@ -151,9 +112,10 @@ struct OpFields {
   double timeoutMs = 0;    // applied when the op starts (chains start later stages later)
 
   size_t maxBytes = SIZE_MAX;
-  bool asString = true;    // readLine: deliver a UTF-8 string rather than bytes
-  size_t n = 0;            // readChunk size, readExactly count
+  bool asString = true;    // readLine, readUntilLineglob: deliver UTF-8 strings rather than bytes
+  size_t n = 0;            // readChunk size, readExactly count, a length-prefixed record's length
   size_t scanFrom = 0;     // framing: bytes already searched without a match
+  size_t linesEnd = 0;     // readUntilLineglob: the end of the lines collected so far
 
   // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
   // So does a length-prefixed read's header; its verdict is the record's length (into `n`).
@@ -181,8 +143,10 @@ struct OpFields {
 };
 
 struct Op : OpFields {
-  std::string pattern;             // readUntil delimiter, readUntilLineglob glob
+  std::string pattern;             // readUntil delimiter, readUntilLineglob glob, a header's delimiter
   std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
+  std::string collected;           // readExactly, readAll at a file position: the bytes so far
+  std::string path;                // open, stat by path
   // Writes: the bytes to send. A vector, not a string: moving it must keep the bytes where a
   // backend may still be reading them (a short string would be copied out of its SSO buffer).
   std::vector<char> data;
@@ -198,6 +162,8 @@ struct Op : OpFields {
     static_cast<OpFields&>(*this) = OpFields{};
     pattern.clear();
     lines.clear();
+    collected.clear();
+    path.clear();
     if (data.capacity() > 64 * 1024) {
       std::vector<char>().swap(data);
     } else {
@@ -210,20 +176,36 @@ struct Op : OpFields {
   }
 };
 
-enum class PayloadKind : uint8_t { kNone, kBytes, kString, kSocket, kLines, kAddrs, kProgress, kWritten };
+// What a Completion carries beside its result (native/codec.cc turns it into JavaScript values).
+enum class PayloadKind : uint8_t {
+  kNone,
+  kBytes,         // data
+  kString,        // data, as UTF-8
+  kSocket,        // handle, fd: an accepted or connected socket
+  kFile,          // handle, fd: an opened File
+  kLines,         // list (linesAsBytes: as Buffers)
+  kAddrs,         // list: address, family, address, family, ...
+  kProgress,      // data, progressEof, progressOverLimit
+  kWritten,       // written: a failed write's bytes the kernel took
+  kResolveError,  // gaiError, gaiErrno
+};
 
-// One finished op (or a regex progress report), as handed to JavaScript.
+// One finished op (or a progress report), as handed to JavaScript. Each field has one meaning.
 struct Completion {
   int64_t id = 0;
   int64_t result = 0;  // >= 0: success value; < 0: -errno or an EngineCode
   PayloadKind kind = PayloadKind::kNone;
   Syscall syscall = Syscall::kNone;
-  bool flag = false;   // progress: EOF seen
-  bool flag2 = false;  // progress: over the limit
   std::string data;
   std::vector<std::string> list;
+  bool linesAsBytes = false;
+  bool progressEof = false;        // the stream ended
+  bool progressOverLimit = false;  // more than the op's maxBytes are buffered
   uint64_t handle = 0;
   int fd = -1;
+  size_t written = 0;
+  int gaiError = 0;  // getaddrinfo's EAI_* value
+  int gaiErrno = 0;  // errno with EAI_SYSTEM
   // A socket read that left no read queued behind it: how many bytes stayed buffered. JavaScript
   // takes them in bulk (EngineCore::take) and frames the next ops itself.
   size_t rest = 0;
@@ -346,9 +328,24 @@ class EngineCore : public Sink {
   size_t files() const { return files_; }
 
  private:
+  // What each op kind runs, from the op table (core/ops.def): how it starts, how it frames a
+  // stream's buffered input (true: the op finished) and how it runs as a file request.
+  struct OpRoute {
+    void (EngineCore::*start)(Op*);
+    bool (EngineCore::*frame)(Handle*, Op*);
+    void (EngineCore::*file)(Op*);
+  };
+  static const OpRoute kRoutes[kOpCount];
+  static const OpRoute& route(OpKind k) { return kRoutes[static_cast<size_t>(k)]; }
+
   Handle* newHandle(int fd, HandleKind kind);
   Handle* attachNew(int fd, HandleKind kind, int* error, bool closeOnError);
   void start(Op* op);
+  void startOnHandle(Op* op);
+  void startTimer(Op* op);
+  void startSoon(Op* op);
+  void startResolve(Op* op);
+  void startStat(Op* op);
   void armTimer(Op* op);
   void finish(Op* op, Completion&& c);
   void fail(Op* op, int64_t code, Syscall sc = Syscall::kNone);
@@ -360,6 +357,16 @@ class EngineCore : public Sink {
   void pumpReads(Handle* h);
   void pumpReadsLoop(Handle* h);
   bool tryFrame(Handle* h, Op* op);  // true: op finished
+  bool frameNone(Handle* h, Op* op);
+  bool frameUntil(Handle* h, Op* op);
+  bool frameLine(Handle* h, Op* op);
+  bool frameGlob(Handle* h, Op* op);
+  bool frameRegex(Handle* h, Op* op);
+  bool frameChunk(Handle* h, Op* op);
+  bool frameExactly(Handle* h, Op* op);
+  bool frameAll(Handle* h, Op* op);
+  bool framePrefixed(Handle* h, Op* op);
+  bool frameInto(Handle* h, Op* op);
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);
@@ -380,6 +387,16 @@ class EngineCore : public Sink {
 
   // Files (files.cc).
   void startFileOp(Op* op);
+  void fileNone(Op* op);
+  void fileOpen(Op* op);
+  void fileStat(Op* op);
+  void fileFsync(Op* op);
+  void fileWrite(Op* op);
+  void fileReadAt(Op* op);
+  void fileStatDone(Op* op, FileReq* r, ssize_t res);
+  void fileFsyncDone(Op* op, ssize_t res);
+  void fileWriteDone(Op* op, ssize_t res);
+  void fileReadDone(Op* op, FileReq* r, ssize_t res);
   void fileRun(FileReq* r);
   FileReq* newFileReq(Op* op, Handle* h, FileOp kind, size_t len);
   void fileReqEnded(FileReq* r);
@@ -389,7 +406,6 @@ class EngineCore : public Sink {
   void fileOpenDone(Op* op, FileReq* r, ssize_t res);
   void fileSeqRead(Handle* h);
   void fileSeqDone(FileReq* r, ssize_t res);
-  bool fileReadIntoFromBuffer(Handle* h, Op* op);
   void fileOpLeft(Op* op);
   bool fileRequestRunning(Op* op);
   char* intoMemory(Op* op);

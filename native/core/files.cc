@@ -140,45 +140,49 @@ void EngineCore::fileRun(FileReq* r) {
   filePool().submit(r);
 }
 
-// A file op starts (after JavaScript checked its arguments).
-void EngineCore::startFileOp(Op* op) {
+// A file op starts (after JavaScript checked its arguments): its row of the op table says how
+// it runs as a file request (core/ops.def, file).
+void EngineCore::startFileOp(Op* op) { (this->*route(op->kind).file)(op); }
+
+// An op with no file request of its own (the handle checks keep it from getting here).
+void EngineCore::fileNone(Op* op) { fail(op, -EINVAL); }
+
+void EngineCore::fileOpen(Op* op) {
+  FileReq* r = newFileReq(op, nullptr, FileOp::kOpen, 0);
+  r->path = op->path;
+  r->flags = op->openFlags | O_CLOEXEC;
+  r->mode = op->openMode;
+  fileRun(r);
+}
+
+void EngineCore::fileStat(Op* op) {
   Handle* h = op->h;
-  switch (op->kind) {
-    case OpKind::kOpen: {
-      FileReq* r = newFileReq(op, nullptr, FileOp::kOpen, 0);
-      r->path = op->host;
-      r->flags = op->openFlags | O_CLOEXEC;
-      r->mode = op->openMode;
-      fileRun(r);
-      return;
-    }
-    case OpKind::kStat: {
-      FileReq* r = newFileReq(op, h, FileOp::kStatx, 0);
-      if (!h) r->path = op->host;
-      if (h) h->fileOps.push_back(op);
-      fileRun(r);
-      return;
-    }
-    case OpKind::kFsync: {
-      h->fileOps.push_back(op);
-      fileRun(newFileReq(op, h, op->dataOnly ? FileOp::kFdatasync : FileOp::kFsync, 0));
-      return;
-    }
-    case OpKind::kWrite: {
-      h->fileOps.push_back(op);
-      if (op->position < 0) {
-        // Sequential writes take their range now, so that several in flight never overlap.
-        op->position = h->append ? -1 : h->writePos;
-        if (!h->append) h->writePos += static_cast<int64_t>(op->data.size());
-      }
-      fileWriteNext(op);
-      return;
-    }
-    default:
-      break;
-  }
-  // Reads at a position.
+  FileReq* r = newFileReq(op, h, FileOp::kStatx, 0);
+  if (!h) r->path = op->path;
+  if (h) h->fileOps.push_back(op);
+  fileRun(r);
+}
+
+void EngineCore::fileFsync(Op* op) {
+  Handle* h = op->h;
   h->fileOps.push_back(op);
+  fileRun(newFileReq(op, h, op->dataOnly ? FileOp::kFdatasync : FileOp::kFsync, 0));
+}
+
+void EngineCore::fileWrite(Op* op) {
+  Handle* h = op->h;
+  h->fileOps.push_back(op);
+  if (op->position < 0) {
+    // Sequential writes take their range now, so that several in flight never overlap.
+    op->position = h->append ? -1 : h->writePos;
+    if (!h->append) h->writePos += static_cast<int64_t>(op->data.size());
+  }
+  fileWriteNext(op);
+}
+
+// Reads at a position.
+void EngineCore::fileReadAt(Op* op) {
+  op->h->fileOps.push_back(op);
   fileReadNext(op);
 }
 
@@ -187,17 +191,17 @@ void EngineCore::startFileOp(Op* op) {
 void EngineCore::fileReadNext(Op* op) {
   Handle* h = op->h;
   size_t want;
-  switch (op->kind) {
-    case OpKind::kReadChunk:
+  switch (opInfo(op->kind).fileRead) {
+    case FileRead::kOnce:
       want = std::min(op->n, kFileChunkMax);  // 1 to n bytes: a chunk need not be all of n
       break;
-    case OpKind::kReadInto:
+    case FileRead::kOnceInto:
       want = std::min(op->userLen, kFileChunkMax);  // up to the buffer's length, as read(2)
       break;
-    case OpKind::kReadExactly:
+    case FileRead::kExactly:
       want = op->n - op->done;
       break;
-    default:  // kReadAll
+    default:  // kToEof
       want = kFileChunk;
       break;
   }
@@ -249,7 +253,8 @@ void EngineCore::fileWriteNext(Op* op) {
 // the file like a socket. A readInto with nothing buffered reads for its own length.
 void EngineCore::fileSeqRead(Handle* h) {
   Op* head = h->reads.front();
-  if (head->kind == OpKind::kReadInto || head->kind == OpKind::kReadChunk) {
+  FileRead how = opInfo(head->kind).fileRead;
+  if (how == FileRead::kOnce || how == FileRead::kOnceInto) {
     // Nothing is buffered (or the head would have taken it): read at the read position for
     // this op alone, into request memory copied to the caller's (readInto) or to its Buffer.
     h->recvPending = true;
@@ -257,7 +262,7 @@ void EngineCore::fileSeqRead(Handle* h) {
     return;
   }
   size_t want = kFileChunk;
-  if (head->kind == OpKind::kReadExactly) {
+  if (how == FileRead::kExactly) {
     want = std::max(want, std::min(head->n - std::min(head->n, h->in.size()), kFileChunkMax));
   }
   if (h->align > 1) want = (want + h->align - 1) / h->align * h->align;
@@ -295,7 +300,7 @@ void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
 
 // readInto from the sequential stream: bytes already buffered first. A buffer detached or
 // shrunk meanwhile fails the op and leaves the bytes for the File's next read.
-bool EngineCore::fileReadIntoFromBuffer(Handle* h, Op* op) {
+bool EngineCore::frameInto(Handle* h, Op* op) {
   if (h->in.size() == 0) return false;
   char* dst = intoMemory(op);
   if (!dst) {
@@ -330,7 +335,7 @@ void EngineCore::fileOpenDone(Op* op, FileReq* r, ssize_t res) {
     h->align = align;
   }
   Completion c;
-  c.kind = PayloadKind::kSocket;
+  c.kind = PayloadKind::kFile;
   c.handle = h->id;
   c.fd = fd;
   c.result = static_cast<int64_t>(h->align);
@@ -349,101 +354,120 @@ void EngineCore::onFileDone(FileReq* r, ssize_t res) {
     return;
   }
   op->freq = nullptr;
-  Handle* h = op->h;
-  switch (op->kind) {
-    case OpKind::kOpen:
+  // By the request's kind: an op makes requests of one kind only.
+  switch (r->op) {
+    case FileOp::kOpen:
       fileOpenDone(op, r, res);
       break;
-    case OpKind::kStat: {
-      if (res < 0) {
-        fail(op, res, Syscall::kStat);
-        break;
-      }
-      const struct statx& s = r->stx;
-      auto ts = [](const statx_timestamp& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_nsec / 1e6; };
-      double v[14] = {static_cast<double>(s.stx_size),  static_cast<double>(s.stx_mode),
-                      static_cast<double>(s.stx_uid),   static_cast<double>(s.stx_gid),
-                      static_cast<double>(s.stx_nlink), static_cast<double>(s.stx_ino),
-                      static_cast<double>(makedev(s.stx_dev_major, s.stx_dev_minor)),
-                      static_cast<double>(s.stx_blksize), static_cast<double>(s.stx_blocks),
-                      ts(s.stx_atime), ts(s.stx_mtime), ts(s.stx_ctime),
-                      (s.stx_mask & STATX_BTIME) ? ts(s.stx_btime) : 0.0, 0.0};
-      Completion c;
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(reinterpret_cast<const char*>(v), sizeof v);
-      finish(op, std::move(c));
+    case FileOp::kStatx:
+      fileStatDone(op, r, res);
       break;
-    }
-    case OpKind::kFsync:
-      if (res < 0) {
-        fail(op, res, Syscall::kFsync);
-      } else {
-        Completion c;
-        finish(op, std::move(c));
-      }
+    case FileOp::kFsync:
+    case FileOp::kFdatasync:
+      fileFsyncDone(op, res);
       break;
-    case OpKind::kWrite:
-      if (res < 0) {
-        fail(op, res, Syscall::kWrite);
-        break;
-      }
-      op->done += static_cast<size_t>(res);
-      stats_.bytesWritten += res;
-      if (res == 0) {
-        fail(op, -EIO, Syscall::kWrite);  // a regular file that takes nothing: the disk is full
-        break;
-      }
-      fileWriteNext(op);
+    case FileOp::kWrite:
+      fileWriteDone(op, res);
       break;
-    default: {  // positioned reads, and a sequential readInto or readChunk
-      // readInto and readChunk settle with their one request; a sequential one then lets the
-      // File's next read start.
-      bool once = op->kind == OpKind::kReadInto || op->kind == OpKind::kReadChunk;
-      bool sequential = once && op->position < 0;
-      if (sequential) h->recvPending = false;
-      if (res < 0) {
-        fail(op, res, Syscall::kRead);
-      } else if (once) {
-        stats_.bytesRead += res;
-        Completion c;
-        size_t n = static_cast<size_t>(res);
-        char* dst = nullptr;
-        if (op->kind == OpKind::kReadInto) {
-          n = std::min(n, op->userLen);
-          dst = n > 0 ? intoMemory(op) : nullptr;
-          if (dst) std::memcpy(dst, r->buf, n);
-        } else {
-          n = std::min(n, op->n);
-          c.kind = PayloadKind::kBytes;
-          c.data.assign(r->buf, n);
-        }
-        if (sequential) h->readPos += static_cast<int64_t>(n);
-        if (op->kind == OpKind::kReadInto && n > 0 && !dst) {
-          // The buffer was detached or shrunk while the request ran: a sequential read's bytes
-          // stay buffered for the File's next read; a positioned read's are dropped.
-          if (sequential) h->in.append(r->buf, n);
-          fail(op, kErrBufferGone);
-        } else {
-          c.result = static_cast<int64_t>(n);
-          finish(op, std::move(c));
-        }
-      } else {
-        stats_.bytesRead += res;
-        fileReadMore(op, r, static_cast<size_t>(res));
-      }
-      if (sequential && !h->closed) pumpReads(h);
+    case FileOp::kRead:
+      fileReadDone(op, r, res);
       break;
-    }
   }
   fileReqEnded(r);
+}
+
+void EngineCore::fileStatDone(Op* op, FileReq* r, ssize_t res) {
+  if (res < 0) {
+    fail(op, res, Syscall::kStat);
+    return;
+  }
+  const struct statx& s = r->stx;
+  auto ts = [](const statx_timestamp& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_nsec / 1e6; };
+  double v[14] = {static_cast<double>(s.stx_size),  static_cast<double>(s.stx_mode),
+                  static_cast<double>(s.stx_uid),   static_cast<double>(s.stx_gid),
+                  static_cast<double>(s.stx_nlink), static_cast<double>(s.stx_ino),
+                  static_cast<double>(makedev(s.stx_dev_major, s.stx_dev_minor)),
+                  static_cast<double>(s.stx_blksize), static_cast<double>(s.stx_blocks),
+                  ts(s.stx_atime), ts(s.stx_mtime), ts(s.stx_ctime),
+                  (s.stx_mask & STATX_BTIME) ? ts(s.stx_btime) : 0.0, 0.0};
+  Completion c;
+  c.kind = PayloadKind::kBytes;
+  c.data.assign(reinterpret_cast<const char*>(v), sizeof v);
+  finish(op, std::move(c));
+}
+
+void EngineCore::fileFsyncDone(Op* op, ssize_t res) {
+  if (res < 0) {
+    fail(op, res, Syscall::kFsync);
+    return;
+  }
+  Completion c;
+  finish(op, std::move(c));
+}
+
+void EngineCore::fileWriteDone(Op* op, ssize_t res) {
+  if (res < 0) {
+    fail(op, res, Syscall::kWrite);
+    return;
+  }
+  op->done += static_cast<size_t>(res);
+  stats_.bytesWritten += res;
+  if (res == 0) {
+    fail(op, -EIO, Syscall::kWrite);  // a regular file that takes nothing: the disk is full
+    return;
+  }
+  fileWriteNext(op);
+}
+
+// Positioned reads, and a sequential readInto or readChunk.
+void EngineCore::fileReadDone(Op* op, FileReq* r, ssize_t res) {
+  Handle* h = op->h;
+  // readInto and readChunk settle with their one request; a sequential one then lets the
+  // File's next read start.
+  FileRead how = opInfo(op->kind).fileRead;
+  bool into = how == FileRead::kOnceInto;
+  bool once = into || how == FileRead::kOnce;
+  bool sequential = once && op->position < 0;
+  if (sequential) h->recvPending = false;
+  if (res < 0) {
+    fail(op, res, Syscall::kRead);
+  } else if (once) {
+    stats_.bytesRead += res;
+    Completion c;
+    size_t n = static_cast<size_t>(res);
+    char* dst = nullptr;
+    if (into) {
+      n = std::min(n, op->userLen);
+      dst = n > 0 ? intoMemory(op) : nullptr;
+      if (dst) std::memcpy(dst, r->buf, n);
+    } else {
+      n = std::min(n, op->n);
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(r->buf, n);
+    }
+    if (sequential) h->readPos += static_cast<int64_t>(n);
+    if (into && n > 0 && !dst) {
+      // The buffer was detached or shrunk while the request ran: a sequential read's bytes
+      // stay buffered for the File's next read; a positioned read's are dropped.
+      if (sequential) h->in.append(r->buf, n);
+      fail(op, kErrBufferGone);
+    } else {
+      c.result = static_cast<int64_t>(n);
+      finish(op, std::move(c));
+    }
+  } else {
+    stats_.bytesRead += res;
+    fileReadMore(op, r, static_cast<size_t>(res));
+  }
+  if (sequential && !h->closed) pumpReads(h);
 }
 
 // readExactly and readAll at a position: the bytes so far, then the next request or the end.
 void EngineCore::fileReadMore(Op* op, FileReq* r, size_t n) {
   Handle* h = op->h;
-  bool exactly = op->kind == OpKind::kReadExactly;
+  bool exactly = opInfo(op->kind).fileRead == FileRead::kExactly;
   size_t take = exactly ? std::min(n, op->n - op->done) : n;
-  std::string& acc = op->pattern;  // the bytes so far
+  std::string& acc = op->collected;
   acc.append(r->buf, take);
   op->done += take;
   bool eof = n == 0 || (h->align > 1 && n < r->len);

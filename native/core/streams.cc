@@ -21,12 +21,11 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   if (!op) return false;
   // A regex read answers only a match or a failure, and may answer any report (the native side
   // does not wait for a "no match yet"); a length-prefixed read answers its one header report.
-  if (op->kind != OpKind::kReadRegex && (op->kind != OpKind::kReadPrefixed || !op->awaitingVerdict)) {
-    return false;
-  }
+  bool isLength = hasFlag(op->kind, kVerdictIsLength);
+  if (!hasFlag(op->kind, kVerdict) || (isLength && !op->awaitingVerdict)) return false;
   op->awaitingVerdict = false;
   Handle* h = op->h;
-  if (op->kind == OpKind::kReadPrefixed && verdict > 0) {
+  if (isLength && verdict > 0) {
     op->n = static_cast<size_t>(verdict);  // framed by tryFrame once that much is buffered
   } else if (verdict > 0) {
     size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());
@@ -170,20 +169,20 @@ void EngineCore::failReadAtEnd(Handle* h, Op* op) {
   }
   Completion c;
   c.kind = PayloadKind::kBytes;
-  switch (op->kind) {
-    case OpKind::kReadChunk:
+  switch (opInfo(op->kind).atEnd) {
+    case ReadEnd::kEmptyChunk:
       c.result = 0;  // EOF is an empty chunk
       break;
-    case OpKind::kReadInto:
+    case ReadEnd::kNothingRead:
       c.kind = PayloadKind::kNone;
       c.result = 0;  // EOF: nothing read
       break;
-    case OpKind::kReadAll:
+    case ReadEnd::kDeliverAll:
       c.data.assign(h->in.data(), h->in.size());
       c.result = static_cast<int64_t>(h->in.size());
       h->in.consume(h->in.size());
       break;
-    case OpKind::kReadRegex:
+    case ReadEnd::kAskJs:
       // JavaScript matches what remains; report the EOF as progress.
       if (!op->reportedEof) {
         op->reportedEof = true;
@@ -192,14 +191,14 @@ void EngineCore::failReadAtEnd(Handle* h, Op* op) {
         p.id = op->id;
         p.result = kProgress;
         p.kind = PayloadKind::kProgress;
-        p.flag = true;
+        p.progressEof = true;
         p.data.assign(h->in.data(), std::min(h->in.size(), op->maxBytes));
-        p.flag2 = h->in.size() > op->maxBytes;
+        p.progressOverLimit = h->in.size() > op->maxBytes;
         ready_.push_back(std::move(p));
         return;
       }
       [[fallthrough]];
-    default:
+    case ReadEnd::kIncomplete:
       c.result = kErrIncomplete;
       c.data.assign(h->in.data(), h->in.size());
       h->in.consume(h->in.size());
@@ -208,143 +207,157 @@ void EngineCore::failReadAtEnd(Handle* h, Op* op) {
   finish(op, std::move(c));
 }
 
-bool EngineCore::tryFrame(Handle* h, Op* op) {
-  const char* p = h->in.data();
-  size_t len = h->in.size();
+// The head read of `h` takes what it needs of the buffered bytes, if they are enough: its row
+// of the op table says how (core/ops.def, frame).
+bool EngineCore::tryFrame(Handle* h, Op* op) { return (this->*route(op->kind).frame)(h, op); }
+
+namespace {
+// A completion that delivers the first `shown` bytes at `p`.
+Completion framed(const char* p, size_t shown, PayloadKind kind) {
   Completion c;
-  switch (op->kind) {
-    case OpKind::kReadInto:
-      return fileReadIntoFromBuffer(h, op);
-    case OpKind::kReadUntil: {
-      Frame f = frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
-      if (f.status == FrameStatus::kNeedMore) return false;
-      if (f.status == FrameStatus::kOverLimit) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, f.end);
-      c.result = static_cast<int64_t>(f.end);
-      h->in.consume(f.end);
-      break;
-    }
-    case OpKind::kReadLine: {
-      Frame f = frameLine(p, len, op->maxBytes, &op->scanFrom);
-      if (f.status == FrameStatus::kNeedMore) return false;
-      if (f.status == FrameStatus::kOverLimit) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      c.kind = op->asString ? PayloadKind::kString : PayloadKind::kBytes;
-      c.data.assign(p, f.content);
-      c.result = static_cast<int64_t>(f.content);
-      h->in.consume(f.end);
-      break;
-    }
-    case OpKind::kReadGlob: {
-      // Lines are collected without consuming, so a cancelled op leaves them all buffered.
-      for (;;) {
-        size_t lineStart = op->n;
-        // maxBytes bounds every byte up to the matching line's terminator, the earlier lines'
-        // terminators included: once they alone pass it, no line can match within the bound.
-        if (lineStart > op->maxBytes) {
-          op->lines.clear();
-          fail(op, kErrLimit);
-          return true;
-        }
-        size_t scan = op->scanFrom - lineStart;
-        size_t budget = op->maxBytes - lineStart;
-        Frame f = frameLine(p + lineStart, len - lineStart, budget, &scan);
-        op->scanFrom = lineStart + scan;
-        if (f.status == FrameStatus::kNeedMore) return false;
-        if (f.status == FrameStatus::kOverLimit) {
-          op->lines.clear();
-          fail(op, kErrLimit);
-          return true;
-        }
-        op->lines.emplace_back(p + lineStart, f.content);
-        op->n = lineStart + f.end;
-        op->scanFrom = op->n;
-        if (globMatch(op->pattern, op->lines.back())) break;
-      }
-      c.kind = PayloadKind::kLines;
-      c.flag = !op->asString;
-      c.list = std::move(op->lines);
-      c.result = static_cast<int64_t>(op->n);
-      h->in.consume(op->n);
-      break;
-    }
-    case OpKind::kReadRegex: {
-      if (op->awaitingVerdict) return false;
-      if (len == 0 || len <= op->reportedLen) return false;
-      op->reportedLen = len;
-      // JavaScript answers only a match or a failure; meanwhile receiving goes on, up to the
-      // bound or the end of the stream: there the op waits for its answer (a match, ERR_LIMIT,
-      // ERR_INCOMPLETE).
-      op->awaitingVerdict = len > op->maxBytes || h->eof;
-      Completion pr;
-      pr.id = op->id;
-      pr.result = kProgress;
-      pr.kind = PayloadKind::kProgress;
-      pr.data.assign(p, std::min(len, op->maxBytes));
-      pr.flag = h->eof;
-      pr.flag2 = len > op->maxBytes;
-      op->reportedEof = h->eof;
-      ready_.push_back(std::move(pr));
-      return false;
-    }
-    case OpKind::kReadChunk: {
-      if (len == 0) return false;
-      size_t n = std::min(len, op->n);
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, n);
-      c.result = static_cast<int64_t>(n);
-      h->in.consume(n);
-      break;
-    }
-    case OpKind::kReadPrefixed: {
-      if (op->awaitingVerdict) return false;
-      if (op->n == 0) {
-        // The header: JavaScript takes the record's length from it; nothing is consumed yet.
-        Frame f = op->pattern.empty() ? frameLine(p, len, op->maxBytes, &op->scanFrom)
-                                      : frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
-        if (f.status == FrameStatus::kNeedMore) return false;
-        if (f.status == FrameStatus::kOverLimit) {
-          fail(op, kErrLimit);
-          return true;
-        }
-        op->awaitingVerdict = true;
-        Completion pr;
-        pr.id = op->id;
-        pr.result = kProgress;
-        pr.kind = PayloadKind::kProgress;
-        pr.data.assign(p, f.end);
-        ready_.push_back(std::move(pr));
-        return false;
-      }
-      // The whole record's length is known (op->n): read as readExactly reads.
-      [[fallthrough]];
-    }
-    case OpKind::kReadExactly: {
-      if (len < op->n) return false;
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, op->n);
-      c.result = static_cast<int64_t>(op->n);
-      h->in.consume(op->n);
-      break;
-    }
-    case OpKind::kReadAll: {
-      if (len > op->maxBytes) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      return false;  // delivered at EOF by failReadAtEnd
-    }
-    default:
-      return false;
+  c.kind = kind;
+  c.data.assign(p, shown);
+  c.result = static_cast<int64_t>(shown);
+  return c;
+}
+}  // namespace
+
+bool EngineCore::frameNone(Handle* h, Op* op) { return false; }
+
+bool EngineCore::frameUntil(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  Frame f = frameDelimiter(p, h->in.size(), op->pattern, op->maxBytes, &op->scanFrom);
+  if (f.status == FrameStatus::kNeedMore) return false;
+  if (f.status == FrameStatus::kOverLimit) {
+    fail(op, kErrLimit);
+    return true;
   }
+  Completion c = framed(p, f.end, PayloadKind::kBytes);
+  h->in.consume(f.end);
   finish(op, std::move(c));
   return true;
+}
+
+bool EngineCore::frameLine(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  Frame f = async_engine::frameLine(p, h->in.size(), op->maxBytes, &op->scanFrom);
+  if (f.status == FrameStatus::kNeedMore) return false;
+  if (f.status == FrameStatus::kOverLimit) {
+    fail(op, kErrLimit);
+    return true;
+  }
+  Completion c = framed(p, f.content, op->asString ? PayloadKind::kString : PayloadKind::kBytes);
+  h->in.consume(f.end);
+  finish(op, std::move(c));
+  return true;
+}
+
+bool EngineCore::frameGlob(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  // Lines are collected without consuming, so a cancelled op leaves them all buffered.
+  for (;;) {
+    size_t lineStart = op->linesEnd;
+    // maxBytes bounds every byte up to the matching line's terminator, the earlier lines'
+    // terminators included: once they alone pass it, no line can match within the bound.
+    if (lineStart > op->maxBytes) {
+      op->lines.clear();
+      fail(op, kErrLimit);
+      return true;
+    }
+    size_t scan = op->scanFrom - lineStart;
+    size_t budget = op->maxBytes - lineStart;
+    Frame f = async_engine::frameLine(p + lineStart, len - lineStart, budget, &scan);
+    op->scanFrom = lineStart + scan;
+    if (f.status == FrameStatus::kNeedMore) return false;
+    if (f.status == FrameStatus::kOverLimit) {
+      op->lines.clear();
+      fail(op, kErrLimit);
+      return true;
+    }
+    op->lines.emplace_back(p + lineStart, f.content);
+    op->linesEnd = lineStart + f.end;
+    op->scanFrom = op->linesEnd;
+    if (globMatch(op->pattern, op->lines.back())) break;
+  }
+  Completion c;
+  c.kind = PayloadKind::kLines;
+  c.linesAsBytes = !op->asString;
+  c.list = std::move(op->lines);
+  c.result = static_cast<int64_t>(op->linesEnd);
+  h->in.consume(op->linesEnd);
+  finish(op, std::move(c));
+  return true;
+}
+
+bool EngineCore::frameRegex(Handle* h, Op* op) {
+  size_t len = h->in.size();
+  if (op->awaitingVerdict) return false;
+  if (len == 0 || len <= op->reportedLen) return false;
+  op->reportedLen = len;
+  // JavaScript answers only a match or a failure; meanwhile receiving goes on, up to the
+  // bound or the end of the stream: there the op waits for its answer (a match, ERR_LIMIT,
+  // ERR_INCOMPLETE).
+  op->awaitingVerdict = len > op->maxBytes || h->eof;
+  Completion pr;
+  pr.id = op->id;
+  pr.result = kProgress;
+  pr.kind = PayloadKind::kProgress;
+  pr.data.assign(h->in.data(), std::min(len, op->maxBytes));
+  pr.progressEof = h->eof;
+  pr.progressOverLimit = len > op->maxBytes;
+  op->reportedEof = h->eof;
+  ready_.push_back(std::move(pr));
+  return false;
+}
+
+bool EngineCore::frameChunk(Handle* h, Op* op) {
+  size_t len = h->in.size();
+  if (len == 0) return false;
+  size_t n = std::min(len, op->n);
+  Completion c = framed(h->in.data(), n, PayloadKind::kBytes);
+  h->in.consume(n);
+  finish(op, std::move(c));
+  return true;
+}
+
+bool EngineCore::framePrefixed(Handle* h, Op* op) {
+  if (op->awaitingVerdict) return false;
+  if (op->n > 0) return frameExactly(h, op);  // the whole record's length is known: read as readExactly reads
+  // The header: JavaScript takes the record's length from it; nothing is consumed yet.
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  Frame f = op->pattern.empty() ? async_engine::frameLine(p, len, op->maxBytes, &op->scanFrom)
+                                : frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
+  if (f.status == FrameStatus::kNeedMore) return false;
+  if (f.status == FrameStatus::kOverLimit) {
+    fail(op, kErrLimit);
+    return true;
+  }
+  op->awaitingVerdict = true;
+  Completion pr;
+  pr.id = op->id;
+  pr.result = kProgress;
+  pr.kind = PayloadKind::kProgress;
+  pr.data.assign(p, f.end);
+  ready_.push_back(std::move(pr));
+  return false;
+}
+
+bool EngineCore::frameExactly(Handle* h, Op* op) {
+  if (h->in.size() < op->n) return false;
+  Completion c = framed(h->in.data(), op->n, PayloadKind::kBytes);
+  h->in.consume(op->n);
+  finish(op, std::move(c));
+  return true;
+}
+
+bool EngineCore::frameAll(Handle* h, Op* op) {
+  if (h->in.size() > op->maxBytes) {
+    fail(op, kErrLimit);
+    return true;
+  }
+  return false;  // delivered at EOF by failReadAtEnd
 }
 
 // ---- writes ----
