@@ -4,7 +4,10 @@ import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EngineStats } from '../types.js';
 
-/** Op kinds, as numbered by the native core (native/core/engine_core.h, OpKind). */
+/**
+ * Op kinds, as numbered by the native op table (native/core/ops.def, one row per kind, in
+ * order). test/op-kinds.test.ts checks this mirror against the table.
+ */
 export const enum Kind {
   Accept = 0,
   Connect = 1,
@@ -99,6 +102,25 @@ interface Addon {
     options: NativeOptions,
   ) => NativeEngine;
   probe(impl: string): string;
+  /** The native op table, one entry per kind in number order (native/core/ops.def). */
+  opKinds(): OpKindInfo[];
+}
+
+/** One row of the native op table: what an op's positional arguments and result are. */
+export interface OpKindInfo {
+  /** The `Kind` member's name. */
+  name: string;
+  /** Its number. */
+  kind: number;
+  /** The engine method that submits it. */
+  js: string;
+  /** read, write, accept, connect, file, timer or resolve. */
+  family: string;
+  /** What the positional arguments `a` and `b` of a submit hold. */
+  a: string;
+  b: string;
+  /** What it settles with. */
+  result: string;
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
