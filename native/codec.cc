@@ -1,6 +1,10 @@
 // The codec (see codec.h): ops in, finished ops out.
 #include "codec.h"
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -222,6 +226,27 @@ Napi::Value opKinds(Napi::Env env) {
 
 // ---- encoding ----
 
+namespace {
+
+// A stat's result as JavaScript reads it: 14 float64 values (size, mode, uid, gid, nlink, ino,
+// dev, blksize, blocks, atime, mtime, ctime, birthtime in ms; 0 without one), delivered as bytes.
+void statToBytes(Completion& c) {
+  struct statx s {};
+  std::memcpy(&s, c.data.data(), std::min(c.data.size(), sizeof s));
+  auto ts = [](const statx_timestamp& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_nsec / 1e6; };
+  double v[14] = {static_cast<double>(s.stx_size),  static_cast<double>(s.stx_mode),
+                  static_cast<double>(s.stx_uid),   static_cast<double>(s.stx_gid),
+                  static_cast<double>(s.stx_nlink), static_cast<double>(s.stx_ino),
+                  static_cast<double>(makedev(s.stx_dev_major, s.stx_dev_minor)),
+                  static_cast<double>(s.stx_blksize), static_cast<double>(s.stx_blocks),
+                  ts(s.stx_atime), ts(s.stx_mtime), ts(s.stx_ctime),
+                  (s.stx_mask & STATX_BTIME) ? ts(s.stx_btime) : 0.0, 0.0};
+  c.kind = PayloadKind::kBytes;
+  c.data.assign(reinterpret_cast<const char*>(v), sizeof v);
+}
+
+}  // namespace
+
 bool BatchEncoder::inArena(const Completion& c) {
   return (c.kind == PayloadKind::kBytes || c.kind == PayloadKind::kString) && c.data.size() <= kArenaMax;
 }
@@ -256,7 +281,8 @@ Batch BatchEncoder::take(Napi::Env env, EngineCore& core) {
     f64Cap_ = cap;
   }
   size_t arenaNeed = 0;
-  for (const Completion& c : batch_) {
+  for (Completion& c : batch_) {
+    if (c.kind == PayloadKind::kStat) statToBytes(c);
     if (inArena(c)) arenaNeed += c.data.size();
   }
   if (arenaNeed > arenaCap_ || arenaRef_.IsEmpty()) {

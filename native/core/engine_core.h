@@ -188,6 +188,7 @@ enum class PayloadKind : uint8_t {
   kProgress,      // data, progressEof, progressOverLimit
   kWritten,       // written: a failed write's bytes the kernel took
   kResolveError,  // gaiError, gaiErrno
+  kStat,          // data: a struct statx
 };
 
 // One finished op (or a progress report), as handed to JavaScript. Each field has one meaning.

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -381,18 +380,9 @@ void EngineCore::fileStatDone(Op* op, FileReq* r, ssize_t res) {
     fail(op, res, Syscall::kStat);
     return;
   }
-  const struct statx& s = r->stx;
-  auto ts = [](const statx_timestamp& t) { return static_cast<double>(t.tv_sec) * 1e3 + t.tv_nsec / 1e6; };
-  double v[14] = {static_cast<double>(s.stx_size),  static_cast<double>(s.stx_mode),
-                  static_cast<double>(s.stx_uid),   static_cast<double>(s.stx_gid),
-                  static_cast<double>(s.stx_nlink), static_cast<double>(s.stx_ino),
-                  static_cast<double>(makedev(s.stx_dev_major, s.stx_dev_minor)),
-                  static_cast<double>(s.stx_blksize), static_cast<double>(s.stx_blocks),
-                  ts(s.stx_atime), ts(s.stx_mtime), ts(s.stx_ctime),
-                  (s.stx_mask & STATX_BTIME) ? ts(s.stx_btime) : 0.0, 0.0};
   Completion c;
-  c.kind = PayloadKind::kBytes;
-  c.data.assign(reinterpret_cast<const char*>(v), sizeof v);
+  c.kind = PayloadKind::kStat;
+  c.data.assign(reinterpret_cast<const char*>(&r->stx), sizeof r->stx);
   finish(op, std::move(c));
 }
 
