@@ -11,6 +11,8 @@
       "sources": [
         "native/addon.cc",
         "native/core/engine_core.cc",
+        "native/core/streams.cc",
+        "native/core/net.cc",
         "native/core/framing.cc",
         "native/core/resolver.cc",
         "native/core/files.cc",

@@ -1,15 +1,13 @@
-// The engine core (see engine_core.h): op bookkeeping, framing, chains and deadlines over the
-// Backend primitives. Single-threaded: every function runs on the engine's thread.
+// The engine core (see engine_core.h): the life cycle of handles and ops, chains, cancel,
+// deadlines, cross-thread results, poll and shutdown. Streams (receive, frame, settle reads;
+// cork and gather writes) are in streams.cc, listen/accept/connect in net.cc, files in files.cc.
+// Single-threaded: every function runs on the engine's thread.
 #include "core/engine_core.h"
 
 #include "core/file_pool.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/eventfd.h>
-#include <sys/uio.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,30 +17,12 @@
 #include <cstddef>
 #include <cstring>
 
-#include "core/framing.h"
 
 namespace async_engine {
 
 namespace {
 constexpr size_t kScratchSize = 64 * 1024;
-constexpr int kMaxIov = 64;
 
-bool isRead(OpKind k) {
-  switch (k) {
-    case OpKind::kReadInto:
-    case OpKind::kReadUntil:
-    case OpKind::kReadLine:
-    case OpKind::kReadGlob:
-    case OpKind::kReadRegex:
-    case OpKind::kReadChunk:
-    case OpKind::kReadExactly:
-    case OpKind::kReadAll:
-    case OpKind::kReadPrefixed:
-      return true;
-    default:
-      return false;
-  }
-}
 }  // namespace
 
 int64_t EngineCore::nowNs() {
@@ -135,47 +115,6 @@ Handle* EngineCore::handle(uint64_t id) {
   return handles_.find(static_cast<int64_t>(id));
 }
 
-int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
-                           uint64_t* id) {
-  int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -errno;
-  int one = 1;
-  if (addr->sa_family != AF_UNIX) {
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
-      int e = errno;
-      ::close(fd);
-      return -e;
-    }
-    if (addr->sa_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  }
-  if (::bind(fd, addr, len) < 0 || ::listen(fd, backlog) < 0) {
-    int e = errno;
-    ::close(fd);
-    return -e;
-  }
-  int rc = 0;
-  Handle* h = attachNew(fd, HandleKind::kListener, &rc, true);
-  if (!h) return rc;
-  *id = h->id;
-  return fd;
-}
-
-int64_t EngineCore::adopt(int fd, uint64_t* id) {
-  int type = 0;
-  socklen_t tlen = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0) return -errno;
-  if (type != SOCK_STREAM) return -ENOTSUP;
-  int fl = ::fcntl(fd, F_GETFL);
-  if (fl < 0 || ::fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
-  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  int rc = 0;
-  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, false);
-  if (!h) return rc;
-  *id = h->id;
-  return fd;
-}
-
 void EngineCore::close(uint64_t id) {
   Handle* h = handle(id);
   if (!h) return;
@@ -227,15 +166,6 @@ void EngineCore::close(uint64_t id) {
   h->pendingPrimitives = backend_->detach(h);
   releaseHandle(h);
   if (!backoff_.empty() && !shuttingDown_) retryAccepts();  // an fd was freed
-}
-
-// A Unix listener's socket file goes with it (as net.Server does), so the path can be reused.
-void EngineCore::unlinkUnixPath(int fd) {
-  sockaddr_un un{};
-  socklen_t len = sizeof un;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&un), &len) < 0 || un.sun_family != AF_UNIX) return;
-  if (len <= offsetof(sockaddr_un, sun_path) || un.sun_path[0] == '\0') return;  // unnamed or abstract
-  ::unlink(un.sun_path);
 }
 
 // The fd is closed once no primitive can touch it any more: at once for a readiness backend;
@@ -295,50 +225,7 @@ void EngineCore::armTimer(Op* op) {
   double ms = op->timeoutMs < kMaxMs ? op->timeoutMs : kMaxMs;
   op->deadline = nowNs() + static_cast<int64_t>(ms * 1e6);
   op->timerSeq = ++timerSeq_;
-  heapPush(op);
-}
-
-void EngineCore::heapPush(Op* op) {
-  op->heapIndex = heap_.size();
-  heap_.push_back(op);
-  heapSiftUp(op->heapIndex);
-}
-
-void EngineCore::heapRemove(Op* op) {
-  size_t i = op->heapIndex;
-  if (i == SIZE_MAX) return;
-  op->heapIndex = SIZE_MAX;
-  Op* last = heap_.back();
-  heap_.pop_back();
-  if (last == op) return;
-  heap_[i] = last;
-  last->heapIndex = i;
-  heapSiftUp(i);
-  heapSiftDown(last->heapIndex);
-}
-
-void EngineCore::heapSiftUp(size_t i) {
-  while (i > 0) {
-    size_t parent = (i - 1) / 2;
-    if (!earlier(heap_[i], heap_[parent])) break;
-    std::swap(heap_[i], heap_[parent]);
-    heap_[i]->heapIndex = i;
-    heap_[parent]->heapIndex = parent;
-    i = parent;
-  }
-}
-
-void EngineCore::heapSiftDown(size_t i) {
-  for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < heap_.size() && earlier(heap_[l], heap_[m])) m = l;
-    if (r < heap_.size() && earlier(heap_[r], heap_[m])) m = r;
-    if (m == i) return;
-    std::swap(heap_[i], heap_[m]);
-    heap_[i]->heapIndex = i;
-    heap_[m]->heapIndex = m;
-    i = m;
-  }
+  heap_.push(op);
 }
 
 void EngineCore::start(Op* op) {
@@ -427,7 +314,7 @@ void EngineCore::start(Op* op) {
 // Removes a live op from wherever it waits. The op stays allocated.
 void EngineCore::unlink(Op* op) {
   ops_.erase(op->id);
-  heapRemove(op);
+  heap_.remove(op);
   op->deadline = 0;
   if (op->freq) fileOpLeft(op);
   Handle* h = op->h;
@@ -560,600 +447,6 @@ void EngineCore::resumeAfter(Handle* h, bool wasHeadRead, bool wasHeadWrite) {
   if (wasHeadWrite && !h->writes.empty()) pumpWrites(h);
 }
 
-bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
-  Op* op = ops_.find(id);
-  if (!op) return false;
-  // A regex read answers only a match or a failure, and may answer any report (the native side
-  // does not wait for a "no match yet"); a length-prefixed read answers its one header report.
-  if (op->kind != OpKind::kReadRegex && (op->kind != OpKind::kReadPrefixed || !op->awaitingVerdict)) {
-    return false;
-  }
-  op->awaitingVerdict = false;
-  Handle* h = op->h;
-  if (op->kind == OpKind::kReadPrefixed && verdict > 0) {
-    op->n = static_cast<size_t>(verdict);  // framed by tryFrame once that much is buffered
-  } else if (verdict > 0) {
-    size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());
-    Completion c;
-    c.kind = PayloadKind::kBytes;
-    c.data.assign(h->in.data(), n);
-    c.result = static_cast<int64_t>(n);
-    h->in.consume(n);
-    finish(op, std::move(c));
-  } else if (verdict < 0) {
-    Completion c;
-    c.result = verdict;
-    if (verdict == kErrIncomplete) {
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(h->in.data(), h->in.size());
-      h->in.consume(h->in.size());
-    }
-    finish(op, std::move(c));
-  }
-  if (!h->closed) pumpReads(h);
-  return true;
-}
-
-// ---- reads ----
-
-// A socket's own receive area (backends that complete later) starts small, since an idle
-// connection keeps its receive armed, and doubles each time a receive fills it.
-constexpr size_t kRecvAreaMin = 4 * 1024;
-constexpr size_t kRecvAreaMax = 64 * 1024;
-
-char* EngineCore::recvSpace(Handle* h, size_t* len) {
-  if (backend_->completesInline()) {
-    *len = scratch_.size();
-    h->recvFrom = scratch_.data();
-    return scratch_.data();
-  }
-  // Nothing is borrowed from the area here (the core settles before it receives again).
-  if (!h->recvArea || h->recvAreaGrow) {
-    size_t size = h->recvArea ? std::min(h->recvAreaSize * 2, kRecvAreaMax) : kRecvAreaMin;
-    std::free(h->recvArea);
-    h->recvArea = static_cast<char*>(std::malloc(size));
-    h->recvAreaSize = h->recvArea ? size : 0;
-    h->recvAreaGrow = false;
-  }
-  *len = h->recvAreaSize;
-  h->recvFrom = h->recvArea;
-  return h->recvArea;
-}
-
-// A primitive reported on a handle that was closed meanwhile: count it off, and free the
-// handle with the last one. Returns true if the handle is closed (the report is dropped).
-bool EngineCore::primitiveAfterClose(Handle* h) {
-  if (!h->closed) return false;
-  if (--h->pendingPrimitives <= 0) {
-    auto it = std::find(zombies_.begin(), zombies_.end(), h);
-    if (it != zombies_.end()) zombies_.erase(it);
-    ::close(h->fd);
-    delete h;
-  }
-  return true;
-}
-
-void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
-  if (r > 0 && h->recvArea && !data && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
-    h->recvAreaGrow = true;  // the sender outpaces the area
-  }
-  if (r > 0) {
-    h->in.append(data ? data : h->recvFrom, static_cast<size_t>(r));
-    stats_.bytesRead += r;
-  } else if (r == 0) {
-    h->eof = true;
-  } else {
-    h->readError = static_cast<int>(r);
-  }
-}
-
-// Frames what is buffered for the queued reads, receiving more while the head op needs it.
-// Received bytes are framed where they landed; whatever is left is copied into the socket's
-// buffer before that memory is received into again, and before returning.
-void EngineCore::pumpReads(Handle* h) {
-  pumpReadsLoop(h);
-  h->in.settle();
-}
-
-void EngineCore::pumpReadsLoop(Handle* h) {
-  for (;;) {
-    while (!h->reads.empty()) {
-      Op* op = h->reads.front();
-      if (!tryFrame(h, op)) break;
-    }
-    if (h->reads.empty() || h->closed) return;
-    Op* head = h->reads.front();
-    if (head->awaitingVerdict) return;
-    if (h->eof || h->readError) {
-      failReadAtEnd(h, head);
-      continue;
-    }
-    if (h->recvPending) return;
-    h->in.settle();
-    if (h->kind == HandleKind::kFile) {
-      fileSeqRead(h);
-      if (h->recvPending) return;
-      continue;  // it failed at once (no memory): the head op fails with the error
-    }
-    ssize_t r = backend_->recv(h);
-    if (r == kPending) {
-      h->recvPending = true;
-      return;
-    }
-    recvResult(h, r, nullptr);
-  }
-}
-
-size_t EngineCore::take(Handle* h, char* dest, size_t n) {
-  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return 0;
-  size_t k = std::min(n, h->in.size());
-  if (k == 0) return 0;
-  std::memcpy(dest, h->in.data(), k);
-  h->in.consume(k);
-  return k;
-}
-
-bool EngineCore::unread(Handle* h, const char* p, size_t n) {
-  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return false;
-  h->in.prepend(p, n);
-  return true;
-}
-
-void EngineCore::onRecv(Handle* h, ssize_t result, const char* data) {
-  h->recvPending = false;
-  if (primitiveAfterClose(h)) return;
-  if (result != kRetry) recvResult(h, result, data);
-  pumpReads(h);
-}
-
-// The stream ended (EOF or an error) with `op` still short of its goal.
-void EngineCore::failReadAtEnd(Handle* h, Op* op) {
-  if (h->readError) {
-    fail(op, h->readError, Syscall::kRecv);
-    return;
-  }
-  Completion c;
-  c.kind = PayloadKind::kBytes;
-  switch (op->kind) {
-    case OpKind::kReadChunk:
-      c.result = 0;  // EOF is an empty chunk
-      break;
-    case OpKind::kReadInto:
-      c.kind = PayloadKind::kNone;
-      c.result = 0;  // EOF: nothing read
-      break;
-    case OpKind::kReadAll:
-      c.data.assign(h->in.data(), h->in.size());
-      c.result = static_cast<int64_t>(h->in.size());
-      h->in.consume(h->in.size());
-      break;
-    case OpKind::kReadRegex:
-      // JavaScript matches what remains; report the EOF as progress.
-      if (!op->reportedEof) {
-        op->reportedEof = true;
-        op->awaitingVerdict = true;
-        Completion p;
-        p.id = op->id;
-        p.result = kProgress;
-        p.kind = PayloadKind::kProgress;
-        p.flag = true;
-        p.data.assign(h->in.data(), std::min(h->in.size(), op->maxBytes));
-        p.flag2 = h->in.size() > op->maxBytes;
-        ready_.push_back(std::move(p));
-        return;
-      }
-      [[fallthrough]];
-    default:
-      c.result = kErrIncomplete;
-      c.data.assign(h->in.data(), h->in.size());
-      h->in.consume(h->in.size());
-      break;
-  }
-  finish(op, std::move(c));
-}
-
-bool EngineCore::tryFrame(Handle* h, Op* op) {
-  const char* p = h->in.data();
-  size_t len = h->in.size();
-  Completion c;
-  switch (op->kind) {
-    case OpKind::kReadInto:
-      return fileReadIntoFromBuffer(h, op);
-    case OpKind::kReadUntil: {
-      Frame f = frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
-      if (f.status == FrameStatus::kNeedMore) return false;
-      if (f.status == FrameStatus::kOverLimit) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, f.end);
-      c.result = static_cast<int64_t>(f.end);
-      h->in.consume(f.end);
-      break;
-    }
-    case OpKind::kReadLine: {
-      Frame f = frameLine(p, len, op->maxBytes, &op->scanFrom);
-      if (f.status == FrameStatus::kNeedMore) return false;
-      if (f.status == FrameStatus::kOverLimit) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      c.kind = op->asString ? PayloadKind::kString : PayloadKind::kBytes;
-      c.data.assign(p, f.content);
-      c.result = static_cast<int64_t>(f.content);
-      h->in.consume(f.end);
-      break;
-    }
-    case OpKind::kReadGlob: {
-      // Lines are collected without consuming, so a cancelled op leaves them all buffered.
-      for (;;) {
-        size_t lineStart = op->n;
-        // maxBytes bounds every byte up to the matching line's terminator, the earlier lines'
-        // terminators included: once they alone pass it, no line can match within the bound.
-        if (lineStart > op->maxBytes) {
-          op->lines.clear();
-          fail(op, kErrLimit);
-          return true;
-        }
-        size_t scan = op->scanFrom - lineStart;
-        size_t budget = op->maxBytes - lineStart;
-        Frame f = frameLine(p + lineStart, len - lineStart, budget, &scan);
-        op->scanFrom = lineStart + scan;
-        if (f.status == FrameStatus::kNeedMore) return false;
-        if (f.status == FrameStatus::kOverLimit) {
-          op->lines.clear();
-          fail(op, kErrLimit);
-          return true;
-        }
-        op->lines.emplace_back(p + lineStart, f.content);
-        op->n = lineStart + f.end;
-        op->scanFrom = op->n;
-        if (globMatch(op->pattern, op->lines.back())) break;
-      }
-      c.kind = PayloadKind::kLines;
-      c.flag = !op->asString;
-      c.list = std::move(op->lines);
-      c.result = static_cast<int64_t>(op->n);
-      h->in.consume(op->n);
-      break;
-    }
-    case OpKind::kReadRegex: {
-      if (op->awaitingVerdict) return false;
-      if (len == 0 || len <= op->reportedLen) return false;
-      op->reportedLen = len;
-      // JavaScript answers only a match or a failure; meanwhile receiving goes on, up to the
-      // bound or the end of the stream: there the op waits for its answer (a match, ERR_LIMIT,
-      // ERR_INCOMPLETE).
-      op->awaitingVerdict = len > op->maxBytes || h->eof;
-      Completion pr;
-      pr.id = op->id;
-      pr.result = kProgress;
-      pr.kind = PayloadKind::kProgress;
-      pr.data.assign(p, std::min(len, op->maxBytes));
-      pr.flag = h->eof;
-      pr.flag2 = len > op->maxBytes;
-      op->reportedEof = h->eof;
-      ready_.push_back(std::move(pr));
-      return false;
-    }
-    case OpKind::kReadChunk: {
-      if (len == 0) return false;
-      size_t n = std::min(len, op->n);
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, n);
-      c.result = static_cast<int64_t>(n);
-      h->in.consume(n);
-      break;
-    }
-    case OpKind::kReadPrefixed: {
-      if (op->awaitingVerdict) return false;
-      if (op->n == 0) {
-        // The header: JavaScript takes the record's length from it; nothing is consumed yet.
-        Frame f = op->pattern.empty() ? frameLine(p, len, op->maxBytes, &op->scanFrom)
-                                      : frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
-        if (f.status == FrameStatus::kNeedMore) return false;
-        if (f.status == FrameStatus::kOverLimit) {
-          fail(op, kErrLimit);
-          return true;
-        }
-        op->awaitingVerdict = true;
-        Completion pr;
-        pr.id = op->id;
-        pr.result = kProgress;
-        pr.kind = PayloadKind::kProgress;
-        pr.data.assign(p, f.end);
-        ready_.push_back(std::move(pr));
-        return false;
-      }
-      // The whole record's length is known (op->n): read as readExactly reads.
-      [[fallthrough]];
-    }
-    case OpKind::kReadExactly: {
-      if (len < op->n) return false;
-      c.kind = PayloadKind::kBytes;
-      c.data.assign(p, op->n);
-      c.result = static_cast<int64_t>(op->n);
-      h->in.consume(op->n);
-      break;
-    }
-    case OpKind::kReadAll: {
-      if (len > op->maxBytes) {
-        fail(op, kErrLimit);
-        return true;
-      }
-      return false;  // delivered at EOF by failReadAtEnd
-    }
-    default:
-      return false;
-  }
-  finish(op, std::move(c));
-  return true;
-}
-
-// ---- writes ----
-
-// Sends the corked writes of every socket that has some.
-void EngineCore::flushWrites() {
-  if (dirtyWrites_.empty()) return;
-  std::vector<uint64_t> dirty;
-  dirty.swap(dirtyWrites_);
-  for (uint64_t id : dirty) {
-    Handle* h = handle(id);
-    if (!h) continue;
-    h->writeQueued = false;
-    pumpWrites(h);
-  }
-}
-
-void EngineCore::pumpWrites(Handle* h) {
-  while (!h->writes.empty() && !h->closed) {
-    if (h->writeError) {
-      fail(h->writes.front(), h->writeError, Syscall::kSend);
-      continue;
-    }
-    if (h->sendPending) return;
-    finishSentWrites(h);
-    if (h->writes.empty()) return;
-    if (!sendQueued(h)) return;
-  }
-}
-
-// The queued writes of a socket go out in one gathered send (in order, never interleaved), and
-// each is finished once all its bytes are out. Returns false when the send is pending (a
-// backend that completes later, or a full socket).
-bool EngineCore::sendQueued(Handle* h) {
-  iovec iov[kMaxIov];
-  int n = 0;
-  int maxIov = std::min(backend_->maxSendIov(), kMaxIov);
-  h->sendParts.clear();
-  for (Op* op : h->writes) {
-    if (n == maxIov) break;
-    size_t left = op->data.size() - op->written;
-    if (left == 0) continue;
-    iov[n++] = iovec{op->data.data() + op->written, left};
-    h->sendParts.emplace_back(op->id, left);
-  }
-  ssize_t r = backend_->send(h, iov, n);
-  if (r == kPending) {
-    h->sendPending = true;
-    return false;
-  }
-  if (r < 0) {
-    h->sendParts.clear();
-    h->writeError = static_cast<int>(r);
-    return true;
-  }
-  creditSent(h, static_cast<size_t>(r));
-  return true;
-}
-
-// Counts `sent` bytes to the writes of the last send, in order. A write that left meanwhile
-// (cancelled, timed out) is skipped: its bytes went out all the same.
-void EngineCore::creditSent(Handle* h, size_t sent) {
-  stats_.bytesWritten += sent;
-  for (auto [id, len] : h->sendParts) {
-    if (sent == 0) break;
-    size_t take = std::min(sent, len);
-    if (Op* op = ops_.find(id)) op->written += take;
-    sent -= take;
-  }
-  h->sendParts.clear();
-}
-
-void EngineCore::finishSentWrites(Handle* h) {
-  while (!h->writes.empty() && h->writes.front()->written == h->writes.front()->data.size()) {
-    Op* op = h->writes.front();
-    Completion c;
-    c.result = static_cast<int64_t>(op->written);
-    finish(op, std::move(c));
-  }
-}
-
-void EngineCore::onSend(Handle* h, ssize_t result) {
-  h->sendPending = false;
-  if (primitiveAfterClose(h)) return;
-  if (result == kRetry) {
-    h->sendParts.clear();
-  } else if (result < 0) {
-    h->sendParts.clear();
-    h->writeError = static_cast<int>(result);
-  } else {
-    creditSent(h, static_cast<size_t>(result));
-  }
-  h->sendOrphans.clear();
-  pumpWrites(h);
-}
-
-// ---- accept / connect ----
-
-void EngineCore::pumpAccepts(Handle* l) {
-  while (!l->accepts.empty()) {
-    if (!l->backlog.empty()) {
-      int fd = l->backlog.front();
-      l->backlog.pop_front();
-      deliverAccepted(l->accepts.front(), fd);
-      continue;
-    }
-    if (l->acceptPending || l->acceptBackoff) return;
-    ssize_t r = backend_->accept(l);
-    if (r == kPending) {
-      l->acceptPending = true;
-      return;
-    }
-    if (r < 0) {
-      if (outOfFds(r)) {
-        deferAccepts(l);
-        return;
-      }
-      fail(l->accepts.front(), r, Syscall::kAccept);
-      continue;
-    }
-    deliverAccepted(l->accepts.front(), static_cast<int>(r));
-  }
-}
-
-bool EngineCore::outOfFds(ssize_t r) { return r == -EMFILE || r == -ENFILE || r == -ENOBUFS || r == -ENOMEM; }
-
-// Out of fds (accept4 says so even with nothing waiting): the accept ops stay queued and are
-// tried again in 100 ms, or as soon as the engine closes a socket, rather than failing at once
-// into a server loop that would re-arm them and spin.
-void EngineCore::deferAccepts(Handle* l) {
-  shedPendingConnections(l);
-  if (l->acceptBackoff) return;
-  l->acceptBackoff = true;
-  backoff_.push_back(l);
-  if (backoffAt_ == 0) backoffAt_ = nowNs() + 100 * 1000000LL;
-}
-
-void EngineCore::retryAccepts() {
-  std::vector<Handle*> waiting;
-  waiting.swap(backoff_);
-  backoffAt_ = 0;
-  for (Handle* l : waiting) l->acceptBackoff = false;
-  for (Handle* l : waiting) pumpAccepts(l);
-}
-
-// Out of fds: the waiting connections would keep the listener readable and a server that
-// re-arms its accept on failure would spin. Free the reserve fd, accept and close what is
-// waiting (the clients see the connection close), and take the reserve back, as libuv does.
-void EngineCore::shedPendingConnections(Handle* l) {
-  if (reserveFd_ < 0) return;
-  ::close(reserveFd_);
-  reserveFd_ = -1;
-  for (;;) {
-    int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    stats_.coreSyscalls++;
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      break;
-    }
-    ::close(fd);
-  }
-  reserveFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
-
-void EngineCore::deliverAccepted(Op* op, int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  int rc = 0;
-  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
-  if (!h) {
-    fail(op, rc, Syscall::kAccept);
-    return;
-  }
-  Completion c;
-  c.kind = PayloadKind::kSocket;
-  c.handle = h->id;
-  c.fd = fd;
-  c.result = 0;
-  finish(op, std::move(c));
-}
-
-void EngineCore::onAccept(Handle* l, ssize_t r) {
-  l->acceptPending = false;
-  if (l->closed) {
-    if (r >= 0) ::close(static_cast<int>(r));
-    primitiveAfterClose(l);
-    return;
-  }
-  if (r == kRetry) {
-    pumpAccepts(l);
-    return;
-  }
-  if (r >= 0) {
-    if (l->accepts.empty()) {
-      l->backlog.push_back(static_cast<int>(r));  // its op was cancelled: keep it for the next
-    } else {
-      deliverAccepted(l->accepts.front(), static_cast<int>(r));
-    }
-  } else if (outOfFds(r)) {
-    deferAccepts(l);
-    return;
-  } else if (!l->accepts.empty()) {
-    fail(l->accepts.front(), r, Syscall::kAccept);
-  }
-  pumpAccepts(l);
-}
-
-void EngineCore::startConnect(Op* op) {
-  if (op->addrIndex >= op->addrs.size()) {
-    fail(op, -EINVAL, Syscall::kConnect);
-    return;
-  }
-  const sockaddr_storage& ss = op->addrs[op->addrIndex];
-  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    connectResult(op, -errno);
-    return;
-  }
-  if (ss.ss_family != AF_UNIX) {
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  int rc = 0;
-  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
-  if (!h) {
-    connectResult(op, rc);
-    return;
-  }
-  op->h = h;
-  h->connecting = op;
-  ssize_t r = backend_->connect(h, reinterpret_cast<const sockaddr*>(&ss), op->addrLens[op->addrIndex]);
-  if (r == kPending) return;
-  connectResult(op, r);
-}
-
-void EngineCore::onConnect(Handle* h, ssize_t result) {
-  if (primitiveAfterClose(h)) return;
-  Op* op = h->connecting;
-  if (!op) return;
-  connectResult(op, result);
-}
-
-void EngineCore::connectResult(Op* op, ssize_t result) {
-  Handle* h = op->h;
-  if (h) h->connecting = nullptr;
-  if (result >= 0) {
-    Completion c;
-    c.kind = PayloadKind::kSocket;
-    c.handle = h->id;
-    c.fd = h->fd;
-    finish(op, std::move(c));
-    return;
-  }
-  // This address failed: drop its socket and try the next candidate, if any.
-  if (h) {
-    op->h = nullptr;
-    close(h->id);
-  }
-  if (++op->addrIndex < op->addrs.size()) {
-    startConnect(op);
-    return;
-  }
-  fail(op, result, Syscall::kConnect);
-}
-
 // ---- cross-thread results ----
 
 void EngineCore::onWake() {
@@ -1194,7 +487,7 @@ void EngineCore::onWake() {
 // ---- time ----
 
 int64_t EngineCore::nextDeadline() const {
-  int64_t d = heap_.empty() ? 0 : heap_.front()->deadline;
+  int64_t d = heap_.empty() ? 0 : heap_.top()->deadline;
   if (backoffAt_ && (d == 0 || backoffAt_ < d)) d = backoffAt_;
   return d;
 }
@@ -1211,15 +504,15 @@ void EngineCore::expireTimers() {
   if (heap_.empty() && backoffAt_ == 0) return;
   int64_t now = nowNs();
   if (backoffAt_ && backoffAt_ <= now) retryAccepts();
-  while (!heap_.empty() && heap_.front()->deadline <= now) {
-    Op* op = heap_.front();
+  while (!heap_.empty() && heap_.top()->deadline <= now) {
+    Op* op = heap_.top();
     if (op->kind == OpKind::kSleep) {
       Completion c;
       finish(op, std::move(c));
       continue;
     }
     if (fileRequestRunning(op)) {
-      heapRemove(op);  // its running file request decides how it ends
+      heap_.remove(op);  // its running file request decides how it ends
       op->deadline = 0;
       continue;
     }

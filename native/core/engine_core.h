@@ -15,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/byte_buffer.h"
+#include "core/deadline_heap.h"
 #include "core/op_table.h"
 #include "core/small_queue.h"
 #include "core/resolver.h"
@@ -64,6 +65,24 @@ enum class OpKind : uint8_t {
 enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };
 
 enum class HandleKind : uint8_t { kSocket, kListener, kFile };
+
+// Ops that read a stream (a socket's input, a file read sequentially or at a position).
+inline bool isRead(OpKind k) {
+  switch (k) {
+    case OpKind::kReadInto:
+    case OpKind::kReadUntil:
+    case OpKind::kReadLine:
+    case OpKind::kReadGlob:
+    case OpKind::kReadRegex:
+    case OpKind::kReadChunk:
+    case OpKind::kReadExactly:
+    case OpKind::kReadAll:
+    case OpKind::kReadPrefixed:
+      return true;
+    default:
+      return false;
+  }
+}
 
 struct Op;
 class FilePool;
@@ -128,7 +147,7 @@ struct OpFields {
   bool started = false;    // in a queue of its handle (or waiting on a primitive)
   int64_t deadline = 0;    // CLOCK_MONOTONIC ns; 0: none
   uint64_t timerSeq = 0;   // orders equal deadlines first-in, first-out
-  size_t heapIndex = SIZE_MAX;  // position in the deadline heap, SIZE_MAX: not in it
+  size_t heapIndex = kNotInHeap;  // position in the deadline heap
   double timeoutMs = 0;    // applied when the op starts (chains start later stages later)
 
   size_t maxBytes = SIZE_MAX;
@@ -396,16 +415,8 @@ class EngineCore : public Sink {
   size_t storageCached_ = 0;
   int64_t fileReqsInFlight_ = 0;
 
-  // Deadlines: a binary min-heap of ops, indexed so that an op that finishes early leaves it
-  // at once (a server arming a 30 s timeout on every read keeps no dead entries around).
-  static bool earlier(const Op* a, const Op* b) {
-    return a->deadline != b->deadline ? a->deadline < b->deadline : a->timerSeq < b->timerSeq;
-  }
-  void heapPush(Op* op);
-  void heapRemove(Op* op);
-  void heapSiftUp(size_t i);
-  void heapSiftDown(size_t i);
-  std::vector<Op*> heap_;
+  // Deadlines, indexed so that an op that finishes early leaves at once.
+  DeadlineHeap<Op> heap_;
   uint64_t timerSeq_ = 0;
 
   std::vector<Op*> freeOps_;

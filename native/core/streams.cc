@@ -1,0 +1,444 @@
+// Streams: a socket's (or a sequentially read file's) input, received into its buffer, framed
+// and settled in queue order; and its writes, corked for the batch and sent gathered. The
+// counterpart of libuv's stream.c. Engine thread only.
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/engine_core.h"
+#include "core/framing.h"
+
+namespace async_engine {
+
+namespace {
+constexpr int kMaxIov = 64;
+}  // namespace
+
+bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
+  Op* op = ops_.find(id);
+  if (!op) return false;
+  // A regex read answers only a match or a failure, and may answer any report (the native side
+  // does not wait for a "no match yet"); a length-prefixed read answers its one header report.
+  if (op->kind != OpKind::kReadRegex && (op->kind != OpKind::kReadPrefixed || !op->awaitingVerdict)) {
+    return false;
+  }
+  op->awaitingVerdict = false;
+  Handle* h = op->h;
+  if (op->kind == OpKind::kReadPrefixed && verdict > 0) {
+    op->n = static_cast<size_t>(verdict);  // framed by tryFrame once that much is buffered
+  } else if (verdict > 0) {
+    size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());
+    Completion c;
+    c.kind = PayloadKind::kBytes;
+    c.data.assign(h->in.data(), n);
+    c.result = static_cast<int64_t>(n);
+    h->in.consume(n);
+    finish(op, std::move(c));
+  } else if (verdict < 0) {
+    Completion c;
+    c.result = verdict;
+    if (verdict == kErrIncomplete) {
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(h->in.data(), h->in.size());
+      h->in.consume(h->in.size());
+    }
+    finish(op, std::move(c));
+  }
+  if (!h->closed) pumpReads(h);
+  return true;
+}
+
+// ---- reads ----
+
+// A socket's own receive area (backends that complete later) starts small, since an idle
+// connection keeps its receive armed, and doubles each time a receive fills it.
+constexpr size_t kRecvAreaMin = 4 * 1024;
+constexpr size_t kRecvAreaMax = 64 * 1024;
+
+char* EngineCore::recvSpace(Handle* h, size_t* len) {
+  if (backend_->completesInline()) {
+    *len = scratch_.size();
+    h->recvFrom = scratch_.data();
+    return scratch_.data();
+  }
+  // Nothing is borrowed from the area here (the core settles before it receives again).
+  if (!h->recvArea || h->recvAreaGrow) {
+    size_t size = h->recvArea ? std::min(h->recvAreaSize * 2, kRecvAreaMax) : kRecvAreaMin;
+    std::free(h->recvArea);
+    h->recvArea = static_cast<char*>(std::malloc(size));
+    h->recvAreaSize = h->recvArea ? size : 0;
+    h->recvAreaGrow = false;
+  }
+  *len = h->recvAreaSize;
+  h->recvFrom = h->recvArea;
+  return h->recvArea;
+}
+
+// A primitive reported on a handle that was closed meanwhile: count it off, and free the
+// handle with the last one. Returns true if the handle is closed (the report is dropped).
+bool EngineCore::primitiveAfterClose(Handle* h) {
+  if (!h->closed) return false;
+  if (--h->pendingPrimitives <= 0) {
+    auto it = std::find(zombies_.begin(), zombies_.end(), h);
+    if (it != zombies_.end()) zombies_.erase(it);
+    ::close(h->fd);
+    delete h;
+  }
+  return true;
+}
+
+void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
+  if (r > 0 && h->recvArea && !data && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
+    h->recvAreaGrow = true;  // the sender outpaces the area
+  }
+  if (r > 0) {
+    h->in.append(data ? data : h->recvFrom, static_cast<size_t>(r));
+    stats_.bytesRead += r;
+  } else if (r == 0) {
+    h->eof = true;
+  } else {
+    h->readError = static_cast<int>(r);
+  }
+}
+
+// Frames what is buffered for the queued reads, receiving more while the head op needs it.
+// Received bytes are framed where they landed; whatever is left is copied into the socket's
+// buffer before that memory is received into again, and before returning.
+void EngineCore::pumpReads(Handle* h) {
+  pumpReadsLoop(h);
+  h->in.settle();
+}
+
+void EngineCore::pumpReadsLoop(Handle* h) {
+  for (;;) {
+    while (!h->reads.empty()) {
+      Op* op = h->reads.front();
+      if (!tryFrame(h, op)) break;
+    }
+    if (h->reads.empty() || h->closed) return;
+    Op* head = h->reads.front();
+    if (head->awaitingVerdict) return;
+    if (h->eof || h->readError) {
+      failReadAtEnd(h, head);
+      continue;
+    }
+    if (h->recvPending) return;
+    h->in.settle();
+    if (h->kind == HandleKind::kFile) {
+      fileSeqRead(h);
+      if (h->recvPending) return;
+      continue;  // it failed at once (no memory): the head op fails with the error
+    }
+    ssize_t r = backend_->recv(h);
+    if (r == kPending) {
+      h->recvPending = true;
+      return;
+    }
+    recvResult(h, r, nullptr);
+  }
+}
+
+size_t EngineCore::take(Handle* h, char* dest, size_t n) {
+  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return 0;
+  size_t k = std::min(n, h->in.size());
+  if (k == 0) return 0;
+  std::memcpy(dest, h->in.data(), k);
+  h->in.consume(k);
+  return k;
+}
+
+bool EngineCore::unread(Handle* h, const char* p, size_t n) {
+  if (h->kind != HandleKind::kSocket || h->closed || !h->reads.empty()) return false;
+  h->in.prepend(p, n);
+  return true;
+}
+
+void EngineCore::onRecv(Handle* h, ssize_t result, const char* data) {
+  h->recvPending = false;
+  if (primitiveAfterClose(h)) return;
+  if (result != kRetry) recvResult(h, result, data);
+  pumpReads(h);
+}
+
+// The stream ended (EOF or an error) with `op` still short of its goal.
+void EngineCore::failReadAtEnd(Handle* h, Op* op) {
+  if (h->readError) {
+    fail(op, h->readError, Syscall::kRecv);
+    return;
+  }
+  Completion c;
+  c.kind = PayloadKind::kBytes;
+  switch (op->kind) {
+    case OpKind::kReadChunk:
+      c.result = 0;  // EOF is an empty chunk
+      break;
+    case OpKind::kReadInto:
+      c.kind = PayloadKind::kNone;
+      c.result = 0;  // EOF: nothing read
+      break;
+    case OpKind::kReadAll:
+      c.data.assign(h->in.data(), h->in.size());
+      c.result = static_cast<int64_t>(h->in.size());
+      h->in.consume(h->in.size());
+      break;
+    case OpKind::kReadRegex:
+      // JavaScript matches what remains; report the EOF as progress.
+      if (!op->reportedEof) {
+        op->reportedEof = true;
+        op->awaitingVerdict = true;
+        Completion p;
+        p.id = op->id;
+        p.result = kProgress;
+        p.kind = PayloadKind::kProgress;
+        p.flag = true;
+        p.data.assign(h->in.data(), std::min(h->in.size(), op->maxBytes));
+        p.flag2 = h->in.size() > op->maxBytes;
+        ready_.push_back(std::move(p));
+        return;
+      }
+      [[fallthrough]];
+    default:
+      c.result = kErrIncomplete;
+      c.data.assign(h->in.data(), h->in.size());
+      h->in.consume(h->in.size());
+      break;
+  }
+  finish(op, std::move(c));
+}
+
+bool EngineCore::tryFrame(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  Completion c;
+  switch (op->kind) {
+    case OpKind::kReadInto:
+      return fileReadIntoFromBuffer(h, op);
+    case OpKind::kReadUntil: {
+      Frame f = frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
+      if (f.status == FrameStatus::kNeedMore) return false;
+      if (f.status == FrameStatus::kOverLimit) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, f.end);
+      c.result = static_cast<int64_t>(f.end);
+      h->in.consume(f.end);
+      break;
+    }
+    case OpKind::kReadLine: {
+      Frame f = frameLine(p, len, op->maxBytes, &op->scanFrom);
+      if (f.status == FrameStatus::kNeedMore) return false;
+      if (f.status == FrameStatus::kOverLimit) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      c.kind = op->asString ? PayloadKind::kString : PayloadKind::kBytes;
+      c.data.assign(p, f.content);
+      c.result = static_cast<int64_t>(f.content);
+      h->in.consume(f.end);
+      break;
+    }
+    case OpKind::kReadGlob: {
+      // Lines are collected without consuming, so a cancelled op leaves them all buffered.
+      for (;;) {
+        size_t lineStart = op->n;
+        // maxBytes bounds every byte up to the matching line's terminator, the earlier lines'
+        // terminators included: once they alone pass it, no line can match within the bound.
+        if (lineStart > op->maxBytes) {
+          op->lines.clear();
+          fail(op, kErrLimit);
+          return true;
+        }
+        size_t scan = op->scanFrom - lineStart;
+        size_t budget = op->maxBytes - lineStart;
+        Frame f = frameLine(p + lineStart, len - lineStart, budget, &scan);
+        op->scanFrom = lineStart + scan;
+        if (f.status == FrameStatus::kNeedMore) return false;
+        if (f.status == FrameStatus::kOverLimit) {
+          op->lines.clear();
+          fail(op, kErrLimit);
+          return true;
+        }
+        op->lines.emplace_back(p + lineStart, f.content);
+        op->n = lineStart + f.end;
+        op->scanFrom = op->n;
+        if (globMatch(op->pattern, op->lines.back())) break;
+      }
+      c.kind = PayloadKind::kLines;
+      c.flag = !op->asString;
+      c.list = std::move(op->lines);
+      c.result = static_cast<int64_t>(op->n);
+      h->in.consume(op->n);
+      break;
+    }
+    case OpKind::kReadRegex: {
+      if (op->awaitingVerdict) return false;
+      if (len == 0 || len <= op->reportedLen) return false;
+      op->reportedLen = len;
+      // JavaScript answers only a match or a failure; meanwhile receiving goes on, up to the
+      // bound or the end of the stream: there the op waits for its answer (a match, ERR_LIMIT,
+      // ERR_INCOMPLETE).
+      op->awaitingVerdict = len > op->maxBytes || h->eof;
+      Completion pr;
+      pr.id = op->id;
+      pr.result = kProgress;
+      pr.kind = PayloadKind::kProgress;
+      pr.data.assign(p, std::min(len, op->maxBytes));
+      pr.flag = h->eof;
+      pr.flag2 = len > op->maxBytes;
+      op->reportedEof = h->eof;
+      ready_.push_back(std::move(pr));
+      return false;
+    }
+    case OpKind::kReadChunk: {
+      if (len == 0) return false;
+      size_t n = std::min(len, op->n);
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, n);
+      c.result = static_cast<int64_t>(n);
+      h->in.consume(n);
+      break;
+    }
+    case OpKind::kReadPrefixed: {
+      if (op->awaitingVerdict) return false;
+      if (op->n == 0) {
+        // The header: JavaScript takes the record's length from it; nothing is consumed yet.
+        Frame f = op->pattern.empty() ? frameLine(p, len, op->maxBytes, &op->scanFrom)
+                                      : frameDelimiter(p, len, op->pattern, op->maxBytes, &op->scanFrom);
+        if (f.status == FrameStatus::kNeedMore) return false;
+        if (f.status == FrameStatus::kOverLimit) {
+          fail(op, kErrLimit);
+          return true;
+        }
+        op->awaitingVerdict = true;
+        Completion pr;
+        pr.id = op->id;
+        pr.result = kProgress;
+        pr.kind = PayloadKind::kProgress;
+        pr.data.assign(p, f.end);
+        ready_.push_back(std::move(pr));
+        return false;
+      }
+      // The whole record's length is known (op->n): read as readExactly reads.
+      [[fallthrough]];
+    }
+    case OpKind::kReadExactly: {
+      if (len < op->n) return false;
+      c.kind = PayloadKind::kBytes;
+      c.data.assign(p, op->n);
+      c.result = static_cast<int64_t>(op->n);
+      h->in.consume(op->n);
+      break;
+    }
+    case OpKind::kReadAll: {
+      if (len > op->maxBytes) {
+        fail(op, kErrLimit);
+        return true;
+      }
+      return false;  // delivered at EOF by failReadAtEnd
+    }
+    default:
+      return false;
+  }
+  finish(op, std::move(c));
+  return true;
+}
+
+// ---- writes ----
+
+// Sends the corked writes of every socket that has some.
+void EngineCore::flushWrites() {
+  if (dirtyWrites_.empty()) return;
+  std::vector<uint64_t> dirty;
+  dirty.swap(dirtyWrites_);
+  for (uint64_t id : dirty) {
+    Handle* h = handle(id);
+    if (!h) continue;
+    h->writeQueued = false;
+    pumpWrites(h);
+  }
+}
+
+void EngineCore::pumpWrites(Handle* h) {
+  while (!h->writes.empty() && !h->closed) {
+    if (h->writeError) {
+      fail(h->writes.front(), h->writeError, Syscall::kSend);
+      continue;
+    }
+    if (h->sendPending) return;
+    finishSentWrites(h);
+    if (h->writes.empty()) return;
+    if (!sendQueued(h)) return;
+  }
+}
+
+// The queued writes of a socket go out in one gathered send (in order, never interleaved), and
+// each is finished once all its bytes are out. Returns false when the send is pending (a
+// backend that completes later, or a full socket).
+bool EngineCore::sendQueued(Handle* h) {
+  iovec iov[kMaxIov];
+  int n = 0;
+  int maxIov = std::min(backend_->maxSendIov(), kMaxIov);
+  h->sendParts.clear();
+  for (Op* op : h->writes) {
+    if (n == maxIov) break;
+    size_t left = op->data.size() - op->written;
+    if (left == 0) continue;
+    iov[n++] = iovec{op->data.data() + op->written, left};
+    h->sendParts.emplace_back(op->id, left);
+  }
+  ssize_t r = backend_->send(h, iov, n);
+  if (r == kPending) {
+    h->sendPending = true;
+    return false;
+  }
+  if (r < 0) {
+    h->sendParts.clear();
+    h->writeError = static_cast<int>(r);
+    return true;
+  }
+  creditSent(h, static_cast<size_t>(r));
+  return true;
+}
+
+// Counts `sent` bytes to the writes of the last send, in order. A write that left meanwhile
+// (cancelled, timed out) is skipped: its bytes went out all the same.
+void EngineCore::creditSent(Handle* h, size_t sent) {
+  stats_.bytesWritten += sent;
+  for (auto [id, len] : h->sendParts) {
+    if (sent == 0) break;
+    size_t take = std::min(sent, len);
+    if (Op* op = ops_.find(id)) op->written += take;
+    sent -= take;
+  }
+  h->sendParts.clear();
+}
+
+void EngineCore::finishSentWrites(Handle* h) {
+  while (!h->writes.empty() && h->writes.front()->written == h->writes.front()->data.size()) {
+    Op* op = h->writes.front();
+    Completion c;
+    c.result = static_cast<int64_t>(op->written);
+    finish(op, std::move(c));
+  }
+}
+
+void EngineCore::onSend(Handle* h, ssize_t result) {
+  h->sendPending = false;
+  if (primitiveAfterClose(h)) return;
+  if (result == kRetry) {
+    h->sendParts.clear();
+  } else if (result < 0) {
+    h->sendParts.clear();
+    h->writeError = static_cast<int>(result);
+  } else {
+    creditSent(h, static_cast<size_t>(result));
+  }
+  h->sendOrphans.clear();
+  pumpWrites(h);
+}
+
+}  // namespace async_engine
