@@ -238,12 +238,17 @@ async function build(name, flags) {
   return { ok: true, exe, rebuilt: true };
 }
 
+// A program's or the compiler's output under its line, indented; nothing when it said nothing.
 function indent(text) {
-  return text
-    .trimEnd()
-    .split('\n')
-    .map((l) => `    ${l}`)
-    .join('\n');
+  const body = text.trimEnd();
+  if (body === '') return '';
+  return (
+    '\n' +
+    body
+      .split('\n')
+      .map((l) => `    ${l}`)
+      .join('\n')
+  );
 }
 
 async function main() {
@@ -288,7 +293,7 @@ async function main() {
     const b = builds[i];
     if (!b.ok) {
       failures++;
-      console.log(`test:native: ${label}  FAILED TO BUILD\n${indent(b.output)}`);
+      console.log(`test:native: ${label}  FAILED TO BUILD${indent(b.output)}`);
       continue;
     }
     const r = await run(b.exe, [], { env, timeout: runTimeoutMs });
@@ -301,7 +306,7 @@ async function main() {
         : r.signal
           ? `killed by ${r.signal}`
           : `exit ${r.status}`;
-      console.log(`test:native: ${label}  FAILED (${why})\n${indent(r.output)}`);
+      console.log(`test:native: ${label}  FAILED (${why})${indent(r.output)}`);
     }
   }
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
