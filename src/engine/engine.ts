@@ -45,18 +45,15 @@ import type {
   ImplName,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
+  LineExpectation,
   ListenOptions,
   OpOptions,
   OpenOptions,
   RegexResult,
   TimerHandle,
+  WorkTask,
+  WriteData,
 } from './types.js';
-
-/** Data a write accepts. */
-export type WriteData = Buffer | Uint8Array | string | ReadonlyArray<Buffer | Uint8Array>;
-
-/** What `expectLine` checks a line against: `null` accepts any line. */
-export type LineExpectation = string | RegExp | null;
 
 // A chain's shared state: the failure that aborts later stages.
 interface ChainState {
@@ -2152,18 +2149,6 @@ function statFrom(b: Buffer): FileStat {
     isFile: type === fsConstants.S_IFREG,
     isDirectory: type === fsConstants.S_IFDIR,
   };
-}
-
-/** A task for {@link AsyncEngine.submitWork}. */
-export interface WorkTask {
-  /** The module to import on the worker thread: an absolute path, a `file:` URL, or a package. */
-  module: string | URL;
-  /** The name of the exported function to call. */
-  fn: string;
-  /** Its arguments, structured-cloned to the worker thread. */
-  args?: unknown[];
-  /** ArrayBuffers (or MessagePorts) among `args` to move to the thread rather than copy. */
-  transfer?: TransferListItem[];
 }
 
 function checkTask(task: unknown): {

@@ -1,7 +1,7 @@
 // The Promise layer (`engine.promises`): every op of AsyncEngine as a function that returns a
 // Promise, with an AbortSignal and a deadline per op, built on the callback core.
 import { Callback } from '../engine/callback.js';
-import type { AsyncEngine, LineExpectation, WorkTask, WriteData } from '../engine/engine.js';
+import type { AsyncEngine } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type {
@@ -11,9 +11,12 @@ import type {
   FsyncOptions,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
+  LineExpectation,
   OpOptions,
   OpenOptions,
   RegexResult,
+  WorkTask,
+  WriteData,
 } from '../engine/types.js';
 
 /**
