@@ -1,29 +1,22 @@
 // AsyncEngine: the public surface. It validates arguments, keeps one record per op in flight,
 // hands ops to the native core and settles each Callback exactly once from the batches the core
 // delivers.
-import { constants as fsConstants } from 'node:fs';
-import { isIP } from 'node:net';
-import { availableParallelism } from 'node:os';
-import { pathToFileURL } from 'node:url';
-import { MessageChannel, type TransferListItem } from 'node:worker_threads';
-import { Callback, takeSlots } from './callback.js';
-import {
-  EngineError,
-  errorFromNative,
-  invalidArgType,
-  invalidArgValue,
-  outOfRange,
-  userCodeError,
-} from './errors.js';
+import { MessageChannel } from 'node:worker_threads';
+import { Callback } from './callback.js';
+import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
 import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
-import { utf8ByteOffset } from './internal/utf8-offsets.js';
 import {
-  type Delimiter,
-  bytesOf,
-  delimiterOf,
+  type PrefixSpec,
+  type PrefixState,
+  lineError,
+  recordLength,
+  recordOf,
+  regexVerdict,
+} from './internal/framing.js';
+import {
   dropHeld,
   heldDelimiterEnd,
   heldLine,
@@ -31,9 +24,49 @@ import {
   heldSlice,
   holds,
 } from './internal/held.js';
+import { statFrom } from './internal/stat.js';
 import { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
+import {
+  MAX_INT32,
+  callbackOf,
+  checkCallback,
+  checkCallbacks,
+  checkConnectAddress,
+  checkDelay,
+  checkDelimiter,
+  checkDrive,
+  checkEncoding,
+  checkExpect,
+  checkFile,
+  checkFunction,
+  checkGlob,
+  checkInt,
+  checkIo,
+  checkListenOptions,
+  checkMaxBytes,
+  checkOpenArgs,
+  checkOptions,
+  checkPath,
+  checkPosition,
+  checkPrefixSpec,
+  checkReadBuffer,
+  checkRegex,
+  checkResolve,
+  checkRunTimeout,
+  checkSize,
+  checkTask,
+  checkWorkThreads,
+  encodingOf,
+  lineBytes,
+  limitOf,
+  listenerHandle,
+  optionsAndCallbacks,
+  optionsOf,
+  socketHandle,
+  toBytes,
+} from './validate.js';
 import type {
   AddrInfo,
   ConnectAddress,
@@ -95,27 +128,6 @@ class OpRecord {
   ) {}
 }
 
-// readLengthPrefixed's options as checked, with the fields they were checked from.
-interface PrefixSpec {
-  given: unknown[];
-  length: (header: string) => number;
-  delimiter: Delimiter | undefined;
-  trailer: Buffer | undefined; // undefined: trailerLen bytes, not checked
-  trailerLen: number;
-  maxBytes: number;
-  maxBody: number;
-  encoding: BufferEncoding;
-  bodyEncoding: BufferEncoding | undefined;
-}
-
-// A length-prefixed read: its validated options, and its header once framed.
-interface PrefixState {
-  spec: PrefixSpec;
-  header: string;
-  headerLen: number;
-  bodyLen: number; // -1: no body
-}
-
 // A stage before it is registered: validated arguments for one native op.
 interface StageSpec {
   kind: Kind;
@@ -135,9 +147,6 @@ const TAKE_MIN = 4096;
 const TAKE_MAX = 4 * 1024 * 1024;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
-const MAX_SIZE = 2 ** 31 - 1;
-// The largest value a native int holds: fds, backlogs, runOnce's wait.
-const MAX_INT32 = 2 ** 31 - 1;
 const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
 /**
@@ -178,13 +187,7 @@ export class AsyncEngine {
 
   /** Prefer {@link createEngine}, which does the same. */
   constructor(config: EngineConfig = {}) {
-    if (config === null || typeof config !== 'object') {
-      throw invalidArgType('config', 'an object', config);
-    }
-    const drive = config.drive ?? 'auto';
-    if (drive !== 'auto' && drive !== 'manual') {
-      throw invalidArgValue('config.drive', "must be 'auto' or 'manual'", drive);
-    }
+    const drive = checkDrive(config);
     this.#drive = drive;
     this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
     this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
@@ -202,23 +205,10 @@ export class AsyncEngine {
    */
   listen(options: ListenOptions = {}): Listener {
     this.#checkOpen();
-    if (options === null || typeof options !== 'object') {
-      throw invalidArgType('options', 'an object', options);
-    }
-    const backlog = options.backlog ?? 511;
-    checkInt(backlog, 'options.backlog', 0, MAX_INT32);
-    let host: string;
-    let port: number;
-    if (options.path !== undefined) {
-      host = checkUnixPath(options.path, 'options.path');
-      port = -1;
-    } else {
-      host = numericHost(options.host ?? '127.0.0.1', 'options.host');
-      port = checkPort(options.port ?? 0, 'options.port');
-    }
+    const { host, port, backlog, reusePort } = checkListenOptions(options);
     let ids: [number, number];
     try {
-      ids = this.native.listen(host, port, backlog, options.reusePort === true);
+      ids = this.native.listen(host, port, backlog, reusePort);
     } catch (e) {
       throw fromThrown(e);
     }
@@ -250,10 +240,7 @@ export class AsyncEngine {
    * submitted on it afterwards fail with `EBADF`. Closing twice does nothing.
    */
   close(io: Socket | Listener | File): void {
-    if (!(io instanceof Socket) && !(io instanceof Listener) && !(io instanceof File)) {
-      throw invalidArgType('io', 'a Socket, Listener or File', io);
-    }
-    this.#checkOwner(io, 'io');
+    checkIo(io, this);
     if (io._closed || this.#closed) return;
     io._closed = true;
     if (io instanceof Socket) dropHeld(io);
@@ -265,7 +252,11 @@ export class AsyncEngine {
 
   /** Accepts the next connection: `success(socket, socket)`. */
   accept(listener: Listener, cb: Callback<Socket>): void {
-    this.#submit({ kind: Kind.Accept, cb: this.#cb(cb), handle: this.#listener(listener) });
+    this.#submit({
+      kind: Kind.Accept,
+      cb: checkCallback(cb),
+      handle: listenerHandle(listener, this),
+    });
   }
 
   /**
@@ -273,12 +264,12 @@ export class AsyncEngine {
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
   connect(address: ConnectAddress, cb: Callback<Socket>): void {
-    this.#chain([...this.#connectStages(address, this.#cb(cb))]);
+    this.#chain([...this.#connectStages(address, checkCallback(cb))]);
   }
 
   /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
   getaddrinfo(host: string, port: number, cb: Callback<AddrInfo[]>): void {
-    const stage = this.#resolveStage(host, port, this.#cb(cb));
+    const stage = this.#resolveStage(host, port, checkCallback(cb));
     this.#submit(stage);
   }
 
@@ -299,12 +290,12 @@ export class AsyncEngine {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const opts = this.#optsOf(a, b);
-    this.#position(sock, opts, false);
-    const cb = this.#cbOf(a, b);
-    const handle = this.#socket(sock);
+    const opts = optionsOf(a, b);
+    checkPosition(sock, opts, false);
+    const cb = callbackOf(a, b);
+    const handle = socketHandle(sock, this);
     const delim = checkDelimiter(delimiter);
-    const maxBytes = this.#limit(opts);
+    const maxBytes = limitOf(opts, this.#maxBytes);
     if (holds(sock)) {
       const end = heldDelimiterEnd(sock, delim.text, maxBytes);
       if (end >= 0) {
@@ -319,10 +310,17 @@ export class AsyncEngine {
   readAll(sock: Socket | File, cb: Callback<Buffer>): void;
   readAll(sock: Socket | File, options: OpOptions, cb: Callback<Buffer>): void;
   readAll(sock: Socket | File, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
-    const cb = this.#cbOf(a, b);
-    const opts = this.#optsOf(a, b);
-    const pos = this.#position(sock, opts, true);
-    this.#start(Kind.ReadAll, cb, sock, this.#socket(sock), this.#limit(opts), pos);
+    const cb = callbackOf(a, b);
+    const opts = optionsOf(a, b);
+    const pos = checkPosition(sock, opts, true);
+    this.#start(
+      Kind.ReadAll,
+      cb,
+      sock,
+      socketHandle(sock, this),
+      limitOf(opts, this.#maxBytes),
+      pos,
+    );
   }
 
   /**
@@ -342,25 +340,20 @@ export class AsyncEngine {
     a: OpOptions | Callback<string[]>,
     b?: Callback<string[]>,
   ): void {
-    const opts = this.#optsOf(a, b);
-    const cb = this.#cbOf(a, b);
-    this.#position(sock, opts, false);
-    if (typeof glob !== 'string') throw invalidArgType('glob', 'a string', glob);
-    if (glob === '' || glob.includes('\0')) {
-      throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
-    }
-    const encoding = opts.encoding
-      ? checkEncoding(opts.encoding, 'options.encoding')
-      : this.#encoding;
+    const opts = optionsOf(a, b);
+    const cb = callbackOf(a, b);
+    checkPosition(sock, opts, false);
+    checkGlob(glob);
+    const encoding = encodingOf(opts, this.#encoding);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
     this.#submit({
       kind: Kind.ReadGlob,
       cb,
       sock,
-      handle: this.#socket(sock),
+      handle: socketHandle(sock, this),
       // Lines are matched as bytes: a glob in another encoding is given as its bytes.
       a: utf8 ? glob : Buffer.from(glob, encoding),
-      b: this.#limit(opts),
+      b: limitOf(opts, this.#maxBytes),
       setup: (rec) => {
         rec.encoding = encoding;
       },
@@ -384,9 +377,9 @@ export class AsyncEngine {
     a: OpOptions | Callback<RegexResult>,
     b?: Callback<RegexResult>,
   ): void {
-    const opts = this.#optsOf(a, b);
-    this.#position(sock, opts, false);
-    const spec = this.#regexStage(sock, this.#socket(sock), regex, opts, this.#cbOf(a, b));
+    const opts = optionsOf(a, b);
+    checkPosition(sock, opts, false);
+    const spec = this.#regexStage(sock, socketHandle(sock, this), regex, opts, callbackOf(a, b));
     if (holds(sock)) {
       // Matched against the bytes held here first; with no match yet, the native side gets
       // them back and reports as more arrive. A failure that consumes nothing (ERR_LIMIT, a
@@ -423,10 +416,10 @@ export class AsyncEngine {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const cb = this.#cbOf(a, b);
+    const cb = callbackOf(a, b);
     checkSize(size, 'size');
-    const pos = this.#position(sock, this.#optsOf(a, b), true, size);
-    const handle = this.#socket(sock);
+    const pos = checkPosition(sock, optionsOf(a, b), true, size);
+    const handle = socketHandle(sock, this);
     if (holds(sock)) {
       const end = Math.min(sock._in.length, sock._off + size);
       this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
@@ -444,10 +437,10 @@ export class AsyncEngine {
     a: OpOptions | Callback<Buffer>,
     b?: Callback<Buffer>,
   ): void {
-    const cb = this.#cbOf(a, b);
+    const cb = callbackOf(a, b);
     checkSize(n, 'n');
-    const pos = this.#position(sock, this.#optsOf(a, b), true, n);
-    const handle = this.#socket(sock);
+    const pos = checkPosition(sock, optionsOf(a, b), true, n);
+    const handle = socketHandle(sock, this);
     if (holds(sock)) {
       const end = sock._off + n;
       if (end <= sock._in.length) {
@@ -476,16 +469,14 @@ export class AsyncEngine {
     a: OpOptions | Callback<string>,
     b?: Callback<string>,
   ): void {
-    const opts = this.#optsOf(a, b);
-    const cb = this.#cbOf(a, b);
+    const opts = optionsOf(a, b);
+    const cb = callbackOf(a, b);
     checkExpect(expect);
-    this.#position(sock, opts, false);
-    const handle = this.#socket(sock);
-    const encoding = opts.encoding
-      ? checkEncoding(opts.encoding, 'options.encoding')
-      : this.#encoding;
+    checkPosition(sock, opts, false);
+    const handle = socketHandle(sock, this);
+    const encoding = encodingOf(opts, this.#encoding);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    const maxBytes = this.#limit(opts);
+    const maxBytes = limitOf(opts, this.#maxBytes);
     if (holds(sock)) {
       const line = heldLine(sock, maxBytes, encoding);
       if (line !== undefined) {
@@ -523,10 +514,10 @@ export class AsyncEngine {
     options: LengthPrefixedOptions,
     cb: Callback<LengthPrefixedRecord<Buffer | string>>,
   ): void {
-    const done = this.#cb<LengthPrefixedRecord<Buffer | string>>(cb);
+    const done = checkCallback<LengthPrefixedRecord<Buffer | string>>(cb);
     checkOptions(options);
-    const handle = this.#socket(sock);
-    this.#position(sock, options as OpOptions, false);
+    const handle = socketHandle(sock, this);
+    checkPosition(sock, options as OpOptions, false);
     const spec = this.#prefixSpec(options);
     const { delimiter: delim, maxBytes, encoding } = spec;
     const state: PrefixState = { spec, header: '', headerLen: 0, bodyLen: -1 };
@@ -543,7 +534,7 @@ export class AsyncEngine {
         if (end >= 0) header = heldSlice(sock, off, end - delim.text.length, encoding);
       }
       if (header !== undefined) {
-        const total = this.#recordLength(state, header, end - off);
+        const total = recordLength(state, header, end - off);
         // A failure that consumes nothing (the header refused) is the native side's to report,
         // from the header it frames again: a failure callback that submits the same read again
         // then waits for a later round rather than loop in this one.
@@ -582,63 +573,9 @@ export class AsyncEngine {
     ) {
       return last;
     }
-    if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
-    const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
-    let tail: Buffer | undefined;
-    if (trailer === undefined) tail = EMPTY;
-    else if (typeof trailer === 'string') tail = bytesOf(trailer);
-    else if (Buffer.isBuffer(trailer)) tail = trailer;
-    else if (typeof trailer === 'number') checkInt(trailer, 'options.trailer', 0, MAX_INT32);
-    else throw invalidArgType('options.trailer', 'a string, Buffer or number', trailer);
-    const limit = this.#limit(options);
-    const spec: PrefixSpec = {
-      given: [length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding],
-      length,
-      delimiter: delim,
-      trailer: tail,
-      trailerLen: tail === undefined ? (trailer as number) : tail.length,
-      maxBytes: limit,
-      maxBody: maxBody === undefined ? limit : checkMaxBytes(maxBody, 'options.maxBody'),
-      encoding: encoding ? checkEncoding(encoding, 'options.encoding') : this.#encoding,
-      bodyEncoding:
-        bodyEncoding === undefined
-          ? undefined
-          : checkEncoding(bodyEncoding, 'options.bodyEncoding'),
-    };
+    const spec = checkPrefixSpec(options, this.#maxBytes, this.#encoding);
     this.#prefixSpecs.set(options, spec);
     return spec;
-  }
-
-  // The whole record's length once its header is known, or the op's failure (the header stays
-  // buffered): the length rule threw, gave no valid length, or one over maxBody.
-  #recordLength(state: PrefixState, header: string, headerLen: number): number | EngineError {
-    let n: unknown;
-    let err: EngineError;
-    try {
-      n = state.spec.length(header);
-    } catch (e) {
-      err = userCodeError(e);
-      err.line = header;
-      return err;
-    }
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < -1) {
-      err = new EngineError(
-        'ERR_INVALID_LENGTH',
-        `the length rule gave ${typeof n === 'number' ? n : typeof n} for this header, not an integer >= -1`,
-      );
-    } else if (state.spec.maxBody >= 0 && n > state.spec.maxBody) {
-      err = new EngineError(
-        'ERR_LIMIT',
-        `the body (${n} bytes) is over maxBody (${state.spec.maxBody})`,
-      );
-    } else {
-      state.header = header;
-      state.headerLen = headerLen;
-      state.bodyLen = n;
-      return headerLen + (n < 0 ? 0 : n + state.spec.trailerLen);
-    }
-    err.line = header;
-    return err;
   }
 
   // A length-prefixed read's header arrived natively: its length rule gives the verdict.
@@ -649,7 +586,7 @@ export class AsyncEngine {
     if (delimiter !== undefined) strip -= delimiter.bytes.length;
     else strip -= strip > 1 && raw[strip - 2] === 13 ? 2 : 1;
     const header = raw.toString(encoding, 0, strip);
-    const total = this.#recordLength(state, header, raw.length);
+    const total = recordLength(state, header, raw.length);
     if (typeof total === 'number') {
       this.native.regexVerdict(id, total);
       return;
@@ -668,11 +605,11 @@ export class AsyncEngine {
     a: OpOptions | Callback<number>,
     b?: Callback<number>,
   ): void {
-    const cb = this.#cbOf(a, b);
+    const cb = callbackOf(a, b);
     const bytes = toBytes(data);
     const size = Array.isArray(bytes) ? bytes.reduce((n, x) => n + x.length, 0) : bytes.length;
-    const pos = this.#position(sock, this.#optsOf(a, b), true, size);
-    this.#start(Kind.Write, cb, sock, this.#socket(sock), bytes, pos);
+    const pos = checkPosition(sock, optionsOf(a, b), true, size);
+    this.#start(Kind.Write, cb, sock, socketHandle(sock, this), bytes, pos);
   }
 
   // ---- files ----
@@ -684,20 +621,9 @@ export class AsyncEngine {
   open(path: string, cb: Callback<File>): void;
   open(path: string, options: OpenOptions, cb: Callback<File>): void;
   open(path: string, a: OpenOptions | Callback<File>, b?: Callback<File>): void {
-    const cb = this.#cb<File>(b === undefined ? a : b);
+    const cb = checkCallback<File>(b === undefined ? a : b);
     const opts: OpenOptions = b === undefined ? {} : (a as OpenOptions);
-    checkOptions(opts);
-    checkPath(path, 'path');
-    let flags = openFlags(opts.flags ?? 'r');
-    const mode = opts.mode ?? 0o666;
-    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
-      throw outOfRange('options.mode', 'an integer from 0 to 0o7777', mode);
-    }
-    if (opts.direct !== undefined && typeof opts.direct !== 'boolean') {
-      throw invalidArgType('options.direct', 'a boolean', opts.direct);
-    }
-    const direct = opts.direct === true;
-    if (direct) flags |= fsConstants.O_DIRECT;
+    const { flags, mode, direct } = checkOpenArgs(path, opts);
     const rec = this.#start(Kind.Open, cb, undefined, 0, path, flags + mode * 2 ** 32);
     rec.path = path;
     rec.direct = direct;
@@ -720,13 +646,10 @@ export class AsyncEngine {
     a: OpOptions | Callback<number>,
     b?: Callback<number>,
   ): void {
-    const cb = this.#cbOf(a, b);
-    const f = this.#file(file);
-    if (!(buffer instanceof Uint8Array))
-      throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
-    checkFixedMemory(buffer, 'buffer');
-    if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
-    const pos = this.#position(f, this.#optsOf(a, b), true, buffer.length);
+    const cb = callbackOf(a, b);
+    const f = checkFile(file, this);
+    checkReadBuffer(buffer);
+    const pos = checkPosition(f, optionsOf(a, b), true, buffer.length);
     const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
     rec.keep = buffer; // the caller's buffer, for as long as the op is in flight
   }
@@ -735,22 +658,22 @@ export class AsyncEngine {
   fsync(file: File, cb: Callback<void>): void;
   fsync(file: File, options: FsyncOptions, cb: Callback<void>): void;
   fsync(file: File, a: FsyncOptions | Callback<void>, b?: Callback<void>): void {
-    const cb = this.#cb<void>(b === undefined ? a : b);
+    const cb = checkCallback<void>(b === undefined ? a : b);
     const opts: FsyncOptions = b === undefined ? {} : (a as FsyncOptions);
     checkOptions(opts);
-    const f = this.#file(file);
+    const f = checkFile(file, this);
     this.#start(Kind.Fsync, cb, f, f._handle, opts.dataOnly === true, undefined);
   }
 
   /** The status of an open File or of a path (statx(2)): `success(stat)`. */
   stat(fileOrPath: File | string, cb: Callback<FileStat>): void {
-    const c = this.#cb<FileStat>(cb);
+    const c = checkCallback<FileStat>(cb);
     if (typeof fileOrPath === 'string') {
       checkPath(fileOrPath, 'path');
       this.#start(Kind.Stat, c, undefined, 0, fileOrPath, undefined);
       return;
     }
-    const f = this.#file(fileOrPath);
+    const f = checkFile(fileOrPath, this);
     this.#start(Kind.Stat, c, f, f._handle, undefined, undefined);
   }
 
@@ -766,7 +689,7 @@ export class AsyncEngine {
    */
   submitWork<T = unknown>(task: WorkTask, cb: Callback<T>): void {
     this.#checkOpen();
-    const c = this.#cb<T>(cb);
+    const c = checkCallback<T>(cb);
     const t = checkTask(task);
     const id = this.#nextId++;
     const rec = new OpRecord(id, c, Kind.Work, undefined);
@@ -787,7 +710,7 @@ export class AsyncEngine {
    */
   threadsafe(handler: (message: unknown) => void): ThreadsafeEntry {
     this.#checkOpen();
-    if (typeof handler !== 'function') throw invalidArgType('handler', 'a function', handler);
+    checkFunction(handler, 'handler');
     const { port1, port2 } = new MessageChannel();
     port1.on('message', (m: unknown) => {
       if (!this.#closed) this.callSoon(() => handler(m));
@@ -856,8 +779,8 @@ export class AsyncEngine {
     data: WriteData,
     cbs: [Callback<Socket>, Callback<number>],
   ): void {
-    const [c1, c2] = this.#cbs(cbs, 2);
-    const handle = this.#listener(listener);
+    const [c1, c2] = checkCallbacks(cbs, 2);
+    const handle = listenerHandle(listener, this);
     const bytes = toBytes(data);
     this.#chain([
       { kind: Kind.Accept, cb: c1, handle },
@@ -883,9 +806,9 @@ export class AsyncEngine {
     a: OpOptions | [Callback<Socket>, Callback<string>],
     b?: [Callback<Socket>, Callback<string>],
   ): void {
-    const [opts, cbs] = this.#optsCbs(a, b);
-    const [c1, c2] = this.#cbs(cbs, 2);
-    const handle = this.#listener(listener);
+    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [c1, c2] = checkCallbacks(cbs, 2);
+    const handle = listenerHandle(listener, this);
     this.#chain([
       { kind: Kind.Accept, cb: c1, handle },
       this.#lineStage(undefined, 0, expect, opts, c2),
@@ -913,9 +836,9 @@ export class AsyncEngine {
     a: OpOptions | [Callback<Socket>, Callback<RegexResult>],
     b?: [Callback<Socket>, Callback<RegexResult>],
   ): void {
-    const [opts, cbs] = this.#optsCbs(a, b);
-    const [c1, c2] = this.#cbs(cbs, 2);
-    const handle = this.#listener(listener);
+    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [c1, c2] = checkCallbacks(cbs, 2);
+    const handle = listenerHandle(listener, this);
     this.#chain([
       { kind: Kind.Accept, cb: c1, handle },
       this.#regexStage(undefined, 0, regex, opts, c2),
@@ -943,9 +866,9 @@ export class AsyncEngine {
     a: OpOptions | [Callback<number>, Callback<string>],
     b?: [Callback<number>, Callback<string>],
   ): void {
-    const [opts, cbs] = this.#optsCbs(a, b);
-    const [c1, c2] = this.#cbs(cbs, 2);
-    const handle = this.#socket(sock);
+    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [c1, c2] = checkCallbacks(cbs, 2);
+    const handle = socketHandle(sock, this);
     const bytes = toBytes(data);
     this.#chain([
       { kind: Kind.Write, cb: c1, sock, handle, a: bytes },
@@ -971,8 +894,8 @@ export class AsyncEngine {
     a: OpOptions | [Callback<Socket>, Callback<string>],
     b?: [Callback<Socket>, Callback<string>],
   ): void {
-    const [opts, cbs] = this.#optsCbs(a, b);
-    const [c1, c2] = this.#cbs(cbs, 2);
+    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [c1, c2] = checkCallbacks(cbs, 2);
     const connect = this.#connectStages(address, c1);
     this.#chain([...connect, this.#lineStage(undefined, 0, expect, opts, c2)]);
   }
@@ -983,11 +906,8 @@ export class AsyncEngine {
     line: string | Buffer,
     cbs: [Callback<Socket>, Callback<number>],
   ): void {
-    const [c1, c2] = this.#cbs(cbs, 2);
-    if (typeof line !== 'string' && !Buffer.isBuffer(line)) {
-      throw invalidArgType('line', 'a string or Buffer', line);
-    }
-    const bytes = Buffer.concat([Buffer.from(line), CRLF]);
+    const [c1, c2] = checkCallbacks(cbs, 2);
+    const bytes = lineBytes(line);
     const connect = this.#connectStages(address, c1);
     this.#chain([...connect, { kind: Kind.Write, cb: c2, handle: 0, a: bytes }]);
   }
@@ -998,7 +918,7 @@ export class AsyncEngine {
     port: number,
     cbs: [Callback<AddrInfo[]>, Callback<Socket>],
   ): void {
-    const [c1, c2] = this.#cbs(cbs, 2);
+    const [c1, c2] = checkCallbacks(cbs, 2);
     this.#chain([this.#resolveStage(host, port, c1), { kind: Kind.Connect, cb: c2, handle: 0 }]);
   }
 
@@ -1035,17 +955,12 @@ export class AsyncEngine {
       err.code = 'ERR_INVALID_STATE';
       throw err;
     }
-    checkOptions(options);
-    const timeout = options.timeout ?? 0;
-    if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
-    if (!(timeout >= 0) || timeout > MAX_INT32) {
-      throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
-    }
+    const timeout = checkRunTimeout(options);
     const local = this.#flushReady();
     // The ops its batch's callbacks submit and that settle in JavaScript in that same dispatch
     // are settled by this call too: the native count does not see them.
     const framedBefore = this.#framedInJs;
-    const settled = this.native.runOnce(local > 0 ? 0 : Math.ceil(timeout));
+    const settled = this.native.runOnce(local > 0 ? 0 : timeout);
     return local + settled + (this.#framedInJs - framedBefore);
   }
 
@@ -1172,97 +1087,6 @@ export class AsyncEngine {
     if (this.#closed) {
       throw new EngineError('ERR_ENGINE_CLOSED', 'the engine is shut down');
     }
-  }
-
-  #checkOwner(io: Socket | Listener | File, name: string): void {
-    if (io._owner !== this) {
-      throw invalidArgValue(name, 'belongs to another engine', io);
-    }
-  }
-
-  #socket(sock: unknown): number {
-    if (!(sock instanceof Socket) && !(sock instanceof File)) {
-      throw invalidArgType('socket', 'a Socket or File', sock);
-    }
-    this.#checkOwner(sock, 'socket');
-    return sock._handle;
-  }
-
-  #file(file: unknown): File {
-    if (!(file instanceof File)) throw invalidArgType('file', 'a File', file);
-    this.#checkOwner(file, 'file');
-    return file;
-  }
-
-  // `options.position` (files only, and only where the op can take it) and, on an O_DIRECT
-  // file, the alignment of the position and of `size`; checked before anything is queued.
-  #position(sock: unknown, opts: OpOptions, allowed: boolean, size?: number): number | undefined {
-    const pos = opts.position;
-    if (pos === undefined && sock instanceof Socket) return undefined;
-    if (pos !== undefined) {
-      if (!(sock instanceof File)) {
-        throw invalidArgValue('options.position', 'applies to files only', pos);
-      }
-      if (!allowed) {
-        throw invalidArgValue(
-          'options.position',
-          'is taken by readChunk, readExactly, readAll, readInto and write only',
-          pos,
-        );
-      }
-      if (typeof pos !== 'number' || !Number.isSafeInteger(pos) || pos < 0) {
-        throw outOfRange('options.position', 'an integer from 0 to 2**53 - 1', pos);
-      }
-    }
-    if (sock instanceof File && sock.direct) {
-      const a = sock.alignment;
-      if (pos !== undefined && pos % a !== 0) {
-        throw outOfRange('options.position', `a multiple of ${a} (the file is O_DIRECT)`, pos);
-      }
-      if (size !== undefined && size % a !== 0) {
-        throw outOfRange('size', `a multiple of ${a} (the file is O_DIRECT)`, size);
-      }
-    }
-    return pos;
-  }
-
-  #listener(listener: unknown): number {
-    if (!(listener instanceof Listener)) throw invalidArgType('listener', 'a Listener', listener);
-    this.#checkOwner(listener, 'listener');
-    return listener._handle;
-  }
-
-  #cb<T>(cb: unknown): Callback<T> {
-    if (!(cb instanceof Callback)) throw invalidArgType('cb', 'a Callback', cb);
-    if (cb._busy) {
-      const err = new Error('this Callback is already in flight') as Error & { code: string };
-      err.code = 'ERR_INVALID_STATE';
-      throw err;
-    }
-    takeSlots(cb);
-    return cb as Callback<T>;
-  }
-
-  #cbs(cbs: unknown, n: number): Callback<any>[] {
-    if (!Array.isArray(cbs) || cbs.length !== n) {
-      throw invalidArgType('callbacks', `an array of ${n} Callbacks`, cbs);
-    }
-    const out = cbs.map((c) => this.#cb<unknown>(c));
-    if (new Set(out).size !== out.length) {
-      throw invalidArgValue('callbacks', 'must be distinct Callbacks', cbs);
-    }
-    return out;
-  }
-
-  // The hot ops take (options?, callback) without building a tuple per call.
-  #cbOf<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): Callback<T> {
-    return this.#cb<T>(b === undefined ? a : b);
-  }
-
-  #optsOf(a: unknown, b: unknown): OpOptions {
-    if (b === undefined) return NO_OPTIONS;
-    checkOptions(a);
-    return a as OpOptions;
   }
 
   // Registers an op and hands it to the native side; the caller fills in the record's
@@ -1429,17 +1253,6 @@ export class AsyncEngine {
     sock._ascii = undefined;
   }
 
-  #optsCbs<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
-    if (Array.isArray(a)) return [{}, a as C];
-    checkOptions(a);
-    return [a as OpOptions, b as C];
-  }
-
-  #limit(opts: OpOptions): number {
-    if (opts.maxBytes === undefined) return this.#maxBytes;
-    return checkMaxBytes(opts.maxBytes, 'options.maxBytes');
-  }
-
   #lineStage(
     sock: Socket | File | undefined,
     handle: number,
@@ -1448,15 +1261,13 @@ export class AsyncEngine {
     cb: Callback<string>,
   ): StageSpec {
     checkExpect(expect);
-    const encoding = opts.encoding
-      ? checkEncoding(opts.encoding, 'options.encoding')
-      : this.#encoding;
+    const encoding = encodingOf(opts, this.#encoding);
     return {
       kind: Kind.ReadLine,
       cb,
       sock,
       handle,
-      a: this.#limit(opts),
+      a: limitOf(opts, this.#maxBytes),
       b: encoding === 'utf8' || encoding === 'utf-8',
       setup: (rec) => {
         rec.expect = expect as LineExpectation;
@@ -1472,22 +1283,14 @@ export class AsyncEngine {
     opts: OpOptions,
     cb: Callback<RegexResult>,
   ): StageSpec {
-    if (!(regex instanceof RegExp)) throw invalidArgType('regex', 'a RegExp', regex);
-    regex.lastIndex = 0;
-    const empty = regex.exec('');
-    regex.lastIndex = 0;
-    if (empty !== null) {
-      throw invalidArgValue('regex', 'must not match the empty string', regex);
-    }
-    const encoding = opts.encoding
-      ? checkEncoding(opts.encoding, 'options.encoding')
-      : this.#encoding;
+    checkRegex(regex);
+    const encoding = encodingOf(opts, this.#encoding);
     return {
       kind: Kind.ReadRegex,
       cb,
       sock,
       handle,
-      a: this.#limit(opts),
+      a: limitOf(opts, this.#maxBytes),
       setup: (rec) => {
         rec.regex = regex;
         rec.encoding = encoding;
@@ -1496,36 +1299,15 @@ export class AsyncEngine {
   }
 
   #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]> | null): StageSpec {
-    if (typeof host !== 'string' || host === '')
-      throw invalidArgType('host', 'a non-empty string', host);
-    // The resolver reads a C string: 'localhost\0.example.com' would resolve 'localhost'.
-    if (host.includes('\0')) throw invalidArgValue('host', 'must not contain NUL', host);
-    const p = checkPort(port, 'port');
+    const p = checkResolve(host, port);
     return { kind: Kind.Resolve, cb, handle: 0, a: host, b: String(p) };
   }
 
   // A connect to a numeric address or a path is one stage; to a name, resolve + connect, the
   // resolve stage internal (its failure becomes the connect's own).
   #connectStages(address: unknown, cb: Callback<Socket>): StageSpec[] {
-    if (address === null || typeof address !== 'object') {
-      throw invalidArgType('address', 'an object { host, port } or { path }', address);
-    }
-    const addr = address as { host?: unknown; port?: unknown; path?: unknown };
-    if (addr.path !== undefined) {
-      const path = checkUnixPath(addr.path, 'address.path');
-      return [{ kind: Kind.Connect, cb, handle: 0, a: path, b: -1 }];
-    }
-    if (typeof addr.host !== 'string' || addr.host === '') {
-      throw invalidArgType('address.host', 'a non-empty string', addr.host);
-    }
-    if (addr.host.includes('\0')) {
-      throw invalidArgValue('address.host', 'must not contain NUL', addr.host);
-    }
-    const port = checkPort(addr.port, 'address.port');
-    if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
-    const host =
-      addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
-    if (isIP(host)) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
+    const { host, port, numeric } = checkConnectAddress(address);
+    if (numeric) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
     // The connect's deadline also bounds the name lookup before it.
     const resolve = this.#resolveStage(host, port, null);
     resolve.timeout = cb._timeout;
@@ -1590,7 +1372,7 @@ export class AsyncEngine {
   }
 
   #bare(fn: unknown, kind: Kind, ms: number): TimerHandle {
-    if (typeof fn !== 'function') throw invalidArgType('fn', 'a function', fn);
+    checkFunction(fn, 'fn');
     this.#checkOpen();
     const [id, rec] = this.#register({ kind, cb: null, handle: 0 });
     rec.fn = fn as () => void;
@@ -1827,74 +1609,6 @@ export class AsyncEngine {
   }
 }
 
-const CRLF = Buffer.from('\r\n');
-
-const EMPTY = Buffer.alloc(0);
-
-// A regex read's verdict on the bytes buffered so far (`snapshot`, at most maxBytes of them):
-// the bytes through the end of a non-empty match, ERR_LIMIT past the bound, ERR_INCOMPLETE at
-// EOF, else 0 (wait for more). Throws what the RegExp throws.
-function regexVerdict(
-  regex: RegExp,
-  encoding: BufferEncoding,
-  snapshot: Buffer,
-  eof: boolean,
-  over: boolean,
-): [number, RegExpExecArray | undefined] {
-  const enc: BufferEncoding = encoding === 'utf8' || encoding === 'utf-8' ? 'utf8' : 'latin1';
-  const text = snapshot.toString(enc);
-  regex.lastIndex = 0;
-  const m = regex.exec(text);
-  regex.lastIndex = 0;
-  const end = m ? m.index + m[0].length : 0;
-  if (m && end > 0) {
-    // Decoding is not reversible (a U+FFFD stands for 1 to 3 invalid bytes), so the match's
-    // end is mapped back to the snapshot's bytes, never re-encoded.
-    return [enc === 'utf8' ? utf8ByteOffset(snapshot, end) : end, m];
-  }
-  if (over) return [Code.Limit, undefined];
-  if (eof) return [Code.Incomplete, undefined];
-  return [0, undefined];
-}
-
-// The record at `buf[off...]` (all of it there; `held`: the socket whose held bytes `buf` is),
-// or ERR_MISMATCH when its trailer is wrong.
-function recordOf(
-  state: PrefixState,
-  buf: Buffer,
-  off: number,
-  held?: Socket,
-): LengthPrefixedRecord<Buffer | string> | EngineError {
-  const { header, headerLen, bodyLen } = state;
-  if (bodyLen < 0) return { header, body: null };
-  const { trailer, bodyEncoding } = state.spec;
-  const start = off + headerLen;
-  const at = start + bodyLen;
-  if (trailer !== undefined) {
-    for (let i = 0; i < trailer.length; i++) {
-      if (buf[at + i] !== trailer[i]) {
-        const err = new EngineError('ERR_MISMATCH', 'the bytes after the body are not the trailer');
-        err.line = header;
-        return err;
-      }
-    }
-  }
-  if (bodyEncoding === undefined) return { header, body: buf.subarray(start, at) };
-  const body =
-    held === undefined
-      ? buf.toString(bodyEncoding, start, at)
-      : heldSlice(held, start, at, bodyEncoding);
-  return { header, body };
-}
-
-function checkDelimiter(delimiter: unknown): Delimiter {
-  if (typeof delimiter !== 'string' && !Buffer.isBuffer(delimiter)) {
-    throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
-  }
-  if (delimiter.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
-  return delimiterOf(delimiter);
-}
-
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
   return (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) || kind === Kind.ReadPrefixed;
@@ -1902,43 +1616,6 @@ function isSocketRead(kind: Kind): boolean {
 
 function timeoutOf(spec: StageSpec): number {
   return spec.cb?._timeout ?? spec.timeout ?? 0;
-}
-
-// sockaddr_un holds 108 bytes, the terminating NUL included.
-const MAX_UNIX_PATH = 107;
-
-function checkUnixPath(path: unknown, name: string): string {
-  if (typeof path !== 'string' || path === '')
-    throw invalidArgType(name, 'a non-empty string', path);
-  if (Buffer.byteLength(path) > MAX_UNIX_PATH || path.includes('\0')) {
-    throw invalidArgValue(name, `must be at most ${MAX_UNIX_PATH} bytes, without NUL`, path);
-  }
-  return path;
-}
-
-// A line's failure, if it has one: ERR_MISMATCH when it does not match `expect`, or the error
-// the `expect` RegExp threw (that is this op's failure, and the batch goes on). The line was
-// consumed either way, so the error carries it.
-function lineError(line: string, expect: LineExpectation | undefined): EngineError | undefined {
-  if (expect === null || expect === undefined) return undefined;
-  let err: EngineError;
-  try {
-    if (lineMatches(line, expect)) return undefined;
-    err = new EngineError('ERR_MISMATCH', 'the line did not match what was expected');
-  } catch (e) {
-    err = userCodeError(e);
-  }
-  err.line = line;
-  return err;
-}
-
-function lineMatches(line: string, expect: LineExpectation | undefined): boolean {
-  if (expect === null || expect === undefined) return true;
-  if (typeof expect === 'string') return line === expect;
-  expect.lastIndex = 0;
-  const ok = expect.test(line);
-  expect.lastIndex = 0;
-  return ok;
 }
 
 function chooseImpl(requested: unknown): ImplName {
@@ -1975,102 +1652,6 @@ function chooseImpl(requested: unknown): ImplName {
   return name;
 }
 
-const NO_OPTIONS: OpOptions = Object.freeze({});
-
-function checkExpect(expect: unknown): asserts expect is LineExpectation {
-  if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
-    throw invalidArgType('expect', 'a string, RegExp or null', expect);
-  }
-}
-
-function checkOptions(opts: unknown): void {
-  if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'an object', opts);
-}
-
-function checkMaxBytes(v: unknown, name: string): number {
-  if (v === Infinity) return -1;
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!Number.isSafeInteger(v) || v <= 0) {
-    throw outOfRange(name, 'an integer from 1 to 2**53 - 1, or Infinity', v);
-  }
-  return v;
-}
-
-// Memory the engine copies into later must not change size while an op waits: a view of a
-// resizable ArrayBuffer or a growable SharedArrayBuffer is refused. (A detached buffer is
-// caught when the bytes are copied.)
-function checkFixedMemory(view: Uint8Array, name: string): void {
-  const memory = view.buffer as { resizable?: boolean; growable?: boolean };
-  if (memory.resizable === true || memory.growable === true) {
-    throw invalidArgValue(
-      name,
-      'must not be a view of a resizable ArrayBuffer or a growable SharedArrayBuffer',
-      view,
-    );
-  }
-}
-
-// An integer argument that native code reads as a C int (an fd, a backlog): checked here, so
-// that no conversion wraps it (2**32 + 3 must not become 3).
-function checkInt(v: unknown, name: string, min: number, max: number): void {
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!Number.isInteger(v) || v < min || v > max) {
-    throw outOfRange(name, `an integer from ${min} to ${max}`, v);
-  }
-}
-
-// A delay in milliseconds (callLater), as a Callback's timeout: any finite number >= 0,
-// fractions allowed; native code saturates a deadline past about 146 years, so none overflows.
-function checkDelay(v: unknown, name: string): void {
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!Number.isFinite(v) || v < 0) throw outOfRange(name, 'a finite number >= 0', v);
-}
-
-function checkSize(v: unknown, name: string): void {
-  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!Number.isInteger(v) || v < 1 || v > MAX_SIZE) {
-    throw outOfRange(name, `an integer from 1 to ${MAX_SIZE}`, v);
-  }
-}
-
-function checkPort(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
-    throw outOfRange(name, 'an integer from 0 to 65535', v);
-  }
-  return v;
-}
-
-function checkEncoding(v: unknown, name: string): BufferEncoding {
-  // A server passes the same encoding op after op: the common names skip the lookup.
-  if (v === 'utf8' || v === 'latin1') return v;
-  if (typeof v !== 'string' || !Buffer.isEncoding(v)) {
-    throw invalidArgValue(name, 'must be a Buffer encoding', v);
-  }
-  return v as BufferEncoding;
-}
-
-function numericHost(host: unknown, name: string): string {
-  if (typeof host !== 'string') throw invalidArgType(name, 'a string', host);
-  if (host === 'localhost') return '127.0.0.1';
-  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  if (!isIP(h)) throw invalidArgValue(name, 'must be a numeric IPv4 or IPv6 address', host);
-  return h;
-}
-
-function toBytes(data: unknown): Buffer | Buffer[] {
-  if (typeof data === 'string') return Buffer.from(data);
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (Array.isArray(data)) {
-    return data.map((d, i) => {
-      if (Buffer.isBuffer(d)) return d;
-      if (d instanceof Uint8Array) return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
-      throw invalidArgType(`data[${i}]`, 'a Buffer or Uint8Array', d);
-    });
-  }
-  throw invalidArgType('data', 'a string, Buffer, Uint8Array or an array of Buffers', data);
-}
-
 // Errors the native side throws synchronously (listen, adopt) carry errno and syscall.
 function fromThrown(e: unknown): Error {
   const n = e as { errno?: number; syscall?: string; message?: string };
@@ -2085,107 +1666,4 @@ function fromThrown(e: unknown): Error {
 /** Creates an engine; see {@link EngineConfig}. */
 export function createEngine(config: EngineConfig = {}): AsyncEngine {
   return new AsyncEngine(config);
-}
-
-function checkPath(path: unknown, name: string): void {
-  if (typeof path !== 'string') throw invalidArgType(name, 'a string', path);
-  if (path === '' || path.includes('\0')) {
-    throw invalidArgValue(name, 'must be a non-empty string without NUL', path);
-  }
-}
-
-const OPEN_FLAGS: Record<string, number> = {
-  r: fsConstants.O_RDONLY,
-  'r+': fsConstants.O_RDWR,
-  w: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC,
-  'w+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC,
-  a: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND,
-  'a+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
-  wx: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
-  'wx+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
-  ax: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
-  'ax+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
-};
-
-function openFlags(flags: unknown): number {
-  if (typeof flags === 'number') {
-    if (!Number.isInteger(flags) || flags < 0 || flags > 0x7fffffff) {
-      throw outOfRange('options.flags', 'an integer of O_* bits', flags);
-    }
-    return flags;
-  }
-  if (typeof flags !== 'string')
-    throw invalidArgType('options.flags', 'a string or a number', flags);
-  const f = OPEN_FLAGS[flags];
-  if (f === undefined) {
-    throw invalidArgValue(
-      'options.flags',
-      `must be one of ${Object.keys(OPEN_FLAGS).join(', ')}`,
-      flags,
-    );
-  }
-  return f;
-}
-
-// statx's fields, as the native side packs them: 14 doubles.
-function statFrom(b: Buffer): FileStat {
-  const v = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + 14 * 8));
-  const mode = v[1]!;
-  const type = mode & fsConstants.S_IFMT;
-  return {
-    size: v[0]!,
-    mode,
-    uid: v[2]!,
-    gid: v[3]!,
-    nlink: v[4]!,
-    ino: v[5]!,
-    dev: v[6]!,
-    blksize: v[7]!,
-    blocks: v[8]!,
-    atimeMs: v[9]!,
-    mtimeMs: v[10]!,
-    ctimeMs: v[11]!,
-    birthtimeMs: v[12]!,
-    isFile: type === fsConstants.S_IFREG,
-    isDirectory: type === fsConstants.S_IFDIR,
-  };
-}
-
-function checkTask(task: unknown): {
-  module: string;
-  fn: string;
-  args: unknown[];
-  transfer: TransferListItem[];
-} {
-  if (task === null || typeof task !== 'object') throw invalidArgType('task', 'an object', task);
-  const t = task as WorkTask;
-  let module: string;
-  if (t.module instanceof URL) {
-    module = t.module.href;
-  } else if (typeof t.module === 'string' && t.module !== '') {
-    module = t.module.startsWith('/') ? pathToFileURL(t.module).href : t.module;
-  } else {
-    throw invalidArgType('task.module', 'a non-empty string or a URL', t.module);
-  }
-  if (typeof t.fn !== 'string' || t.fn === '')
-    throw invalidArgType('task.fn', 'a non-empty string', t.fn);
-  if (t.args !== undefined && !Array.isArray(t.args))
-    throw invalidArgType('task.args', 'an array', t.args);
-  if (t.transfer !== undefined && !Array.isArray(t.transfer)) {
-    throw invalidArgType('task.transfer', 'an array', t.transfer);
-  }
-  return { module, fn: t.fn, args: t.args ?? [], transfer: t.transfer ?? [] };
-}
-
-function checkWorkThreads(work: unknown): number {
-  const fallback = Math.max(2, availableParallelism());
-  if (work === undefined) return fallback;
-  if (work === null || typeof work !== 'object')
-    throw invalidArgType('config.work', 'an object', work);
-  const threads = (work as { threads?: unknown }).threads;
-  if (threads === undefined) return fallback;
-  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
-    throw outOfRange('config.work.threads', 'an integer from 1 to 1024', threads);
-  }
-  return threads;
 }
