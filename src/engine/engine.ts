@@ -7,6 +7,7 @@ import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
 import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
+import { type ChainState, OpRecord } from './internal/op-record.js';
 import { OpTable } from './internal/op-table.js';
 import {
   type PrefixSpec,
@@ -87,59 +88,6 @@ import type {
   WorkTask,
   WriteData,
 } from './types.js';
-
-// A chain's shared state: the failure that aborts later stages.
-interface ChainState {
-  records: OpRecord[];
-  error?: EngineError;
-  // The error came from a stage the caller did not ask for (name resolution before a connect):
-  // the next stage reports it as its own failure rather than as ERR_ABORTED.
-  errorIsInternal?: boolean;
-}
-
-// One op in flight.
-class OpRecord {
-  expect: LineExpectation | undefined = undefined;
-  regex: RegExp | undefined = undefined;
-  match: RegExpExecArray | undefined = undefined;
-  encoding: BufferEncoding = 'utf8';
-  chain: ChainState | undefined = undefined;
-  path: string | undefined = undefined; // open
-  direct = false; // open
-  keep: unknown = undefined; // readInto: the caller's buffer, alive while the op is
-  timer: ReturnType<typeof setTimeout> | undefined = undefined; // submitWork's deadline
-  internal = false;
-  fn: (() => void) | undefined = undefined;
-  // A socket read counted in its socket's `_nreads` (submitted to the native side).
-  counted = false;
-  // A regex or length-prefixed read whose report JavaScript has answered: later reports (sent
-  // before the answer arrived) are stale.
-  answered = false;
-  // readLengthPrefixed: how to cut the record, and the header once known.
-  prefix: PrefixState | undefined = undefined;
-  // The failure decided in JavaScript mid-op: what its RegExp's exec threw, a length-prefixed
-  // read's refused header.
-  failWith: EngineError | undefined = undefined;
-  constructor(
-    readonly id: number,
-    readonly cb: Callback<any> | null,
-    readonly kind: Kind,
-    public sock: Socket | File | undefined,
-  ) {}
-}
-
-// A stage before it is registered: validated arguments for one native op.
-interface StageSpec {
-  kind: Kind;
-  cb: Callback<any> | null;
-  /** The deadline of a stage that has no Callback of its own (name resolution for a connect). */
-  timeout?: number;
-  sock?: Socket | File;
-  handle: number;
-  a?: unknown;
-  b?: unknown;
-  setup?: (rec: OpRecord) => void;
-}
 
 const DEFAULT_MAX_BYTES = 65536;
 // Bounds of a socket's hand-over size (Socket._takeCap).
@@ -252,11 +200,9 @@ export class AsyncEngine {
 
   /** Accepts the next connection: `success(socket, socket)`. */
   accept(listener: Listener, cb: Callback<Socket>): void {
-    this.#submit({
-      kind: Kind.Accept,
-      cb: checkCallback(cb),
-      handle: listenerHandle(listener, this),
-    });
+    const c = checkCallback<Socket>(cb);
+    const handle = listenerHandle(listener, this);
+    this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
   }
 
   /**
@@ -264,13 +210,12 @@ export class AsyncEngine {
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
   connect(address: ConnectAddress, cb: Callback<Socket>): void {
-    this.#chain([...this.#connectStages(address, checkCallback(cb))]);
+    this.#chain(this.#connectStages(address, checkCallback(cb)));
   }
 
   /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
   getaddrinfo(host: string, port: number, cb: Callback<AddrInfo[]>): void {
-    const stage = this.#resolveStage(host, port, checkCallback(cb));
-    this.#submit(stage);
+    this.#start(this.#resolveStage(host, port, checkCallback(cb)));
   }
 
   /**
@@ -303,7 +248,7 @@ export class AsyncEngine {
         return;
       }
     }
-    this.#submit({ kind: Kind.ReadUntil, cb, sock, handle, a: delim.bytes, b: maxBytes });
+    this.#start(new OpRecord(Kind.ReadUntil, cb, sock, handle, cb._timeout, delim.bytes, maxBytes));
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
@@ -313,14 +258,9 @@ export class AsyncEngine {
     const cb = callbackOf(a, b);
     const opts = optionsOf(a, b);
     const pos = checkPosition(sock, opts, true);
-    this.#start(
-      Kind.ReadAll,
-      cb,
-      sock,
-      socketHandle(sock, this),
-      limitOf(opts, this.#maxBytes),
-      pos,
-    );
+    const handle = socketHandle(sock, this);
+    const maxBytes = limitOf(opts, this.#maxBytes);
+    this.#start(new OpRecord(Kind.ReadAll, cb, sock, handle, cb._timeout, maxBytes, pos));
   }
 
   /**
@@ -346,18 +286,13 @@ export class AsyncEngine {
     checkGlob(glob);
     const encoding = encodingOf(opts, this.#encoding);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    this.#submit({
-      kind: Kind.ReadGlob,
-      cb,
-      sock,
-      handle: socketHandle(sock, this),
-      // Lines are matched as bytes: a glob in another encoding is given as its bytes.
-      a: utf8 ? glob : Buffer.from(glob, encoding),
-      b: limitOf(opts, this.#maxBytes),
-      setup: (rec) => {
-        rec.encoding = encoding;
-      },
-    });
+    const handle = socketHandle(sock, this);
+    // Lines are matched as bytes: a glob in another encoding is given as its bytes.
+    const pattern = utf8 ? glob : Buffer.from(glob, encoding);
+    const maxBytes = limitOf(opts, this.#maxBytes);
+    const rec = new OpRecord(Kind.ReadGlob, cb, sock, handle, cb._timeout, pattern, maxBytes);
+    rec.encoding = encoding;
+    this.#start(rec);
   }
 
   /**
@@ -379,32 +314,32 @@ export class AsyncEngine {
   ): void {
     const opts = optionsOf(a, b);
     checkPosition(sock, opts, false);
-    const spec = this.#regexStage(sock, socketHandle(sock, this), regex, opts, callbackOf(a, b));
+    const handle = socketHandle(sock, this);
+    const rec = this.#regexStage(callbackOf(a, b), sock, handle, regex, opts);
     if (holds(sock)) {
       // Matched against the bytes held here first; with no match yet, the native side gets
       // them back and reports as more arrive. A failure that consumes nothing (ERR_LIMIT, a
       // RegExp that throws) is left to the native side too, so that a failure callback that
       // submits the same read again waits for a later round rather than loop in this one.
-      const maxBytes = spec.a as number;
+      const maxBytes = rec.a as number;
       const buf = sock._in;
       const off = sock._off;
       const over = maxBytes >= 0 && buf.length - off > maxBytes;
       const snapshot = buf.subarray(off, over ? off + maxBytes : buf.length);
-      const encoding = opts.encoding ? (opts.encoding as BufferEncoding) : this.#encoding;
       let verdict = 0;
       let m: RegExpExecArray | undefined;
       try {
-        [verdict, m] = regexVerdict(regex as RegExp, encoding, snapshot, false, over);
+        [verdict, m] = regexVerdict(rec.regex!, rec.encoding, snapshot, false, over);
       } catch {
         verdict = 0; // it throws again where the native side reports, and fails the op there
       }
       if (verdict > 0) {
         const value: RegexResult = { data: buf.subarray(off, off + verdict), match: m! };
-        this.#local(spec.cb!, sock, value, off + verdict, undefined);
+        this.#local(rec.cb!, sock, value, off + verdict, undefined);
         return;
       }
     }
-    this.#submit(spec);
+    this.#start(rec);
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
@@ -425,7 +360,7 @@ export class AsyncEngine {
       this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
       return;
     }
-    this.#start(Kind.ReadChunk, cb, sock, handle, size, pos);
+    this.#start(new OpRecord(Kind.ReadChunk, cb, sock, handle, cb._timeout, size, pos));
   }
 
   /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
@@ -448,7 +383,7 @@ export class AsyncEngine {
         return;
       }
     }
-    this.#start(Kind.ReadExactly, cb, sock, handle, n, pos);
+    this.#start(new OpRecord(Kind.ReadExactly, cb, sock, handle, cb._timeout, n, pos));
   }
 
   /**
@@ -474,19 +409,17 @@ export class AsyncEngine {
     checkExpect(expect);
     checkPosition(sock, opts, false);
     const handle = socketHandle(sock, this);
-    const encoding = encodingOf(opts, this.#encoding);
-    const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    const maxBytes = limitOf(opts, this.#maxBytes);
     if (holds(sock)) {
-      const line = heldLine(sock, maxBytes, encoding);
+      // A whole line among the held bytes settles here, with no record and no crossing; it is
+      // checked against `expect` as it is delivered, like the line stage's.
+      const encoding = encodingOf(opts, this.#encoding);
+      const line = heldLine(sock, limitOf(opts, this.#maxBytes), encoding);
       if (line !== undefined) {
         this.#local(cb, sock, line, heldLineEnd, expect);
         return;
       }
     }
-    const rec = this.#start(Kind.ReadLine, cb, sock, handle, maxBytes, utf8);
-    rec.expect = expect;
-    rec.encoding = encoding;
+    this.#start(this.#lineStage(cb, sock, handle, expect, opts));
   }
 
   /**
@@ -548,8 +481,9 @@ export class AsyncEngine {
         }
       }
     }
-    const rec = this.#start(Kind.ReadPrefixed, done, sock, handle, a, maxBytes);
+    const rec = new OpRecord(Kind.ReadPrefixed, done, sock, handle, done._timeout, a, maxBytes);
     rec.prefix = state;
+    this.#start(rec);
   }
 
   // readLengthPrefixed's options, checked. A program passes the same options object op after op
@@ -609,7 +543,8 @@ export class AsyncEngine {
     const bytes = toBytes(data);
     const size = Array.isArray(bytes) ? bytes.reduce((n, x) => n + x.length, 0) : bytes.length;
     const pos = checkPosition(sock, optionsOf(a, b), true, size);
-    this.#start(Kind.Write, cb, sock, socketHandle(sock, this), bytes, pos);
+    const handle = socketHandle(sock, this);
+    this.#start(new OpRecord(Kind.Write, cb, sock, handle, cb._timeout, bytes, pos));
   }
 
   // ---- files ----
@@ -624,9 +559,18 @@ export class AsyncEngine {
     const cb = checkCallback<File>(b === undefined ? a : b);
     const opts: OpenOptions = b === undefined ? {} : (a as OpenOptions);
     const { flags, mode, direct } = checkOpenArgs(path, opts);
-    const rec = this.#start(Kind.Open, cb, undefined, 0, path, flags + mode * 2 ** 32);
+    const rec = new OpRecord(
+      Kind.Open,
+      cb,
+      undefined,
+      0,
+      cb._timeout,
+      path,
+      flags + mode * 2 ** 32,
+    );
     rec.path = path;
     rec.direct = direct;
+    this.#start(rec);
   }
 
   /**
@@ -650,8 +594,8 @@ export class AsyncEngine {
     const f = checkFile(file, this);
     checkReadBuffer(buffer);
     const pos = checkPosition(f, optionsOf(a, b), true, buffer.length);
-    const rec = this.#start(Kind.ReadInto, cb, f, f._handle, buffer, pos);
-    rec.keep = buffer; // the caller's buffer, for as long as the op is in flight
+    // The record keeps the caller's buffer (its `a`) alive for as long as the op is in flight.
+    this.#start(new OpRecord(Kind.ReadInto, cb, f, f._handle, cb._timeout, buffer, pos));
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
@@ -662,7 +606,8 @@ export class AsyncEngine {
     const opts: FsyncOptions = b === undefined ? {} : (a as FsyncOptions);
     checkOptions(opts);
     const f = checkFile(file, this);
-    this.#start(Kind.Fsync, cb, f, f._handle, opts.dataOnly === true, undefined);
+    const dataOnly = opts.dataOnly === true;
+    this.#start(new OpRecord(Kind.Fsync, cb, f, f._handle, cb._timeout, dataOnly, undefined));
   }
 
   /** The status of an open File or of a path (statx(2)): `success(stat)`. */
@@ -670,11 +615,11 @@ export class AsyncEngine {
     const c = checkCallback<FileStat>(cb);
     if (typeof fileOrPath === 'string') {
       checkPath(fileOrPath, 'path');
-      this.#start(Kind.Stat, c, undefined, 0, fileOrPath, undefined);
+      this.#start(new OpRecord(Kind.Stat, c, undefined, 0, c._timeout, fileOrPath, undefined));
       return;
     }
     const f = checkFile(fileOrPath, this);
-    this.#start(Kind.Stat, c, f, f._handle, undefined, undefined);
+    this.#start(new OpRecord(Kind.Stat, c, f, f._handle, c._timeout, undefined, undefined));
   }
 
   // ---- work ----
@@ -691,16 +636,7 @@ export class AsyncEngine {
     this.#checkOpen();
     const c = checkCallback<T>(cb);
     const t = checkTask(task);
-    const id = this.#nextId++;
-    const rec = new OpRecord(id, c, Kind.Work, undefined);
-    this.#ops.set(rec);
-    this.#workOps++;
-    c._target = this;
-    c._id = id;
-    c._busy = true;
-    if (c._timeout) rec.timer = setTimeout(() => this.#workTimedOut(id), c._timeout);
-    this.#work ??= new WorkPool(this.#workThreads);
-    this.#work.submit({ id, ...t, done: (o) => this.#workDone(id, o) });
+    this.#start(new OpRecord(Kind.Work, c, undefined, 0, c._timeout, t, undefined));
   }
 
   /**
@@ -783,8 +719,8 @@ export class AsyncEngine {
     const handle = listenerHandle(listener, this);
     const bytes = toBytes(data);
     this.#chain([
-      { kind: Kind.Accept, cb: c1, handle },
-      { kind: Kind.Write, cb: c2, handle: 0, a: bytes },
+      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined),
     ]);
   }
 
@@ -810,8 +746,8 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const handle = listenerHandle(listener, this);
     this.#chain([
-      { kind: Kind.Accept, cb: c1, handle },
-      this.#lineStage(undefined, 0, expect, opts, c2),
+      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      this.#lineStage(c2, undefined, 0, expect, opts),
     ]);
   }
 
@@ -840,8 +776,8 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const handle = listenerHandle(listener, this);
     this.#chain([
-      { kind: Kind.Accept, cb: c1, handle },
-      this.#regexStage(undefined, 0, regex, opts, c2),
+      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      this.#regexStage(c2, undefined, 0, regex, opts),
     ]);
   }
 
@@ -871,8 +807,8 @@ export class AsyncEngine {
     const handle = socketHandle(sock, this);
     const bytes = toBytes(data);
     this.#chain([
-      { kind: Kind.Write, cb: c1, sock, handle, a: bytes },
-      this.#lineStage(sock, handle, expect, opts, c2),
+      new OpRecord(Kind.Write, c1, sock, handle, c1._timeout, bytes, undefined),
+      this.#lineStage(c2, sock, handle, expect, opts),
     ]);
   }
 
@@ -897,7 +833,7 @@ export class AsyncEngine {
     const [opts, cbs] = optionsAndCallbacks(a, b);
     const [c1, c2] = checkCallbacks(cbs, 2);
     const connect = this.#connectStages(address, c1);
-    this.#chain([...connect, this.#lineStage(undefined, 0, expect, opts, c2)]);
+    this.#chain([...connect, this.#lineStage(c2, undefined, 0, expect, opts)]);
   }
 
   /** Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`. */
@@ -909,7 +845,8 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const bytes = lineBytes(line);
     const connect = this.#connectStages(address, c1);
-    this.#chain([...connect, { kind: Kind.Write, cb: c2, handle: 0, a: bytes }]);
+    const write = new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined);
+    this.#chain([...connect, write]);
   }
 
   /** Resolves `host`, then connects to the first address that answers: `[cbAddrs, cbSocket]`. */
@@ -919,7 +856,10 @@ export class AsyncEngine {
     cbs: [Callback<AddrInfo[]>, Callback<Socket>],
   ): void {
     const [c1, c2] = checkCallbacks(cbs, 2);
-    this.#chain([this.#resolveStage(host, port, c1), { kind: Kind.Connect, cb: c2, handle: 0 }]);
+    const resolve = this.#resolveStage(host, port, c1);
+    // It connects to what the lookup found.
+    const connect = new OpRecord(Kind.Connect, c2, undefined, 0, c2._timeout, undefined, undefined);
+    this.#chain([resolve, connect]);
   }
 
   // ---- bare callbacks and the loop ----
@@ -1089,43 +1029,6 @@ export class AsyncEngine {
     }
   }
 
-  // Registers an op and hands it to the native side; the caller fills in the record's
-  // decoding fields afterwards (nothing is dispatched before the call returns).
-  #start(
-    kind: Kind,
-    cb: Callback<any>,
-    sock: Socket | File | undefined,
-    handle: number,
-    a: unknown,
-    b: unknown,
-  ): OpRecord {
-    this.#checkOpen();
-    const id = this.#nextId++;
-    const rec = new OpRecord(id, cb, kind, sock);
-    this.#ops.set(rec);
-    cb._target = this;
-    cb._id = id;
-    cb._busy = true;
-    this.#send(rec, handle, cb._timeout, a, b);
-    return rec;
-  }
-
-  // Hands a registered op to the native side. A socket read first gives back the bytes held for
-  // its socket (they come before anything the native side buffers) and is counted until it is
-  // delivered. A refused submission is forgotten and its error thrown.
-  #send(rec: OpRecord, handle: number, timeout: number, a: unknown, b: unknown): void {
-    const sock = rec.sock;
-    const read = sock instanceof Socket && isSocketRead(rec.kind);
-    if (read) this.#unreadIn(sock);
-    try {
-      this.native.submit(rec.kind, rec.id, handle, timeout, a, b);
-    } catch (e) {
-      this.#unregister([rec]);
-      throw e;
-    }
-    if (read) this.#countRead(rec);
-  }
-
   // An op whose frame is in the bytes already handed over: it settles with `value` in this
   // turn's dispatch, after the submitting call returns, with no crossing of its own. `end`:
   // where the socket's unconsumed bytes now begin. `expect`: a line's expectation (undefined
@@ -1139,9 +1042,7 @@ export class AsyncEngine {
   ): void {
     this.#checkOpen();
     const id = this.#nextId++;
-    cb._target = this;
-    cb._id = id;
-    cb._busy = true;
+    this.#claim(cb, id);
     if (end >= sock._in!.length) {
       dropHeld(sock);
       // Everything handed over was framed here: the next hand-over may take more.
@@ -1253,87 +1154,113 @@ export class AsyncEngine {
     sock._ascii = undefined;
   }
 
+  // ---- stages: an op's record, made from its checked arguments ----
+
+  // A line read (expectLine, alone or ending a chain): its line is decoded with the op's
+  // encoding and checked against `expect` (lineError) as it settles.
   #lineStage(
+    cb: Callback<string>,
     sock: Socket | File | undefined,
     handle: number,
     expect: unknown,
     opts: OpOptions,
-    cb: Callback<string>,
-  ): StageSpec {
+  ): OpRecord {
     checkExpect(expect);
     const encoding = encodingOf(opts, this.#encoding);
-    return {
-      kind: Kind.ReadLine,
-      cb,
-      sock,
-      handle,
-      a: limitOf(opts, this.#maxBytes),
-      b: encoding === 'utf8' || encoding === 'utf-8',
-      setup: (rec) => {
-        rec.expect = expect as LineExpectation;
-        rec.encoding = encoding;
-      },
-    };
+    const maxBytes = limitOf(opts, this.#maxBytes);
+    const utf8 = encoding === 'utf8' || encoding === 'utf-8';
+    const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, utf8);
+    rec.expect = expect as LineExpectation;
+    rec.encoding = encoding;
+    return rec;
   }
 
+  // A regex read (readUntilRegex, alone or ending a chain): JavaScript matches the bytes as they
+  // arrive (#progress) and tells the native side where the match ends.
   #regexStage(
+    cb: Callback<RegexResult>,
     sock: Socket | File | undefined,
     handle: number,
     regex: unknown,
     opts: OpOptions,
-    cb: Callback<RegexResult>,
-  ): StageSpec {
+  ): OpRecord {
     checkRegex(regex);
     const encoding = encodingOf(opts, this.#encoding);
-    return {
-      kind: Kind.ReadRegex,
-      cb,
-      sock,
-      handle,
-      a: limitOf(opts, this.#maxBytes),
-      setup: (rec) => {
-        rec.regex = regex;
-        rec.encoding = encoding;
-      },
-    };
+    const maxBytes = limitOf(opts, this.#maxBytes);
+    const rec = new OpRecord(Kind.ReadRegex, cb, sock, handle, cb._timeout, maxBytes, undefined);
+    rec.regex = regex;
+    rec.encoding = encoding;
+    return rec;
   }
 
-  #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]> | null): StageSpec {
+  #resolveStage(host: unknown, port: unknown, cb: Callback<AddrInfo[]>): OpRecord {
     const p = checkResolve(host, port);
-    return { kind: Kind.Resolve, cb, handle: 0, a: host, b: String(p) };
+    return new OpRecord(Kind.Resolve, cb, undefined, 0, cb._timeout, host, String(p));
   }
 
   // A connect to a numeric address or a path is one stage; to a name, resolve + connect, the
   // resolve stage internal (its failure becomes the connect's own).
-  #connectStages(address: unknown, cb: Callback<Socket>): StageSpec[] {
+  #connectStages(address: unknown, cb: Callback<Socket>): OpRecord[] {
     const { host, port, numeric } = checkConnectAddress(address);
-    if (numeric) return [{ kind: Kind.Connect, cb, handle: 0, a: host, b: port }];
-    // The connect's deadline also bounds the name lookup before it.
-    const resolve = this.#resolveStage(host, port, null);
-    resolve.timeout = cb._timeout;
-    resolve.setup = (rec) => {
-      rec.internal = true;
-    };
-    return [resolve, { kind: Kind.Connect, cb, handle: 0 }];
+    if (numeric) return [new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, host, port)];
+    // The connect's deadline also bounds the name lookup before it, and it connects to what the
+    // lookup found.
+    const resolve = new OpRecord(Kind.Resolve, null, undefined, 0, cb._timeout, host, String(port));
+    resolve.internal = true;
+    return [
+      resolve,
+      new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, undefined, undefined),
+    ];
   }
 
-  #register(spec: StageSpec): [number, OpRecord] {
-    const id = this.#nextId++;
-    const rec = new OpRecord(id, spec.cb, spec.kind, spec.sock);
-    spec.setup?.(rec);
-    this.#ops.set(rec);
-    if (spec.cb) {
-      spec.cb._target = this;
-      spec.cb._id = id;
-      spec.cb._busy = true;
-    }
-    return [id, rec];
-  }
+  // ---- registration: every op starts here ----
 
-  #submit(spec: StageSpec): void {
+  // Starts one op: registers its record, then hands it over, a work task to the pool and every
+  // other op to the native side. Nothing is dispatched before the call returns.
+  #start(rec: OpRecord): void {
     this.#checkOpen();
-    const [, rec] = this.#register(spec);
-    this.#send(rec, spec.handle, timeoutOf(spec), spec.a, spec.b);
+    this.#register(rec, undefined);
+    if (rec.kind === Kind.Work) this.#toPool(rec);
+    else this.#toNative(rec);
+  }
+
+  // Starts a chain: every stage is registered, then all cross to the native side at once, which
+  // runs them in order and aborts the rest at the first failure.
+  #chain(recs: OpRecord[]): void {
+    if (recs.length === 1) {
+      this.#start(recs[0]!);
+      return;
+    }
+    this.#checkOpen();
+    const chain: ChainState = { records: recs };
+    for (const rec of recs) this.#register(rec, chain);
+    const ops: NativeOp[] = recs.map((r) => [r.kind, r.id, r.handle, r.timeout, r.a, r.b]);
+    const reads = recs.filter((r) => r.sock instanceof Socket && isSocketRead(r.kind));
+    for (const r of reads) this.#unreadIn(r.sock as Socket);
+    try {
+      this.native.chain(ops);
+    } catch (e) {
+      this.#unregister(recs);
+      throw e;
+    }
+    for (const r of reads) this.#countRead(r);
+  }
+
+  // An op's id, its place in the op table, and its Callback (if it has one) pointed at it.
+  #register(rec: OpRecord, chain: ChainState | undefined): void {
+    const id = this.#nextId++;
+    rec.id = id;
+    rec.chain = chain;
+    this.#ops.set(rec);
+    if (rec.cb !== null) this.#claim(rec.cb, id);
+  }
+
+  // A Callback's op is in flight: cancel() reaches it through this engine, and the Callback
+  // cannot be submitted again until the op settles.
+  #claim(cb: Callback<any>, id: number): void {
+    cb._target = this;
+    cb._id = id;
+    cb._busy = true;
   }
 
   // The native side refused a submission (it throws before queuing anything): forget it.
@@ -1347,36 +1274,39 @@ export class AsyncEngine {
     }
   }
 
-  #chain(specs: StageSpec[]): void {
-    this.#checkOpen();
-    if (specs.length === 1) {
-      this.#submit(specs[0]!);
-      return;
-    }
-    const chain: ChainState = { records: [] };
-    const ops: NativeOp[] = specs.map((spec) => {
-      const [id, rec] = this.#register(spec);
-      rec.chain = chain;
-      chain.records.push(rec);
-      return [spec.kind, id, spec.handle, timeoutOf(spec), spec.a, spec.b];
-    });
-    const reads = chain.records.filter((r) => r.sock instanceof Socket && isSocketRead(r.kind));
-    for (const r of reads) this.#unreadIn(r.sock as Socket);
+  // Hands a registered op to the native side. A socket read first gives back the bytes held for
+  // its socket (they come before anything the native side buffers) and is counted until it is
+  // delivered. A refused submission is forgotten and its error thrown.
+  #toNative(rec: OpRecord): void {
+    const sock = rec.sock;
+    const read = sock instanceof Socket && isSocketRead(rec.kind);
+    if (read) this.#unreadIn(sock);
     try {
-      this.native.chain(ops);
+      this.native.submit(rec.kind, rec.id, rec.handle, rec.timeout, rec.a, rec.b);
     } catch (e) {
-      this.#unregister(chain.records);
+      this.#unregister([rec]);
       throw e;
     }
-    for (const r of reads) this.#countRead(r);
+    if (read) this.#countRead(rec);
+  }
+
+  // Hands a registered work task to the pool (started on first use). Its deadline is a timer
+  // here: the pool, not the native side, can stop a task's thread.
+  #toPool(rec: OpRecord): void {
+    const id = rec.id;
+    this.#workOps++;
+    if (rec.timeout) rec.timer = setTimeout(() => this.#workTimedOut(id), rec.timeout);
+    this.#work ??= new WorkPool(this.#workThreads);
+    const task = rec.a as ReturnType<typeof checkTask>;
+    this.#work.submit({ id, ...task, done: (o) => this.#workDone(id, o) });
   }
 
   #bare(fn: unknown, kind: Kind, ms: number): TimerHandle {
     checkFunction(fn, 'fn');
-    this.#checkOpen();
-    const [id, rec] = this.#register({ kind, cb: null, handle: 0 });
+    const rec = new OpRecord(kind, null, undefined, 0, ms, undefined, undefined);
     rec.fn = fn as () => void;
-    this.native.submit(kind, id, 0, ms, undefined, undefined);
+    this.#start(rec);
+    const id = rec.id;
     return {
       // True until the callback has run: a callSoon whose turn came natively but that has not
       // been dispatched yet is still cancellable here.
@@ -1612,10 +1542,6 @@ export class AsyncEngine {
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
   return (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) || kind === Kind.ReadPrefixed;
-}
-
-function timeoutOf(spec: StageSpec): number {
-  return spec.cb?._timeout ?? spec.timeout ?? 0;
 }
 
 function chooseImpl(requested: unknown): ImplName {
