@@ -26,7 +26,7 @@ import {
   holds,
 } from './internal/held.js';
 import { statFrom } from './internal/stat.js';
-import { EnginePromises } from '../promises/index.js';
+import type { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
 import {
@@ -879,6 +879,16 @@ export class AsyncEngine {
   }
 
   /**
+   * @internal callLater with a Callback, for the Promise layer's sleep: `success()` after `ms`,
+   * or `failure` with `ECANCELED` when it is cancelled (by `cancel()` or by shutdown).
+   */
+  _sleep(ms: number, cb: Callback<void>): void {
+    checkDelay(ms, 'ms');
+    const c = checkCallback<void>(cb);
+    this.#start(new OpRecord(Kind.Sleep, c, undefined, 0, ms, undefined, undefined));
+  }
+
+  /**
    * Waits up to `timeout` ms (default 0: do not wait) for ops to finish, then dispatches every
    * finished op in one batch. Returns the number of ops settled. The loop of `drive: 'manual'`.
    * `timeout`: a number of milliseconds from 0 to 2147483647 (rounded up to a whole ms).
@@ -938,7 +948,6 @@ export class AsyncEngine {
     this.#closed = true;
     const work = this.#work?.close();
     for (const entry of [...this.#entries]) entry.close();
-    this.#promises?._shutdown();
     const [count, idsResults, payloads, arena] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();
@@ -993,7 +1002,10 @@ export class AsyncEngine {
    * `{ signal, timeout }`. One per engine, made on first use. See {@link EnginePromises}.
    */
   get promises(): EnginePromises {
-    return (this.#promises ??= new EnginePromises(this));
+    if (makePromises === undefined) {
+      throw new Error('engine.promises needs the Promise layer: import it from the package root');
+    }
+    return (this.#promises ??= makePromises(this));
   }
 
   /** @internal Cancels the op with this id; see {@link Callback.cancel}. */
@@ -1410,7 +1422,8 @@ export class AsyncEngine {
     if (rec.chain) this.#retarget(rec.chain, id);
     else if (cb !== null && cb._id === id) cb._target = null;
     if (cb !== null) cb._busy = false; // its own op is over: it may be submitted again
-    if (rec.kind === Kind.Soon || rec.kind === Kind.Sleep) {
+    if (cb === null && (rec.kind === Kind.Soon || rec.kind === Kind.Sleep)) {
+      // A bare function: it runs when due, and is dropped when cancelled.
       if (result >= 0 && rec.fn) this.#call(rec.fn, undefined, undefined);
       return;
     }
@@ -1470,6 +1483,7 @@ export class AsyncEngine {
           break;
         }
         case Kind.Fsync:
+        case Kind.Sleep:
           value = undefined;
           break;
         case Kind.Stat:
@@ -1587,6 +1601,15 @@ function fromThrown(e: unknown): Error {
     return err;
   }
   return e as Error;
+}
+
+// engine.promises is made by the Promise layer, which registers its constructor here as it loads:
+// src/promises depends on the engine, and the engine only on its type.
+let makePromises: ((engine: AsyncEngine) => EnginePromises) | undefined;
+
+/** @internal Called once by src/promises as it loads. */
+export function registerPromises(make: (engine: AsyncEngine) => EnginePromises): void {
+  makePromises = make;
 }
 
 /** Creates an engine; see {@link EngineConfig}. */
