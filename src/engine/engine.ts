@@ -2,7 +2,7 @@
 // hands ops to the native core and settles each Callback exactly once from the batches the core
 // delivers.
 import { MessageChannel } from 'node:worker_threads';
-import { Callback } from './callback.js';
+import { Callback, invoke } from './callback.js';
 import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
@@ -12,20 +12,24 @@ import { OpTable } from './internal/op-table.js';
 import {
   type PrefixSpec,
   type PrefixState,
-  lineError,
+  headerOf,
   recordLength,
   recordOf,
   regexVerdict,
 } from './internal/framing.js';
 import {
+  consumeHeld,
   dropHeld,
   heldDelimiterEnd,
   heldLine,
   heldLineEnd,
   heldSlice,
   holds,
+  takeHeld,
+  unreadHeld,
 } from './internal/held.js';
-import { statFrom } from './internal/stat.js';
+import { ReadyQueue } from './internal/ready.js';
+import { resultValue } from './internal/results.js';
 import type { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -51,7 +55,7 @@ import {
   checkOptions,
   checkPath,
   checkPosition,
-  checkPrefixSpec,
+  prefixSpecOf,
   checkReadBuffer,
   checkRegex,
   checkResolve,
@@ -90,9 +94,6 @@ import type {
 } from './types.js';
 
 const DEFAULT_MAX_BYTES = 65536;
-// Bounds of a socket's hand-over size (Socket._takeCap).
-const TAKE_MIN = 4096;
-const TAKE_MAX = 4 * 1024 * 1024;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
 const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
@@ -121,14 +122,8 @@ export class AsyncEngine {
   #runWaiters: Array<() => void> = [];
   // Above zero while a batch is being walked: a nested runOnce() would refill it.
   #delivering = 0;
-  // Ops settled in JavaScript from bytes already handed over, waiting for the turn's dispatch
-  // (from #readyAt to #readyEnd), in settlement order: five entries each (Callback, id, socket,
-  // value, line expectation); the array keeps its size from turn to turn, and each entry is
-  // cleared as it is taken. They have no OpRecord: nothing can change their
-  // outcome any more (cancel() finds no op and returns false).
-  #ready: unknown[] = [];
-  #readyAt = 0;
-  #readyEnd = 0;
+  // Ops framed in JavaScript from bytes already handed over, waiting for the turn's dispatch.
+  readonly #ready = new ReadyQueue();
   #flushQueued = false;
   #framedInJs = 0;
   readonly #prefixSpecs = new WeakMap<object, PrefixSpec>();
@@ -451,7 +446,7 @@ export class AsyncEngine {
     checkOptions(options);
     const handle = socketHandle(sock, this);
     checkPosition(sock, options as OpOptions, false);
-    const spec = this.#prefixSpec(options);
+    const spec = prefixSpecOf(this.#prefixSpecs, options, this.#maxBytes, this.#encoding);
     const { delimiter: delim, maxBytes, encoding } = spec;
     const state: PrefixState = { spec, header: '', headerLen: 0, bodyLen: -1 };
     let a: unknown = delim?.bytes;
@@ -486,41 +481,10 @@ export class AsyncEngine {
     this.#start(rec);
   }
 
-  // readLengthPrefixed's options, checked. A program passes the same options object op after op
-  // (a server, one per connection): what was checked is kept with the object while none of its
-  // fields changed (Buffers are checked anew each time, since their bytes may change under the
-  // same object).
-  #prefixSpec(options: LengthPrefixedOptions): PrefixSpec {
-    const last = this.#prefixSpecs.get(options);
-    const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
-    if (
-      last !== undefined &&
-      last.given[0] === length &&
-      last.given[1] === delimiter &&
-      last.given[2] === trailer &&
-      last.given[3] === maxBytes &&
-      last.given[4] === maxBody &&
-      last.given[5] === encoding &&
-      last.given[6] === bodyEncoding &&
-      typeof delimiter !== 'object' &&
-      typeof trailer !== 'object'
-    ) {
-      return last;
-    }
-    const spec = checkPrefixSpec(options, this.#maxBytes, this.#encoding);
-    this.#prefixSpecs.set(options, spec);
-    return spec;
-  }
-
   // A length-prefixed read's header arrived natively: its length rule gives the verdict.
   #prefixProgress(id: number, rec: OpRecord, raw: Buffer): void {
     const state = rec.prefix!;
-    const { delimiter, encoding } = state.spec;
-    let strip = raw.length;
-    if (delimiter !== undefined) strip -= delimiter.bytes.length;
-    else strip -= strip > 1 && raw[strip - 2] === 13 ? 2 : 1;
-    const header = raw.toString(encoding, 0, strip);
-    const total = recordLength(state, header, raw.length);
+    const total = recordLength(state, headerOf(state.spec, raw), raw.length);
     if (typeof total === 'number') {
       this.native.regexVerdict(id, total);
       return;
@@ -686,9 +650,9 @@ export class AsyncEngine {
       if (cb._id === rec.id) cb._target = null;
       cb._busy = false;
       if (o.ok) {
-        if (cb._success) this.#call(cb._success, o.value, undefined);
+        if (cb._success) invoke(cb._success, o.value, undefined);
       } else if (cb._failure) {
-        this.#call(cb._failure, o.error, undefined);
+        invoke(cb._failure, o.error, undefined);
       }
     }
     this.#wakeRunWaiters(true);
@@ -704,7 +668,7 @@ export class AsyncEngine {
 
   // Ops in flight: the native side's, and tasks on the work pool.
   #pending(): boolean {
-    return this.#workOps > 0 || this.#readyAt < this.#readyEnd || this.native.pending();
+    return this.#workOps > 0 || this.#ready.count > 0 || this.native.pending();
   }
 
   // ---- chains ----
@@ -984,7 +948,7 @@ export class AsyncEngine {
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */
   stats(): EngineStats {
     const s = this.native.stats();
-    const local = (this.#readyEnd - this.#readyAt) / 5;
+    const local = this.#ready.count;
     return {
       impl: this.impl,
       ...s,
@@ -1055,21 +1019,8 @@ export class AsyncEngine {
     this.#checkOpen();
     const id = this.#nextId++;
     this.#claim(cb, id);
-    if (end >= sock._in!.length) {
-      dropHeld(sock);
-      // Everything handed over was framed here: the next hand-over may take more.
-      if (sock._takeCap < TAKE_MAX) sock._takeCap *= 2;
-    } else {
-      sock._off = end;
-    }
-    const ready = this.#ready;
-    const at = this.#readyEnd;
-    ready[at] = cb;
-    ready[at + 1] = id;
-    ready[at + 2] = sock;
-    ready[at + 3] = value;
-    ready[at + 4] = expect;
-    this.#readyEnd = at + 5;
+    consumeHeld(sock, end);
+    this.#ready.push(cb, id, sock, value, expect);
     if (this.#delivering === 0 && !this.#flushQueued && this.#drive === 'auto') {
       this.#flushQueued = true;
       queueMicrotask(this.#flushTask);
@@ -1085,59 +1036,18 @@ export class AsyncEngine {
     this.#wakeRunWaiters(true);
   };
 
-  // Settles the ops settled in JavaScript, in order, those their callbacks add included.
+  // Delivers the ops settled in JavaScript, in order, those their callbacks add included.
   #flushReady(): number {
-    const ready = this.#ready;
-    if (this.#readyAt === this.#readyEnd) return 0;
+    if (this.#ready.count === 0) return 0;
     let n = 0;
     this.#delivering++;
     try {
-      while (this.#readyAt < this.#readyEnd) {
-        const i = this.#readyAt;
-        this.#readyAt = i + 5;
-        const cb = ready[i] as Callback<any>;
-        const id = ready[i + 1] as number;
-        const sock = ready[i + 2] as Socket;
-        const value = ready[i + 3];
-        const expect = ready[i + 4] as LineExpectation | undefined;
-        ready[i] = ready[i + 2] = ready[i + 3] = ready[i + 4] = undefined;
-        // All taken: an op this callback submits starts the array over, so a long run of
-        // buffered frames (each callback submitting the next) reuses the same few slots.
-        if (this.#readyAt === this.#readyEnd) this.#readyAt = this.#readyEnd = 0;
-        n++;
-        if (cb._id === id) cb._target = null;
-        cb._busy = false;
-        const err =
-          typeof value === 'string'
-            ? lineError(value, expect)
-            : value instanceof EngineError
-              ? value
-              : undefined;
-        if (err !== undefined) {
-          if (cb._failure) this.#call(cb._failure, err, undefined);
-          continue;
-        }
-        if (cb._success) this.#call(cb._success, value, sock);
-      }
+      n = this.#ready.deliverAll();
     } finally {
       this.#delivering--;
     }
     this.#framedInJs += n;
     return n;
-  }
-
-  // Bytes held for a socket go back to the native side before a read that must wait there:
-  // they come before anything it buffers.
-  #unreadIn(sock: Socket): void {
-    const buf = sock._in;
-    if (buf === undefined) return;
-    dropHeld(sock);
-    // Most of what was handed over goes back unframed (reads that wait natively, such as globs
-    // between lines): hand over less next time, so bytes do not travel back and forth.
-    if ((buf.length - sock._off) * 2 > sock._took && sock._takeCap > TAKE_MIN) {
-      sock._takeCap /= 2;
-    }
-    this.native.unread(sock._handle, sock._off === 0 ? buf : buf.subarray(sock._off));
   }
 
   #countRead(rec: OpRecord): void {
@@ -1155,15 +1065,7 @@ export class AsyncEngine {
     const sock = rec.sock as Socket;
     if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
     if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll) return;
-    const want = rest < sock._takeCap ? rest : sock._takeCap;
-    const buf = Buffer.allocUnsafe(want);
-    const n = this.native.take(sock._handle, buf);
-    if (n === 0) return;
-    sock._took = n;
-    sock._in = n === want ? buf : buf.subarray(0, n);
-    sock._off = 0;
-    sock._text = undefined;
-    sock._ascii = undefined;
+    takeHeld(sock, rest, this.native);
   }
 
   // ---- stages: an op's record, made from its checked arguments ----
@@ -1248,7 +1150,7 @@ export class AsyncEngine {
     for (const rec of recs) this.#register(rec, chain);
     const ops: NativeOp[] = recs.map((r) => [r.kind, r.id, r.handle, r.timeout, r.a, r.b]);
     const reads = recs.filter((r) => r.sock instanceof Socket && isSocketRead(r.kind));
-    for (const r of reads) this.#unreadIn(r.sock as Socket);
+    for (const r of reads) unreadHeld(r.sock as Socket, this.native);
     try {
       this.native.chain(ops);
     } catch (e) {
@@ -1292,7 +1194,7 @@ export class AsyncEngine {
   #toNative(rec: OpRecord): void {
     const sock = rec.sock;
     const read = sock instanceof Socket && isSocketRead(rec.kind);
-    if (read) this.#unreadIn(sock);
+    if (read) unreadHeld(sock, this.native);
     try {
       this.native.submit(rec.kind, rec.id, rec.handle, rec.timeout, rec.a, rec.b);
     } catch (e) {
@@ -1424,7 +1326,7 @@ export class AsyncEngine {
     if (cb !== null) cb._busy = false; // its own op is over: it may be submitted again
     if (cb === null && (rec.kind === Kind.Soon || rec.kind === Kind.Sleep)) {
       // A bare function: it runs when due, and is dropped when cancelled.
-      if (result >= 0 && rec.fn) this.#call(rec.fn, undefined, undefined);
+      if (result >= 0 && rec.fn) invoke(rec.fn, undefined, undefined);
       return;
     }
     let err: EngineError | undefined;
@@ -1449,31 +1351,6 @@ export class AsyncEngine {
           }
           break;
         }
-        case Kind.ReadLine: {
-          const line =
-            typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
-          err = lineError(line, rec.expect);
-          value = line;
-          break;
-        }
-        case Kind.ReadGlob: {
-          const lines = payload as Array<string | Buffer>;
-          value = lines.map((l) => (typeof l === 'string' ? l : l.toString(rec.encoding)));
-          break;
-        }
-        case Kind.ReadRegex:
-          value = { data: payload as Buffer, match: rec.match! } satisfies RegexResult;
-          break;
-        case Kind.ReadPrefixed: {
-          const record = recordOf(rec.prefix!, payload as Buffer, 0);
-          if (record instanceof EngineError) err = record;
-          else value = record;
-          break;
-        }
-        case Kind.Write:
-        case Kind.ReadInto:
-          value = result;
-          break;
         case Kind.Open: {
           const [handle, fd] = payload as [number, number];
           const file = new File(this, handle, fd, rec.path!, rec.direct, result);
@@ -1482,24 +1359,13 @@ export class AsyncEngine {
           io = file;
           break;
         }
-        case Kind.Fsync:
-        case Kind.Sleep:
-          value = undefined;
-          break;
-        case Kind.Stat:
-          value = statFrom(payload as Buffer);
-          break;
-        case Kind.Resolve: {
-          const flat = payload as string[];
-          const addrs: AddrInfo[] = [];
-          for (let k = 0; k < flat.length; k += 2) {
-            addrs.push({ address: flat[k]!, family: flat[k + 1] === '6' ? 6 : 4 });
-          }
-          value = addrs;
-          break;
+        default: {
+          // Every other kind's value comes from its payload alone (a line that does not match
+          // its expectation, a record whose trailer is wrong: their failure).
+          const v = resultValue(rec, result, payload);
+          if (v instanceof EngineError) err = v;
+          else value = v;
         }
-        default:
-          value = payload;
       }
     } else if (result === Code.Aborted && rec.chain?.error) {
       const chain = rec.chain;
@@ -1520,10 +1386,10 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
-      if (!rec.internal && cb?._failure) this.#call(cb._failure, err, undefined);
+      if (!rec.internal && cb?._failure) invoke(cb._failure, err, undefined);
       return;
     }
-    if (!rec.internal && cb?._success) this.#call(cb._success, value, io);
+    if (!rec.internal && cb?._success) invoke(cb._success, value, io);
   }
 
   // A chain stage settled: every stage Callback that pointed at it now cancels the first stage
@@ -1537,18 +1403,6 @@ export class AsyncEngine {
       if (c === null || c._id !== settledId) continue;
       if (next) c._id = next.id;
       else c._target = null;
-    }
-  }
-
-  // A callback that throws must not stop the rest of the batch: its error is re-thrown on a
-  // clean stack, where it reaches 'uncaughtException' as any Node callback's would.
-  #call(fn: (a?: any, b?: any) => void, a: unknown, b: unknown): void {
-    try {
-      fn(a, b);
-    } catch (e) {
-      process.nextTick(() => {
-        throw e;
-      });
     }
   }
 }

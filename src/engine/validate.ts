@@ -295,10 +295,43 @@ export function checkRegex(regex: unknown): asserts regex is RegExp {
 }
 
 /**
+ * readLengthPrefixed's options, checked. A program passes the same options object op after op
+ * (a server, one per connection): what was checked is kept with the object (in `cache`) while
+ * none of its fields changed (Buffers are checked anew each time, since their bytes may change
+ * under the same object).
+ */
+export function prefixSpecOf(
+  cache: WeakMap<object, PrefixSpec>,
+  options: LengthPrefixedOptions,
+  defaultMaxBytes: number,
+  defaultEncoding: BufferEncoding,
+): PrefixSpec {
+  const last = cache.get(options);
+  const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
+  if (
+    last !== undefined &&
+    last.given[0] === length &&
+    last.given[1] === delimiter &&
+    last.given[2] === trailer &&
+    last.given[3] === maxBytes &&
+    last.given[4] === maxBody &&
+    last.given[5] === encoding &&
+    last.given[6] === bodyEncoding &&
+    typeof delimiter !== 'object' &&
+    typeof trailer !== 'object'
+  ) {
+    return last;
+  }
+  const spec = checkPrefixSpec(options, defaultMaxBytes, defaultEncoding);
+  cache.set(options, spec);
+  return spec;
+}
+
+/**
  * readLengthPrefixed's options, checked (`maxBytes` and `encoding` default to the engine's),
  * with the fields they were checked from.
  */
-export function checkPrefixSpec(
+function checkPrefixSpec(
   options: LengthPrefixedOptions,
   defaultMaxBytes: number,
   defaultEncoding: BufferEncoding,

@@ -65,6 +65,14 @@ export function recordLength(
   return err;
 }
 
+/** A length-prefixed read's header as the native side reported it (`raw`), terminator stripped. */
+export function headerOf(spec: PrefixSpec, raw: Buffer): string {
+  let strip = raw.length;
+  if (spec.delimiter !== undefined) strip -= spec.delimiter.bytes.length;
+  else strip -= strip > 1 && raw[strip - 2] === 13 ? 2 : 1;
+  return raw.toString(spec.encoding, 0, strip);
+}
+
 // A regex read's verdict on the bytes buffered so far (`snapshot`, at most maxBytes of them):
 // the bytes through the end of a non-empty match, ERR_LIMIT past the bound, ERR_INCOMPLETE at
 // EOF, else 0 (wait for more). Throws what the RegExp throws.
