@@ -1,6 +1,9 @@
-// AsyncEngine: the public surface. It validates arguments, keeps one record per op in flight,
-// hands ops to the native core and settles each Callback exactly once from the batches the core
-// delivers.
+// AsyncEngine: the public surface and each op's life cycle. An op's arguments are checked by
+// validate.ts and become an OpRecord (internal/op-record.ts), which is registered here and handed
+// to the native core (or the work pool); the batches the core delivers settle each Callback
+// exactly once here, their payloads decoded by internal/results.ts. A read whose frame is
+// already among the bytes a socket handed over (internal/held.ts) settles without a record, in
+// the turn's queue (internal/ready.ts).
 import { MessageChannel } from 'node:worker_threads';
 import { Callback, invoke } from './callback.js';
 import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
@@ -1005,69 +1008,6 @@ export class AsyncEngine {
     }
   }
 
-  // An op whose frame is in the bytes already handed over: it settles with `value` in this
-  // turn's dispatch, after the submitting call returns, with no crossing of its own. `end`:
-  // where the socket's unconsumed bytes now begin. `expect`: a line's expectation (undefined
-  // for the other reads).
-  #local(
-    cb: Callback<any>,
-    sock: Socket,
-    value: unknown,
-    end: number,
-    expect: LineExpectation | undefined,
-  ): void {
-    this.#checkOpen();
-    const id = this.#nextId++;
-    this.#claim(cb, id);
-    consumeHeld(sock, end);
-    this.#ready.push(cb, id, sock, value, expect);
-    if (this.#delivering === 0 && !this.#flushQueued && this.#drive === 'auto') {
-      this.#flushQueued = true;
-      queueMicrotask(this.#flushTask);
-    }
-  }
-
-  // Submitted outside a dispatch (top-level code, a timer, a promise continuation): the turn
-  // runs as soon as the submitting code is done.
-  readonly #flushTask = (): void => {
-    this.#flushQueued = false;
-    if (this.#delivering > 0) return; // a dispatch running now takes them
-    this.#flushReady();
-    this.#wakeRunWaiters(true);
-  };
-
-  // Delivers the ops settled in JavaScript, in order, those their callbacks add included.
-  #flushReady(): number {
-    if (this.#ready.count === 0) return 0;
-    let n = 0;
-    this.#delivering++;
-    try {
-      n = this.#ready.deliverAll();
-    } finally {
-      this.#delivering--;
-    }
-    this.#framedInJs += n;
-    return n;
-  }
-
-  #countRead(rec: OpRecord): void {
-    (rec.sock as Socket)._nreads++;
-    rec.counted = true;
-  }
-
-  // A socket read the native side delivered: with no other read queued there, the bytes it
-  // left buffered (`rest`) come over in bulk, and the ops that follow frame them here. Not
-  // after reads that always wait natively (a glob, a whole stream): the next one likely does
-  // too. At most `_takeCap` bytes, which halves while hand-overs go back mostly unframed and
-  // doubles while they are framed whole.
-  #uncount(rec: OpRecord, rest: number): void {
-    rec.counted = false;
-    const sock = rec.sock as Socket;
-    if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
-    if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll) return;
-    takeHeld(sock, rest, this.native);
-  }
-
   // ---- stages: an op's record, made from its checked arguments ----
 
   // A line read (expectLine, alone or ending a chain): its line is decoded with the op's
@@ -1232,6 +1172,74 @@ export class AsyncEngine {
       },
     };
   }
+
+  // ---- reads framed from held bytes, and the turn that delivers them ----
+
+  // An op whose frame is in the bytes already handed over: it settles with `value` in this
+  // turn's dispatch, after the submitting call returns, with no crossing of its own. `end`:
+  // where the socket's unconsumed bytes now begin. `expect`: a line's expectation (undefined
+  // for the other reads).
+  #local(
+    cb: Callback<any>,
+    sock: Socket,
+    value: unknown,
+    end: number,
+    expect: LineExpectation | undefined,
+  ): void {
+    this.#checkOpen();
+    const id = this.#nextId++;
+    this.#claim(cb, id);
+    consumeHeld(sock, end);
+    this.#ready.push(cb, id, sock, value, expect);
+    if (this.#delivering === 0 && !this.#flushQueued && this.#drive === 'auto') {
+      this.#flushQueued = true;
+      queueMicrotask(this.#flushTask);
+    }
+  }
+
+  // Submitted outside a dispatch (top-level code, a timer, a promise continuation): the turn
+  // runs as soon as the submitting code is done.
+  readonly #flushTask = (): void => {
+    this.#flushQueued = false;
+    if (this.#delivering > 0) return; // a dispatch running now takes them
+    this.#flushReady();
+    this.#wakeRunWaiters(true);
+  };
+
+  // Delivers the ops settled in JavaScript, in order, those their callbacks add included.
+  #flushReady(): number {
+    if (this.#ready.count === 0) return 0;
+    let n = 0;
+    this.#delivering++;
+    try {
+      n = this.#ready.deliverAll();
+    } finally {
+      this.#delivering--;
+    }
+    this.#framedInJs += n;
+    return n;
+  }
+
+  // A socket read handed to the native side: the socket's held bytes wait until it is delivered.
+  #countRead(rec: OpRecord): void {
+    (rec.sock as Socket)._nreads++;
+    rec.counted = true;
+  }
+
+  // A socket read the native side delivered: with no other read queued there, the bytes it
+  // left buffered (`rest`) come over in bulk, and the ops that follow frame them here. Not
+  // after reads that always wait natively (a glob, a whole stream): the next one likely does
+  // too. At most `_takeCap` bytes, which halves while hand-overs go back mostly unframed and
+  // doubles while they are framed whole.
+  #uncount(rec: OpRecord, rest: number): void {
+    rec.counted = false;
+    const sock = rec.sock as Socket;
+    if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
+    if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll) return;
+    takeHeld(sock, rest, this.native);
+  }
+
+  // ---- dispatch and settlement ----
 
   // Receives one batch from the native side, then keeps taking the ops that its callbacks
   // finished at once (pipelined requests already buffered), up to a bound, in the same turn.
