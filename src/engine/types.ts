@@ -1,4 +1,5 @@
 // Public types of the engine surface: configuration, addresses, op options and results.
+import type { TransferListItem } from 'node:worker_threads';
 
 /** The three interchangeable implementations behind the engine. */
 export type ImplName = 'completion' | 'readiness' | 'threadpool';
@@ -288,4 +289,22 @@ export interface EngineStats {
 export interface TimerHandle {
   /** Stops the callback from running; `true` if it had not run yet. */
   cancel(): boolean;
+}
+
+/** Data a write accepts. */
+export type WriteData = Buffer | Uint8Array | string | ReadonlyArray<Buffer | Uint8Array>;
+
+/** What `expectLine` checks a line against: `null` accepts any line. */
+export type LineExpectation = string | RegExp | null;
+
+/** A task for {@link AsyncEngine.submitWork}. */
+export interface WorkTask {
+  /** The module to import on the worker thread: an absolute path, a `file:` URL, or a package. */
+  module: string | URL;
+  /** The name of the exported function to call. */
+  fn: string;
+  /** Its arguments, structured-cloned to the worker thread. */
+  args?: unknown[];
+  /** ArrayBuffers (or MessagePorts) among `args` to move to the thread rather than copy. */
+  transfer?: TransferListItem[];
 }
