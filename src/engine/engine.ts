@@ -17,7 +17,7 @@ import {
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
-import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
+import { checkImplOptions, chooseImpl, impls } from '../impl/registry.js';
 import { OpTable } from './internal/op-table.js';
 import { utf8ByteOffset } from './internal/utf8-offsets.js';
 import {
@@ -141,7 +141,6 @@ const MAX_DRAIN_ROUNDS = 64;
 const MAX_SIZE = 2 ** 31 - 1;
 // The largest value a native int holds: fds, backlogs, runOnce's wait.
 const MAX_INT32 = 2 ** 31 - 1;
-const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
 /**
  * An engine: one native backend, its sockets and listeners, and the ops in flight on them.
@@ -1942,40 +1941,6 @@ function lineMatches(line: string, expect: LineExpectation | undefined): boolean
   const ok = expect.test(line);
   expect.lastIndex = 0;
   return ok;
-}
-
-function chooseImpl(requested: unknown): ImplName {
-  if (typeof requested !== 'string' || !envImpls.has(requested)) {
-    throw invalidArgValue(
-      'config.impl',
-      "must be 'auto', 'completion', 'readiness' or 'threadpool'",
-      requested,
-    );
-  }
-  let want = requested;
-  if (want === 'auto') {
-    const env = process.env.ASYNC_ENGINE_IMPL;
-    if (env !== undefined && env !== '') {
-      if (!envImpls.has(env)) {
-        throw invalidArgValue(
-          'ASYNC_ENGINE_IMPL',
-          "must be 'auto', 'completion', 'readiness' or 'threadpool'",
-          env,
-        );
-      }
-      want = env;
-    }
-  }
-  if (want === 'auto') {
-    for (const name of autoOrder) if (unavailableReason(name) === undefined) return name;
-    throw new EngineError('ERR_IMPL_UNAVAILABLE', 'no implementation can run on this machine');
-  }
-  const name = want as ImplName;
-  const reason = unavailableReason(name);
-  if (reason !== undefined) {
-    throw new EngineError('ERR_IMPL_UNAVAILABLE', `impl '${name}' cannot run here: ${reason}`);
-  }
-  return name;
 }
 
 const NO_OPTIONS: OpOptions = Object.freeze({});
