@@ -15,8 +15,9 @@
 // parks until the engine thread has run wait(0) (its own poll(2), timeout 0, on the current
 // set) and handed it a fresh copy at the end of the batch (flush()), so level-triggered
 // readiness cannot make it spin. A primitive that goes pending while the watcher is polling
-// (a new fd, or a wider interest) reaches it at the end of the batch through the control
-// eventfd; narrower interest waits for the next copy (a stale fd wakes it at most once).
+// (a new fd, or a wider interest), and a handle closed while in its copy (poll(2) holds a
+// reference to every file it waits on, so the socket would stay open), reach it at the end of
+// the batch through the control eventfd; narrower interest waits for the next copy.
 // The cost, paid per wake-up: two poll(2) calls over the set (watcher, engine thread), an
 // eventfd write and read each way and a futex wake. This backend is the portable reference,
 // not a fast path: `auto` never chooses it.
@@ -110,7 +111,12 @@ class PollBackend final : public Backend {
   }
 
   int detach(Handle* h) override {
-    if (size_t slot = slotOf(h)) removeAt(slot - 1);
+    if (size_t slot = slotOf(h)) {
+      removeAt(slot - 1);
+      // A watcher polling a copy that holds the fd holds the socket open (poll(2) keeps a
+      // reference to each file it waits on): the peer would see no close until it returned.
+      dirty_ = true;
+    }
     h->backendFlags = 0;
     // Readiness already taken by this wait must not reach a handle that is going away.
     for (size_t i = cursor_; i < ready_.size(); i++) {
@@ -381,8 +387,8 @@ class PollBackend final : public Backend {
   Handle* current_ = nullptr;
   std::atomic<uint64_t> syscalls_{0};
 
-  // Auto drive. Engine thread only: the set grew since the watcher's copy; the watcher parked
-  // and wait(0) has taken its signal.
+  // Auto drive. Engine thread only: the watcher's copy must be replaced (the set grew, or a
+  // handle in it closed); the watcher parked and wait(0) has taken its signal.
   bool dirty_ = false;
   bool resume_ = false;
   int notifyFd_ = -1;  // pollFd(): readable while the watcher is parked on found readiness
