@@ -25,6 +25,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -34,7 +36,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 #include "core/engine_core.h"
@@ -64,7 +65,7 @@ class PollBackend final : public Backend {
   PollBackend(Sink* sink, bool watcher) : sink_(sink), watcher_(watcher) {}
 
   ~PollBackend() override {
-    if (thread_.joinable()) {
+    if (started_) {
       {
         std::lock_guard<std::mutex> lk(m_);
         stop_ = true;
@@ -72,7 +73,7 @@ class PollBackend final : public Backend {
       cv_.notify_one();
       uint64_t one = 1;
       (void)!::write(ctlFd_, &one, sizeof one);
-      thread_.join();
+      pthread_join(thread_, nullptr);
     }
     if (notifyFd_ >= 0) ::close(notifyFd_);
     if (ctlFd_ >= 0) ::close(ctlFd_);
@@ -86,7 +87,20 @@ class PollBackend final : public Backend {
     if (ctlFd_ < 0) return -errno;
     // The watcher starts with the first copy of the set, handed over by the first flush().
     resume_ = true;
-    thread_ = std::thread([this] { watch(); });
+    // It starts with every signal blocked, so that signals reach Node's thread.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(
+        &thread_, nullptr,
+        [](void* self) -> void* {
+          static_cast<PollBackend*>(self)->watch();
+          return nullptr;
+        },
+        this);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc != 0) return -rc;
+    started_ = true;
     return 0;
   }
 
@@ -393,7 +407,8 @@ class PollBackend final : public Backend {
   bool resume_ = false;
   int notifyFd_ = -1;  // pollFd(): readable while the watcher is parked on found readiness
   int ctlFd_ = -1;     // brings a polling watcher back for a new copy, or to stop
-  std::thread thread_;
+  pthread_t thread_{};
+  bool started_ = false;
   std::mutex m_;
   std::condition_variable cv_;
   // Guarded by m_.
