@@ -9,7 +9,7 @@ import { Callback, invoke } from './callback.js';
 import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
-import { autoOrder, checkImplOptions, impls, unavailableReason } from '../impl/registry.js';
+import { checkImplOptions, chooseImpl, impls } from '../impl/registry.js';
 import { type ChainState, OpRecord } from './internal/op-record.js';
 import { OpTable } from './internal/op-table.js';
 import {
@@ -99,7 +99,6 @@ import type {
 const DEFAULT_MAX_BYTES = 65536;
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
-const envImpls = new Set(['auto', 'completion', 'readiness', 'threadpool']);
 
 /**
  * An engine: one native backend, its sockets and listeners, and the ops in flight on them.
@@ -1418,40 +1417,6 @@ export class AsyncEngine {
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
   return (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) || kind === Kind.ReadPrefixed;
-}
-
-function chooseImpl(requested: unknown): ImplName {
-  if (typeof requested !== 'string' || !envImpls.has(requested)) {
-    throw invalidArgValue(
-      'config.impl',
-      "must be 'auto', 'completion', 'readiness' or 'threadpool'",
-      requested,
-    );
-  }
-  let want = requested;
-  if (want === 'auto') {
-    const env = process.env.ASYNC_ENGINE_IMPL;
-    if (env !== undefined && env !== '') {
-      if (!envImpls.has(env)) {
-        throw invalidArgValue(
-          'ASYNC_ENGINE_IMPL',
-          "must be 'auto', 'completion', 'readiness' or 'threadpool'",
-          env,
-        );
-      }
-      want = env;
-    }
-  }
-  if (want === 'auto') {
-    for (const name of autoOrder) if (unavailableReason(name) === undefined) return name;
-    throw new EngineError('ERR_IMPL_UNAVAILABLE', 'no implementation can run on this machine');
-  }
-  const name = want as ImplName;
-  const reason = unavailableReason(name);
-  if (reason !== undefined) {
-    throw new EngineError('ERR_IMPL_UNAVAILABLE', `impl '${name}' cannot run here: ${reason}`);
-  }
-  return name;
 }
 
 // Errors the native side throws synchronously (listen, adopt) carry errno and syscall.

@@ -1,8 +1,12 @@
 // Public types of the engine surface: configuration, addresses, op options and results.
 import type { TransferListItem } from 'node:worker_threads';
 
-/** The three interchangeable implementations behind the engine. */
-export type ImplName = 'completion' | 'readiness' | 'threadpool';
+/**
+ * The interchangeable implementations behind the engine: `completion` (io_uring), `readiness`
+ * (epoll), `threadpool` (native worker threads) and `poll` (poll(2), the portable reference
+ * reactor, never chosen by `'auto'`).
+ */
+export type ImplName = 'completion' | 'readiness' | 'threadpool' | 'poll';
 
 /** How completions are dispatched to JavaScript. */
 export type DriveMode = 'auto' | 'manual';
@@ -13,7 +17,8 @@ export type DriveMode = 'auto' | 'manual';
 export interface EngineConfig {
   /**
    * Which implementation to run. `'auto'` (the default) picks `completion` where io_uring works
-   * here, else `readiness`; the environment variable `ASYNC_ENGINE_IMPL` overrides `'auto'`.
+   * here, else `readiness` (never `threadpool` or `poll`: those are asked for by name); the
+   * environment variable `ASYNC_ENGINE_IMPL` overrides `'auto'`.
    * Asking for an implementation that cannot run here throws an `EngineError` saying why.
    */
   impl?: 'auto' | ImplName;
