@@ -60,6 +60,7 @@ const firstCall: Record<string, string> = {
   readiness: 'epoll_create1',
   threadpool: 'epoll_create1',
   completion: 'io_uring_setup',
+  poll: 'eventfd', // its watcher's notification fd (auto drive)
 };
 
 for (const impl of implsUnderTest()) {
