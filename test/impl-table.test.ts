@@ -70,7 +70,7 @@ test("ASYNC_ENGINE_IMPL=poll turns 'auto' into poll; a name that is no implement
      const e = m.createEngine({ drive: 'manual' });
      console.log(e.impl);
      await e.shutdown();
-     process.env.ASYNC_ENGINE_IMPL = 'kqueue';
+     process.env.ASYNC_ENGINE_IMPL = 'select';
      try { m.createEngine(); } catch (err) { console.log(err.code + ' ' + err.message); }`,
     { ASYNC_ENGINE_IMPL: 'poll' },
   );
@@ -78,9 +78,27 @@ test("ASYNC_ENGINE_IMPL=poll turns 'auto' into poll; a name that is no implement
   const [impl, refusal] = r.stdout.trim().split('\n');
   t.is(impl, 'poll');
   t.regex(refusal ?? '', /^ERR_INVALID_ARG_VALUE .*ASYNC_ENGINE_IMPL.*'poll'/);
-  const err = t.throws(() => createEngine({ impl: 'kqueue' as ImplName }));
+  const err = t.throws(() => createEngine({ impl: 'select' as ImplName }));
   t.is((err as NodeJS.ErrnoException).code, 'ERR_INVALID_ARG_VALUE');
   t.regex(err!.message, /'auto', 'completion', 'readiness', 'threadpool' or 'poll'/);
+});
+
+test('iocp and kqueue, designed for other platforms and not built, are refused by name with where they stand', async (t) => {
+  for (const name of ['iocp', 'kqueue']) {
+    const err = t.throws(() => createEngine({ impl: name as ImplName }));
+    t.is((err as NodeJS.ErrnoException).code, 'ERR_IMPL_UNAVAILABLE', name);
+    t.regex(err!.message, new RegExp(`^impl '${name}' cannot run here: .*docs/architecture\\.md`));
+  }
+  const r = await runNodeScript(
+    `const m = await import(process.env.ENGINE_URL);
+     try { m.createEngine(); } catch (err) { console.log(err.code + ' ' + err.message); }`,
+    { ASYNC_ENGINE_IMPL: 'kqueue' },
+  );
+  t.is(r.code, 0, r.stderr);
+  t.regex(
+    r.stdout.trim(),
+    /^ERR_IMPL_UNAVAILABLE ASYNC_ENGINE_IMPL 'kqueue' cannot run here: kqueue of macOS/,
+  );
 });
 
 forEachImpl(

@@ -91,6 +91,26 @@ export function availableImpls(): ImplAvailability[] {
   });
 }
 
+/**
+ * Implementations designed for other platforms (docs/architecture.md, "Other platforms") and not
+ * built: asking for one by name is an `ERR_IMPL_UNAVAILABLE` that says where it stands, not an
+ * unknown name.
+ */
+const designedOnly: Readonly<Record<string, string>> = {
+  iocp: 'Windows I/O completion ports; designed (docs/architecture.md) but not built: this package runs on Linux only',
+  kqueue:
+    'kqueue of macOS and the BSDs; designed (docs/architecture.md) but not built: this package runs on Linux only',
+};
+
+function refuseDesignedOnly(name: string, source: string): void {
+  if (Object.hasOwn(designedOnly, name)) {
+    throw new EngineError(
+      'ERR_IMPL_UNAVAILABLE',
+      `${source} '${name}' cannot run here: ${designedOnly[name]}`,
+    );
+  }
+}
+
 function isImplName(v: unknown): v is ImplName {
   return typeof v === 'string' && Object.hasOwn(impls, v);
 }
@@ -104,9 +124,11 @@ function expected(): string {
  * The implementation an engine runs for `config.impl`: by name, or for `'auto'` the
  * `ASYNC_ENGINE_IMPL` environment variable when set, else the first of {@link autoOrder}
  * that can run here. A name that is not an implementation throws `ERR_INVALID_ARG_VALUE`;
- * one that cannot run here, an `EngineError` (`ERR_IMPL_UNAVAILABLE`) saying why.
+ * one that cannot run here, or one designed for another platform (`'iocp'`, `'kqueue'`), an
+ * `EngineError` (`ERR_IMPL_UNAVAILABLE`) saying why.
  */
 export function chooseImpl(requested: unknown): ImplName {
+  if (typeof requested === 'string') refuseDesignedOnly(requested, 'impl');
   if (requested !== 'auto' && !isImplName(requested)) {
     throw invalidArgValue('config.impl', expected(), requested);
   }
@@ -114,6 +136,7 @@ export function chooseImpl(requested: unknown): ImplName {
   if (want === 'auto') {
     const env = process.env.ASYNC_ENGINE_IMPL;
     if (env !== undefined && env !== '') {
+      refuseDesignedOnly(env, 'ASYNC_ENGINE_IMPL');
       if (env !== 'auto' && !isImplName(env))
         throw invalidArgValue('ASYNC_ENGINE_IMPL', expected(), env);
       want = env;

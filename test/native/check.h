@@ -5,6 +5,8 @@
 // named tests. Included by exactly one file per program, which it gives its main().
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -69,6 +71,18 @@ inline void fail(const char* file, int line, const std::string& what) {
 }
 
 }  // namespace check
+
+// A fixed-seed generator (xorshift64), so that a failing random test replays exactly.
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  size_t below(size_t n) { return next() % n; }
+};
 
 #define TEST(name)                                                    \
   static void test_##name();                                          \

@@ -22,18 +22,6 @@ struct Timer {
   int id = 0;
 };
 
-// A fixed-seed generator, so that a failure replays.
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-  size_t below(size_t n) { return next() % n; }
-};
-
 // Timers with the given deadlines, sequence numbers in creation order.
 std::vector<Timer> timers(const std::vector<int64_t>& deadlines) {
   std::vector<Timer> out(deadlines.size());

@@ -28,18 +28,6 @@ Frame line(const std::string& data, size_t maxBytes) {
   return frameLine(data.data(), data.size(), maxBytes, &scan);
 }
 
-// A fixed-seed generator, so that a failure replays.
-struct Rng {
-  uint64_t s;
-  uint32_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return static_cast<uint32_t>(s >> 11);
-  }
-  size_t below(size_t n) { return next() % n; }
-};
-
 }  // namespace
 
 // ---- frameDelimiter

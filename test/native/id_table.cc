@@ -18,17 +18,6 @@ struct Op {
   int64_t id;
 };
 
-// A fixed-seed generator, so that a failure replays.
-struct Rng {
-  uint64_t s;
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-};
-
 // n distinct positive ids from a fixed seed.
 std::vector<int64_t> randomIds(size_t n, uint64_t seed) {
   Rng rng{0x9E3779B97F4A7C15ull * seed};
