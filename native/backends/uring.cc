@@ -23,6 +23,7 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "backends/uring_ring.h"
@@ -89,6 +90,9 @@ class UringBackend final : public Backend {
   UringBackend(Sink* sink) : sink_(sink) {}
   ~UringBackend() override {
     quiesce();
+    // The state of handles closed with requests still in the kernel: their last reports will
+    // not come now.
+    for (HandleState* st : states_) delete st;
     if (bufRing_) ::munmap(bufRing_, kBufCount * sizeof(io_uring_buf));
     if (bufs_) ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
   }
@@ -623,12 +627,19 @@ class UringBackend final : public Backend {
   }
 
   HandleState* state(BackendHandle* h, bool make) {
-    if (!h->backendData && make) h->backendData = new HandleState();
+    if (!h->backendData && make) {
+      auto* st = new HandleState();
+      states_.insert(st);
+      h->backendData = st;
+    }
     return static_cast<HandleState*>(h->backendData);
   }
 
   void dropState(BackendHandle* h) {
-    delete static_cast<HandleState*>(h->backendData);
+    auto* st = static_cast<HandleState*>(h->backendData);
+    if (!st) return;
+    states_.erase(st);
+    delete st;
     h->backendData = nullptr;
   }
 
@@ -764,6 +775,7 @@ class UringBackend final : public Backend {
   gid_t gid_[3] = {0, 0, 0};
   bool poisoned_ = false;
   std::deque<std::pair<uint64_t, int>> synthetic_;
+  std::unordered_set<HandleState*> states_;  // every HandleState alive, freed at the latest here
 };
 
 }  // namespace

@@ -46,8 +46,9 @@ struct BackendHandle {
   HandleKind kind = HandleKind::kSocket;
 
   // The backend's own: zero (nullptr) at attach(), never read or written by the core. What
-  // backendData points to is the backend's to free, at the latest when the last report owed
-  // after detach() has been made (or when the backend is destroyed).
+  // backendData points to is the backend's to free (the core never does), at the latest when
+  // the last report owed after detach() has been made, or when the backend is destroyed (the
+  // reports still owed then are never made).
   uint32_t backendFlags = 0;
   void* backendData = nullptr;
   // The backend's own: room for a connect's address, for a backend that hands it to the kernel
