@@ -162,8 +162,9 @@ class Backend {
   virtual int detach(BackendHandle* h) = 0;
 
   // Primitives. Each returns a result now (>= 0, or -errno), or kPending: then exactly one
-  // Sink report follows, either the result or kRetry (ready: call the primitive again). The
-  // core asks for at most one recv (or accept) and one send (or connect) per handle at a time.
+  // Sink report follows (unless detach() drops it), either the result or kRetry (ready: call
+  // the primitive again). The core asks for at most one recv (or accept) and one send (or
+  // connect) per handle at a time, and asks again only after the report.
 
   // Receives on `h`. Returns the number of bytes received (> 0) with *data set to where they
   // are, 0 for end of stream, -errno or kPending (then Sink::onRecv follows). The bytes at
@@ -188,7 +189,8 @@ class Backend {
   // default: the core runs it itself). The backend never reports a request it did not accept.
   virtual ssize_t fileSubmit(FileReq* r) { return kNotHandled; }
 
-  // No op wants this primitive any more (its op was cancelled or timed out). A backend that
+  // No op wants this pending primitive any more (its op was cancelled or timed out; called
+  // only while the primitive is pending, and for recv and accept only). A backend that
   // holds a thread or a kernel request for it may give it up early; the report still follows
   // (kRetry when nothing was done; a real result, e.g. an accepted fd or received bytes, is
   // kept by the core). The default does nothing: the primitive is reported as it finishes.
