@@ -19,6 +19,7 @@
         "native/core/file_pool.cc",
         "native/backends/factory.cc",
         "native/backends/epoll.cc",
+        "native/backends/poll.cc",
         "native/backends/uring_ring.cc",
         "native/backends/uring.cc",
         "native/backends/threadpool.cc"

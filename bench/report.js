@@ -25,6 +25,20 @@ const THREADPOOL = [
   '`completion` and `readiness` each serve a request for about half its CPU.',
 ].join('\n');
 
+// What the poll implementation is for, and what its rows measure.
+const POLL = [
+  '## The poll implementation: the portable reference',
+  '',
+  '`poll` is a reactor over poll(2), the readiness call every Unix has, built as the proof that',
+  'a backend is one file and one table row. It keeps one pollfd array of the fds with a',
+  'primitive pending, so each wait costs time in proportion to that set, not to what is ready,',
+  'and its rows grow worse with the number of connections waiting at once. In `auto` drive a',
+  "watcher thread polls on the engine thread's behalf and signals an eventfd that Node's event",
+  'loop watches; every wake-up therefore costs two poll(2) calls over the set and a hand-off',
+  'each way. `auto` never chooses it: it is there to run where nothing better does, and as the',
+  'plainest reading of the `readiness` protocol for comparison.',
+].join('\n');
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 function loadResults(dir) {
@@ -156,6 +170,8 @@ export async function writeReport({ root = ROOT } = {}) {
       ...readings.flatMap((block) => [block, '']),
       '',
       THREADPOOL,
+      '',
+      POLL,
       '',
       '## How these figures are made',
       '',

@@ -112,6 +112,23 @@ Napi::Error errnoError(Napi::Env env, int64_t negErrno, const char* syscall) {
   return e;
 }
 
+// The options of `impl`'s table row found in `given`. JavaScript checked the ranges; a value out
+// of them here still never wraps: it is left out, and the backend takes its default.
+BackendOptions backendOptions(const std::string& impl, bool manual, Napi::Value given) {
+  BackendOptions options;
+  options.manualDrive = manual;
+  const BackendEntry* row = findBackend(impl);
+  if (!row || !given.IsObject()) return options;
+  Napi::Object o = given.As<Napi::Object>();
+  for (const std::string& key : row->optionKeys) {
+    Napi::Value v = o.Get(key);
+    if (!v.IsNumber()) continue;
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d >= 0 && d <= 65536) options.values.emplace_back(key, static_cast<int>(d));
+  }
+  return options;
+}
+
 }  // namespace
 
 class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
@@ -134,7 +151,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
                        });
   }
 
-  // new NativeEngine(impl, manualDrive, dispatch, { maxEvents, threads, entries })
+  // new NativeEngine(impl, manualDrive, dispatch, { <the option keys of impl's table row> })
   NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
     Napi::Env env = info.Env();
     closedHandle_.closed = true;
@@ -145,21 +162,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
     dispatch_ = Napi::Weak(info[2].As<Napi::Function>());
     env_ = env;
     core_.setIntoTargets(this);
-    BackendOptions options;
-    if (info[3].IsObject()) {
-      Napi::Object o = info[3].As<Napi::Object>();
-      // JavaScript checked the ranges; a value out of them here still never wraps: it falls
-      // back to the default.
-      auto num = [&o](const char* key, int dflt) {
-        Napi::Value v = o.Get(key);
-        if (!v.IsNumber()) return dflt;
-        double d = v.As<Napi::Number>().DoubleValue();
-        return d >= 0 && d <= 65536 ? static_cast<int>(d) : dflt;
-      };
-      options.maxEvents = num("maxEvents", options.maxEvents);
-      options.threads = num("threads", options.threads);
-      options.entries = num("entries", options.entries);
-    }
+    BackendOptions options = backendOptions(impl, manual_, info[3]);
     int err = 0;
     // No C++ exception leaves a constructor called from JavaScript: an allocation that fails
     // (a huge event array, a ring) becomes a JavaScript error.
@@ -971,6 +974,24 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets {
 
 namespace {
 
+// The backend table: [{ name, options: [key, ...] }, ...], in the table's order.
+Napi::Value Backends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& table = backendTable();
+  Napi::Array out = Napi::Array::New(env, table.size());
+  for (size_t i = 0; i < table.size(); i++) {
+    Napi::Object row = Napi::Object::New(env);
+    row.Set("name", Napi::String::New(env, table[i].name));
+    Napi::Array keys = Napi::Array::New(env, table[i].optionKeys.size());
+    for (size_t k = 0; k < table[i].optionKeys.size(); k++) {
+      keys.Set(static_cast<uint32_t>(k), Napi::String::New(env, table[i].optionKeys[k]));
+    }
+    row.Set("options", keys);
+    out.Set(static_cast<uint32_t>(i), row);
+  }
+  return out;
+}
+
 // "" when the implementation can run here, else the reason it cannot.
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -982,6 +1003,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", NativeEngine::Init(env));
   exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("backends", Napi::Function::New(env, Backends));
   return exports;
 }
 

@@ -1,7 +1,6 @@
 // async-engine: callback-based asynchronous I/O for Node.js over io_uring, epoll or a native
 // thread pool, behind one interface of compound operations.
 export { AsyncEngine, createEngine } from './engine/engine.js';
-export type { WriteData, LineExpectation, WorkTask } from './engine/engine.js';
 export { callSoonThreadsafe } from './work/threadsafe.js';
 export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
@@ -27,9 +26,12 @@ export type {
   ListenOptions,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
+  LineExpectation,
   ListenerAddress,
   OpOptions,
   OpenOptions,
   RegexResult,
   TimerHandle,
+  WorkTask,
+  WriteData,
 } from './engine/types.js';

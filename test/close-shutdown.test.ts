@@ -52,6 +52,20 @@ forEachImpl(
   },
 );
 
+forEachImpl(
+  'close(sock) whose read timed out, with nothing else going on: the peer sees the end',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    const r = once<Buffer>({ timeout: 50 });
+    engine.readChunk(p.sock, 1024, r.cb);
+    await expectErr(t, r, 'ETIMEDOUT');
+    engine.close(p.sock);
+    // No other traffic: the close itself must release the socket.
+    await withDeadline(p.ended, 5_000, 'the peer to see the end');
+    t.pass();
+  },
+);
+
 forEachImpl('close(listener) with a pending accept: ECANCELED', async (t, engine) => {
   const l = engine.listen({ port: 0 });
   const a = once<Socket>();

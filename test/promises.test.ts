@@ -510,6 +510,20 @@ forEachImpl('a sleep pending at shutdown rejects ECANCELED', async (t, _engine, 
   t.is((err as { code?: string }).code, 'ECANCELED');
 });
 
+forEachImpl(
+  'a sleep of any EnginePromises, not only engine.promises, rejects ECANCELED at shutdown',
+  async (t, _engine, impl) => {
+    const engine = createEngine({ impl });
+    const own = new EnginePromises(engine);
+    const mine = own.sleep(10_000);
+    const shared = engine.promises.sleep(10_000);
+    t.is(engine.stats().opsInFlight, 2, 'both timers pending');
+    await engine.shutdown();
+    await rejectsCode(t, mine, 'ECANCELED');
+    await rejectsCode(t, shared, 'ECANCELED');
+  },
+);
+
 forEachImpl('shutdown rejects pending promises with ECANCELED', async (t, engine) => {
   const l = engine.listen({ port: 0 });
   const ctl = new AbortController();

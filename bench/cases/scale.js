@@ -260,7 +260,7 @@ export function render(r, kit) {
       .map((c) => [c.name, big.summary[c.name].ratios.rssPerConnKiB.median]);
     if (parts.length) {
       const engines = parts.filter(([name]) =>
-        ['completion', 'readiness', 'threadpool'].includes(name),
+        ['completion', 'readiness', 'threadpool', 'poll'].includes(name),
       );
       const met = engines.every(([, v]) => v <= 1);
       md.push(

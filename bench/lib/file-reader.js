@@ -1,7 +1,7 @@
 // Child program for the files case: reads one file in one way and prints one JSON line with
 // what it did and this process's CPU time (all threads, process.cpuUsage()) over the
 // measured part.
-//   random:   --impl completion|readiness|threadpool|fs  DEPTH reads of BS bytes in flight at
+//   random:   --impl completion|readiness|threadpool|poll|fs  DEPTH reads of BS bytes in flight at
 //             random BS-aligned offsets, for SECONDS after a warm-up; each slot has its own
 //             Buffer (engine.readInto with { position }, or fs.read with a position)
 //   seq:      --impl IMPL --how readInto|readChunk  the whole file PASSES times, one 1 MiB

@@ -28,16 +28,22 @@ class IdTable {
   void insert(int64_t id, T* op) {
     if ((used_ + 1) * 2 > slots_.size()) rehash(size_ * 4 > slots_.size() ? slots_.size() * 2 : slots_.size());
     size_t mask = slots_.size() - 1;
+    // The id may already sit past a tombstone: look on to an empty slot before reusing one.
+    Slot* gone = nullptr;
     for (size_t i = hash(id) & mask;; i = (i + 1) & mask) {
       Slot& s = slots_[i];
-      if (s.id == kEmpty || s.id == kGone) {
-        if (s.id == kEmpty) used_++;
-        s = Slot{id, op};
-        size_++;
-        return;
-      }
       if (s.id == id) {
         s.op = op;
+        return;
+      }
+      if (s.id == kGone && !gone) gone = &s;
+      if (s.id == kEmpty) {
+        if (!gone) {
+          gone = &s;
+          used_++;
+        }
+        *gone = Slot{id, op};
+        size_++;
         return;
       }
     }

@@ -22,7 +22,14 @@ class SmallQueue {
   const T& front() const { return items_[head_]; }
   void push_back(T v) { items_.push_back(std::move(v)); }
   void pop_front() {
-    if (++head_ == items_.size()) clear();
+    if (++head_ == items_.size()) {
+      clear();
+    } else if (head_ >= kKeep && head_ * 2 >= items_.size()) {
+      // A queue that never drains would otherwise keep every item it ever held: once the
+      // popped ones are half the vector, they go (at most one move per pop, amortized).
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
   }
   // Drops everything; a queue that grew large gives its storage back.
   void clear() {

@@ -98,3 +98,18 @@ export function takeSlots(cb: Callback<any>): void {
   cb._failure = failure;
   cb._timeout = timeout ?? 0;
 }
+
+/**
+ * @internal Calls a Callback's slot (or a callSoon function). One that throws must not stop the
+ * rest of a batch: its error is re-thrown on a clean stack, where it reaches
+ * 'uncaughtException' as any Node callback's would.
+ */
+export function invoke(fn: (a?: any, b?: any) => void, a: unknown, b: unknown): void {
+  try {
+    fn(a, b);
+  } catch (e) {
+    process.nextTick(() => {
+      throw e;
+    });
+  }
+}

@@ -1,7 +1,12 @@
 // Public types of the engine surface: configuration, addresses, op options and results.
+import type { TransferListItem } from 'node:worker_threads';
 
-/** The three interchangeable implementations behind the engine. */
-export type ImplName = 'completion' | 'readiness' | 'threadpool';
+/**
+ * The interchangeable implementations behind the engine: `completion` (io_uring), `readiness`
+ * (epoll), `threadpool` (native worker threads) and `poll` (poll(2), the portable reference
+ * reactor, never chosen by `'auto'`).
+ */
+export type ImplName = 'completion' | 'readiness' | 'threadpool' | 'poll';
 
 /** How completions are dispatched to JavaScript. */
 export type DriveMode = 'auto' | 'manual';
@@ -12,7 +17,8 @@ export type DriveMode = 'auto' | 'manual';
 export interface EngineConfig {
   /**
    * Which implementation to run. `'auto'` (the default) picks `completion` where io_uring works
-   * here, else `readiness`; the environment variable `ASYNC_ENGINE_IMPL` overrides `'auto'`.
+   * here, else `readiness` (never `threadpool` or `poll`: those are asked for by name); the
+   * environment variable `ASYNC_ENGINE_IMPL` overrides `'auto'`.
    * Asking for an implementation that cannot run here throws an `EngineError` saying why.
    */
   impl?: 'auto' | ImplName;
@@ -288,4 +294,22 @@ export interface EngineStats {
 export interface TimerHandle {
   /** Stops the callback from running; `true` if it had not run yet. */
   cancel(): boolean;
+}
+
+/** Data a write accepts. */
+export type WriteData = Buffer | Uint8Array | string | ReadonlyArray<Buffer | Uint8Array>;
+
+/** What `expectLine` checks a line against: `null` accepts any line. */
+export type LineExpectation = string | RegExp | null;
+
+/** A task for {@link AsyncEngine.submitWork}. */
+export interface WorkTask {
+  /** The module to import on the worker thread: an absolute path, a `file:` URL, or a package. */
+  module: string | URL;
+  /** The name of the exported function to call. */
+  fn: string;
+  /** Its arguments, structured-cloned to the worker thread. */
+  args?: unknown[];
+  /** ArrayBuffers (or MessagePorts) among `args` to move to the thread rather than copy. */
+  transfer?: TransferListItem[];
 }

@@ -1,7 +1,7 @@
 // The Promise layer (`engine.promises`): every op of AsyncEngine as a function that returns a
 // Promise, with an AbortSignal and a deadline per op, built on the callback core.
 import { Callback } from '../engine/callback.js';
-import type { AsyncEngine, LineExpectation, WorkTask, WriteData } from '../engine/engine.js';
+import { type AsyncEngine, registerPromises } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type {
@@ -11,9 +11,12 @@ import type {
   FsyncOptions,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
+  LineExpectation,
   OpOptions,
   OpenOptions,
   RegexResult,
+  WorkTask,
+  WriteData,
 } from '../engine/types.js';
 
 /**
@@ -99,6 +102,7 @@ function checkOwnOptions(name: string, own: object | undefined): void {
 function single<T>(
   options: PromiseOpOptions | undefined,
   submit: (cb: Callback<T>, opOptions: OpOptions) => void,
+  timeout: number | undefined = options?.timeout,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const [signal, opOptions] = split(options);
@@ -111,7 +115,7 @@ function single<T>(
       cancelled = cb.cancel();
     };
     const cb = new Callback<T>({
-      timeout: options?.timeout,
+      timeout,
       success: (value) => {
         signal?.removeEventListener('abort', onAbort);
         resolve(value);
@@ -198,7 +202,6 @@ function chain<A, B>(
  */
 export class EnginePromises {
   readonly #engine: AsyncEngine;
-  readonly #sleeping = new Set<(err: EngineError) => void>();
 
   /** Prefer `engine.promises`, which makes one per engine. */
   constructor(engine: AsyncEngine) {
@@ -424,40 +427,10 @@ export class EnginePromises {
    * rejects with an `AbortError`; pending at `shutdown()`, with `ECANCELED`.
    */
   sleep(ms: number, options?: Pick<PromiseOpOptions, 'signal'>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const [signal] = split(options);
-      if (signal?.aborted) {
-        reject(abortError(signal.reason));
-        return;
-      }
-      const done = (): void => {
-        this.#sleeping.delete(dropped);
-        signal?.removeEventListener('abort', onAbort);
-      };
-      // shutdown() drops pending callLater functions: the sleep then rejects ECANCELED.
-      const dropped = (err: EngineError): void => {
-        done();
-        reject(err);
-      };
-      const onAbort = (): void => {
-        if (handle.cancel()) {
-          done();
-          reject(abortError(signal!.reason));
-        }
-      };
-      const handle = this.#engine.callLater(ms, () => {
-        done();
-        resolve();
-      });
-      this.#sleeping.add(dropped);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-
-  /** @internal The engine shut down: pending sleeps reject with `ECANCELED`. */
-  _shutdown(): void {
-    for (const drop of [...this.#sleeping]) {
-      drop(new EngineError('ECANCELED', 'the engine was shut down'));
-    }
+    // A timer with a Callback: shutdown cancels it like any op, and it rejects with ECANCELED.
+    // It takes no `timeout` (the delay is its deadline).
+    return single<void>(options, (cb) => this.#engine._sleep(ms, cb), undefined);
   }
 }
+
+registerPromises((engine) => new EnginePromises(engine));

@@ -7,8 +7,12 @@
 // when a search needs it: one byte is one character there, so string offsets are byte offsets,
 // and V8's string search costs no call into C++ per op. A line is a slice of that string when
 // the held bytes are all ASCII (UTF-8 then decodes the same), else it is decoded on its own.
+//
+// It also owns the hand-over itself: taking bytes over, giving them back before a read that must
+// wait natively, and the per-socket size of a hand-over.
 import { isAscii } from 'node:buffer';
 import { Socket } from '../io.js';
+import type { NativeEngine } from './native.js';
 
 type SliceBuffer = Buffer & {
   utf8Slice(start: number, end: number): string;
@@ -135,4 +139,52 @@ export function delimiterOf(d: string | Buffer): Delimiter {
     return lastDelimiter;
   }
   return { bytes: d, text: (d as SliceBuffer).latin1Slice(0, d.length) };
+}
+
+// Bounds of a socket's hand-over size (Socket._takeCap).
+const TAKE_MIN = 4096;
+const TAKE_MAX = 4 * 1024 * 1024;
+
+/** An op framed here consumed the held bytes up to `end`. */
+export function consumeHeld(sock: Socket, end: number): void {
+  if (end >= sock._in!.length) {
+    dropHeld(sock);
+    // Everything handed over was framed here: the next hand-over may take more.
+    if (sock._takeCap < TAKE_MAX) sock._takeCap *= 2;
+  } else {
+    sock._off = end;
+  }
+}
+
+/**
+ * Gives the bytes held for a socket back to the native side before a read that must wait
+ * there: they come before anything it buffers.
+ */
+export function unreadHeld(sock: Socket, native: NativeEngine): void {
+  const buf = sock._in;
+  if (buf === undefined) return;
+  dropHeld(sock);
+  // Most of what was handed over goes back unframed (reads that wait natively, such as globs
+  // between lines): hand over less next time, so bytes do not travel back and forth.
+  if ((buf.length - sock._off) * 2 > sock._took && sock._takeCap > TAKE_MIN) {
+    sock._takeCap /= 2;
+  }
+  native.unread(sock._handle, sock._off === 0 ? buf : buf.subarray(sock._off));
+}
+
+/**
+ * Takes over the bytes the native side holds for a socket with no read queued (`rest` of
+ * them), at most `_takeCap`, which halves while hand-overs go back mostly unframed and doubles
+ * while they are framed whole.
+ */
+export function takeHeld(sock: Socket, rest: number, native: NativeEngine): void {
+  const want = rest < sock._takeCap ? rest : sock._takeCap;
+  const buf = Buffer.allocUnsafe(want);
+  const n = native.take(sock._handle, buf);
+  if (n === 0) return;
+  sock._took = n;
+  sock._in = n === want ? buf : buf.subarray(0, n);
+  sock._off = 0;
+  sock._text = undefined;
+  sock._ascii = undefined;
 }

@@ -84,11 +84,13 @@ export type Dispatcher = (
   arena: Buffer,
 ) => void;
 
-/** Backend options, each read by its own implementation. */
-export interface NativeOptions {
-  maxEvents?: number;
-  threads?: number;
-  entries?: number;
+/** Backend options: the keys of the implementation's row in the native backend table. */
+export type NativeOptions = Readonly<Record<string, number>>;
+
+/** One row of the native backend table (native/backends/factory.cc). */
+export interface NativeBackendRow {
+  name: string;
+  options: string[];
 }
 
 interface Addon {
@@ -99,6 +101,8 @@ interface Addon {
     options: NativeOptions,
   ) => NativeEngine;
   probe(impl: string): string;
+  /** The native backend table, in its order. */
+  backends(): NativeBackendRow[];
 }
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

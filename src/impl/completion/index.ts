@@ -7,6 +7,14 @@ export const ENTRIES_RANGE = { min: 1, max: 32768 } as const;
 
 export const completion: ImplDescriptor = {
   name: 'completion',
+  optionKeys: ['entries'],
+  extraStats: [
+    'ringEntries',
+    'ringSetupFlags',
+    'multishotAccept',
+    'multishotRecv',
+    'recvBuffersInUse',
+  ],
   probe: () => addon.probe('completion') || undefined,
   checkOptions: (config) => {
     intOption(config, 'completion', 'entries', ENTRIES_RANGE.min, ENTRIES_RANGE.max);

@@ -8,6 +8,8 @@ export const MAX_EVENTS_RANGE = { min: 1, max: 65536 } as const;
 
 export const readiness: ImplDescriptor = {
   name: 'readiness',
+  optionKeys: ['maxEvents'],
+  extraStats: [],
   probe: () => addon.probe('readiness') || undefined,
   checkOptions: (config) => {
     intOption(config, 'readiness', 'maxEvents', MAX_EVENTS_RANGE.min, MAX_EVENTS_RANGE.max);

@@ -9,6 +9,8 @@ export const THREADS_RANGE = { min: 1, max: 1024 } as const;
 
 export const threadpool: ImplDescriptor = {
   name: 'threadpool',
+  optionKeys: ['threads'],
+  extraStats: ['queueDepth', 'busyWorkers'],
   probe: () => addon.probe('threadpool') || undefined,
   checkOptions: (config) => {
     intOption(config, 'threadpool', 'threads', THREADS_RANGE.min, THREADS_RANGE.max);

@@ -1,0 +1,430 @@
+// The `poll` implementation's backend: a reactor over poll(2), the portable readiness call.
+//
+// The set. One pollfd array holds the core's wake-up fd and every handle that has a primitive
+// pending, and only those: a handle joins when a primitive goes pending, its events are
+// narrowed when one is reported, and it leaves (swap-remove) when none is left. Its position
+// is kept in the handle's backendData, so joining, changing and leaving are O(1); each wait
+// is O(fds in the set), as poll(2) itself is. A handle with nothing pending is not in the set,
+// so a level-triggered hang-up on an idle socket never wakes the engine. Readiness that a
+// wait reports is remembered per handle (as the epoll backend does) until a call runs dry.
+//
+// Drives. In `manual` drive there is no thread: wait(timeout) is one poll(2) on the set.
+// In `auto` drive Node's event loop must learn when wait(0) has work, through pollFd(); poll(2)
+// has no fd of its own to offer. A watcher thread blocks in poll(2) on a copy of the set plus
+// a control eventfd; when an fd is ready it signals the eventfd that pollFd() returns, and
+// parks until the engine thread has run wait(0) (its own poll(2), timeout 0, on the current
+// set) and handed it a fresh copy at the end of the batch (flush()), so level-triggered
+// readiness cannot make it spin. A primitive that goes pending while the watcher is polling
+// (a new fd, or a wider interest), and a handle closed while in its copy (poll(2) holds a
+// reference to every file it waits on, so the socket would stay open), reach it at the end of
+// the batch through the control eventfd; narrower interest waits for the next copy.
+// The cost, paid per wake-up: two poll(2) calls over the set (watcher, engine thread), an
+// eventfd write and read each way and a futex wake. This backend is the portable reference,
+// not a fast path: `auto` never chooses it.
+#include "backends/poll.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "core/engine_core.h"
+
+namespace async_engine {
+
+namespace {
+
+enum : uint32_t {
+  kReadable = 1u << 0,
+  kWritable = 1u << 1,
+  kHangup = 1u << 2,  // the peer shut down: reads never block again
+  kWantRead = 1u << 3,
+  kWantWrite = 1u << 4,
+  kWantAccept = 1u << 5,
+  kConnecting = 1u << 6,
+};
+
+constexpr short kInEvents = POLLIN | POLLRDHUP;
+
+// The handle's place in the set: index + 1, 0 when it is not in it.
+size_t slotOf(const Handle* h) { return reinterpret_cast<uintptr_t>(h->backendData); }
+void setSlot(Handle* h, size_t slot) { h->backendData = reinterpret_cast<void*>(static_cast<uintptr_t>(slot)); }
+
+class PollBackend final : public Backend {
+ public:
+  PollBackend(Sink* sink, bool watcher) : sink_(sink), watcher_(watcher) {}
+
+  ~PollBackend() override {
+    if (started_) {
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        stop_ = true;
+      }
+      cv_.notify_one();
+      uint64_t one = 1;
+      (void)!::write(ctlFd_, &one, sizeof one);
+      pthread_join(thread_, nullptr);
+    }
+    if (notifyFd_ >= 0) ::close(notifyFd_);
+    if (ctlFd_ >= 0) ::close(ctlFd_);
+  }
+
+  int init() {
+    if (!watcher_) return 0;
+    notifyFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (notifyFd_ < 0) return -errno;
+    ctlFd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ctlFd_ < 0) return -errno;
+    // The watcher starts with the first copy of the set, handed over by the first flush().
+    resume_ = true;
+    // It starts with every signal blocked, so that signals reach Node's thread.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(
+        &thread_, nullptr,
+        [](void* self) -> void* {
+          static_cast<PollBackend*>(self)->watch();
+          return nullptr;
+        },
+        this);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (rc != 0) return -rc;
+    started_ = true;
+    return 0;
+  }
+
+  const char* name() const override { return "poll"; }
+  bool completesInline() const override { return true; }
+  // Manual drive has no watcher and nothing to offer: the addon never asks then.
+  int pollFd() const override { return notifyFd_; }
+  uint64_t syscalls() const override { return syscalls_.load(std::memory_order_relaxed); }
+
+  int watchWake(int fd) override {
+    fds_.push_back(pollfd{fd, POLLIN, 0});
+    owners_.push_back(nullptr);
+    dirty_ = true;
+    return 0;
+  }
+
+  int attach(Handle* h) override {
+    // A fresh socket can take writes at once; whether input is there, a wait says.
+    h->backendFlags = h->kind == HandleKind::kSocket ? static_cast<uint32_t>(kWritable) : 0u;
+    setSlot(h, 0);
+    return 0;
+  }
+
+  int detach(Handle* h) override {
+    if (size_t slot = slotOf(h)) {
+      removeAt(slot - 1);
+      // A watcher polling a copy that holds the fd holds the socket open (poll(2) keeps a
+      // reference to each file it waits on): the peer would see no close until it returned.
+      dirty_ = true;
+    }
+    h->backendFlags = 0;
+    // Readiness already taken by this wait must not reach a handle that is going away.
+    for (size_t i = cursor_; i < ready_.size(); i++) {
+      if (ready_[i].h == h) ready_[i].h = nullptr;
+    }
+    if (h == current_) current_ = nullptr;
+    return 0;
+  }
+
+  ssize_t recv(Handle* h) override {
+    uint32_t& f = h->backendFlags;
+    if (!(f & kReadable)) return pend(h, kWantRead);
+    size_t len = 0;
+    char* buf = sink_->recvSpace(h, &len);
+    for (;;) {
+      count();
+      ssize_t n = ::recv(h->fd, buf, len, 0);
+      if (n >= 0) {
+        // A short read most likely drained the socket: the next read waits for a poll first.
+        // After a hang-up the fd stays "readable" and the next read sees the EOF.
+        if (static_cast<size_t>(n) < len && n > 0 && !(f & kHangup)) f &= ~kReadable;
+        return n;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        f &= ~kReadable;
+        return pend(h, kWantRead);
+      }
+      return -errno;
+    }
+  }
+
+  int maxSendIov() const override { return 1024; }
+
+  ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+    uint32_t& f = h->backendFlags;
+    if (!(f & kWritable)) return pend(h, kWantWrite);
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = iovcnt;
+    for (;;) {
+      count();
+      ssize_t n = ::sendmsg(h->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        f &= ~kWritable;
+        return pend(h, kWantWrite);
+      }
+      return -errno;
+    }
+  }
+
+  ssize_t accept(Handle* l) override {
+    uint32_t& f = l->backendFlags;
+    if (!(f & kReadable)) return pend(l, kWantAccept);
+    for (;;) {
+      count();
+      int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) return fd;
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        f &= ~kReadable;
+        return pend(l, kWantAccept);
+      }
+      return -errno;
+    }
+  }
+
+  ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
+    for (;;) {
+      count();
+      if (::connect(h->fd, addr, len) == 0) return 0;
+      if (errno == EINTR) continue;
+      if (errno == EINPROGRESS) {
+        h->backendFlags &= ~kWritable;
+        return pend(h, kConnecting);
+      }
+      return -errno;
+    }
+  }
+
+  // The watcher, parked or polling a stale copy, needs the current set.
+  bool hasUnsubmitted() const override { return watcher_ && (resume_ || dirty_); }
+
+  void flush() override {
+    if (!watcher_ || !(resume_ || dirty_)) return;
+    bool interrupt = false;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (resume_ || polling_) {
+        snapshot_ = fds_;
+        fresh_ = true;
+        interrupt = polling_;  // it polls an older copy: the control fd brings it back
+        polling_ = true;
+      }
+      // Else it is parked with the pollFd() signalled: wait(0) runs first and resumes it.
+    }
+    if (resume_) cv_.notify_one();
+    if (interrupt) {
+      uint64_t one = 1;
+      (void)!::write(ctlFd_, &one, sizeof one);
+    }
+    resume_ = dirty_ = false;
+  }
+
+  int wait(int timeoutMs) override {
+    if (watcher_) takeNotification();
+    count();
+    int n = ::poll(fds_.data(), fds_.size(), timeoutMs);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    ready_.clear();
+    for (size_t i = 0; i < fds_.size() && ready_.size() < static_cast<size_t>(n); i++) {
+      if (fds_[i].revents) ready_.push_back(Ready{owners_[i], fds_[i].revents, owners_[i] == nullptr});
+    }
+    for (cursor_ = 0; cursor_ < ready_.size();) {
+      Ready r = ready_[cursor_++];
+      if (r.wake) {
+        sink_->onWake();
+        continue;
+      }
+      if (!r.h) continue;  // closed by an earlier report of this wait
+      dispatch(r.h, r.revents);
+    }
+    ready_.clear();
+    cursor_ = 0;
+    return n;
+  }
+
+ private:
+  struct Ready {
+    Handle* h;
+    short revents;
+    bool wake;
+  };
+
+  void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
+
+  ssize_t pend(Handle* h, uint32_t want) {
+    h->backendFlags |= want;
+    setInterest(h);
+    return kPending;
+  }
+
+  // Brings the handle's entry in the set in line with its pending primitives.
+  void setInterest(Handle* h) {
+    uint32_t f = h->backendFlags;
+    short events = 0;
+    if (f & (kWantRead | kWantAccept)) events |= kInEvents;
+    if (f & (kWantWrite | kConnecting)) events |= POLLOUT;
+    size_t slot = slotOf(h);
+    if (events == 0) {
+      if (slot) removeAt(slot - 1);
+      return;
+    }
+    if (!slot) {
+      fds_.push_back(pollfd{h->fd, events, 0});
+      owners_.push_back(h);
+      setSlot(h, fds_.size());
+      dirty_ = true;
+      return;
+    }
+    pollfd& p = fds_[slot - 1];
+    if (events & ~p.events) dirty_ = true;
+    p.events = events;
+  }
+
+  void removeAt(size_t i) {
+    size_t last = fds_.size() - 1;
+    if (owners_[i]) setSlot(owners_[i], 0);
+    if (i != last) {
+      fds_[i] = fds_[last];
+      owners_[i] = owners_[last];
+      if (owners_[i]) setSlot(owners_[i], i + 1);
+    }
+    fds_.pop_back();
+    owners_.pop_back();
+  }
+
+  // Reports one fd's readiness to whichever primitives wait on it. The sink may close the
+  // handle at any report; current_ turns null when it does.
+  void dispatch(Handle* h, short revents) {
+    uint32_t& f = h->backendFlags;
+    if (revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kReadable;
+    if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kHangup;
+    if (revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL)) f |= kWritable;
+    current_ = h;
+    if ((f & kConnecting) && (f & kWritable)) {
+      f &= ~kConnecting;
+      int err = 0;
+      socklen_t elen = sizeof err;
+      count();
+      if (::getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) err = errno;
+      sink_->onConnect(h, err ? -err : 0);
+      if (!current_) return;
+    }
+    if ((f & kWantAccept) && (f & kReadable)) {
+      f &= ~kWantAccept;
+      sink_->onAccept(h, kRetry);
+      if (!current_) return;
+    }
+    if ((f & kWantRead) && (f & kReadable)) {
+      f &= ~kWantRead;
+      sink_->onRecv(h, kRetry);
+      if (!current_) return;
+    }
+    if ((f & kWantWrite) && (f & kWritable)) {
+      f &= ~kWantWrite;
+      sink_->onSend(h, kRetry);
+      if (!current_) return;
+    }
+    current_ = nullptr;
+    setInterest(h);  // what was reported and not asked for again leaves the set
+  }
+
+  // Engine thread, auto drive: a parked watcher has signalled pollFd(); clear it, and hand the
+  // watcher a fresh copy at the end of this batch.
+  void takeNotification() {
+    bool parked;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      parked = !polling_;
+    }
+    if (!parked) return;
+    uint64_t v;
+    (void)!::read(notifyFd_, &v, sizeof v);
+    resume_ = true;
+  }
+
+  // The watcher thread.
+  void watch() {
+    std::vector<pollfd> set;
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      cv_.wait(lk, [this] { return stop_ || polling_; });
+      if (stop_) return;
+      if (fresh_) {
+        set = snapshot_;
+        set.push_back(pollfd{ctlFd_, POLLIN, 0});
+        fresh_ = false;
+      }
+      lk.unlock();
+      count();
+      int n = ::poll(set.data(), set.size(), -1);
+      bool ctl = n > 0 && set.back().revents != 0;
+      if (ctl) {
+        uint64_t v;
+        (void)!::read(ctlFd_, &v, sizeof v);
+      }
+      lk.lock();
+      if (stop_) return;
+      if (n > (ctl ? 1 : 0) && polling_) {
+        // Park until the engine thread has taken the readiness (wait(0)) and flushed.
+        polling_ = false;
+        uint64_t one = 1;
+        (void)!::write(notifyFd_, &one, sizeof one);
+      }
+    }
+  }
+
+  Sink* sink_;
+  const bool watcher_;
+  // The set (engine thread): fds_[i] belongs to owners_[i]; nullptr owns the wake fd.
+  std::vector<pollfd> fds_;
+  std::vector<Handle*> owners_;
+  std::vector<Ready> ready_;
+  size_t cursor_ = 0;
+  Handle* current_ = nullptr;
+  std::atomic<uint64_t> syscalls_{0};
+
+  // Auto drive. Engine thread only: the watcher's copy must be replaced (the set grew, or a
+  // handle in it closed); the watcher parked and wait(0) has taken its signal.
+  bool dirty_ = false;
+  bool resume_ = false;
+  int notifyFd_ = -1;  // pollFd(): readable while the watcher is parked on found readiness
+  int ctlFd_ = -1;     // brings a polling watcher back for a new copy, or to stop
+  pthread_t thread_{};
+  bool started_ = false;
+  std::mutex m_;
+  std::condition_variable cv_;
+  // Guarded by m_.
+  std::vector<pollfd> snapshot_;
+  bool fresh_ = false;    // snapshot_ is newer than the watcher's copy
+  bool polling_ = false;  // the watcher may poll; false while parked (or before the first copy)
+  bool stop_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> makePollBackend(Sink* sink, bool watcher, int* error) {
+  auto b = std::make_unique<PollBackend>(sink, watcher);
+  *error = b->init();
+  if (*error < 0) return nullptr;
+  return b;
+}
+
+}  // namespace async_engine

@@ -1,0 +1,585 @@
+// The checks of every argument and option the engine takes, before anything is registered: each
+// throws the Node-style TypeError or RangeError (`code` ERR_INVALID_ARG_TYPE, ERR_INVALID_ARG_VALUE,
+// ERR_OUT_OF_RANGE) that names the argument, and returns the value in the form the engine uses.
+import { constants as fsConstants } from 'node:fs';
+import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import type { TransferListItem } from 'node:worker_threads';
+import { Callback, takeSlots } from './callback.js';
+import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { type Delimiter, bytesOf, delimiterOf } from './internal/held.js';
+import type { PrefixSpec } from './internal/framing.js';
+import { File, Listener, Socket } from './io.js';
+import type {
+  DriveMode,
+  LengthPrefixedOptions,
+  ListenOptions,
+  OpOptions,
+  WorkTask,
+} from './types.js';
+
+const MAX_SIZE = 2 ** 31 - 1;
+/** The largest value a native int holds: fds, backlogs, runOnce's wait. */
+export const MAX_INT32 = 2 ** 31 - 1;
+// sockaddr_un holds 108 bytes, the terminating NUL included.
+const MAX_UNIX_PATH = 107;
+
+const NO_OPTIONS: OpOptions = Object.freeze({});
+const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
+
+// ---- the engine's configuration ----
+
+/** `config` is an object, and its `drive` mode. */
+export function checkDrive(config: unknown): DriveMode {
+  if (config === null || typeof config !== 'object') {
+    throw invalidArgType('config', 'an object', config);
+  }
+  const drive = (config as { drive?: unknown }).drive ?? 'auto';
+  if (drive !== 'auto' && drive !== 'manual') {
+    throw invalidArgValue('config.drive', "must be 'auto' or 'manual'", drive);
+  }
+  return drive;
+}
+
+export function checkWorkThreads(work: unknown): number {
+  const fallback = Math.max(2, availableParallelism());
+  if (work === undefined) return fallback;
+  if (work === null || typeof work !== 'object')
+    throw invalidArgType('config.work', 'an object', work);
+  const threads = (work as { threads?: unknown }).threads;
+  if (threads === undefined) return fallback;
+  if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > 1024) {
+    throw outOfRange('config.work.threads', 'an integer from 1 to 1024', threads);
+  }
+  return threads;
+}
+
+// ---- callbacks and the (options?, callback) argument shapes ----
+
+/** A Callback not in flight, its slots read once (see `takeSlots`). */
+export function checkCallback<T>(cb: unknown): Callback<T> {
+  if (!(cb instanceof Callback)) throw invalidArgType('cb', 'a Callback', cb);
+  if (cb._busy) {
+    const err = new Error('this Callback is already in flight') as Error & { code: string };
+    err.code = 'ERR_INVALID_STATE';
+    throw err;
+  }
+  takeSlots(cb);
+  return cb as Callback<T>;
+}
+
+/** A chain's `n` Callbacks, distinct. */
+export function checkCallbacks(cbs: unknown, n: number): Callback<any>[] {
+  if (!Array.isArray(cbs) || cbs.length !== n) {
+    throw invalidArgType('callbacks', `an array of ${n} Callbacks`, cbs);
+  }
+  const out = cbs.map((c) => checkCallback<unknown>(c));
+  if (new Set(out).size !== out.length) {
+    throw invalidArgValue('callbacks', 'must be distinct Callbacks', cbs);
+  }
+  return out;
+}
+
+// The hot ops take (options?, callback) without building a tuple per call.
+
+/** The Callback of an op called as (..., options?, cb). */
+export function callbackOf<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): Callback<T> {
+  return checkCallback<T>(b === undefined ? a : b);
+}
+
+/** The options of an op called as (..., options?, cb). */
+export function optionsOf(a: unknown, b: unknown): OpOptions {
+  if (b === undefined) return NO_OPTIONS;
+  checkOptions(a);
+  return a as OpOptions;
+}
+
+/** The options and Callbacks of a chain called as (..., options?, callbacks). */
+export function optionsAndCallbacks<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
+  if (Array.isArray(a)) return [{}, a as C];
+  checkOptions(a);
+  return [a as OpOptions, b as C];
+}
+
+export function checkOptions(opts: unknown): void {
+  if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'an object', opts);
+}
+
+/** A function argument (`callSoon`'s, `threadsafe`'s handler). */
+export function checkFunction(v: unknown, name: string): asserts v is (...args: any[]) => void {
+  if (typeof v !== 'function') throw invalidArgType(name, 'a function', v);
+}
+
+// ---- sockets, listeners and files: the right kind, and this engine's ----
+
+export function checkOwner(io: Socket | Listener | File, owner: object, name: string): void {
+  if (io._owner !== owner) {
+    throw invalidArgValue(name, 'belongs to another engine', io);
+  }
+}
+
+/** What `close()` takes. */
+export function checkIo(io: unknown, owner: object): asserts io is Socket | Listener | File {
+  if (!(io instanceof Socket) && !(io instanceof Listener) && !(io instanceof File)) {
+    throw invalidArgType('io', 'a Socket, Listener or File', io);
+  }
+  checkOwner(io, owner, 'io');
+}
+
+/** A stream op's Socket or File: its handle. */
+export function socketHandle(sock: unknown, owner: object): number {
+  if (!(sock instanceof Socket) && !(sock instanceof File)) {
+    throw invalidArgType('socket', 'a Socket or File', sock);
+  }
+  checkOwner(sock, owner, 'socket');
+  return sock._handle;
+}
+
+export function checkFile(file: unknown, owner: object): File {
+  if (!(file instanceof File)) throw invalidArgType('file', 'a File', file);
+  checkOwner(file, owner, 'file');
+  return file;
+}
+
+/** A Listener: its handle. */
+export function listenerHandle(listener: unknown, owner: object): number {
+  if (!(listener instanceof Listener)) throw invalidArgType('listener', 'a Listener', listener);
+  checkOwner(listener, owner, 'listener');
+  return listener._handle;
+}
+
+/**
+ * `options.position` (files only, and only where the op can take it) and, on an O_DIRECT file,
+ * the alignment of the position and of `size`; checked before anything is queued.
+ */
+export function checkPosition(
+  sock: unknown,
+  opts: OpOptions,
+  allowed: boolean,
+  size?: number,
+): number | undefined {
+  const pos = opts.position;
+  if (pos === undefined && sock instanceof Socket) return undefined;
+  if (pos !== undefined) {
+    if (!(sock instanceof File)) {
+      throw invalidArgValue('options.position', 'applies to files only', pos);
+    }
+    if (!allowed) {
+      throw invalidArgValue(
+        'options.position',
+        'is taken by readChunk, readExactly, readAll, readInto and write only',
+        pos,
+      );
+    }
+    if (typeof pos !== 'number' || !Number.isSafeInteger(pos) || pos < 0) {
+      throw outOfRange('options.position', 'an integer from 0 to 2**53 - 1', pos);
+    }
+  }
+  if (sock instanceof File && sock.direct) {
+    const a = sock.alignment;
+    if (pos !== undefined && pos % a !== 0) {
+      throw outOfRange('options.position', `a multiple of ${a} (the file is O_DIRECT)`, pos);
+    }
+    if (size !== undefined && size % a !== 0) {
+      throw outOfRange('size', `a multiple of ${a} (the file is O_DIRECT)`, size);
+    }
+  }
+  return pos;
+}
+
+// ---- bounds, sizes and encodings ----
+
+/** `options.maxBytes`, or the engine's default. */
+export function limitOf(opts: OpOptions, fallback: number): number {
+  if (opts.maxBytes === undefined) return fallback;
+  return checkMaxBytes(opts.maxBytes, 'options.maxBytes');
+}
+
+/** `options.encoding`, or the engine's default. */
+export function encodingOf(opts: OpOptions, fallback: BufferEncoding): BufferEncoding {
+  return opts.encoding ? checkEncoding(opts.encoding, 'options.encoding') : fallback;
+}
+
+/** A bound in bytes: a positive integer, or Infinity (-1 to the native side). */
+export function checkMaxBytes(v: unknown, name: string): number {
+  if (v === Infinity) return -1;
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isSafeInteger(v) || v <= 0) {
+    throw outOfRange(name, 'an integer from 1 to 2**53 - 1, or Infinity', v);
+  }
+  return v;
+}
+
+export function checkEncoding(v: unknown, name: string): BufferEncoding {
+  // A server passes the same encoding op after op: the common names skip the lookup.
+  if (v === 'utf8' || v === 'latin1') return v;
+  if (typeof v !== 'string' || !Buffer.isEncoding(v)) {
+    throw invalidArgValue(name, 'must be a Buffer encoding', v);
+  }
+  return v as BufferEncoding;
+}
+
+/**
+ * An integer argument that native code reads as a C int (an fd, a backlog): checked here, so
+ * that no conversion wraps it (2**32 + 3 must not become 3).
+ */
+export function checkInt(v: unknown, name: string, min: number, max: number): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw outOfRange(name, `an integer from ${min} to ${max}`, v);
+  }
+}
+
+/** A read's size in bytes (readChunk, readExactly). */
+export function checkSize(v: unknown, name: string): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < 1 || v > MAX_SIZE) {
+    throw outOfRange(name, `an integer from 1 to ${MAX_SIZE}`, v);
+  }
+}
+
+/**
+ * A delay in milliseconds (callLater), as a Callback's timeout: any finite number >= 0,
+ * fractions allowed; native code saturates a deadline past about 146 years, so none overflows.
+ */
+export function checkDelay(v: unknown, name: string): void {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isFinite(v) || v < 0) throw outOfRange(name, 'a finite number >= 0', v);
+}
+
+/** runOnce's `options.timeout`: how long it may wait, in whole milliseconds. */
+export function checkRunTimeout(options: unknown): number {
+  checkOptions(options);
+  const timeout = (options as { timeout?: unknown }).timeout ?? 0;
+  if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
+  if (!(timeout >= 0) || timeout > MAX_INT32) {
+    throw outOfRange('options.timeout', `a number from 0 to ${MAX_INT32}`, timeout);
+  }
+  return Math.ceil(timeout);
+}
+
+// ---- what a read looks for ----
+
+export function checkDelimiter(delimiter: unknown): Delimiter {
+  if (typeof delimiter !== 'string' && !Buffer.isBuffer(delimiter)) {
+    throw invalidArgType('delimiter', 'a string or Buffer', delimiter);
+  }
+  if (delimiter.length === 0) throw invalidArgValue('delimiter', 'must not be empty', delimiter);
+  return delimiterOf(delimiter);
+}
+
+export function checkExpect(expect: unknown): void {
+  if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
+    throw invalidArgType('expect', 'a string, RegExp or null', expect);
+  }
+}
+
+export function checkGlob(glob: unknown): asserts glob is string {
+  if (typeof glob !== 'string') throw invalidArgType('glob', 'a string', glob);
+  if (glob === '' || glob.includes('\0')) {
+    throw invalidArgValue('glob', 'must be a non-empty string without NUL', glob);
+  }
+}
+
+/** A regex read's RegExp: one that cannot match the empty string (it would never consume). */
+export function checkRegex(regex: unknown): asserts regex is RegExp {
+  if (!(regex instanceof RegExp)) throw invalidArgType('regex', 'a RegExp', regex);
+  regex.lastIndex = 0;
+  const empty = regex.exec('');
+  regex.lastIndex = 0;
+  if (empty !== null) {
+    throw invalidArgValue('regex', 'must not match the empty string', regex);
+  }
+}
+
+/**
+ * readLengthPrefixed's options, checked. A program passes the same options object op after op
+ * (a server, one per connection): what was checked is kept with the object (in `cache`) while
+ * none of its fields changed (Buffers are checked anew each time, since their bytes may change
+ * under the same object).
+ */
+export function prefixSpecOf(
+  cache: WeakMap<object, PrefixSpec>,
+  options: LengthPrefixedOptions,
+  defaultMaxBytes: number,
+  defaultEncoding: BufferEncoding,
+): PrefixSpec {
+  const last = cache.get(options);
+  const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
+  if (
+    last !== undefined &&
+    last.given[0] === length &&
+    last.given[1] === delimiter &&
+    last.given[2] === trailer &&
+    last.given[3] === maxBytes &&
+    last.given[4] === maxBody &&
+    last.given[5] === encoding &&
+    last.given[6] === bodyEncoding &&
+    typeof delimiter !== 'object' &&
+    typeof trailer !== 'object'
+  ) {
+    return last;
+  }
+  const spec = checkPrefixSpec(options, defaultMaxBytes, defaultEncoding);
+  cache.set(options, spec);
+  return spec;
+}
+
+/**
+ * readLengthPrefixed's options, checked (`maxBytes` and `encoding` default to the engine's),
+ * with the fields they were checked from.
+ */
+function checkPrefixSpec(
+  options: LengthPrefixedOptions,
+  defaultMaxBytes: number,
+  defaultEncoding: BufferEncoding,
+): PrefixSpec {
+  const { length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding } = options;
+  if (typeof length !== 'function') throw invalidArgType('options.length', 'a function', length);
+  const delim = delimiter === undefined ? undefined : checkDelimiter(delimiter);
+  let tail: Buffer | undefined;
+  if (trailer === undefined) tail = EMPTY;
+  else if (typeof trailer === 'string') tail = bytesOf(trailer);
+  else if (Buffer.isBuffer(trailer)) tail = trailer;
+  else if (typeof trailer === 'number') checkInt(trailer, 'options.trailer', 0, MAX_INT32);
+  else throw invalidArgType('options.trailer', 'a string, Buffer or number', trailer);
+  const limit = limitOf(options, defaultMaxBytes);
+  return {
+    given: [length, delimiter, trailer, maxBytes, maxBody, encoding, bodyEncoding],
+    length,
+    delimiter: delim,
+    trailer: tail,
+    trailerLen: tail === undefined ? (trailer as number) : tail.length,
+    maxBytes: limit,
+    maxBody: maxBody === undefined ? limit : checkMaxBytes(maxBody, 'options.maxBody'),
+    encoding: encoding ? checkEncoding(encoding, 'options.encoding') : defaultEncoding,
+    bodyEncoding:
+      bodyEncoding === undefined ? undefined : checkEncoding(bodyEncoding, 'options.bodyEncoding'),
+  };
+}
+
+// ---- what a write sends ----
+
+export function toBytes(data: unknown): Buffer | Buffer[] {
+  if (typeof data === 'string') return Buffer.from(data);
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (Array.isArray(data)) {
+    return data.map((d, i) => {
+      if (Buffer.isBuffer(d)) return d;
+      if (d instanceof Uint8Array) return Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+      throw invalidArgType(`data[${i}]`, 'a Buffer or Uint8Array', d);
+    });
+  }
+  throw invalidArgType('data', 'a string, Buffer, Uint8Array or an array of Buffers', data);
+}
+
+/** connectThenWriteLine's line, followed by `\r\n`. */
+export function lineBytes(line: unknown): Buffer {
+  if (typeof line !== 'string' && !Buffer.isBuffer(line)) {
+    throw invalidArgType('line', 'a string or Buffer', line);
+  }
+  return Buffer.concat([Buffer.from(line), CRLF]);
+}
+
+// ---- addresses ----
+
+export function checkPort(v: unknown, name: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
+    throw outOfRange(name, 'an integer from 0 to 65535', v);
+  }
+  return v;
+}
+
+export function checkUnixPath(path: unknown, name: string): string {
+  if (typeof path !== 'string' || path === '')
+    throw invalidArgType(name, 'a non-empty string', path);
+  if (Buffer.byteLength(path) > MAX_UNIX_PATH || path.includes('\0')) {
+    throw invalidArgValue(name, `must be at most ${MAX_UNIX_PATH} bytes, without NUL`, path);
+  }
+  return path;
+}
+
+function numericHost(host: unknown, name: string): string {
+  if (typeof host !== 'string') throw invalidArgType(name, 'a string', host);
+  if (host === 'localhost') return '127.0.0.1';
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (!isIP(h)) throw invalidArgValue(name, 'must be a numeric IPv4 or IPv6 address', host);
+  return h;
+}
+
+/** listen()'s options, checked: a Unix socket has `port` -1 and its path as `host`. */
+export function checkListenOptions(options: unknown): {
+  host: string;
+  port: number;
+  backlog: number;
+  reusePort: boolean;
+} {
+  if (options === null || typeof options !== 'object') {
+    throw invalidArgType('options', 'an object', options);
+  }
+  const o = options as ListenOptions;
+  const backlog = o.backlog ?? 511;
+  checkInt(backlog, 'options.backlog', 0, MAX_INT32);
+  let host: string;
+  let port: number;
+  if (o.path !== undefined) {
+    host = checkUnixPath(o.path, 'options.path');
+    port = -1;
+  } else {
+    host = numericHost(o.host ?? '127.0.0.1', 'options.host');
+    port = checkPort(o.port ?? 0, 'options.port');
+  }
+  return { host, port, backlog, reusePort: o.reusePort === true };
+}
+
+/** getaddrinfo's host and port: the port. */
+export function checkResolve(host: unknown, port: unknown): number {
+  if (typeof host !== 'string' || host === '')
+    throw invalidArgType('host', 'a non-empty string', host);
+  // The resolver reads a C string: 'localhost\0.example.com' would resolve 'localhost'.
+  if (host.includes('\0')) throw invalidArgValue('host', 'must not contain NUL', host);
+  return checkPort(port, 'port');
+}
+
+/**
+ * A connect's address, checked: a Unix socket's `path` (port -1), or a host (brackets stripped
+ * from an IPv6 literal) and a port from 1; `numeric` when the host needs no name lookup.
+ */
+export function checkConnectAddress(address: unknown): {
+  host: string;
+  port: number;
+  numeric: boolean;
+} {
+  if (address === null || typeof address !== 'object') {
+    throw invalidArgType('address', 'an object { host, port } or { path }', address);
+  }
+  const addr = address as { host?: unknown; port?: unknown; path?: unknown };
+  if (addr.path !== undefined) {
+    return { host: checkUnixPath(addr.path, 'address.path'), port: -1, numeric: true };
+  }
+  if (typeof addr.host !== 'string' || addr.host === '') {
+    throw invalidArgType('address.host', 'a non-empty string', addr.host);
+  }
+  if (addr.host.includes('\0')) {
+    throw invalidArgValue('address.host', 'must not contain NUL', addr.host);
+  }
+  const port = checkPort(addr.port, 'address.port');
+  if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
+  const host =
+    addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
+  return { host, port, numeric: isIP(host) !== 0 };
+}
+
+// ---- files ----
+
+export function checkPath(path: unknown, name: string): void {
+  if (typeof path !== 'string') throw invalidArgType(name, 'a string', path);
+  if (path === '' || path.includes('\0')) {
+    throw invalidArgValue(name, 'must be a non-empty string without NUL', path);
+  }
+}
+
+const OPEN_FLAGS: Record<string, number> = {
+  r: fsConstants.O_RDONLY,
+  'r+': fsConstants.O_RDWR,
+  w: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC,
+  'w+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC,
+  a: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND,
+  'a+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND,
+  wx: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
+  'wx+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC | fsConstants.O_EXCL,
+  ax: fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
+  'ax+': fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_EXCL,
+};
+
+function openFlags(flags: unknown): number {
+  if (typeof flags === 'number') {
+    if (!Number.isInteger(flags) || flags < 0 || flags > 0x7fffffff) {
+      throw outOfRange('options.flags', 'an integer of O_* bits', flags);
+    }
+    return flags;
+  }
+  if (typeof flags !== 'string')
+    throw invalidArgType('options.flags', 'a string or a number', flags);
+  const f = OPEN_FLAGS[flags];
+  if (f === undefined) {
+    throw invalidArgValue(
+      'options.flags',
+      `must be one of ${Object.keys(OPEN_FLAGS).join(', ')}`,
+      flags,
+    );
+  }
+  return f;
+}
+
+/** open()'s path and options: its open(2) flags (O_DIRECT included), mode and `direct`. */
+export function checkOpenArgs(
+  path: unknown,
+  opts: unknown,
+): { flags: number; mode: number; direct: boolean } {
+  checkOptions(opts);
+  checkPath(path, 'path');
+  const o = opts as { flags?: unknown; mode?: unknown; direct?: unknown };
+  let flags = openFlags(o.flags ?? 'r');
+  const mode = o.mode ?? 0o666;
+  if (!Number.isInteger(mode) || (mode as number) < 0 || (mode as number) > 0o7777) {
+    throw outOfRange('options.mode', 'an integer from 0 to 0o7777', mode);
+  }
+  if (o.direct !== undefined && typeof o.direct !== 'boolean') {
+    throw invalidArgType('options.direct', 'a boolean', o.direct);
+  }
+  const direct = o.direct === true;
+  if (direct) flags |= fsConstants.O_DIRECT;
+  return { flags, mode: mode as number, direct };
+}
+
+/**
+ * readInto's buffer: a non-empty Uint8Array whose memory cannot change size while the op waits
+ * (a view of a resizable ArrayBuffer or a growable SharedArrayBuffer is refused; a detached
+ * buffer is caught when the bytes are copied).
+ */
+export function checkReadBuffer(buffer: unknown): asserts buffer is Uint8Array {
+  if (!(buffer instanceof Uint8Array))
+    throw invalidArgType('buffer', 'a Buffer or Uint8Array', buffer);
+  const memory = buffer.buffer as { resizable?: boolean; growable?: boolean };
+  if (memory.resizable === true || memory.growable === true) {
+    throw invalidArgValue(
+      'buffer',
+      'must not be a view of a resizable ArrayBuffer or a growable SharedArrayBuffer',
+      buffer,
+    );
+  }
+  if (buffer.length === 0) throw outOfRange('buffer.length', 'at least 1', buffer.length);
+}
+
+// ---- work ----
+
+/** A work task, its module as a URL or package name. */
+export function checkTask(task: unknown): {
+  module: string;
+  fn: string;
+  args: unknown[];
+  transfer: TransferListItem[];
+} {
+  if (task === null || typeof task !== 'object') throw invalidArgType('task', 'an object', task);
+  const t = task as WorkTask;
+  let module: string;
+  if (t.module instanceof URL) {
+    module = t.module.href;
+  } else if (typeof t.module === 'string' && t.module !== '') {
+    module = t.module.startsWith('/') ? pathToFileURL(t.module).href : t.module;
+  } else {
+    throw invalidArgType('task.module', 'a non-empty string or a URL', t.module);
+  }
+  if (typeof t.fn !== 'string' || t.fn === '')
+    throw invalidArgType('task.fn', 'a non-empty string', t.fn);
+  if (t.args !== undefined && !Array.isArray(t.args))
+    throw invalidArgType('task.args', 'an array', t.args);
+  if (t.transfer !== undefined && !Array.isArray(t.transfer)) {
+    throw invalidArgType('task.transfer', 'an array', t.transfer);
+  }
+  return { module, fn: t.fn, args: t.args ?? [], transfer: t.transfer ?? [] };
+}
