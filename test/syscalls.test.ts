@@ -41,12 +41,17 @@ const END = '/nonexistent/async-engine-syscalls-end';
 
 // The workload, driven by runOnce() in one synchronous stretch of JavaScript, so that Node's own
 // event loop makes no system call inside the span. Between the marks: listen, connect, accept,
-// 40 line round trips, a 1 MiB write read back whole, a refused connect, close.
+// 40 line round trips, 10 lines that arrive before their read is asked for (completion: a
+// multishot receive already holds them, so the read makes no system call), a 1 MiB write read
+// back whole, a refused connect, a file read whole and written at a position (readiness and
+// threadpool: inline from the page cache, counted by the core), close.
 const WORKLOAD = `
 import fs from 'node:fs';
 const { createEngine, Callback } = await import(process.env.ENGINE_URL);
 const engine = createEngine({ impl: process.env.IMPL, drive: 'manual' });
-const idle = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 150);
+const nap = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+const idle = () => nap(150);
+fs.writeFileSync(process.env.DATA_FILE, Buffer.alloc(64 * 1024, 5));
 let settled = 0;
 const cb = (onOk) => new Callback({ success: (v, s) => { settled++; onOk?.(v, s); }, failure: (e) => { throw e; } });
 const drive = (want) => { for (let i = 0; i < 20000 && settled < want; i++) engine.runOnce({ timeout: 5 }); if (settled < want) throw new Error('workload stalled at ' + settled); };
@@ -66,6 +71,16 @@ for (let i = 0; i < 40; i++) {
   engine.expectLine(client, 'ack', cb());
   drive(settled + 4);
 }
+for (let i = 0; i < 10; i++) {
+  engine.write(client, 'early ' + i + '\\n', cb());
+  drive(settled + 1);
+  for (let k = 0; k < 3; k++) {
+    nap(2);
+    engine.runOnce({ timeout: 0 });
+  }
+  engine.expectLine(server, 'early ' + i, cb());
+  drive(settled + 1);
+}
 const big = Buffer.alloc(1 << 20, 7);
 engine.write(client, big, cb());
 engine.readExactly(server, big.length, cb());
@@ -76,6 +91,13 @@ engine.close(refused);
 let refusals = 0;
 engine.connect({ host: '127.0.0.1', port: refusedPort }, new Callback({ success: () => {}, failure: () => { settled++; refusals++; } }));
 drive(settled + 1);
+let file;
+engine.open(process.env.DATA_FILE, { flags: 'r+' }, cb((f) => (file = f)));
+drive(settled + 1);
+engine.readAll(file, cb());
+engine.write(file, 'rewritten', { position: 0 }, cb());
+drive(settled + 2);
+engine.close(file);
 engine.close(client);
 engine.close(server);
 engine.close(l);
@@ -91,12 +113,13 @@ await engine.shutdown();
 function runTraced(
   impl: string,
   logFile: string,
+  dataFile: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string; timedOut: boolean }> {
   const args = ['-f', '-qq', '-o', logFile, '-e', `trace=openat,${COUNTED.join(',')}`];
   args.push(process.execPath, '--input-type=module', '-e', WORKLOAD);
   return new Promise((resolve) => {
     const child = spawn('strace', args, {
-      env: { ...process.env, IMPL: impl, ENGINE_URL: engineUrl },
+      env: { ...process.env, IMPL: impl, ENGINE_URL: engineUrl, DATA_FILE: dataFile },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -120,23 +143,30 @@ function hasStrace(): boolean {
   return spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
 }
 
-/** Counts the calls in COUNTED that strace saw start between the two marks. */
+/** File calls counted only on the engine's own thread (the file worker pool's are not). */
+const ENGINE_THREAD_ONLY = ['preadv2', 'pwritev2'];
+
+/**
+ * Counts the calls in COUNTED that strace saw start between the two marks. The marks are made
+ * on the engine's thread (the process's JavaScript thread), which names that thread.
+ */
 function countBetweenMarks(log: string): { n: number; byName: Record<string, number> } {
   const byName: Record<string, number> = {};
-  let inside = false;
+  let engineThread: string | undefined;
   let n = 0;
-  const callRe = /^\d+\s+([a-z0-9_]+)\(/;
+  const callRe = /^(\d+)\s+([a-z0-9_]+)\(/;
   for (const line of log.split('\n')) {
     if (line.includes(BEGIN)) {
-      inside = true;
+      engineThread = /^(\d+)/.exec(line)?.[1];
       continue;
     }
     if (line.includes(END)) break;
-    if (!inside || line.includes('resumed>')) continue;
+    if (engineThread === undefined || line.includes('resumed>')) continue;
     const m = callRe.exec(line);
-    if (!m || !COUNTED.includes(m[1]!)) continue;
+    if (!m || !COUNTED.includes(m[2]!)) continue;
+    if (ENGINE_THREAD_ONLY.includes(m[2]!) && m[1] !== engineThread) continue;
     n++;
-    byName[m[1]!] = (byName[m[1]!] ?? 0) + 1;
+    byName[m[2]!] = (byName[m[2]!] ?? 0) + 1;
   }
   return { n, byName };
 }
@@ -151,7 +181,7 @@ forEachImpl(
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ae-syscalls-'));
     const logFile = path.join(dir, 'strace.log');
     try {
-      const r = await runTraced(impl, logFile);
+      const r = await runTraced(impl, logFile, path.join(dir, 'data'));
       t.false(r.timedOut, 'the traced child finished');
       t.is(
         r.code,

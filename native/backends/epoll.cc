@@ -11,7 +11,7 @@
 
 #include <vector>
 
-#include "core/engine_core.h"
+#include "core/backend.h"
 
 namespace async_engine {
 
@@ -53,7 +53,7 @@ class EpollBackend final : public Backend {
     return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
   }
 
-  int attach(Handle* h) override {
+  int attach(BackendHandle* h) override {
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = h;
@@ -64,7 +64,7 @@ class EpollBackend final : public Backend {
     return 0;
   }
 
-  int detach(Handle* h) override {
+  int detach(BackendHandle* h) override {
     syscalls_++;
     ::epoll_ctl(epfd_, EPOLL_CTL_DEL, h->fd, nullptr);
     h->backendFlags = 0;
@@ -76,7 +76,7 @@ class EpollBackend final : public Backend {
     return 0;
   }
 
-  ssize_t recv(Handle* h) override {
+  ssize_t recv(BackendHandle* h, const char** data) override {
     uint32_t& f = h->backendFlags;
     if (!(f & kReadable)) {
       f |= kWantRead;
@@ -84,6 +84,7 @@ class EpollBackend final : public Backend {
     }
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
+    if (!buf) return -ENOMEM;
     for (;;) {
       syscalls_++;
       ssize_t n = ::recv(h->fd, buf, len, 0);
@@ -91,6 +92,7 @@ class EpollBackend final : public Backend {
         // A short read drained the socket; new data raises a new edge. After a hang-up no
         // edge would come, so the fd stays "readable" and the next read sees the EOF.
         if (static_cast<size_t>(n) < len && n > 0 && !(f & kHangup)) f &= ~kReadable;
+        *data = buf;
         return n;
       }
       if (errno == EINTR) continue;
@@ -104,7 +106,7 @@ class EpollBackend final : public Backend {
 
   int maxSendIov() const override { return 1024; }
 
-  ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+  ssize_t send(BackendHandle* h, const iovec* iov, int iovcnt) override {
     uint32_t& f = h->backendFlags;
     if (!(f & kWritable)) {
       f |= kWantWrite;
@@ -126,7 +128,7 @@ class EpollBackend final : public Backend {
     }
   }
 
-  ssize_t accept(Handle* l) override {
+  ssize_t accept(BackendHandle* l) override {
     uint32_t& f = l->backendFlags;
     if (!(f & kReadable)) {
       f |= kWantAccept;
@@ -145,7 +147,7 @@ class EpollBackend final : public Backend {
     }
   }
 
-  ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
+  ssize_t connect(BackendHandle* h, const sockaddr* addr, socklen_t len) override {
     for (;;) {
       syscalls_++;
       if (::connect(h->fd, addr, len) == 0) return 0;
@@ -169,7 +171,7 @@ class EpollBackend final : public Backend {
         sink_->onWake();
         continue;
       }
-      auto* h = static_cast<Handle*>(ev.data.ptr);
+      auto* h = static_cast<BackendHandle*>(ev.data.ptr);
       if (!h) continue;  // closed by an earlier event of this batch
       dispatch(h, ev.events);
     }
@@ -180,7 +182,7 @@ class EpollBackend final : public Backend {
  private:
   // Reports one fd's readiness to whichever primitives wait on it. The sink may close the
   // handle at any report; current_ turns null when it does.
-  void dispatch(Handle* h, uint32_t events) {
+  void dispatch(BackendHandle* h, uint32_t events) {
     uint32_t& f = h->backendFlags;
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= kReadable;
     if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) f |= kHangup;
@@ -202,7 +204,7 @@ class EpollBackend final : public Backend {
     }
     if ((f & kWantRead) && (f & kReadable)) {
       f &= ~kWantRead;
-      sink_->onRecv(h, kRetry);
+      sink_->onRecv(h, kRetry, nullptr);
       if (!current_) return;
     }
     if ((f & kWantWrite) && (f & kWritable)) {
@@ -218,7 +220,7 @@ class EpollBackend final : public Backend {
   std::vector<epoll_event> events_;
   int cursor_ = 0;
   int count_ = 0;
-  Handle* current_ = nullptr;
+  BackendHandle* current_ = nullptr;
   uint64_t syscalls_ = 0;
 };
 

@@ -38,7 +38,7 @@
 #include <mutex>
 #include <vector>
 
-#include "core/engine_core.h"
+#include "core/backend.h"
 
 namespace async_engine {
 
@@ -57,8 +57,8 @@ enum : uint32_t {
 constexpr short kInEvents = POLLIN | POLLRDHUP;
 
 // The handle's place in the set: index + 1, 0 when it is not in it.
-size_t slotOf(const Handle* h) { return reinterpret_cast<uintptr_t>(h->backendData); }
-void setSlot(Handle* h, size_t slot) { h->backendData = reinterpret_cast<void*>(static_cast<uintptr_t>(slot)); }
+size_t slotOf(const BackendHandle* h) { return reinterpret_cast<uintptr_t>(h->backendData); }
+void setSlot(BackendHandle* h, size_t slot) { h->backendData = reinterpret_cast<void*>(static_cast<uintptr_t>(slot)); }
 
 class PollBackend final : public Backend {
  public:
@@ -119,14 +119,14 @@ class PollBackend final : public Backend {
     return 0;
   }
 
-  int attach(Handle* h) override {
+  int attach(BackendHandle* h) override {
     // A fresh socket can take writes at once; whether input is there, a wait says.
     h->backendFlags = h->kind == HandleKind::kSocket ? static_cast<uint32_t>(kWritable) : 0u;
     setSlot(h, 0);
     return 0;
   }
 
-  int detach(Handle* h) override {
+  int detach(BackendHandle* h) override {
     if (size_t slot = slotOf(h)) {
       removeAt(slot - 1);
       // A watcher polling a copy that holds the fd holds the socket open (poll(2) keeps a
@@ -142,11 +142,12 @@ class PollBackend final : public Backend {
     return 0;
   }
 
-  ssize_t recv(Handle* h) override {
+  ssize_t recv(BackendHandle* h, const char** data) override {
     uint32_t& f = h->backendFlags;
     if (!(f & kReadable)) return pend(h, kWantRead);
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
+    if (!buf) return -ENOMEM;
     for (;;) {
       count();
       ssize_t n = ::recv(h->fd, buf, len, 0);
@@ -154,6 +155,7 @@ class PollBackend final : public Backend {
         // A short read most likely drained the socket: the next read waits for a poll first.
         // After a hang-up the fd stays "readable" and the next read sees the EOF.
         if (static_cast<size_t>(n) < len && n > 0 && !(f & kHangup)) f &= ~kReadable;
+        *data = buf;
         return n;
       }
       if (errno == EINTR) continue;
@@ -167,7 +169,7 @@ class PollBackend final : public Backend {
 
   int maxSendIov() const override { return 1024; }
 
-  ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+  ssize_t send(BackendHandle* h, const iovec* iov, int iovcnt) override {
     uint32_t& f = h->backendFlags;
     if (!(f & kWritable)) return pend(h, kWantWrite);
     msghdr msg{};
@@ -186,7 +188,7 @@ class PollBackend final : public Backend {
     }
   }
 
-  ssize_t accept(Handle* l) override {
+  ssize_t accept(BackendHandle* l) override {
     uint32_t& f = l->backendFlags;
     if (!(f & kReadable)) return pend(l, kWantAccept);
     for (;;) {
@@ -202,7 +204,7 @@ class PollBackend final : public Backend {
     }
   }
 
-  ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
+  ssize_t connect(BackendHandle* h, const sockaddr* addr, socklen_t len) override {
     for (;;) {
       count();
       if (::connect(h->fd, addr, len) == 0) return 0;
@@ -264,21 +266,21 @@ class PollBackend final : public Backend {
 
  private:
   struct Ready {
-    Handle* h;
+    BackendHandle* h;
     short revents;
     bool wake;
   };
 
   void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
 
-  ssize_t pend(Handle* h, uint32_t want) {
+  ssize_t pend(BackendHandle* h, uint32_t want) {
     h->backendFlags |= want;
     setInterest(h);
     return kPending;
   }
 
   // Brings the handle's entry in the set in line with its pending primitives.
-  void setInterest(Handle* h) {
+  void setInterest(BackendHandle* h) {
     uint32_t f = h->backendFlags;
     short events = 0;
     if (f & (kWantRead | kWantAccept)) events |= kInEvents;
@@ -314,7 +316,7 @@ class PollBackend final : public Backend {
 
   // Reports one fd's readiness to whichever primitives wait on it. The sink may close the
   // handle at any report; current_ turns null when it does.
-  void dispatch(Handle* h, short revents) {
+  void dispatch(BackendHandle* h, short revents) {
     uint32_t& f = h->backendFlags;
     if (revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kReadable;
     if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kHangup;
@@ -336,7 +338,7 @@ class PollBackend final : public Backend {
     }
     if ((f & kWantRead) && (f & kReadable)) {
       f &= ~kWantRead;
-      sink_->onRecv(h, kRetry);
+      sink_->onRecv(h, kRetry, nullptr);
       if (!current_) return;
     }
     if ((f & kWantWrite) && (f & kWritable)) {
@@ -397,10 +399,10 @@ class PollBackend final : public Backend {
   const bool watcher_;
   // The set (engine thread): fds_[i] belongs to owners_[i]; nullptr owns the wake fd.
   std::vector<pollfd> fds_;
-  std::vector<Handle*> owners_;
+  std::vector<BackendHandle*> owners_;
   std::vector<Ready> ready_;
   size_t cursor_ = 0;
-  Handle* current_ = nullptr;
+  BackendHandle* current_ = nullptr;
   std::atomic<uint64_t> syscalls_{0};
 
   // Auto drive. Engine thread only: the watcher's copy must be replaced (the set grew, or a

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "core/engine_core.h"
+#include "core/backend.h"
 
 namespace async_engine {
 
@@ -71,7 +71,7 @@ struct Worker;
 // worker is the only thread that runs system calls for it.
 struct Job {
   // Set on the engine thread at submission, read-only afterwards.
-  Handle* h = nullptr;  // dereferenced on the engine thread only
+  BackendHandle* h = nullptr;  // dereferenced on the engine thread only
   int fd = -1;
   JobKind kind = kRecvJob;
   // recv: the bytes received, in memory of their own (malloc, exactly the size received),
@@ -105,7 +105,7 @@ struct Job {
   ~Job() { std::free(buf); }
 };
 
-// Per-handle state (Handle::backendData), engine thread only: the job of each kind in flight,
+// Per-handle state (BackendHandle::backendData), engine thread only: the job of each kind in flight,
 // and the worker that runs them all.
 struct HandleJobs {
   Job* slot[kJobKinds] = {};
@@ -224,14 +224,14 @@ class ThreadPoolBackend final : public Backend {
     return ::epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
   }
 
-  int attach(Handle* h) override {
+  int attach(BackendHandle* h) override {
     h->backendData = new HandleJobs();
     return 0;
   }
 
   // Engine thread. Jobs of `h` not yet published are cancelled and, like those already done,
   // still reported: the core keeps the fd open until the last of them.
-  int detach(Handle* h) override {
+  int detach(BackendHandle* h) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return 0;
     int owed = 0;
@@ -255,21 +255,22 @@ class ThreadPoolBackend final : public Backend {
   // into memory of the job's own, so that a waiting receive holds no memory: 10,000 idle
   // connections cost no receive area each. (A receive is not tried here first: data that is
   // already there would complete the read before a cancel made in the same turn could win, and
-  // a reply is never on its way yet when the read that waits for it starts.)
-  ssize_t recv(Handle* h) override {
+  // a reply is never on its way yet when the read that waits for it starts.) So the result
+  // always comes through onRecv, with the job's memory as its data.
+  ssize_t recv(BackendHandle* h, const char** data) override {
     Job* j = newJob(h, kRecvJob);
     return submit(h, j);
   }
 
-  // Engine thread. The core keeps the bytes alive until onSend; small ones are copied anyway, so
-  // that no worker reads memory a cancelled write gave back (a short std::string keeps its bytes
-  // inside the op, which the core frees when the op leaves).
+  // Engine thread. The core keeps the spans alive until onSend, also those of a write that
+  // leaves early, so a worker reads them where they are; a send of at most kInlineSend bytes is
+  // copied into the job all the same, so that the worker reads one span of the job's own memory.
   int maxSendIov() const override { return kMaxSendIov; }
 
   // A send that can proceed at once is made here, as a file request's preadv2(RWF_NOWAIT) is: no
   // hand-over to a worker and back, and the reply it carries leaves at once. Only one that would
   // block becomes a worker's job.
-  ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+  ssize_t send(BackendHandle* h, const iovec* iov, int iovcnt) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return -EBADF;
     int n = std::min(iovcnt, kMaxSendIov);
@@ -298,7 +299,7 @@ class ThreadPoolBackend final : public Backend {
     return submit(h, j);
   }
 
-  ssize_t accept(Handle* l) override {
+  ssize_t accept(BackendHandle* l) override {
     auto* hj = static_cast<HandleJobs*>(l->backendData);
     if (hj && !hj->slot[kAcceptJob]) {
       ssize_t r = inlineCall([&] {
@@ -312,7 +313,7 @@ class ThreadPoolBackend final : public Backend {
   }
 
   // Engine thread. The address is copied: the caller's memory may go away before a worker runs.
-  ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
+  ssize_t connect(BackendHandle* h, const sockaddr* addr, socklen_t len) override {
     if (len > sizeof(sockaddr_storage)) return -EINVAL;
     Job* j = newJob(h, kConnectJob);
     std::memcpy(&j->addr, addr, len);
@@ -322,7 +323,7 @@ class ThreadPoolBackend final : public Backend {
 
   // Engine thread: the op that waited for this primitive left; the worker is woken to give it
   // up (the report follows).
-  void unwant(Handle* h, Primitive p) override {
+  void unwant(BackendHandle* h, Primitive p) override {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj) return;
     Job* j = hj->slot[p == Primitive::kRecv ? kRecvJob : kAcceptJob];
@@ -382,7 +383,7 @@ class ThreadPoolBackend final : public Backend {
     }
   }
 
-  Job* newJob(Handle* h, JobKind kind) {
+  Job* newJob(BackendHandle* h, JobKind kind) {
     Job* j = new Job();
     j->h = h;
     j->fd = h->fd;
@@ -392,7 +393,7 @@ class ThreadPoolBackend final : public Backend {
 
   // Engine thread: records the job in its handle's slot and gives it to the handle's home worker
   // (chosen now if the handle has none yet).
-  ssize_t submit(Handle* h, Job* j) {
+  ssize_t submit(BackendHandle* h, Job* j) {
     auto* hj = static_cast<HandleJobs*>(h->backendData);
     if (!hj || hj->slot[j->kind]) {
       delete j;
@@ -636,7 +637,7 @@ class ThreadPoolBackend final : public Backend {
     }
     int n = static_cast<int>(reporting_.size());
     for (Job* j : reporting_) {
-      Handle* h = j->h;
+      BackendHandle* h = j->h;
       JobKind kind = j->kind;
       ssize_t r = j->result;
       char* bytes = j->buf;

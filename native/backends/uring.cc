@@ -9,7 +9,6 @@
 // core has not asked (the app is not reading) waits in the handle's queue, up to a bound; past
 // it the multishot request is cancelled and the kernel's socket buffer pushes back on the peer.
 #include "backends/uring.h"
-#include "core/small_queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,21 +23,23 @@
 #include <cstring>
 #include <deque>
 #include <memory>
+#include <unordered_set>
 #include <vector>
 
 #include "backends/uring_ring.h"
-#include "core/engine_core.h"
+#include "core/backend.h"
 
 namespace async_engine {
 
 namespace {
 
-// user_data: the Handle's address with the primitive in the low bits (Handles are 8-aligned).
+// user_data: the BackendHandle's address with the primitive in the low bits (handles are
+// 8-aligned).
 enum Tag : uint64_t { kTagNone = 0, kTagRecv = 1, kTagSend = 2, kTagAccept = 3, kTagConnect = 4, kTagWake = 5, kTagFile = 6 };
 constexpr uint64_t kTagMask = 7;
 
-// Handle::backendFlags bits: which primitives are in the kernel, and which of them the core
-// no longer wants (their -ECANCELED is then "nothing happened", not an error).
+// BackendHandle::backendFlags bits: which primitives are in the kernel, and which of them the
+// core no longer wants (their -ECANCELED is then "nothing happened", not an error).
 enum : uint32_t {
   kRecvIn = 1u << 0,
   kSendIn = 1u << 1,
@@ -77,6 +78,7 @@ struct QueuedRecv {
 
 // What the backend keeps per handle, made when first needed.
 struct HandleState {
+  const char* recvInto = nullptr;  // the core's receive area a single-shot recv in the kernel fills
   msghdr msg{};  // a gathered send in the kernel
   std::vector<iovec> iov;  // its array, sized by the first gathered send (kMaxIov at most)
   SmallQueue<QueuedRecv> recvs;
@@ -88,6 +90,9 @@ class UringBackend final : public Backend {
   UringBackend(Sink* sink) : sink_(sink) {}
   ~UringBackend() override {
     quiesce();
+    // The state of handles closed with requests still in the kernel: their last reports will
+    // not come now.
+    for (HandleState* st : states_) delete st;
     if (bufRing_) ::munmap(bufRing_, kBufCount * sizeof(io_uring_buf));
     if (bufs_) ::munmap(bufs_, static_cast<size_t>(kBufCount) * kBufSize);
   }
@@ -119,12 +124,12 @@ class UringBackend final : public Backend {
     return 0;
   }
 
-  int attach(Handle* h) override {
+  int attach(BackendHandle* h) override {
     h->backendFlags = 0;
     return 0;
   }
 
-  int detach(Handle* h) override {
+  int detach(BackendHandle* h) override {
     uint32_t& f = h->backendFlags;
     f |= kDetached;
     if (HandleState* st = state(h, false)) {
@@ -159,7 +164,7 @@ class UringBackend final : public Backend {
 
   // A multishot recv keeps running when nobody reads (what it brings waits in the handle's
   // queue); a single-shot one, or an accept, is cancelled.
-  void unwant(Handle* h, Primitive p) override {
+  void unwant(BackendHandle* h, Primitive p) override {
     uint32_t& f = h->backendFlags;
     if (p == Primitive::kRecv && (f & kRecvIn) && !(f & (kRecvUnwanted | kRecvMulti))) {
       f |= kRecvUnwanted;
@@ -170,7 +175,7 @@ class UringBackend final : public Backend {
     }
   }
 
-  ssize_t recv(Handle* h) override {
+  ssize_t recv(BackendHandle* h, const char** data) override {
     uint32_t& f = h->backendFlags;
     if (HandleState* st = state(h, false); st && !st->recvs.empty()) {
       QueuedRecv q = st->recvs.front();
@@ -186,7 +191,7 @@ class UringBackend final : public Backend {
       }
       if (!area) {
         // One buffer: the core frames the bytes where they are; it goes back after this batch.
-        h->recvFrom = bufAt(static_cast<uint16_t>(q.bid));
+        *data = bufAt(static_cast<uint16_t>(q.bid));
         lent_.push_back(static_cast<uint16_t>(q.bid));
         return q.res;
       }
@@ -200,7 +205,7 @@ class UringBackend final : public Backend {
         q = st->recvs.front();
         st->recvs.pop_front();
       }
-      h->recvFrom = area;
+      *data = area;
       return static_cast<ssize_t>(n);
     }
     if (f & kRecvIn) {
@@ -215,7 +220,7 @@ class UringBackend final : public Backend {
 
   int maxSendIov() const override { return kMaxIov; }
 
-  ssize_t send(Handle* h, const iovec* iov, int iovcnt) override {
+  ssize_t send(BackendHandle* h, const iovec* iov, int iovcnt) override {
     if (poisoned_) return -EPERM;
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
@@ -243,7 +248,7 @@ class UringBackend final : public Backend {
     return kPending;
   }
 
-  ssize_t accept(Handle* l) override {
+  ssize_t accept(BackendHandle* l) override {
     uint32_t& f = l->backendFlags;
     if (HandleState* st = state(l, false); st && !st->accepted.empty()) {
       int fd = st->accepted.front();
@@ -271,7 +276,7 @@ class UringBackend final : public Backend {
     return kPending;
   }
 
-  ssize_t connect(Handle* h, const sockaddr* addr, socklen_t len) override {
+  ssize_t connect(BackendHandle* h, const sockaddr* addr, socklen_t len) override {
     if (poisoned_) return -EPERM;
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
@@ -337,7 +342,7 @@ class UringBackend final : public Backend {
   }
 
   bool hasUnsubmitted() const override { return ring_.pendingSubmissions() > 0; }
-  size_t heldBytes(Handle* h) const override {
+  size_t heldBytes(BackendHandle* h) const override {
     auto* st = static_cast<HandleState*>(h->backendData);
     size_t n = 0;
     if (st) {
@@ -408,7 +413,7 @@ class UringBackend final : public Backend {
   }
 
  private:
-  static uint64_t tag(Handle* h, Tag t) { return reinterpret_cast<uint64_t>(h) | t; }
+  static uint64_t tag(BackendHandle* h, Tag t) { return reinterpret_cast<uint64_t>(h) | t; }
   // A request on a handle (counted in inflight_), not a cancel or the wake-up poll.
   static bool counted(uint64_t ud) {
     uint64_t t = ud & kTagMask;
@@ -433,7 +438,7 @@ class UringBackend final : public Backend {
     return true;
   }
 
-  void cancel(Handle* h, Tag t) {
+  void cancel(BackendHandle* h, Tag t) {
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return;
     sqe->opcode = IORING_OP_ASYNC_CANCEL;
@@ -455,7 +460,7 @@ class UringBackend final : public Backend {
       sink_->onWake();
       return;
     }
-    auto* h = reinterpret_cast<Handle*>(ud & ~kTagMask);
+    auto* h = reinterpret_cast<BackendHandle*>(ud & ~kTagMask);
     uint32_t& f = h->backendFlags;
     bool more = cflags & IORING_CQE_F_MORE;
     if (!more) inflight_--;
@@ -495,7 +500,7 @@ class UringBackend final : public Backend {
     }
   }
 
-  void report(Handle* h, uint64_t t, int res, const char* data) {
+  void report(BackendHandle* h, uint64_t t, int res, const char* data) {
     switch (t) {
       case kTagRecv:
         sink_->onRecv(h, res, data);
@@ -512,12 +517,14 @@ class UringBackend final : public Backend {
     }
   }
 
-  void recvReport(Handle* h, int res, int bid, bool more) {
+  void recvReport(BackendHandle* h, int res, int bid, bool more) {
     uint32_t& f = h->backendFlags;
     if (!(f & kRecvMulti)) {
       bool unwanted = f & kRecvUnwanted;
       f &= ~(kRecvIn | kRecvUnwanted | kRecvOwed);
-      sink_->onRecv(h, unwanted && res == -ECANCELED ? kRetry : res);
+      HandleState* st = state(h, false);  // made by armRecvSingle
+      const char* data = st ? st->recvInto : nullptr;
+      sink_->onRecv(h, unwanted && res == -ECANCELED ? kRetry : res, data);
       return;
     }
     if (!more) {
@@ -530,7 +537,7 @@ class UringBackend final : public Backend {
           ssize_t r = res == -ENOBUFS || !recvMulti_ ? armRecvSingle(h) : armRecvMulti(h);
           if (r != kPending) {
             f &= ~kRecvOwed;
-            sink_->onRecv(h, r);
+            sink_->onRecv(h, r, nullptr);  // an error: no bytes
           }
         }
         return;
@@ -553,7 +560,7 @@ class UringBackend final : public Backend {
     }
   }
 
-  void acceptReport(Handle* l, int res, bool more) {
+  void acceptReport(BackendHandle* l, int res, bool more) {
     uint32_t& f = l->backendFlags;
     if (!more) {
       bool unwanted = f & kAcceptUnwanted;
@@ -587,7 +594,7 @@ class UringBackend final : public Backend {
     }
   }
 
-  ssize_t armRecvMulti(Handle* h) {
+  ssize_t armRecvMulti(BackendHandle* h) {
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
     sqe->opcode = IORING_OP_RECV;
@@ -602,12 +609,13 @@ class UringBackend final : public Backend {
   }
 
   // One receive into the handle's own area: without provided buffers, or when they ran out.
-  ssize_t armRecvSingle(Handle* h) {
+  ssize_t armRecvSingle(BackendHandle* h) {
     io_uring_sqe* sqe = sqe_();
     if (!sqe) return -EBUSY;
     size_t len = 0;
     char* buf = sink_->recvSpace(h, &len);
     if (!buf) return -ENOMEM;
+    state(h, true)->recvInto = buf;
     sqe->opcode = IORING_OP_RECV;
     sqe->fd = h->fd;
     sqe->addr = reinterpret_cast<uint64_t>(buf);
@@ -618,13 +626,20 @@ class UringBackend final : public Backend {
     return kPending;
   }
 
-  HandleState* state(Handle* h, bool make) {
-    if (!h->backendData && make) h->backendData = new HandleState();
+  HandleState* state(BackendHandle* h, bool make) {
+    if (!h->backendData && make) {
+      auto* st = new HandleState();
+      states_.insert(st);
+      h->backendData = st;
+    }
     return static_cast<HandleState*>(h->backendData);
   }
 
-  void dropState(Handle* h) {
-    delete static_cast<HandleState*>(h->backendData);
+  void dropState(BackendHandle* h) {
+    auto* st = static_cast<HandleState*>(h->backendData);
+    if (!st) return;
+    states_.erase(st);
+    delete st;
     h->backendData = nullptr;
   }
 
@@ -760,6 +775,7 @@ class UringBackend final : public Backend {
   gid_t gid_[3] = {0, 0, 0};
   bool poisoned_ = false;
   std::deque<std::pair<uint64_t, int>> synthetic_;
+  std::unordered_set<HandleState*> states_;  // every HandleState alive, freed at the latest here
 };
 
 }  // namespace

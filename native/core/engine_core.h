@@ -43,15 +43,18 @@ constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to 
 // Which system call an error came from (reported as err.syscall).
 enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };
 
-enum class HandleKind : uint8_t { kSocket, kListener, kFile };
 
 struct Op;
 class FilePool;
 
-struct Handle {
+// A socket, listener or file. The backend sees only its BackendHandle base (fd, kind and the
+// backend's own fields, see core/backend.h); everything declared here is the core's.
+struct Handle : BackendHandle {
+  // The Handle a backend's report is about. Exact: the core creates every BackendHandle a
+  // backend is given as the base of a Handle, and a backend hands back only those.
+  static Handle* of(BackendHandle* b) { return static_cast<Handle*>(b); }
+
   uint64_t id = 0;
-  int fd = -1;
-  HandleKind kind = HandleKind::kSocket;
   bool closed = false;
   int pendingPrimitives = 0;  // reports the backend still owes after detach
 
@@ -63,7 +66,6 @@ struct Handle {
   bool recvPending = false;
   bool sendPending = false;
   bool writeQueued = false;  // in the engine's list of sockets with corked writes
-  const char* recvFrom = nullptr;  // where the pending recv puts its bytes
   char* recvArea = nullptr;        // own receive area, for backends that complete later
   size_t recvAreaSize = 0;
   bool recvAreaGrow = false;       // the last receive filled it: the next one gets a larger one
@@ -91,11 +93,6 @@ struct Handle {
   int fileReqs = 0;
   bool zombie = false;  // closed and waiting for its last report
   SmallQueue<Op*> fileOps;    // positioned reads, writes, fsync, stat: not in reads/writes
-
-  // Owned by the backend.
-  uint32_t backendFlags = 0;
-  void* backendData = nullptr;
-  sockaddr_storage peerAddr{};  // a connect's address, for backends that read it later
 
   ~Handle() { std::free(recvArea); }
 };
@@ -317,11 +314,11 @@ class EngineCore : public Sink {
   void release();
 
   // Sink.
-  char* recvSpace(Handle* h, size_t* len) override;
-  void onRecv(Handle* h, ssize_t result, const char* data = nullptr) override;
-  void onSend(Handle* h, ssize_t result) override;
-  void onAccept(Handle* listener, ssize_t fdOrError) override;
-  void onConnect(Handle* h, ssize_t result) override;
+  char* recvSpace(BackendHandle* b, size_t* len) override;
+  void onRecv(BackendHandle* b, ssize_t result, const char* data) override;
+  void onSend(BackendHandle* b, ssize_t result) override;
+  void onAccept(BackendHandle* listener, ssize_t fdOrError) override;
+  void onConnect(BackendHandle* b, ssize_t result) override;
   void onWake() override;
   void onFileDone(FileReq* r, ssize_t result) override;
 
@@ -417,10 +414,10 @@ class EngineCore : public Sink {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Resolver> resolver_;
   int wakeFd_ = -1;
-  int reserveFd_ = -1;
+  int reserveFd_ = -1;            // spare fd, given up to shed connections when out of fds
   std::vector<Handle*> backoff_;  // listeners whose accepts wait after running out of fds
   int64_t backoffAt_ = 0;         // when they are tried again
-  bool shuttingDown_ = false;  // spare fd, given up to shed connections when out of fds
+  bool shuttingDown_ = false;     // shutdown() runs: a handle it closes retries no accepts
   IdTable<Op> ops_;
   IdTable<Handle> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports

@@ -100,7 +100,7 @@ void EngineCore::giveStorage(void* p, size_t size) {
 }
 
 void EngineCore::fileReqEnded(FileReq* r) {
-  Handle* h = r->h;
+  Handle* h = Handle::of(r->h);
   giveStorage(r->storage, r->storageSize);
   delete r;
   fileReqsInFlight_--;
@@ -277,7 +277,7 @@ void EngineCore::fileSeqRead(Handle* h) {
 }
 
 void EngineCore::fileSeqDone(FileReq* r, ssize_t res) {
-  Handle* h = r->h;
+  Handle* h = Handle::of(r->h);
   h->recvPending = false;
   if (h->closed) {
     fileReqEnded(r);

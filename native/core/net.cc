@@ -155,7 +155,8 @@ void EngineCore::deliverAccepted(Op* op, int fd) {
   finish(op, std::move(c));
 }
 
-void EngineCore::onAccept(Handle* l, ssize_t r) {
+void EngineCore::onAccept(BackendHandle* b, ssize_t r) {
+  Handle* l = Handle::of(b);
   l->acceptPending = false;
   if (l->closed) {
     if (r >= 0) ::close(static_cast<int>(r));
@@ -209,7 +210,8 @@ void EngineCore::startConnect(Op* op) {
   connectResult(op, r);
 }
 
-void EngineCore::onConnect(Handle* h, ssize_t result) {
+void EngineCore::onConnect(BackendHandle* b, ssize_t result) {
+  Handle* h = Handle::of(b);
   if (primitiveAfterClose(h)) return;
   Op* op = h->connecting;
   if (!op) return;

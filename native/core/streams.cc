@@ -56,13 +56,13 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
 constexpr size_t kRecvAreaMin = 4 * 1024;
 constexpr size_t kRecvAreaMax = 64 * 1024;
 
-char* EngineCore::recvSpace(Handle* h, size_t* len) {
+char* EngineCore::recvSpace(BackendHandle* b, size_t* len) {
   if (backend_->completesInline()) {
     *len = scratch_.size();
-    h->recvFrom = scratch_.data();
     return scratch_.data();
   }
   // Nothing is borrowed from the area here (the core settles before it receives again).
+  Handle* h = Handle::of(b);
   if (!h->recvArea || h->recvAreaGrow) {
     size_t size = h->recvArea ? std::min(h->recvAreaSize * 2, kRecvAreaMax) : kRecvAreaMin;
     std::free(h->recvArea);
@@ -71,7 +71,6 @@ char* EngineCore::recvSpace(Handle* h, size_t* len) {
     h->recvAreaGrow = false;
   }
   *len = h->recvAreaSize;
-  h->recvFrom = h->recvArea;
   return h->recvArea;
 }
 
@@ -88,12 +87,14 @@ bool EngineCore::primitiveAfterClose(Handle* h) {
   return true;
 }
 
+// `data`: where the backend says the r bytes are (its own memory, the scratch area or the
+// handle's receive area); borrowed by the buffer until the next settle().
 void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
-  if (r > 0 && h->recvArea && !data && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
+  if (r > 0 && data == h->recvArea && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
     h->recvAreaGrow = true;  // the sender outpaces the area
   }
   if (r > 0) {
-    h->in.append(data ? data : h->recvFrom, static_cast<size_t>(r));
+    h->in.append(data, static_cast<size_t>(r));
     stats_.bytesRead += r;
   } else if (r == 0) {
     h->eof = true;
@@ -130,12 +131,13 @@ void EngineCore::pumpReadsLoop(Handle* h) {
       if (h->recvPending) return;
       continue;  // it failed at once (no memory): the head op fails with the error
     }
-    ssize_t r = backend_->recv(h);
+    const char* data = nullptr;
+    ssize_t r = backend_->recv(h, &data);
     if (r == kPending) {
       h->recvPending = true;
       return;
     }
-    recvResult(h, r, nullptr);
+    recvResult(h, r, data);
   }
 }
 
@@ -154,7 +156,8 @@ bool EngineCore::unread(Handle* h, const char* p, size_t n) {
   return true;
 }
 
-void EngineCore::onRecv(Handle* h, ssize_t result, const char* data) {
+void EngineCore::onRecv(BackendHandle* b, ssize_t result, const char* data) {
+  Handle* h = Handle::of(b);
   h->recvPending = false;
   if (primitiveAfterClose(h)) return;
   if (result != kRetry) recvResult(h, result, data);
@@ -439,7 +442,8 @@ void EngineCore::finishSentWrites(Handle* h) {
   }
 }
 
-void EngineCore::onSend(Handle* h, ssize_t result) {
+void EngineCore::onSend(BackendHandle* b, ssize_t result) {
+  Handle* h = Handle::of(b);
   h->sendPending = false;
   if (primitiveAfterClose(h)) return;
   if (result == kRetry) {
