@@ -28,8 +28,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -38,21 +36,12 @@
 #include <mutex>
 #include <vector>
 
+#include "backends/reactor.h"
 #include "core/backend.h"
 
 namespace async_engine {
 
 namespace {
-
-enum : uint32_t {
-  kReadable = 1u << 0,
-  kWritable = 1u << 1,
-  kHangup = 1u << 2,  // the peer shut down: reads never block again
-  kWantRead = 1u << 3,
-  kWantWrite = 1u << 4,
-  kWantAccept = 1u << 5,
-  kConnecting = 1u << 6,
-};
 
 constexpr short kInEvents = POLLIN | POLLRDHUP;
 
@@ -60,9 +49,9 @@ constexpr short kInEvents = POLLIN | POLLRDHUP;
 size_t slotOf(const BackendHandle* h) { return reinterpret_cast<uintptr_t>(h->backendData); }
 void setSlot(BackendHandle* h, size_t slot) { h->backendData = reinterpret_cast<void*>(static_cast<uintptr_t>(slot)); }
 
-class PollBackend final : public Backend {
+class PollBackend final : public Reactor<PollBackend> {
  public:
-  PollBackend(Sink* sink, bool watcher) : sink_(sink), watcher_(watcher) {}
+  PollBackend(Sink* sink, bool watcher) : Reactor(sink), watcher_(watcher) {}
 
   ~PollBackend() override {
     if (started_) {
@@ -107,7 +96,6 @@ class PollBackend final : public Backend {
   }
 
   const char* name() const override { return "poll"; }
-  bool completesInline() const override { return true; }
   // Manual drive has no watcher and nothing to offer: the addon never asks then.
   int pollFd() const override { return notifyFd_; }
   uint64_t syscalls() const override { return syscalls_.load(std::memory_order_relaxed); }
@@ -120,10 +108,8 @@ class PollBackend final : public Backend {
   }
 
   int attach(BackendHandle* h) override {
-    // A fresh socket can take writes at once; whether input is there, a wait says.
-    h->backendFlags = h->kind == HandleKind::kSocket ? static_cast<uint32_t>(kWritable) : 0u;
     setSlot(h, 0);
-    return 0;
+    return Reactor::attach(h);
   }
 
   int detach(BackendHandle* h) override {
@@ -138,83 +124,8 @@ class PollBackend final : public Backend {
     for (size_t i = cursor_; i < ready_.size(); i++) {
       if (ready_[i].h == h) ready_[i].h = nullptr;
     }
-    if (h == current_) current_ = nullptr;
+    forgetCurrent(h);
     return 0;
-  }
-
-  ssize_t recv(BackendHandle* h, const char** data) override {
-    uint32_t& f = h->backendFlags;
-    if (!(f & kReadable)) return pend(h, kWantRead);
-    size_t len = 0;
-    char* buf = sink_->recvSpace(h, &len);
-    if (!buf) return -ENOMEM;
-    for (;;) {
-      count();
-      ssize_t n = ::recv(h->fd, buf, len, 0);
-      if (n >= 0) {
-        // A short read most likely drained the socket: the next read waits for a poll first.
-        // After a hang-up the fd stays "readable" and the next read sees the EOF.
-        if (static_cast<size_t>(n) < len && n > 0 && !(f & kHangup)) f &= ~kReadable;
-        *data = buf;
-        return n;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        f &= ~kReadable;
-        return pend(h, kWantRead);
-      }
-      return -errno;
-    }
-  }
-
-  int maxSendIov() const override { return 1024; }
-
-  ssize_t send(BackendHandle* h, const iovec* iov, int iovcnt) override {
-    uint32_t& f = h->backendFlags;
-    if (!(f & kWritable)) return pend(h, kWantWrite);
-    msghdr msg{};
-    msg.msg_iov = const_cast<iovec*>(iov);
-    msg.msg_iovlen = iovcnt;
-    for (;;) {
-      count();
-      ssize_t n = ::sendmsg(h->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (n >= 0) return n;
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        f &= ~kWritable;
-        return pend(h, kWantWrite);
-      }
-      return -errno;
-    }
-  }
-
-  ssize_t accept(BackendHandle* l) override {
-    uint32_t& f = l->backendFlags;
-    if (!(f & kReadable)) return pend(l, kWantAccept);
-    for (;;) {
-      count();
-      int fd = ::accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) return fd;
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        f &= ~kReadable;
-        return pend(l, kWantAccept);
-      }
-      return -errno;
-    }
-  }
-
-  ssize_t connect(BackendHandle* h, const sockaddr* addr, socklen_t len) override {
-    for (;;) {
-      count();
-      if (::connect(h->fd, addr, len) == 0) return 0;
-      if (errno == EINTR) continue;
-      if (errno == EINPROGRESS) {
-        h->backendFlags &= ~kWritable;
-        return pend(h, kConnecting);
-      }
-      return -errno;
-    }
   }
 
   // The watcher, parked or polling a stale copy, needs the current set.
@@ -257,12 +168,23 @@ class PollBackend final : public Backend {
         continue;
       }
       if (!r.h) continue;  // closed by an earlier report of this wait
-      dispatch(r.h, r.revents);
+      report(r.h, r.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR | POLLNVAL),
+             r.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL), r.revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL));
     }
     ready_.clear();
     cursor_ = 0;
     return n;
   }
+
+  // The Reactor's hooks. A primitive that has to wait puts its handle in the set, or widens
+  // its entry; a handle whose reports are done keeps only the events still wanted.
+  ssize_t pend(BackendHandle* h, uint32_t want) {
+    h->backendFlags |= want;
+    setInterest(h);
+    return kPending;
+  }
+  void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
+  void afterReport(BackendHandle* h) { setInterest(h); }
 
  private:
   struct Ready {
@@ -271,13 +193,6 @@ class PollBackend final : public Backend {
     bool wake;
   };
 
-  void count() { syscalls_.fetch_add(1, std::memory_order_relaxed); }
-
-  ssize_t pend(BackendHandle* h, uint32_t want) {
-    h->backendFlags |= want;
-    setInterest(h);
-    return kPending;
-  }
 
   // Brings the handle's entry in the set in line with its pending primitives.
   void setInterest(BackendHandle* h) {
@@ -314,41 +229,6 @@ class PollBackend final : public Backend {
     owners_.pop_back();
   }
 
-  // Reports one fd's readiness to whichever primitives wait on it. The sink may close the
-  // handle at any report; current_ turns null when it does.
-  void dispatch(BackendHandle* h, short revents) {
-    uint32_t& f = h->backendFlags;
-    if (revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kReadable;
-    if (revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) f |= kHangup;
-    if (revents & (POLLOUT | POLLHUP | POLLERR | POLLNVAL)) f |= kWritable;
-    current_ = h;
-    if ((f & kConnecting) && (f & kWritable)) {
-      f &= ~kConnecting;
-      int err = 0;
-      socklen_t elen = sizeof err;
-      count();
-      if (::getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0) err = errno;
-      sink_->onConnect(h, err ? -err : 0);
-      if (!current_) return;
-    }
-    if ((f & kWantAccept) && (f & kReadable)) {
-      f &= ~kWantAccept;
-      sink_->onAccept(h, kRetry);
-      if (!current_) return;
-    }
-    if ((f & kWantRead) && (f & kReadable)) {
-      f &= ~kWantRead;
-      sink_->onRecv(h, kRetry, nullptr);
-      if (!current_) return;
-    }
-    if ((f & kWantWrite) && (f & kWritable)) {
-      f &= ~kWantWrite;
-      sink_->onSend(h, kRetry);
-      if (!current_) return;
-    }
-    current_ = nullptr;
-    setInterest(h);  // what was reported and not asked for again leaves the set
-  }
 
   // Engine thread, auto drive: a parked watcher has signalled pollFd(); clear it, and hand the
   // watcher a fresh copy at the end of this batch.
@@ -395,14 +275,12 @@ class PollBackend final : public Backend {
     }
   }
 
-  Sink* sink_;
   const bool watcher_;
   // The set (engine thread): fds_[i] belongs to owners_[i]; nullptr owns the wake fd.
   std::vector<pollfd> fds_;
   std::vector<BackendHandle*> owners_;
   std::vector<Ready> ready_;
   size_t cursor_ = 0;
-  BackendHandle* current_ = nullptr;
   std::atomic<uint64_t> syscalls_{0};
 
   // Auto drive. Engine thread only: the watcher's copy must be replaced (the set grew, or a
