@@ -41,23 +41,22 @@ bool parseAddress(const std::string& host, int port, sockaddr_storage* ss, sockl
 
 Napi::Value describe(Napi::Env env, const sockaddr_storage& ss, socklen_t len) {
   char buf[INET6_ADDRSTRLEN] = {0};
+  auto triple = [&](uint16_t port, const char* family) -> Napi::Value {
+    auto arr = Napi::Array::New(env, 3);
+    arr.Set(0u, Napi::String::New(env, buf));
+    arr.Set(1u, Napi::Number::New(env, ntohs(port)));
+    arr.Set(2u, Napi::String::New(env, family));
+    return arr;
+  };
   if (ss.ss_family == AF_INET) {
     auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
     ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
-    auto arr = Napi::Array::New(env, 3);
-    arr.Set(0u, Napi::String::New(env, buf));
-    arr.Set(1u, Napi::Number::New(env, ntohs(a->sin_port)));
-    arr.Set(2u, Napi::String::New(env, "IPv4"));
-    return arr;
+    return triple(a->sin_port, "IPv4");
   }
   if (ss.ss_family == AF_INET6) {
     auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
     ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
-    auto arr = Napi::Array::New(env, 3);
-    arr.Set(0u, Napi::String::New(env, buf));
-    arr.Set(1u, Napi::Number::New(env, ntohs(a->sin6_port)));
-    arr.Set(2u, Napi::String::New(env, "IPv6"));
-    return arr;
+    return triple(a->sin6_port, "IPv6");
   }
   if (ss.ss_family == AF_UNIX) {
     auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
