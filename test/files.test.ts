@@ -1494,23 +1494,39 @@ forEachImpl('a timeout on a file op settles it exactly once', async (t, engine) 
   t.is(quick.calls.length, 1, 'the timer did not fire after the success');
 
   // A 1 ms timeout on reads of a file not in the page cache, queued behind each other, 32 MiB
-  // in all: ETIMEDOUT or success, exactly once each, and 32 MiB cannot all come within 1 ms.
-  // Which ones time out depends on the kernel's read-ahead and the machine's load.
-  const sc = settleCounter();
-  const trs = Array.from({ length: 32 }, (_, i) =>
-    sc.wrap<Buffer>({ timeout: 1 }, `readExactly 1 MiB #${i}, timeout 1`),
-  );
-  for (const tr of trs) engine.readExactly(f, MiB, tr.cb);
-  await sc.allSettled();
-  await sleep(50);
-  sc.assertExactlyOnce(t);
-  const tally = sc.tally();
-  t.deepEqual(
-    Object.keys(tally).filter((k) => k !== 'ok' && k !== 'ETIMEDOUT'),
-    [],
-    JSON.stringify(tally),
-  );
-  t.true((tally.ETIMEDOUT ?? 0) >= 1, `at least one timed out: ${JSON.stringify(tally)}`);
+  // in all: ETIMEDOUT or success, exactly once each. Which ones time out depends on the kernel's
+  // read-ahead, the disk and the machine's load; a disk fast enough to serve every 1 MiB read
+  // within 1 ms gets a fresh cold file and another round (four at most), so that the timeout
+  // path is exercised and not only the success path.
+  let timedOut = 0;
+  const tallies: string[] = [];
+  for (let round = 0; round < 4 && timedOut === 0; round++) {
+    const g =
+      round === 0
+        ? f
+        : await openFile(
+            t,
+            engine,
+            (await coldFile(t, engine, dir, `timeout-${round}.bin`, 32 * MiB)).path,
+          );
+    const sc = settleCounter();
+    const trs = Array.from({ length: 32 }, (_, i) =>
+      sc.wrap<Buffer>({ timeout: 1 }, `round ${round}: readExactly 1 MiB #${i}, timeout 1`),
+    );
+    for (const tr of trs) engine.readExactly(g, MiB, tr.cb);
+    await sc.allSettled();
+    await sleep(50);
+    sc.assertExactlyOnce(t);
+    const tally = sc.tally();
+    t.deepEqual(
+      Object.keys(tally).filter((k) => k !== 'ok' && k !== 'ETIMEDOUT'),
+      [],
+      JSON.stringify(tally),
+    );
+    tallies.push(JSON.stringify(tally));
+    timedOut += tally.ETIMEDOUT ?? 0;
+  }
+  t.true(timedOut >= 1, `at least one timed out: ${tallies.join(' ')}`);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1560,18 +1576,24 @@ forEachImpl('stats(): file counters per implementation', async (t, engine, impl)
       'the write is counted on one of the two paths',
     );
     t.is(s5.fileOps, 0, 'fileOps stays 0 off completion');
-    // A read of bytes not in the page cache would block: RWF_NOWAIT fails, the pool reads.
-    const cold = await coldFile(t, engine, dir, 'cold.bin', MiB);
-    const c = await openFile(t, engine, cold.path);
-    const s6 = engine.stats();
-    const cv = await ok<Buffer>(t, 'cold read', (cb) =>
-      engine.readExactly(c, 64 * KiB, { position: 512 * KiB }, cb),
-    );
-    t.true(cv.equals(cold.data.subarray(512 * KiB, 576 * KiB)));
-    t.true(
-      engine.stats().fileFallbacks > s6.fileFallbacks,
-      `an uncached read goes to the pool: ${s6.fileFallbacks} → ${engine.stats().fileFallbacks}`,
-    );
+    // A read of bytes not in the page cache would block: RWF_NOWAIT fails, the pool reads. The
+    // page cache is the kernel's to manage (a busy machine may read ahead or keep pages), so a
+    // read that still came from it gets a fresh cold file, three at most.
+    const seen: string[] = [];
+    let pooled = false;
+    for (let i = 0; i < 3 && !pooled; i++) {
+      const cold = await coldFile(t, engine, dir, `cold-${i}.bin`, MiB);
+      const c = await openFile(t, engine, cold.path);
+      const before = engine.stats().fileFallbacks;
+      const cv = await ok<Buffer>(t, 'cold read', (cb) =>
+        engine.readExactly(c, 64 * KiB, { position: 512 * KiB }, cb),
+      );
+      t.true(cv.equals(cold.data.subarray(512 * KiB, 576 * KiB)));
+      const after = engine.stats().fileFallbacks;
+      seen.push(`${before} → ${after}`);
+      pooled = after > before;
+    }
+    t.true(pooled, `an uncached read goes to the pool: ${seen.join(', ')}`);
   }
 });
 
