@@ -36,7 +36,10 @@ const POLL = [
   "watcher thread polls on the engine thread's behalf and signals an eventfd that Node's event",
   'loop watches; every wake-up therefore costs two poll(2) calls over the set and a hand-off',
   'each way. `auto` never chooses it: it is there to run where nothing better does, and as the',
-  'plainest reading of the `readiness` protocol for comparison.',
+  'plainest reading of the `readiness` protocol for comparison. The scale case shows the cost',
+  'plainly: with 10,000 idle connections every one of them is in the set, each PING pays two',
+  'passes over 10,000 fds, and redis-benchmark does not finish its PINGs within 30 s, where the',
+  'other implementations answer in a tenth of a millisecond.',
 ].join('\n');
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
