@@ -1,6 +1,9 @@
 // readExactly, readChunk and readAll: byte counts, reassembly across segments, EOF behaviour
 // and the maxBytes bound of readAll.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
   expectErr,
   expectOk,
@@ -54,6 +57,83 @@ forEachImpl('readExactly: EOF first is ERR_INCOMPLETE with partial', async (t, e
   const err = await expectErr(t, r, 'ERR_INCOMPLETE');
   t.is(err.partial?.toString(), '1234');
 });
+
+forEachImpl(
+  'readExactly(0) is an empty Buffer, in order, never inside the call, even at EOF',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // Nothing buffered: it settles at once, after the call returns.
+    const cold = once<Buffer>();
+    engine.readExactly(p.sock, 0, cold.cb);
+    t.is(cold.calls.length, 0, 'not inside the call');
+    t.is((await expectOk(t, cold)).length, 0);
+    // Behind a read that waits: after it, and it takes no byte.
+    const order: string[] = [];
+    const first = once<Buffer>();
+    const zero = once<Buffer>();
+    const rest = once<Buffer>();
+    engine.readExactly(p.sock, 3, first.cb);
+    engine.readExactly(p.sock, 0, zero.cb);
+    engine.readExactly(p.sock, 2, rest.cb);
+    void first.result().then(() => order.push('first'));
+    void zero.result().then(() => order.push('zero'));
+    await p.write('abcde');
+    t.is((await expectOk(t, first)).toString(), 'abc');
+    t.is((await expectOk(t, zero)).length, 0);
+    t.is((await expectOk(t, rest)).toString(), 'de');
+    t.deepEqual(order, ['first', 'zero']);
+    // Among bytes already held: empty, and the next read still gets them all.
+    await p.write('xyz\n');
+    const line = once<string>();
+    engine.expectLine(p.sock, null, line.cb);
+    await p.write('more');
+    t.is(await expectOk(t, line), 'xyz');
+    const held = once<Buffer>();
+    const more = once<Buffer>();
+    engine.readExactly(p.sock, 0, held.cb);
+    engine.readExactly(p.sock, 4, more.cb);
+    t.is((await expectOk(t, held)).length, 0);
+    t.is((await expectOk(t, more)).toString(), 'more');
+    // At the end of the stream: still an empty Buffer, where any n > 0 is ERR_INCOMPLETE.
+    p.client.end();
+    const eof = once<Buffer>();
+    engine.readExactly(p.sock, 1, eof.cb);
+    await expectErr(t, eof, 'ERR_INCOMPLETE');
+    const atEnd = once<Buffer>();
+    engine.readExactly(p.sock, 0, atEnd.cb);
+    t.is((await expectOk(t, atEnd)).length, 0);
+    t.throws(() => engine.readExactly(p.sock, -1, once<Buffer>().cb), {
+      instanceOf: RangeError,
+      code: 'ERR_OUT_OF_RANGE',
+    });
+  },
+);
+
+forEachImpl(
+  'readExactly(0) on a file: an empty Buffer, sequential and positioned',
+  async (t, engine) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ae-rx0-'));
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, 'f.txt');
+    fs.writeFileSync(file, 'hello');
+    const opened = once<import('async-engine').File>();
+    engine.open(file, opened.cb);
+    const f = await expectOk(t, opened);
+    try {
+      const seq = once<Buffer>();
+      engine.readExactly(f, 0, seq.cb);
+      t.is((await expectOk(t, seq)).length, 0);
+      const at = once<Buffer>();
+      engine.readExactly(f, 0, { position: 5 }, at.cb);
+      t.is((await expectOk(t, at)).length, 0);
+      const all = once<Buffer>();
+      engine.readExactly(f, 5, all.cb);
+      t.is((await expectOk(t, all)).toString(), 'hello', 'the empty reads took nothing');
+    } finally {
+      engine.close(f);
+    }
+  },
+);
 
 forEachImpl('readChunk gives 1..size bytes as soon as any are there', async (t, engine) => {
   const p = await tcpPair(engine);

@@ -360,7 +360,11 @@ export class AsyncEngine {
     this.#start(new OpRecord(Kind.ReadChunk, cb, sock, handle, cb._timeout, size, pos));
   }
 
-  /** Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first. */
+  /**
+   * Reads exactly `n` bytes: `success(Buffer)`; `ERR_INCOMPLETE` if the stream ends first.
+   * `n` may be 0: an empty Buffer, in its turn after the reads before it (a `Content-Length: 0`
+   * body needs no special case), even at the end of the stream.
+   */
   readExactly(sock: Socket | File, n: number, cb: Callback<Buffer>): void;
   readExactly(sock: Socket | File, n: number, options: OpOptions, cb: Callback<Buffer>): void;
   readExactly(
@@ -370,7 +374,7 @@ export class AsyncEngine {
     b?: Callback<Buffer>,
   ): void {
     const cb = callbackOf(a, b);
-    checkSize(n, 'n');
+    checkSize(n, 'n', 0);
     const pos = checkPosition(sock, optionsOf(a, b), true, n);
     const handle = socketHandle(sock, this);
     if (holds(sock)) {

@@ -232,11 +232,11 @@ export function checkInt(v: unknown, name: string, min: number, max: number): vo
   }
 }
 
-/** A read's size in bytes (readChunk, readExactly). */
-export function checkSize(v: unknown, name: string): void {
+/** A read's size in bytes: readChunk from 1, readExactly from 0 (`min`). */
+export function checkSize(v: unknown, name: string, min = 1): void {
   if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
-  if (!Number.isInteger(v) || v < 1 || v > MAX_SIZE) {
-    throw outOfRange(name, `an integer from 1 to ${MAX_SIZE}`, v);
+  if (!Number.isInteger(v) || v < min || v > MAX_SIZE) {
+    throw outOfRange(name, `an integer from ${min} to ${MAX_SIZE}`, v);
   }
 }
 
