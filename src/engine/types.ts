@@ -239,8 +239,9 @@ export interface EngineStats {
   syscalls: number;
   bytesRead: number;
   bytesWritten: number;
-  /** Open sockets and listeners. */
+  /** Open sockets (connections, not listeners: those are `listeners`). */
   sockets: number;
+  /** Open listeners. */
   listeners: number;
   /**
    * Primitives (recv, send, accept, connect) given to a worker thread that it has not taken up
