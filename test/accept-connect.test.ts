@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { EngineError, type Listener, type Socket } from 'async-engine';
+import { Callback, EngineError, type Listener, type Socket } from 'async-engine';
 import {
   type Ctx,
   type Engine,
@@ -290,5 +290,34 @@ forEachImpl(
     t.true(sock.closed);
     await withDeadline(ended, 5_000, 'the peer to see the adopted fd closed');
     t.is(engine.stats().sockets, 0);
+  },
+);
+
+forEachImpl(
+  "a port given as a string is a TypeError; connect's range starts at 1, listen's at 0",
+  (t, engine) => {
+    const cb = new Callback<Socket>({});
+    const typeErr = { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE' };
+    const asString = t.throws(
+      () => engine.connect({ host: '127.0.0.1', port: '80' as unknown as number }, cb),
+      typeErr,
+    );
+    t.regex(asString!.message, /"address\.port" argument must be a number/);
+    t.throws(() => engine.listen({ port: '80' as unknown as number }), typeErr);
+    t.throws(
+      () => engine.getaddrinfo('localhost', '80' as unknown as number, new Callback({})),
+      typeErr,
+    );
+    const zero = t.throws(() => engine.connect({ host: '127.0.0.1', port: 0 }, cb), {
+      instanceOf: RangeError,
+      code: 'ERR_OUT_OF_RANGE',
+    });
+    t.regex(zero!.message, /an integer from 1 to 65535/);
+    const big = t.throws(() => engine.listen({ port: 65536 }), {
+      instanceOf: RangeError,
+      code: 'ERR_OUT_OF_RANGE',
+    });
+    t.regex(big!.message, /an integer from 0 to 65535/);
+    t.is(engine.stats().opsInFlight, 0);
   },
 );

@@ -386,9 +386,14 @@ export function lineBytes(line: unknown): Buffer {
 
 // ---- addresses ----
 
-export function checkPort(v: unknown, name: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 65535) {
-    throw outOfRange(name, 'an integer from 0 to 65535', v);
+/**
+ * A TCP port: a number (a string such as '80' is a TypeError, as the type is what is wrong), an
+ * integer from `min` (0 to listen or resolve, 1 to connect) to 65535.
+ */
+export function checkPort(v: unknown, name: string, min = 0): number {
+  if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);
+  if (!Number.isInteger(v) || v < min || v > 65535) {
+    throw outOfRange(name, `an integer from ${min} to 65535`, v);
   }
   return v;
 }
@@ -466,8 +471,7 @@ export function checkConnectAddress(address: unknown): {
   if (addr.host.includes('\0')) {
     throw invalidArgValue('address.host', 'must not contain NUL', addr.host);
   }
-  const port = checkPort(addr.port, 'address.port');
-  if (port === 0) throw outOfRange('address.port', 'from 1 to 65535', port);
+  const port = checkPort(addr.port, 'address.port', 1);
   const host =
     addr.host.startsWith('[') && addr.host.endsWith(']') ? addr.host.slice(1, -1) : addr.host;
   return { host, port, numeric: isIP(host) !== 0 };
