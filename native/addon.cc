@@ -328,6 +328,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     int port = info[1].As<Napi::Number>().Int32Value();
     int backlog = info[2].As<Napi::Number>().Int32Value();
     bool reusePort = info[3].As<Napi::Boolean>();
+    bool ipv6Only = info[4].As<Napi::Boolean>();
     sockaddr_storage ss;
     socklen_t len;
     if (!parseAddress(host, port, &ss, &len)) {
@@ -336,7 +337,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     }
     uint64_t id = 0;
     const char* syscall = "listen";
-    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, &id, &syscall);
+    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, ipv6Only, &id, &syscall);
     if (fd < 0) {
       errnoError(env, fd, syscall).ThrowAsJavaScriptException();
       return env.Undefined();

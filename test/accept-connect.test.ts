@@ -103,6 +103,34 @@ forEachImpl('TCP v6: listen and connect on ::1', async (t, engine) => {
   await roundTrip(t, engine, connected, accepted, 'over v6');
 });
 
+forEachImpl(
+  "listen on '::' is dual-stack, as net's: an IPv4 client is accepted; ipv6Only: true refuses it",
+  async (t, engine) => {
+    const l = engine.listen({ host: '::', port: 0 });
+    const a = l.address();
+    if (typeof a === 'string') return t.fail('TCP listener reported a path');
+    t.is(a.family, 'IPv6');
+    const { accepted, connected } = await enginePair(t, engine, l, {
+      host: '127.0.0.1',
+      port: a.port,
+    });
+    t.is(accepted.remoteAddress, '::ffff:127.0.0.1', 'an IPv4 client, as an IPv4-mapped address');
+    await roundTrip(t, engine, connected, accepted, 'v4 to a dual-stack listener');
+    const only = engine.listen({ host: '::', port: 0, ipv6Only: true });
+    const b = only.address();
+    if (typeof b === 'string') return t.fail('TCP listener reported a path');
+    const refused = once<Socket>({}, 'connect over IPv4');
+    engine.connect({ host: '127.0.0.1', port: b.port }, refused.cb);
+    await expectErr(t, refused, 'ECONNREFUSED');
+    const v6 = await enginePair(t, engine, only, { host: '::1', port: b.port });
+    await roundTrip(t, engine, v6.connected, v6.accepted, 'v6 to an IPv6-only listener');
+    t.throws(() => engine.listen({ host: '::', port: 0, ipv6Only: 1 as unknown as boolean }), {
+      instanceOf: TypeError,
+      code: 'ERR_INVALID_ARG_TYPE',
+    });
+  },
+);
+
 forEachImpl('Unix socket path: listen, connect, accept, data', async (t, engine) => {
   const p = path.join(tempDir(engine), 's.sock');
   const l = engine.listen({ path: p });

@@ -261,7 +261,7 @@ class EngineCore : public Sink {
 
   // Handles.
   // Returns the listener's fd, or -errno and the system call that failed in *syscall.
-  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, uint64_t* id,
+  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, uint64_t* id,
                  const char** syscall);
   int64_t adopt(int fd, uint64_t* id);
   Handle* handle(uint64_t id);

@@ -18,7 +18,7 @@ namespace async_engine {
 // ---- handles ----
 
 int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
-                           uint64_t* id, const char** syscall) {
+                           bool ipv6Only, uint64_t* id, const char** syscall) {
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *syscall = "socket";
@@ -34,7 +34,11 @@ int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, boo
   if (addr->sa_family != AF_UNIX) {
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reusePort && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) return failed("setsockopt");
-    if (addr->sa_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    // An IPv6 listener takes IPv4 clients too (as `net` listens), unless asked for IPv6 only.
+    int v6only = ipv6Only ? 1 : 0;
+    if (addr->sa_family == AF_INET6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
+      return failed("setsockopt");
+    }
   }
   if (::bind(fd, addr, len) < 0) return failed("bind");
   if (::listen(fd, backlog) < 0) return failed("listen");

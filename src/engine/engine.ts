@@ -150,10 +150,10 @@ export class AsyncEngine {
    */
   listen(options: ListenOptions = {}): Listener {
     this.#checkOpen();
-    const { host, port, backlog, reusePort } = checkListenOptions(options);
+    const { host, port, backlog, reusePort, ipv6Only } = checkListenOptions(options);
     let ids: [number, number];
     try {
-      ids = this.native.listen(host, port, backlog, reusePort);
+      ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
     } catch (e) {
       throw fromThrown(e);
     }

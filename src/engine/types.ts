@@ -75,7 +75,10 @@ export type ConnectAddress = { host: string; port: number } | { path: string };
 
 /** Options of {@link AsyncEngine.listen}. */
 export interface ListenOptions {
-  /** Address to bind; default `'127.0.0.1'`. IPv6 literals (`'::1'`, `'::'`) bind IPv6. */
+  /**
+   * Address to bind; default `'127.0.0.1'`. IPv6 literals (`'::1'`, `'::'`) bind IPv6, and take
+   * IPv4 clients too (`'::'` listens dual-stack, as `net` does) unless `ipv6Only` is set.
+   */
   host?: string;
   /**
    * TCP port, an integer from 0 to 65535; `0` (default) lets the kernel pick one, see
@@ -88,6 +91,11 @@ export interface ListenOptions {
   backlog?: number;
   /** Set `SO_REUSEPORT`, so several engines (one per worker thread) can share the port. */
   reusePort?: boolean;
+  /**
+   * An IPv6 listener takes IPv6 clients only (`IPV6_V6ONLY`); default `false`: dual-stack, as
+   * `net` listens. Ignored for IPv4 and Unix socket addresses.
+   */
+  ipv6Only?: boolean;
 }
 
 /** The address a listener is bound to, as `net.Server#address()` gives it. */

@@ -421,6 +421,7 @@ export function checkListenOptions(options: unknown): {
   port: number;
   backlog: number;
   reusePort: boolean;
+  ipv6Only: boolean;
 } {
   if (options === null || typeof options !== 'object') {
     throw invalidArgType('options', 'an object', options);
@@ -437,7 +438,10 @@ export function checkListenOptions(options: unknown): {
     host = numericHost(o.host ?? '127.0.0.1', 'options.host');
     port = checkPort(o.port ?? 0, 'options.port');
   }
-  return { host, port, backlog, reusePort: o.reusePort === true };
+  if (o.ipv6Only !== undefined && typeof o.ipv6Only !== 'boolean') {
+    throw invalidArgType('options.ipv6Only', 'a boolean', o.ipv6Only);
+  }
+  return { host, port, backlog, reusePort: o.reusePort === true, ipv6Only: o.ipv6Only === true };
 }
 
 /** getaddrinfo's host and port: the port. */

@@ -52,7 +52,13 @@ export type NativeOp = [Kind, number, number, number, unknown, unknown];
 export type NativeStats = Omit<EngineStats, 'impl' | 'workThreads' | 'framedInJs'>;
 
 export interface NativeEngine {
-  listen(host: string, port: number, backlog: number, reusePort: boolean): [number, number];
+  listen(
+    host: string,
+    port: number,
+    backlog: number,
+    reusePort: boolean,
+    ipv6Only: boolean,
+  ): [number, number];
   adopt(fd: number): number;
   close(handle: number): void;
   submit(kind: Kind, id: number, handle: number, timeoutMs: number, a: unknown, b: unknown): void;
