@@ -10,7 +10,10 @@ export interface CallbackSlots<T> {
    * new socket; `undefined` for ops that have none, such as `getaddrinfo`).
    */
   success?: (value: T, socket: Socket) => void;
-  /** Called once with the reason the op failed. Without it, failures are dropped. */
+  /**
+   * Called once with the reason the op failed. Without it, failures are dropped (with a warning,
+   * once, under `createEngine({ debug: true })`).
+   */
   failure?: (err: EngineError) => void;
   /**
    * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
@@ -97,6 +100,34 @@ export function takeSlots(cb: Callback<any>): void {
   cb._success = success;
   cb._failure = failure;
   cb._timeout = timeout ?? 0;
+}
+
+/**
+ * @internal Where an op's failure goes: its Callback's `failure` slot. A Callback without one
+ * drops the failure, silently by default; with `debug` (`createEngine({ debug: true })` or
+ * `ASYNC_ENGINE_DEBUG=1`) the first dropped failure of the engine is a process warning, since a
+ * failure nobody sees is how a socket leaks (a write that failed, a socket nobody closes).
+ */
+export class FailureSink {
+  #warned = false;
+  constructor(readonly debug: boolean) {}
+
+  // `err`: an EngineError, or what a submitWork task threw.
+  fail(cb: Callback<any>, err: unknown): void {
+    if (cb._failure) {
+      invoke(cb._failure, err, undefined);
+      return;
+    }
+    if (!this.debug || this.#warned) return;
+    this.#warned = true;
+    const what = err instanceof Error ? err.message : String(err);
+    const code = (err as { code?: unknown } | null)?.code;
+    process.emitWarning(
+      `a failure was dropped because its Callback has no failure slot: ${what}` +
+        `${typeof code === 'string' ? ` (${code})` : ''}; later ones are dropped without a warning`,
+      { code: 'ASYNC_ENGINE_DROPPED_FAILURE' },
+    );
+  }
 }
 
 /**

@@ -5,7 +5,7 @@
 // already among the bytes a socket handed over (internal/held.ts) settles without a record, in
 // the turn's queue (internal/ready.ts).
 import { MessageChannel } from 'node:worker_threads';
-import { Callback, invoke } from './callback.js';
+import { Callback, FailureSink, invoke } from './callback.js';
 import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
@@ -44,6 +44,7 @@ import {
   checkConnectAddress,
   checkDelay,
   checkDelimiter,
+  checkDebug,
   checkDrive,
   checkEncoding,
   checkExpect,
@@ -125,7 +126,8 @@ export class AsyncEngine {
   // Above zero while a batch is being walked: a nested runOnce() would refill it.
   #delivering = 0;
   // Ops framed in JavaScript from bytes already handed over, waiting for the turn's dispatch.
-  readonly #ready = new ReadyQueue();
+  readonly #failures: FailureSink;
+  readonly #ready: ReadyQueue;
   #flushQueued = false;
   #framedInJs = 0;
   readonly #prefixSpecs = new WeakMap<object, PrefixSpec>();
@@ -137,6 +139,8 @@ export class AsyncEngine {
     this.#maxBytes = checkMaxBytes(config.maxBytes ?? DEFAULT_MAX_BYTES, 'config.maxBytes');
     this.#encoding = checkEncoding(config.encoding ?? 'utf8', 'config.encoding');
     this.#workThreads = checkWorkThreads(config.work);
+    this.#failures = new FailureSink(checkDebug(config.debug));
+    this.#ready = new ReadyQueue(this.#failures);
     checkImplOptions(config);
     this.impl = chooseImpl(config.impl ?? 'auto');
     this.native = impls[this.impl].create(config, drive === 'manual', this.#dispatch);
@@ -657,8 +661,8 @@ export class AsyncEngine {
       cb._busy = false;
       if (o.ok) {
         if (cb._success) invoke(cb._success, o.value, undefined);
-      } else if (cb._failure) {
-        invoke(cb._failure, o.error, undefined);
+      } else {
+        this.#failures.fail(cb, o.error);
       }
     }
     this.#wakeRunWaiters(true);
@@ -1397,7 +1401,7 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
-      if (!rec.internal && cb?._failure) invoke(cb._failure, err, undefined);
+      if (!rec.internal && cb) this.#failures.fail(cb, err);
       return;
     }
     if (!rec.internal && cb?._success) invoke(cb._success, value, io);

@@ -36,6 +36,12 @@ export interface EngineConfig {
   /** Encoding of line results (`expectLine`, `readUntilLineglob`, regex matching). `'utf8'`. */
   encoding?: BufferEncoding;
   /**
+   * Warn (once, as a process warning `ASYNC_ENGINE_DROPPED_FAILURE`) when a failure is dropped
+   * because its Callback has no `failure` slot. Default `false`, or `true` when the environment
+   * variable `ASYNC_ENGINE_DEBUG` is `1`.
+   */
+  debug?: boolean;
+  /**
    * Options of the `completion` implementation (io_uring). `entries`: submission queue
    * entries of the ring, an integer from 1 to 32768 (the kernel rounds it up to a power of
    * two; default 256). Checked whichever implementation runs: a value outside its range throws

@@ -232,6 +232,13 @@ export function checkInt(v: unknown, name: string, min: number, max: number): vo
   }
 }
 
+/** `config.debug`: a boolean; absent, `ASYNC_ENGINE_DEBUG=1` turns it on. */
+export function checkDebug(v: unknown): boolean {
+  if (v === undefined) return process.env.ASYNC_ENGINE_DEBUG === '1';
+  if (typeof v !== 'boolean') throw invalidArgType('config.debug', 'a boolean', v);
+  return v;
+}
+
 /** A read's size in bytes: readChunk from 1, readExactly from 0 (`min`). */
 export function checkSize(v: unknown, name: string, min = 1): void {
   if (typeof v !== 'number') throw invalidArgType(name, 'a number', v);

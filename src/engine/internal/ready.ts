@@ -2,13 +2,15 @@
 // waits here, in settlement order, for the turn's dispatch, so that no callback runs inside the
 // call that submitted its op. They have no OpRecord: nothing can change their outcome any more
 // (cancel() finds no op and returns false).
-import { type Callback, invoke } from '../callback.js';
+import { type Callback, type FailureSink, invoke } from '../callback.js';
 import { EngineError } from '../errors.js';
 import type { Socket } from '../io.js';
 import type { LineExpectation } from '../types.js';
 import { lineError } from './framing.js';
 
 export class ReadyQueue {
+  constructor(readonly failures: FailureSink) {}
+
   // Five entries per op (Callback, id, socket, value, line expectation) from #at to #end. The
   // array keeps its size from turn to turn, and each entry is cleared as it is taken.
   readonly #ready: unknown[] = [];
@@ -67,7 +69,7 @@ export class ReadyQueue {
             ? value
             : undefined;
       if (err !== undefined) {
-        if (cb._failure) invoke(cb._failure, err, undefined);
+        this.failures.fail(cb, err);
         continue;
       }
       if (cb._success) invoke(cb._success, value, sock);
