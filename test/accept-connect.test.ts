@@ -349,3 +349,48 @@ forEachImpl(
     t.is(engine.stats().opsInFlight, 0);
   },
 );
+
+forEachImpl(
+  "errors name what was asked for, as Node's do: connect's address and port, listen's, a lookup's name",
+  async (t, engine) => {
+    const l = engine.listen({ host: '127.0.0.1', port: 0 });
+    const a = l.address();
+    if (typeof a === 'string') return t.fail('TCP listener reported a path');
+    engine.close(l);
+    const refused = once<Socket>({}, 'connect to a closed port');
+    engine.connect({ host: '127.0.0.1', port: a.port }, refused.cb);
+    const e1 = await expectErr(t, refused, 'ECONNREFUSED');
+    t.is(e1.message, `connect ECONNREFUSED 127.0.0.1:${a.port}`);
+    t.is(e1.syscall, 'connect');
+    t.is(e1.address, '127.0.0.1');
+    t.is(e1.port, a.port);
+
+    const byName = once<Socket>({}, 'connect to localhost');
+    engine.connect({ host: 'localhost', port: a.port }, byName.cb);
+    const e2 = await expectErr(t, byName, 'ECONNREFUSED');
+    t.is(e2.message, `connect ECONNREFUSED localhost:${a.port}`);
+    t.is(e2.address, 'localhost');
+
+    const nowhere = once<Socket>({}, 'connect to a name that does not resolve');
+    engine.connect({ host: 'no-such-host.invalid', port: 80 }, nowhere.cb);
+    const o3 = await nowhere.result(30_000);
+    t.false(o3.ok, 'a name under .invalid does not resolve');
+    const e3 = o3.err as EngineError;
+    t.regex(e3.code, /^(ENOTFOUND|EAI_[A-Z]+)$/);
+    t.is(e3.message, `getaddrinfo ${e3.code} no-such-host.invalid`);
+    t.is(e3.hostname, 'no-such-host.invalid');
+
+    const taken = engine.listen({ host: '127.0.0.1', port: 0 });
+    const tp = taken.address();
+    if (typeof tp === 'string') return t.fail('TCP listener reported a path');
+    const e4 = t.throws(() => engine.listen({ host: '127.0.0.1', port: tp.port }), {
+      instanceOf: EngineError,
+    }) as EngineError;
+    t.is(e4.code, 'EADDRINUSE');
+    t.is(e4.message, `bind EADDRINUSE 127.0.0.1:${tp.port}`, 'the call that refused it, bind(2)');
+    t.is(e4.syscall, 'bind');
+    t.is(e4.address, '127.0.0.1');
+    t.is(e4.port, tp.port);
+    engine.close(taken);
+  },
+);

@@ -6,7 +6,14 @@
 // the turn's queue (internal/ready.ts).
 import { MessageChannel } from 'node:worker_threads';
 import { Callback, FailureSink, invoke } from './callback.js';
-import { EngineError, errorFromNative, invalidArgValue, userCodeError } from './errors.js';
+import {
+  EngineError,
+  errorFromNative,
+  invalidArgValue,
+  userCodeError,
+  withAddress,
+  withHostname,
+} from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
 import { checkImplOptions, chooseImpl, impls } from '../impl/registry.js';
@@ -159,7 +166,8 @@ export class AsyncEngine {
     try {
       ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
     } catch (e) {
-      throw fromThrown(e);
+      const err = fromThrown(e);
+      throw err instanceof EngineError ? withAddress(err, host, port) : err;
     }
     const listener = new Listener(this, ids[0], ids[1]);
     this.#sockets.set(ids[0], listener);
@@ -1063,15 +1071,17 @@ export class AsyncEngine {
   // resolve stage internal (its failure becomes the connect's own).
   #connectStages(address: unknown, cb: Callback<Socket>): OpRecord[] {
     const { host, port, numeric } = checkConnectAddress(address);
-    if (numeric) return [new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, host, port)];
+    const connect = numeric
+      ? new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, host, port)
+      : new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, undefined, undefined);
+    connect.peerHost = host;
+    connect.peerPort = port;
+    if (numeric) return [connect];
     // The connect's deadline also bounds the name lookup before it, and it connects to what the
     // lookup found.
     const resolve = new OpRecord(Kind.Resolve, null, undefined, 0, cb._timeout, host, String(port));
     resolve.internal = true;
-    return [
-      resolve,
-      new OpRecord(Kind.Connect, cb, undefined, 0, cb._timeout, undefined, undefined),
-    ];
+    return [resolve, connect];
   }
 
   // ---- registration: every op starts here ----
@@ -1392,6 +1402,11 @@ export class AsyncEngine {
       }
     } else {
       err = errorFromNative(result, payload);
+      if (rec.kind === Kind.Connect && rec.peerHost !== undefined && err.syscall === 'connect') {
+        withAddress(err, rec.peerHost, rec.peerPort);
+      } else if (rec.kind === Kind.Resolve && err.syscall === 'getaddrinfo') {
+        withHostname(err, rec.a as string);
+      }
       if (rec.kind === Kind.Open && rec.direct && err.code === 'EINVAL') {
         err.message = `open EINVAL: the file system refuses O_DIRECT for ${rec.path}`;
       }

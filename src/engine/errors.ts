@@ -41,6 +41,15 @@ export class EngineError extends Error {
   declare line?: string;
   /** A failed, cancelled or timed-out write: the bytes the kernel had accepted. */
   declare bytesWritten?: number;
+  /**
+   * A failed `connect` or `listen`: the address asked for (an IP address, a host name that was
+   * resolved, or a Unix socket path), as Node's errors carry it.
+   */
+  declare address?: string;
+  /** A failed `connect` or `listen` on TCP: the port asked for. */
+  declare port?: number;
+  /** A failed name lookup (`getaddrinfo`, or a connect to a name): the name. */
+  declare hostname?: string;
 
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -143,6 +152,25 @@ function resolveError([gai, sysErrno]: [number, number]): EngineError {
   const err = new EngineError(code, `getaddrinfo ${code}`);
   err.syscall = 'getaddrinfo';
   if (sysErrno) err.errno = -sysErrno;
+  return err;
+}
+
+/**
+ * Adds what a connect or listen was asked for, as Node does: the `address` and `port` fields,
+ * and the message `connect ECONNREFUSED 127.0.0.1:6390` (a Unix path: `connect ENOENT /path`).
+ * `port` < 0: a path.
+ */
+export function withAddress(err: EngineError, address: string, port: number): EngineError {
+  err.address = address;
+  if (port >= 0) err.port = port;
+  err.message = `${err.syscall ?? 'io'} ${err.code} ${port >= 0 ? `${address}:${port}` : address}`;
+  return err;
+}
+
+/** Adds the name a lookup failed for: `getaddrinfo ENOTFOUND example.invalid`, `hostname`. */
+export function withHostname(err: EngineError, hostname: string): EngineError {
+  err.hostname = hostname;
+  err.message = `getaddrinfo ${err.code} ${hostname}`;
   return err;
 }
 

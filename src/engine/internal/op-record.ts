@@ -28,6 +28,10 @@ export class OpRecord {
   chain: ChainState | undefined = undefined;
   path: string | undefined = undefined; // open
   direct = false; // open
+  // connect: the host (or Unix path) and port it was asked for, named in its failure's message
+  // and fields as Node's are (`connect ECONNREFUSED 127.0.0.1:6390`); -1: a path.
+  peerHost: string | undefined = undefined;
+  peerPort = -1;
   timer: ReturnType<typeof setTimeout> | undefined = undefined; // submitWork's deadline
   // A stage the caller did not ask for (name resolution before a connect): no Callback of its
   // own, and its failure becomes the next stage's.
