@@ -2,7 +2,7 @@
 // (ERR_ABORTED with cause), cancel from any stage, per-stage timeouts, and the accepted or
 // connected socket staying the caller's after a later stage fails.
 import net from 'node:net';
-import { EngineError, type AddrInfo, type RegexResult, type Socket } from 'async-engine';
+import { Callback, EngineError, type AddrInfo, type RegexResult, type Socket } from 'async-engine';
 import {
   type Engine,
   expectErr,
@@ -322,3 +322,61 @@ forEachImpl(
     t.is(line.calls.length, 1);
   },
 );
+
+forEachImpl(
+  "a later stage's failure gets the chain's socket, as success does; a failed connect or accept gets none",
+  async (t, engine) => {
+    const srv = await netServer(engine);
+    srv.server.on('connection', (c) => c.write('554 go away\r\n'));
+    const seen: Array<[string, unknown]> = [];
+    const settled = new Promise<void>((resolve) => {
+      engine.connectThenExpectLine({ host: '127.0.0.1', port: srv.port }, /^220/, [
+        new Callback<Socket>({}),
+        new Callback<string>({
+          failure: (err, sock) => {
+            seen.push([err.code, sock]);
+            resolve();
+          },
+        }),
+      ]);
+    });
+    await settled;
+    const [code, sock] = seen[0]!;
+    t.is(code, 'ERR_MISMATCH');
+    t.true(sock instanceof Object && typeof (sock as Socket).remotePort === 'number');
+    t.is((sock as Socket).remotePort, srv.port, "the chain's socket, to close");
+    t.false((sock as Socket).closed);
+    engine.close(sock as Socket);
+
+    // A single op on a socket: its socket too.
+    const p = await netClientPair(engine, srv);
+    const read = await new Promise<[string, unknown]>((resolve) => {
+      engine.readExactly(p, 100, new Callback({ failure: (e, s) => resolve([e.code, s]) }));
+      engine.close(p);
+    });
+    t.is(read[0], 'ECANCELED');
+    t.is(read[1], p);
+
+    // A connect that fails made no socket.
+    const port = srv.port;
+    srv.server.close();
+    await sleep(20);
+    const none = await new Promise<unknown[]>((resolve) => {
+      engine.connect(
+        { host: '127.0.0.1', port },
+        new Callback({ failure: (...args: unknown[]) => resolve(args) }),
+      );
+    });
+    t.is((none[0] as EngineError).code, 'ECONNREFUSED');
+    t.is(none[1], undefined);
+  },
+);
+
+async function netClientPair(engine: Engine, srv: { port: number }): Promise<Socket> {
+  return new Promise((resolve, reject) =>
+    engine.connect(
+      { host: '127.0.0.1', port: srv.port },
+      new Callback<Socket>({ success: (s) => resolve(s), failure: reject }),
+    ),
+  );
+}

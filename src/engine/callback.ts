@@ -11,10 +11,13 @@ export interface CallbackSlots<T> {
    */
   success?: (value: T, socket: Socket) => void;
   /**
-   * Called once with the reason the op failed. Without it, failures are dropped (with a warning,
-   * once, under `createEngine({ debug: true })`).
+   * Called once with the reason the op failed, and the socket (or File) it ran on, as `success`
+   * gets it: for a chain's later stages, the socket its accept or connect made, so that a
+   * failure handler can close it; `undefined` when there is none (a failed accept or connect,
+   * `getaddrinfo`, `submitWork`). Without it, failures are dropped (with a warning, once, under
+   * `createEngine({ debug: true })`).
    */
-  failure?: (err: EngineError) => void;
+  failure?: (err: EngineError, socket?: Socket) => void;
   /**
    * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
    * no deadline. Measured on the monotonic clock from when the op (or chain stage) starts.
@@ -35,7 +38,7 @@ export interface CancelTarget {
  */
 export class Callback<T = unknown> {
   readonly success?: (value: T, socket: Socket) => void;
-  readonly failure?: (err: EngineError) => void;
+  readonly failure?: (err: EngineError, socket?: Socket) => void;
   readonly timeout?: number;
   /** @internal */
   _target: CancelTarget | null = null;
@@ -46,7 +49,7 @@ export class Callback<T = unknown> {
   /** @internal The slots as read once, when the op was submitted (see {@link takeSlots}). */
   _success: ((value: T, socket: Socket) => void) | undefined = undefined;
   /** @internal */
-  _failure: ((err: EngineError) => void) | undefined = undefined;
+  _failure: ((err: EngineError, socket?: Socket) => void) | undefined = undefined;
   /** @internal */
   _timeout = 0;
 
@@ -112,10 +115,11 @@ export class FailureSink {
   #warned = false;
   constructor(readonly debug: boolean) {}
 
-  // `err`: an EngineError, or what a submitWork task threw.
-  fail(cb: Callback<any>, err: unknown): void {
+  // `err`: an EngineError, or what a submitWork task threw; `io`: the socket or File the op ran
+  // on (undefined when none).
+  fail(cb: Callback<any>, err: unknown, io: unknown = undefined): void {
     if (cb._failure) {
-      invoke(cb._failure, err, undefined);
+      invoke(cb._failure, err, io);
       return;
     }
     if (!this.debug || this.#warned) return;

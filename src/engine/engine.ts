@@ -1416,7 +1416,9 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
-      if (!rec.internal && cb) this.#failures.fail(cb, err);
+      // Its socket, as success would get it: none for an accept or connect that failed.
+      const failed = rec.kind === Kind.Accept || rec.kind === Kind.Connect ? undefined : io;
+      if (!rec.internal && cb) this.#failures.fail(cb, err, failed);
       return;
     }
     if (!rec.internal && cb?._success) invoke(cb._success, value, io);

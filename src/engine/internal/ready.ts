@@ -69,7 +69,7 @@ export class ReadyQueue {
             ? value
             : undefined;
       if (err !== undefined) {
-        this.failures.fail(cb, err);
+        this.failures.fail(cb, err, sock);
         continue;
       }
       if (cb._success) invoke(cb._success, value, sock);
