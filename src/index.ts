@@ -4,7 +4,7 @@ export { AsyncEngine, createEngine } from './engine/engine.js';
 export { callSoonThreadsafe } from './work/threadsafe.js';
 export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
-export type { CallbackSlots } from './engine/callback.js';
+export type { CallbackLike, CallbackSlots } from './engine/callback.js';
 export { EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';

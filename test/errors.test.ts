@@ -241,10 +241,10 @@ forEachImpl('bad argument types: socket, callback, data, expect, glob', async (t
     typeErr,
   );
 
-  // A callback that is not a Callback
+  // A callback that is not a Callback, nor its slots (a misspelled slot), nor a function
   const before = engine.stats().opsInFlight;
   t.throws(
-    () => engine.readUntil(p.sock, '\n', { success() {} } as unknown as Callback<Buffer>),
+    () => engine.readUntil(p.sock, '\n', { succes() {} } as unknown as Callback<Buffer>),
     typeErr,
   );
   t.throws(() => engine.readUntil(p.sock, '\n', undefined as unknown as Callback<Buffer>), typeErr);

@@ -730,7 +730,7 @@ forEachImpl('bad arguments throw synchronously and submit nothing', async (t, en
   t.throws(submit({ length, encoding: 'klingon' }), value, 'unknown encoding');
   t.throws(submit({ length, position: 0 }), value, 'position on a socket');
   t.throws(submit({ length }, null), type, 'no callback');
-  t.throws(submit({ length }, { success() {} }), type, 'callback not a Callback');
+  t.throws(submit({ length }, { succes() {} }), type, 'callback neither a Callback nor its slots');
   t.throws(
     () => engine.readLengthPrefixed({} as Socket, { length }, cb),
     type,

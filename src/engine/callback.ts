@@ -27,6 +27,13 @@ export interface CallbackSlots<T> {
   timeout?: number;
 }
 
+/**
+ * What an op accepts where a Callback goes: a {@link Callback}, its slots as a plain object
+ * (`{ success, failure, timeout }`, wrapped in a new Callback), or a bare function, taken as
+ * `success`. Only a Callback can be cancelled (its `cancel()`) or reused.
+ */
+export type CallbackLike<T> = Callback<T> | CallbackSlots<T> | ((value: T, socket: Socket) => void);
+
 /** Where an in-flight Callback's op lives, so that `cancel()` can reach it. */
 export interface CancelTarget {
   cancelOp(id: number): boolean;

@@ -5,7 +5,7 @@
 // already among the bytes a socket handed over (internal/held.ts) settles without a record, in
 // the turn's queue (internal/ready.ts).
 import { MessageChannel } from 'node:worker_threads';
-import { Callback, FailureSink, invoke } from './callback.js';
+import { Callback, type CallbackLike, FailureSink, invoke } from './callback.js';
 import {
   EngineError,
   errorFromNative,
@@ -208,7 +208,7 @@ export class AsyncEngine {
   // ---- single ops ----
 
   /** Accepts the next connection: `success(socket, socket)`. */
-  accept(listener: Listener, cb: Callback<Socket>): void {
+  accept(listener: Listener, cb: CallbackLike<Socket>): void {
     const c = checkCallback<Socket>(cb);
     const handle = listenerHandle(listener, this);
     this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
@@ -218,12 +218,12 @@ export class AsyncEngine {
    * Connects to `{ host, port }` (a name is resolved first, on the engine's resolver threads) or
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
-  connect(address: ConnectAddress, cb: Callback<Socket>): void {
+  connect(address: ConnectAddress, cb: CallbackLike<Socket>): void {
     this.#chain(this.#connectStages(address, checkCallback(cb)));
   }
 
   /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
-  getaddrinfo(host: string, port: number, cb: Callback<AddrInfo[]>): void {
+  getaddrinfo(host: string, port: number, cb: CallbackLike<AddrInfo[]>): void {
     this.#start(this.#resolveStage(host, port, checkCallback(cb)));
   }
 
@@ -231,18 +231,18 @@ export class AsyncEngine {
    * Reads through the first `delimiter`: `success(Buffer)`, delimiter included. The bytes
    * after it stay buffered for the next read.
    */
-  readUntil(sock: Socket | File, delimiter: string | Buffer, cb: Callback<Buffer>): void;
+  readUntil(sock: Socket | File, delimiter: string | Buffer, cb: CallbackLike<Buffer>): void;
   readUntil(
     sock: Socket | File,
     delimiter: string | Buffer,
     options: OpOptions,
-    cb: Callback<Buffer>,
+    cb: CallbackLike<Buffer>,
   ): void;
   readUntil(
     sock: Socket | File,
     delimiter: string | Buffer,
-    a: OpOptions | Callback<Buffer>,
-    b?: Callback<Buffer>,
+    a: OpOptions | CallbackLike<Buffer>,
+    b?: CallbackLike<Buffer>,
   ): void {
     const opts = optionsOf(a, b);
     checkPosition(sock, opts, false);
@@ -261,9 +261,13 @@ export class AsyncEngine {
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
-  readAll(sock: Socket | File, cb: Callback<Buffer>): void;
-  readAll(sock: Socket | File, options: OpOptions, cb: Callback<Buffer>): void;
-  readAll(sock: Socket | File, a: OpOptions | Callback<Buffer>, b?: Callback<Buffer>): void {
+  readAll(sock: Socket | File, cb: CallbackLike<Buffer>): void;
+  readAll(sock: Socket | File, options: OpOptions, cb: CallbackLike<Buffer>): void;
+  readAll(
+    sock: Socket | File,
+    a: OpOptions | CallbackLike<Buffer>,
+    b?: CallbackLike<Buffer>,
+  ): void {
     const cb = callbackOf(a, b);
     const opts = optionsOf(a, b);
     const pos = checkPosition(sock, opts, true);
@@ -276,18 +280,18 @@ export class AsyncEngine {
    * Reads lines until one matches the fnmatch(3) `glob`: `success(string[])`, every line up to
    * and including the match, terminators stripped.
    */
-  readUntilLineglob(sock: Socket | File, glob: string, cb: Callback<string[]>): void;
+  readUntilLineglob(sock: Socket | File, glob: string, cb: CallbackLike<string[]>): void;
   readUntilLineglob(
     sock: Socket | File,
     glob: string,
     options: OpOptions,
-    cb: Callback<string[]>,
+    cb: CallbackLike<string[]>,
   ): void;
   readUntilLineglob(
     sock: Socket | File,
     glob: string,
-    a: OpOptions | Callback<string[]>,
-    b?: Callback<string[]>,
+    a: OpOptions | CallbackLike<string[]>,
+    b?: CallbackLike<string[]>,
   ): void {
     const opts = optionsOf(a, b);
     const cb = callbackOf(a, b);
@@ -308,18 +312,18 @@ export class AsyncEngine {
    * Reads until `regex` matches the buffered bytes (decoded with the op's encoding):
    * `success({ data, match })`, `data` being the bytes through the end of the match.
    */
-  readUntilRegex(sock: Socket | File, regex: RegExp, cb: Callback<RegexResult>): void;
+  readUntilRegex(sock: Socket | File, regex: RegExp, cb: CallbackLike<RegexResult>): void;
   readUntilRegex(
     sock: Socket | File,
     regex: RegExp,
     options: OpOptions,
-    cb: Callback<RegexResult>,
+    cb: CallbackLike<RegexResult>,
   ): void;
   readUntilRegex(
     sock: Socket | File,
     regex: RegExp,
-    a: OpOptions | Callback<RegexResult>,
-    b?: Callback<RegexResult>,
+    a: OpOptions | CallbackLike<RegexResult>,
+    b?: CallbackLike<RegexResult>,
   ): void {
     const opts = optionsOf(a, b);
     checkPosition(sock, opts, false);
@@ -352,13 +356,13 @@ export class AsyncEngine {
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
-  readChunk(sock: Socket | File, size: number, cb: Callback<Buffer>): void;
-  readChunk(sock: Socket | File, size: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readChunk(sock: Socket | File, size: number, cb: CallbackLike<Buffer>): void;
+  readChunk(sock: Socket | File, size: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
   readChunk(
     sock: Socket | File,
     size: number,
-    a: OpOptions | Callback<Buffer>,
-    b?: Callback<Buffer>,
+    a: OpOptions | CallbackLike<Buffer>,
+    b?: CallbackLike<Buffer>,
   ): void {
     const cb = callbackOf(a, b);
     checkSize(size, 'size');
@@ -377,13 +381,13 @@ export class AsyncEngine {
    * `n` may be 0: an empty Buffer, in its turn after the reads before it (a `Content-Length: 0`
    * body needs no special case), even at the end of the stream.
    */
-  readExactly(sock: Socket | File, n: number, cb: Callback<Buffer>): void;
-  readExactly(sock: Socket | File, n: number, options: OpOptions, cb: Callback<Buffer>): void;
+  readExactly(sock: Socket | File, n: number, cb: CallbackLike<Buffer>): void;
+  readExactly(sock: Socket | File, n: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
   readExactly(
     sock: Socket | File,
     n: number,
-    a: OpOptions | Callback<Buffer>,
-    b?: Callback<Buffer>,
+    a: OpOptions | CallbackLike<Buffer>,
+    b?: CallbackLike<Buffer>,
   ): void {
     const cb = callbackOf(a, b);
     checkSize(n, 'n', 0);
@@ -404,18 +408,18 @@ export class AsyncEngine {
    * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
    * `err.line` (the line is consumed).
    */
-  expectLine(sock: Socket | File, expect: LineExpectation, cb: Callback<string>): void;
+  expectLine(sock: Socket | File, expect: LineExpectation, cb: CallbackLike<string>): void;
   expectLine(
     sock: Socket | File,
     expect: LineExpectation,
     options: OpOptions,
-    cb: Callback<string>,
+    cb: CallbackLike<string>,
   ): void;
   expectLine(
     sock: Socket | File,
     expect: LineExpectation,
-    a: OpOptions | Callback<string>,
-    b?: Callback<string>,
+    a: OpOptions | CallbackLike<string>,
+    b?: CallbackLike<string>,
   ): void {
     const opts = optionsOf(a, b);
     const cb = callbackOf(a, b);
@@ -448,17 +452,17 @@ export class AsyncEngine {
   readLengthPrefixed(
     sock: Socket | File,
     options: LengthPrefixedOptions & { bodyEncoding: BufferEncoding },
-    cb: Callback<LengthPrefixedRecord<string>>,
+    cb: CallbackLike<LengthPrefixedRecord<string>>,
   ): void;
   readLengthPrefixed(
     sock: Socket | File,
     options: LengthPrefixedOptions,
-    cb: Callback<LengthPrefixedRecord>,
+    cb: CallbackLike<LengthPrefixedRecord>,
   ): void;
   readLengthPrefixed(
     sock: Socket | File,
     options: LengthPrefixedOptions,
-    cb: Callback<LengthPrefixedRecord<Buffer | string>>,
+    cb: CallbackLike<LengthPrefixedRecord<Buffer | string>>,
   ): void {
     const done = checkCallback<LengthPrefixedRecord<Buffer | string>>(cb);
     checkOptions(options);
@@ -513,13 +517,13 @@ export class AsyncEngine {
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
-  write(sock: Socket | File, data: WriteData, cb: Callback<number>): void;
-  write(sock: Socket | File, data: WriteData, options: OpOptions, cb: Callback<number>): void;
+  write(sock: Socket | File, data: WriteData, cb: CallbackLike<number>): void;
+  write(sock: Socket | File, data: WriteData, options: OpOptions, cb: CallbackLike<number>): void;
   write(
     sock: Socket | File,
     data: WriteData,
-    a: OpOptions | Callback<number>,
-    b?: Callback<number>,
+    a: OpOptions | CallbackLike<number>,
+    b?: CallbackLike<number>,
   ): void {
     const cb = callbackOf(a, b);
     const bytes = toBytes(data);
@@ -535,9 +539,9 @@ export class AsyncEngine {
    * Opens a file: `success(file)`. `options.flags` as `fs.open` (default `'r'`), `mode` for a
    * file it creates, `direct` for O_DIRECT.
    */
-  open(path: string, cb: Callback<File>): void;
-  open(path: string, options: OpenOptions, cb: Callback<File>): void;
-  open(path: string, a: OpenOptions | Callback<File>, b?: Callback<File>): void {
+  open(path: string, cb: CallbackLike<File>): void;
+  open(path: string, options: OpenOptions, cb: CallbackLike<File>): void;
+  open(path: string, a: OpenOptions | CallbackLike<File>, b?: CallbackLike<File>): void {
     const cb = checkCallback<File>(b === undefined ? a : b);
     const opts: OpenOptions = b === undefined ? {} : (a as OpenOptions);
     const { flags, mode, direct } = checkOpenArgs(path, opts);
@@ -564,13 +568,13 @@ export class AsyncEngine {
    * read). A view of a resizable `ArrayBuffer` or of a growable `SharedArrayBuffer` is refused
    * (`ERR_INVALID_ARG_VALUE`).
    */
-  readInto(file: File, buffer: Uint8Array, cb: Callback<number>): void;
-  readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: Callback<number>): void;
+  readInto(file: File, buffer: Uint8Array, cb: CallbackLike<number>): void;
+  readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: CallbackLike<number>): void;
   readInto(
     file: File,
     buffer: Uint8Array,
-    a: OpOptions | Callback<number>,
-    b?: Callback<number>,
+    a: OpOptions | CallbackLike<number>,
+    b?: CallbackLike<number>,
   ): void {
     const cb = callbackOf(a, b);
     const f = checkFile(file, this);
@@ -581,9 +585,9 @@ export class AsyncEngine {
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
-  fsync(file: File, cb: Callback<void>): void;
-  fsync(file: File, options: FsyncOptions, cb: Callback<void>): void;
-  fsync(file: File, a: FsyncOptions | Callback<void>, b?: Callback<void>): void {
+  fsync(file: File, cb: CallbackLike<void>): void;
+  fsync(file: File, options: FsyncOptions, cb: CallbackLike<void>): void;
+  fsync(file: File, a: FsyncOptions | CallbackLike<void>, b?: CallbackLike<void>): void {
     const cb = checkCallback<void>(b === undefined ? a : b);
     const opts: FsyncOptions = b === undefined ? {} : (a as FsyncOptions);
     checkOptions(opts);
@@ -593,7 +597,7 @@ export class AsyncEngine {
   }
 
   /** The status of an open File or of a path (statx(2)): `success(stat)`. */
-  stat(fileOrPath: File | string, cb: Callback<FileStat>): void {
+  stat(fileOrPath: File | string, cb: CallbackLike<FileStat>): void {
     const c = checkCallback<FileStat>(cb);
     if (typeof fileOrPath === 'string') {
       checkPath(fileOrPath, 'path');
@@ -614,7 +618,7 @@ export class AsyncEngine {
    * or its deadline; one already running cannot be: `cancel()` returns false and its result is
    * delivered, and a deadline stops its thread (`ETIMEDOUT`).
    */
-  submitWork<T = unknown>(task: WorkTask, cb: Callback<T>): void {
+  submitWork<T = unknown>(task: WorkTask, cb: CallbackLike<T>): void {
     this.#checkOpen();
     const c = checkCallback<T>(cb);
     const t = checkTask(task);
@@ -695,7 +699,7 @@ export class AsyncEngine {
   acceptThenWrite(
     listener: Listener,
     data: WriteData,
-    cbs: [Callback<Socket>, Callback<number>],
+    cbs: [CallbackLike<Socket>, CallbackLike<number>],
   ): void {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const handle = listenerHandle(listener, this);
@@ -710,19 +714,19 @@ export class AsyncEngine {
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    cbs: [Callback<Socket>, Callback<string>],
+    cbs: [CallbackLike<Socket>, CallbackLike<string>],
   ): void;
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
     options: OpOptions,
-    cbs: [Callback<Socket>, Callback<string>],
+    cbs: [CallbackLike<Socket>, CallbackLike<string>],
   ): void;
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    a: OpOptions | [Callback<Socket>, Callback<string>],
-    b?: [Callback<Socket>, Callback<string>],
+    a: OpOptions | [CallbackLike<Socket>, CallbackLike<string>],
+    b?: [CallbackLike<Socket>, CallbackLike<string>],
   ): void {
     const [opts, cbs] = optionsAndCallbacks(a, b);
     const [c1, c2] = checkCallbacks(cbs, 2);
@@ -740,19 +744,19 @@ export class AsyncEngine {
   acceptThenExpectMultilineRegex(
     listener: Listener,
     regex: RegExp,
-    cbs: [Callback<Socket>, Callback<RegexResult>],
+    cbs: [CallbackLike<Socket>, CallbackLike<RegexResult>],
   ): void;
   acceptThenExpectMultilineRegex(
     listener: Listener,
     regex: RegExp,
     options: OpOptions,
-    cbs: [Callback<Socket>, Callback<RegexResult>],
+    cbs: [CallbackLike<Socket>, CallbackLike<RegexResult>],
   ): void;
   acceptThenExpectMultilineRegex(
     listener: Listener,
     regex: RegExp,
-    a: OpOptions | [Callback<Socket>, Callback<RegexResult>],
-    b?: [Callback<Socket>, Callback<RegexResult>],
+    a: OpOptions | [CallbackLike<Socket>, CallbackLike<RegexResult>],
+    b?: [CallbackLike<Socket>, CallbackLike<RegexResult>],
   ): void {
     const [opts, cbs] = optionsAndCallbacks(a, b);
     const [c1, c2] = checkCallbacks(cbs, 2);
@@ -768,21 +772,21 @@ export class AsyncEngine {
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
-    cbs: [Callback<number>, Callback<string>],
+    cbs: [CallbackLike<number>, CallbackLike<string>],
   ): void;
   writeThenExpectLine(
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
     options: OpOptions,
-    cbs: [Callback<number>, Callback<string>],
+    cbs: [CallbackLike<number>, CallbackLike<string>],
   ): void;
   writeThenExpectLine(
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
-    a: OpOptions | [Callback<number>, Callback<string>],
-    b?: [Callback<number>, Callback<string>],
+    a: OpOptions | [CallbackLike<number>, CallbackLike<string>],
+    b?: [CallbackLike<number>, CallbackLike<string>],
   ): void {
     const [opts, cbs] = optionsAndCallbacks(a, b);
     const [c1, c2] = checkCallbacks(cbs, 2);
@@ -798,19 +802,19 @@ export class AsyncEngine {
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
-    cbs: [Callback<Socket>, Callback<string>],
+    cbs: [CallbackLike<Socket>, CallbackLike<string>],
   ): void;
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
     options: OpOptions,
-    cbs: [Callback<Socket>, Callback<string>],
+    cbs: [CallbackLike<Socket>, CallbackLike<string>],
   ): void;
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
-    a: OpOptions | [Callback<Socket>, Callback<string>],
-    b?: [Callback<Socket>, Callback<string>],
+    a: OpOptions | [CallbackLike<Socket>, CallbackLike<string>],
+    b?: [CallbackLike<Socket>, CallbackLike<string>],
   ): void {
     const [opts, cbs] = optionsAndCallbacks(a, b);
     const [c1, c2] = checkCallbacks(cbs, 2);
@@ -822,7 +826,7 @@ export class AsyncEngine {
   connectThenWriteLine(
     address: ConnectAddress,
     line: string | Buffer,
-    cbs: [Callback<Socket>, Callback<number>],
+    cbs: [CallbackLike<Socket>, CallbackLike<number>],
   ): void {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const bytes = lineBytes(line);
@@ -835,7 +839,7 @@ export class AsyncEngine {
   getaddrinfoThenConnect(
     host: string,
     port: number,
-    cbs: [Callback<AddrInfo[]>, Callback<Socket>],
+    cbs: [CallbackLike<AddrInfo[]>, CallbackLike<Socket>],
   ): void {
     const [c1, c2] = checkCallbacks(cbs, 2);
     const resolve = this.#resolveStage(host, port, c1);
@@ -864,7 +868,7 @@ export class AsyncEngine {
    * @internal callLater with a Callback, for the Promise layer's sleep: `success()` after `ms`,
    * or `failure` with `ECANCELED` when it is cancelled (by `cancel()` or by shutdown).
    */
-  _sleep(ms: number, cb: Callback<void>): void {
+  _sleep(ms: number, cb: CallbackLike<void>): void {
     checkDelay(ms, 'ms');
     const c = checkCallback<void>(cb);
     this.#start(new OpRecord(Kind.Sleep, c, undefined, 0, ms, undefined, undefined));

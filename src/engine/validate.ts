@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
-import { Callback, takeSlots } from './callback.js';
+import { Callback, type CallbackLike, type CallbackSlots, takeSlots } from './callback.js';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { type Delimiter, bytesOf, delimiterOf } from './internal/held.js';
 import type { PrefixSpec } from './internal/framing.js';
@@ -60,7 +60,7 @@ export function checkWorkThreads(work: unknown): number {
 
 /** A Callback not in flight, its slots read once (see `takeSlots`). */
 export function checkCallback<T>(cb: unknown): Callback<T> {
-  if (!(cb instanceof Callback)) throw invalidArgType('cb', 'a Callback', cb);
+  if (!(cb instanceof Callback)) return wrapCallback<T>(cb);
   if (cb._busy) {
     const err = new Error('this Callback is already in flight') as Error & { code: string };
     err.code = 'ERR_INVALID_STATE';
@@ -68,6 +68,36 @@ export function checkCallback<T>(cb: unknown): Callback<T> {
   }
   takeSlots(cb);
   return cb as Callback<T>;
+}
+
+const SLOT_KEYS = new Set(['success', 'failure', 'timeout']);
+
+/**
+ * A Callback made for a bare function (its `success`) or a plain object of slots. An object
+ * with any other key, or with none of the three, is refused rather than taken as a Callback
+ * that drops its outcome: `{ maxBytes: 10 }` passed where the Callback goes is a mistake.
+ */
+function wrapCallback<T>(cb: unknown): Callback<T> {
+  let c: Callback<T>;
+  if (typeof cb === 'function') {
+    c = new Callback<T>({ success: cb as (value: T, socket: Socket) => void });
+  } else if (
+    cb !== null &&
+    typeof cb === 'object' &&
+    Object.getPrototypeOf(cb) === Object.prototype &&
+    Object.keys(cb).length > 0 &&
+    Object.keys(cb).every((k) => SLOT_KEYS.has(k))
+  ) {
+    c = new Callback<T>(cb as CallbackSlots<T>);
+  } else {
+    throw invalidArgType(
+      'cb',
+      'a Callback, its slots { success, failure, timeout }, or a success function',
+      cb,
+    );
+  }
+  takeSlots(c);
+  return c;
 }
 
 /** A chain's `n` Callbacks, distinct. */
@@ -85,7 +115,10 @@ export function checkCallbacks(cbs: unknown, n: number): Callback<any>[] {
 // The hot ops take (options?, callback) without building a tuple per call.
 
 /** The Callback of an op called as (..., options?, cb). */
-export function callbackOf<T>(a: OpOptions | Callback<T>, b: Callback<T> | undefined): Callback<T> {
+export function callbackOf<T>(
+  a: OpOptions | CallbackLike<T>,
+  b: CallbackLike<T> | undefined,
+): Callback<T> {
   return checkCallback<T>(b === undefined ? a : b);
 }
 
