@@ -230,3 +230,33 @@ forEachImpl(
     t.is((await expectOk(t, rest)).toString(), 'z');
   },
 );
+
+forEachImpl(
+  'a zero-width match succeeds: at the start with no bytes (/\\b/), later with the bytes before it',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // Submitted before any byte: matched natively as they arrive.
+    const cold = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /\b/, cold.cb);
+    await p.write('hello world\n');
+    const v1 = await expectOk(t, cold);
+    t.is(v1.data.length, 0, 'no bytes');
+    t.is(v1.match[0], '');
+    t.is(v1.match.index, 0);
+    // Among bytes already here: the same, and nothing was consumed.
+    const la = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /(?=\n)/, la.cb);
+    const v2 = await expectOk(t, la);
+    t.is(v2.data.toString(), 'hello world', 'the bytes before a lookahead that matches later');
+    const held = once<RegexResult>();
+    engine.readUntilRegex(p.sock, /(?=\n)/, held.cb);
+    t.is((await expectOk(t, held)).data.length, 0, 'a lookahead that matches at the start');
+    // One that matches the empty string is refused up front: it would never consume a byte.
+    t.throws(() => engine.readUntilRegex(p.sock, /^/, once<RegexResult>().cb), {
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
+    const rest = once<string>();
+    engine.expectLine(p.sock, null, rest.cb);
+    t.is(await expectOk(t, rest), '', 'the newline is still there');
+  },
+);

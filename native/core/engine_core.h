@@ -39,6 +39,9 @@ enum EngineCode : int64_t {
 // Result codes that are not a settlement.
 constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to match, or a
                                         // length-prefixed read a header to take a length from
+// A regex read's verdict: the match is empty and at the start (a zero-width pattern such as
+// /\b/): the op succeeds with no bytes, and consumes none.
+constexpr int64_t kEmptyMatch = -200002;
 
 // Which system call an error came from (reported as err.syscall).
 enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };

@@ -25,7 +25,12 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   if (!hasFlag(op->kind, kVerdict) || (isLength && !op->awaitingVerdict)) return false;
   op->awaitingVerdict = false;
   Handle* h = op->h;
-  if (isLength && verdict > 0) {
+  if (verdict == kEmptyMatch && !isLength) {
+    Completion c;
+    c.kind = PayloadKind::kBytes;
+    c.result = 0;
+    finish(op, std::move(c));
+  } else if (isLength && verdict > 0) {
     op->n = static_cast<size_t>(verdict);  // framed by tryFrame once that much is buffered
   } else if (verdict > 0) {
     size_t n = std::min<size_t>(static_cast<size_t>(verdict), h->in.size());

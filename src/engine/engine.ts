@@ -346,9 +346,10 @@ export class AsyncEngine {
       } catch {
         verdict = 0; // it throws again where the native side reports, and fails the op there
       }
-      if (verdict > 0) {
-        const value: RegexResult = { data: buf.subarray(off, off + verdict), match: m! };
-        this.#local(rec.cb!, sock, value, off + verdict, undefined);
+      if (verdict > 0 || verdict === Code.EmptyMatch) {
+        const n = verdict > 0 ? verdict : 0;
+        const value: RegexResult = { data: buf.subarray(off, off + n), match: m! };
+        this.#local(rec.cb!, sock, value, off + n, undefined);
         return;
       }
     }

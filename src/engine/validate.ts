@@ -323,7 +323,11 @@ export function checkGlob(glob: unknown): asserts glob is string {
   }
 }
 
-/** A regex read's RegExp: one that cannot match the empty string (it would never consume). */
+/**
+ * A regex read's RegExp: one that cannot match the empty string (it would match at once and
+ * never consume). A zero-width match elsewhere (`\b`, a lookahead) is allowed: it succeeds with
+ * the bytes before it, none when it is at the start.
+ */
 export function checkRegex(regex: unknown): asserts regex is RegExp {
   if (!(regex instanceof RegExp)) throw invalidArgType('regex', 'a RegExp', regex);
   regex.lastIndex = 0;

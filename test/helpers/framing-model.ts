@@ -156,7 +156,7 @@ export function expectedOutcome(op: ModelOp, rem: Buffer): Expected {
       op.regex.lastIndex = 0;
       const m = op.regex.exec(text);
       op.regex.lastIndex = 0;
-      if (m !== null && m.index + m[0].length > 0) {
+      if (m !== null) {
         const units = m.index + m[0].length;
         // Bytes through the end of the match, found by decoding growing prefixes (slow and
         // obviously right; the engine maps offsets another way).

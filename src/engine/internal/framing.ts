@@ -89,7 +89,10 @@ export function regexVerdict(
   const m = regex.exec(text);
   regex.lastIndex = 0;
   const end = m ? m.index + m[0].length : 0;
-  if (m && end > 0) {
+  // A zero-width match at the start (/\b/, /(?=x)/ before an x, /^/): success with no bytes,
+  // as every match succeeds with the bytes through its end.
+  if (m && end === 0) return [Code.EmptyMatch, m];
+  if (m) {
     // Decoding is not reversible (a U+FFFD stands for 1 to 3 invalid bytes), so the match's
     // end is mapped back to the snapshot's bytes, never re-encoded.
     return [enc === 'utf8' ? utf8ByteOffset(snapshot, end) : end, m];

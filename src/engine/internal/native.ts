@@ -43,6 +43,8 @@ export const enum Code {
   BufferGone = -100008,
   InvalidLength = -100009,
   Progress = -200001,
+  /** A regex read's verdict: an empty match at the start, success with no bytes. */
+  EmptyMatch = -200002,
 }
 
 /** One op for the native side: [kind, id, handle, timeoutMs, a, b]. */
