@@ -349,7 +349,7 @@ forEachImpl(
     engine.close(sock as Socket);
 
     // A single op on a socket: its socket too.
-    const p = await netClientPair(engine, srv);
+    const p = await engine.promises.connect({ host: '127.0.0.1', port: srv.port });
     const read = await new Promise<[string, unknown]>((resolve) => {
       engine.readExactly(p, 100, new Callback({ failure: (e, s) => resolve([e.code, s]) }));
       engine.close(p);
@@ -371,12 +371,3 @@ forEachImpl(
     t.is(none[1], undefined);
   },
 );
-
-async function netClientPair(engine: Engine, srv: { port: number }): Promise<Socket> {
-  return new Promise((resolve, reject) =>
-    engine.connect(
-      { host: '127.0.0.1', port: srv.port },
-      new Callback<Socket>({ success: (s) => resolve(s), failure: reject }),
-    ),
-  );
-}

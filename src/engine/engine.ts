@@ -12,7 +12,6 @@ import {
   invalidArgValue,
   userCodeError,
   withAddress,
-  withHostname,
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
@@ -39,7 +38,7 @@ import {
   unreadHeld,
 } from './internal/held.js';
 import { ReadyQueue } from './internal/ready.js';
-import { resultValue } from './internal/results.js';
+import { failureOf, resultValue } from './internal/results.js';
 import type { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -1406,15 +1405,7 @@ export class AsyncEngine {
         err = errorFromNative(result, payload, chain.error);
       }
     } else {
-      err = errorFromNative(result, payload);
-      if (rec.kind === Kind.Connect && rec.peerHost !== undefined && err.syscall === 'connect') {
-        withAddress(err, rec.peerHost, rec.peerPort);
-      } else if (rec.kind === Kind.Resolve && err.syscall === 'getaddrinfo') {
-        withHostname(err, rec.a as string);
-      }
-      if (rec.kind === Kind.Open && rec.direct && err.code === 'EINVAL') {
-        err.message = `open EINVAL: the file system refuses O_DIRECT for ${rec.path}`;
-      }
+      err = failureOf(rec, result, payload);
     }
     if (err !== undefined) {
       if (rec.chain && !rec.chain.error) {

@@ -1,11 +1,28 @@
 // What a settled op delivers: the native side's payload turned into the value its Callback
 // gets, for every kind but those that make a Socket or File (accept, connect, open), which the
-// engine makes and registers itself.
+// engine makes and registers itself; or its failure, with what the op was asked for in it.
 import { constants as fsConstants } from 'node:fs';
+import { type EngineError, errorFromNative, withAddress, withHostname } from '../errors.js';
 import type { AddrInfo, FileStat, RegexResult } from '../types.js';
 import { lineError, recordOf } from './framing.js';
 import { Kind } from './native.js';
 import type { OpRecord } from './op-record.js';
+
+/**
+ * The error of an op that failed natively (`result` < 0), with what the op was asked for in it:
+ * a connect's address and port, a lookup's name, an O_DIRECT open's path.
+ */
+export function failureOf(rec: OpRecord, result: number, payload: unknown): EngineError {
+  const err = errorFromNative(result, payload);
+  if (rec.kind === Kind.Connect && rec.peerHost !== undefined && err.syscall === 'connect') {
+    withAddress(err, rec.peerHost, rec.peerPort);
+  } else if (rec.kind === Kind.Resolve && err.syscall === 'getaddrinfo') {
+    withHostname(err, rec.a as string);
+  } else if (rec.kind === Kind.Open && rec.direct && err.code === 'EINVAL') {
+    err.message = `open EINVAL: the file system refuses O_DIRECT for ${rec.path}`;
+  }
+  return err;
+}
 
 /**
  * The value of an op that succeeded (`result` >= 0), or the failure its payload shows: a line
