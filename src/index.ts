@@ -13,6 +13,7 @@ export { toDuplex } from './streams/duplex.js';
 export type { DuplexOptions } from './streams/duplex.js';
 export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
+export type { ServeHandle, ServeOptions } from './engine/serve.js';
 export type {
   AddrInfo,
   ConnectAddress,

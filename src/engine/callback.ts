@@ -15,7 +15,8 @@ export interface CallbackSlots<T> {
    * gets it: for a chain's later stages, the socket its accept or connect made, so that a
    * failure handler can close it; `undefined` when there is none (a failed accept or connect,
    * `getaddrinfo`, `submitWork`). Without it, failures are dropped (with a warning, once, under
-   * `createEngine({ debug: true })`).
+   * `createEngine({ debug: true })`), except on a socket `engine.serve` accepted: that socket is
+   * closed instead.
    */
   failure?: (err: EngineError, socket?: Socket) => void;
   /**
@@ -113,6 +114,12 @@ export function takeSlots(cb: Callback<any>): void {
 }
 
 /**
+ * @internal What a dropped failure on this socket runs instead of being lost: `engine.serve`
+ * closes its sockets this way (see `src/engine/serve.ts`).
+ */
+export const dropHooks = new WeakMap<object, (err: unknown, io: unknown) => void>();
+
+/**
  * @internal Where an op's failure goes: its Callback's `failure` slot. A Callback without one
  * drops the failure, silently by default; with `debug` (`createEngine({ debug: true })` or
  * `ASYNC_ENGINE_DEBUG=1`) the first dropped failure of the engine is a process warning, since a
@@ -127,6 +134,12 @@ export class FailureSink {
   fail(cb: Callback<any>, err: unknown, io: unknown = undefined): void {
     if (cb._failure) {
       invoke(cb._failure, err, io);
+      return;
+    }
+    const hook = typeof io === 'object' && io !== null ? dropHooks.get(io) : undefined;
+    if (hook !== undefined) {
+      // A served socket: nobody will see this failure, so nobody would close it.
+      invoke(hook, err, io);
       return;
     }
     if (!this.debug || this.#warned) return;

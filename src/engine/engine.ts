@@ -38,6 +38,7 @@ import {
   unreadHeld,
 } from './internal/held.js';
 import { ReadyQueue } from './internal/ready.js';
+import { type ServeHandle, type ServeOptions, runCloseHooks, serve } from './serve.js';
 import { failureOf, resultValue } from './internal/results.js';
 import type { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
@@ -202,6 +203,7 @@ export class AsyncEngine {
     if (io instanceof Socket) dropHeld(io);
     this.#sockets.delete(io._handle);
     this.native.close(io._handle);
+    runCloseHooks(io);
   }
 
   // ---- single ops ----
@@ -846,6 +848,33 @@ export class AsyncEngine {
     // It connects to what the lookup found.
     const connect = new OpRecord(Kind.Connect, c2, undefined, 0, c2._timeout, undefined, undefined);
     this.#chain([resolve, connect]);
+  }
+
+  // ---- serving ----
+
+  /**
+   * Serves a listener: accepts connections one after another and calls `onConnection(socket)`
+   * for each, re-arming the accept itself. The loop pauses at `options.maxConnections` live
+   * connections (new ones wait in the kernel backlog), waits and retries when the process is out
+   * of fds, reports other accept failures to `options.onError` and goes on, and stops on
+   * `options.signal`, `handle.stop()`, `close(listener)` or `shutdown()`; stopping leaves the
+   * live connections open.
+   *
+   * A served socket is never leaked by a lost failure: if `onConnection` throws, the socket is
+   * closed (and the error reported); if an op on it fails and its Callback has no `failure`
+   * slot, the engine closes it. See {@link ServeHandle} for the count and `done`.
+   */
+  serve(
+    listener: Listener,
+    onConnection: (socket: Socket) => void,
+    options?: ServeOptions,
+  ): ServeHandle {
+    return serve(this, listener, onConnection, options);
+  }
+
+  /** @internal The default encoding of line reads (`config.encoding`). */
+  get _encoding(): BufferEncoding {
+    return this.#encoding;
   }
 
   // ---- bare callbacks and the loop ----

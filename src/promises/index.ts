@@ -3,6 +3,7 @@
 import { Callback } from '../engine/callback.js';
 import { type AsyncEngine, registerPromises } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
+import { type ServeOptions, servePromises } from '../engine/serve.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type {
   AddrInfo,
@@ -418,6 +419,23 @@ export class EnginePromises {
    */
   submitWork<T = unknown>(task: WorkTask, options?: SignalOptions): Promise<T> {
     return single<T>(options, (cb) => this.#engine.submitWork<T>(task, cb));
+  }
+
+  // ---- serving ----
+
+  /**
+   * `engine.serve` with an async handler: `handler(socket)` runs for each connection, and when
+   * its promise settles, either way, the socket is closed if it is still open. A rejection (or
+   * a throw) is reported to `options.onError` (a process warning without it), never left
+   * unhandled. Resolves when serving stops (`options.signal`, `close(listener)`, `shutdown()`);
+   * the handlers still running go on.
+   */
+  serve(
+    listener: Listener,
+    handler: (socket: Socket) => Promise<unknown> | unknown,
+    options?: ServeOptions,
+  ): Promise<void> {
+    return servePromises(this.#engine, listener, handler, options);
   }
 
   // ---- timers ----
