@@ -14,6 +14,7 @@ export type { DuplexOptions } from './streams/duplex.js';
 export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type { ServeHandle, ServeOptions } from './engine/serve.js';
+export type { ChunksOptions, LinesOptions } from './promises/iterate.js';
 export type {
   AddrInfo,
   ConnectAddress,

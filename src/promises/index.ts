@@ -4,6 +4,7 @@ import { Callback } from '../engine/callback.js';
 import { type AsyncEngine, registerPromises } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import { type ServeOptions, servePromises } from '../engine/serve.js';
+import { type ChunksOptions, type LinesOptions, chunks, lines } from './iterate.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type {
   AddrInfo,
@@ -421,7 +422,7 @@ export class EnginePromises {
     return single<T>(options, (cb) => this.#engine.submitWork<T>(task, cb));
   }
 
-  // ---- serving ----
+  // ---- serving and iteration ----
 
   /**
    * `engine.serve` with an async handler: `handler(socket)` runs for each connection, and when
@@ -436,6 +437,26 @@ export class EnginePromises {
     options?: ServeOptions,
   ): Promise<void> {
     return servePromises(this.#engine, listener, handler, options);
+  }
+
+  /**
+   * The lines of a socket (or File) as an async iterable, each read as `expectLine` reads one
+   * (terminator stripped, `maxBytes` and `encoding` as its). It ends at EOF; bytes after the last
+   * terminator come as a last line first. A read error (`ERR_LIMIT`, `ECONNRESET`, ...) throws
+   * from the loop. Leaving the loop early cancels the read in flight and loses no byte: the
+   * next read gets what the loop did not deliver.
+   */
+  lines(sock: Socket | File, options?: LinesOptions): AsyncIterableIterator<string> {
+    return lines(this.#engine, sock, options);
+  }
+
+  /**
+   * The bytes of a socket (or File) as an async iterable of Buffers, each read as `readChunk`
+   * reads (1 to `size` bytes, default 65536). It ends at EOF; errors and leaving early as
+   * {@link EnginePromises.lines}.
+   */
+  chunks(sock: Socket | File, options?: ChunksOptions): AsyncIterableIterator<Buffer> {
+    return chunks(this.#engine, sock, options);
   }
 
   // ---- timers ----
