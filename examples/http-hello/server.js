@@ -138,23 +138,12 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
     close,
   };
 
-  const accepted = new Callback({
-    success: (sock) => {
-      const conn = new Connection(server, sock);
-      server.connections.add(conn);
-      conn.readRequest();
-      accept();
-    },
-    failure: (err) => {
-      if (server.closed || err.code === 'ECANCELED' || err.code === 'EBADF') return;
-      // EMFILE, ENFILE, ECONNABORTED...: try again shortly rather than spin.
-      engine.callLater(err.code === 'EMFILE' || err.code === 'ENFILE' ? 100 : 1, accept);
-    },
+  // The accept loop: re-armed after each connection, waiting when out of fds; close() ends it.
+  engine.serve(listener, (sock) => {
+    const conn = new Connection(server, sock);
+    server.connections.add(conn);
+    conn.readRequest();
   });
-
-  function accept() {
-    if (!server.closed) engine.accept(listener, accepted);
-  }
 
   /** Stops accepting and closes every connection. */
   function close() {
@@ -164,6 +153,5 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
     for (const conn of server.connections) conn.destroy();
   }
 
-  accept();
   return server;
 }
