@@ -552,3 +552,71 @@ for (const impl of implsUnderTest()) {
     t.is(lines.stopped, '', 'the loop stops on close(listener)');
   });
 }
+
+forEachImpl(
+  'without onError, a handler that throws is a process warning, and its socket is closed',
+  async (t, engine) => {
+    const listener = engine.listen({ host: '127.0.0.1', port: 0 });
+    const warned = deferred<Error & { code?: string }>();
+    const onWarning = (w: Error & { code?: string }): void => {
+      if (w.code === 'ASYNC_ENGINE_SERVE_ERROR') warned.resolve(w);
+    };
+    process.on('warning', onWarning);
+    try {
+      const handle = engine.serve(listener, () => {
+        throw new Error('handler bug');
+      });
+      const a = await netClient(engine, { port: portOf(listener) });
+      const w = await withDeadline(warned.promise, 5_000, 'the warning');
+      t.regex(w.message, /handler bug/);
+      await withDeadline(a.ended, 5_000, 'the client to see its connection closed');
+      t.is(handle.connections, 0);
+      engine.close(listener);
+      await withDeadline(handle.done, 5_000, 'done');
+    } finally {
+      process.off('warning', onWarning);
+    }
+  },
+);
+
+forEachImpl(
+  'an accept failure that means the listener is unusable ends the loop',
+  async (t, engine) => {
+    const listener = engine.listen({ host: '127.0.0.1', port: 0 });
+    const raw = engine as unknown as { accept: Engine['accept'] };
+    raw.accept = (_l, cb) => {
+      const c = cb as Callback<Socket>;
+      setImmediate(() => c.failure!(new EngineError('EINVAL', 'accept EINVAL')));
+    };
+    const errors: string[] = [];
+    const handle = engine.serve(listener, () => t.fail('served'), {
+      onError: (err) => errors.push((err as EngineError).code),
+    });
+    await withDeadline(handle.done, 5_000, 'done');
+    t.deepEqual(errors, ['EINVAL']);
+    t.is(engine.stats().opsInFlight, 0);
+    engine.close(listener);
+  },
+);
+
+forEachImpl(
+  'promises.serve: a handler that throws synchronously closes its socket and is reported',
+  async (t, engine) => {
+    const listener = engine.listen({ host: '127.0.0.1', port: 0 });
+    const errors: unknown[] = [];
+    const done = engine.promises.serve(
+      listener,
+      () => {
+        throw new Error('not async');
+      },
+      { onError: (err, sock) => errors.push([err, sock?.closed]) },
+    );
+    const a = await netClient(engine, { port: portOf(listener) });
+    await withDeadline(a.ended, 5_000, 'the client to see its connection closed');
+    t.is(errors.length, 1);
+    t.is((errors[0] as [Error, boolean])[0].message, 'not async');
+    t.true((errors[0] as [Error, boolean])[1]);
+    engine.close(listener);
+    await withDeadline(done, 5_000, 'the promise to resolve after close(listener)');
+  },
+);
