@@ -24,6 +24,8 @@ export type {
   FsyncOptions,
   ImplName,
   ListenOptions,
+  SocketOptions,
+  SocketOptionValues,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
