@@ -1,12 +1,15 @@
 // Half-close (engine.end): the FIN goes out after every write before it, reads go on, writes
 // after it are refused with EPIPE, a pending end can be cancelled or time out without a FIN,
 // on TCP and Unix sockets, with no fd left behind.
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import type { Socket } from 'async-engine';
 import {
   type Ctx,
   type Engine,
+  engineUrl,
   expectErr,
   expectOk,
   forEachImpl,
@@ -262,3 +265,55 @@ forEachImpl('end: a net peer sees the end while it keeps writing to us', async (
   t.is((await engine.promises.readAll(s)).toString(), 'still talking');
   engine.close(s);
 });
+
+// The shutdown itself: on completion an io_uring request (no shutdown(2) from the process), on
+// the others one shutdown(2) once the writes are out; a second end makes no call at all.
+const SHUTDOWN_SCRIPT = `
+const { createEngine } = await import(process.env.ENGINE_URL);
+const engine = createEngine({ impl: process.env.IMPL });
+const l = engine.listen({ port: 0 });
+const acc = engine.promises.accept(l);
+const c = await engine.promises.connect({ host: '127.0.0.1', port: l.address().port });
+const s = await acc;
+await engine.promises.write(c, 'data');
+await engine.promises.end(c);
+await engine.promises.end(c);
+const got = await engine.promises.readAll(s);
+console.log(JSON.stringify({ got: got.toString() }));
+await engine.shutdown();
+`;
+
+forEachImpl(
+  'end: an io_uring SHUTDOWN on completion, one shutdown(2) elsewhere, none for a second end',
+  async (t, _engine, impl) => {
+    const dir = tempDir(_engine);
+    const log = join(dir, 'strace.log');
+    const r = spawnSync(
+      'strace',
+      [
+        '-f',
+        '-qq',
+        '-e',
+        'trace=shutdown',
+        '-o',
+        log,
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        SHUTDOWN_SCRIPT,
+      ],
+      {
+        env: { ...process.env, IMPL: impl, ENGINE_URL: engineUrl },
+        encoding: 'utf8',
+        timeout: 30_000,
+      },
+    );
+    t.is(r.status, 0, `strace or the child failed: ${r.stderr?.slice(0, 1000)}`);
+    t.deepEqual(JSON.parse(r.stdout.trim().split('\n').pop()!), { got: 'data' });
+    const calls = readFileSync(log, 'utf8')
+      .split('\n')
+      .filter((line) => /\bshutdown\(/.test(line) && !line.includes('resumed>'));
+    t.is(calls.length, impl === 'completion' ? 0 : 1, calls.join('\n'));
+    if (calls.length === 1) t.regex(calls[0]!, /SHUT_WR/);
+  },
+);
