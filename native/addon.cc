@@ -58,6 +58,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                            InstanceMethod<&NativeEngine::StatsJs>("stats"),
                            InstanceMethod<&NativeEngine::Buffered>("bufferedBytes"),
                            InstanceMethod<&NativeEngine::Address>("address"),
+                           InstanceMethod<&NativeEngine::SetSocketOptions>("setSocketOptions"),
+                           InstanceMethod<&NativeEngine::GetSocketOptions>("socketOptions"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
                            InstanceMethod<&NativeEngine::Extras>("extras"),
                        });
@@ -528,6 +530,49 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                                          : ::getsockname(h->fd, reinterpret_cast<sockaddr*>(&ss), &len);
     if (rc < 0) return env.Undefined();
     return describe(env, ss, len);
+  }
+
+  // setSocketOptions(handle, noDelay, keepAlive, keepIdleSeconds, receiveBuffer, sendBuffer):
+  // -1 leaves an option alone (JavaScript checked the ranges). Throws errno and syscall.
+  Napi::Value SetSocketOptions(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || h->kind == HandleKind::kFile) {
+      errnoError(env, -EBADF, "setsockopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    SocketOptions o;
+    o.noDelay = info[1].As<Napi::Number>().Int32Value();
+    o.keepAlive = info[2].As<Napi::Number>().Int32Value();
+    o.keepIdle = info[3].As<Napi::Number>().Int32Value();
+    o.receiveBuffer = info[4].As<Napi::Number>().Int32Value();
+    o.sendBuffer = info[5].As<Napi::Number>().Int32Value();
+    int rc = core_.setSocketOptions(h, o);
+    if (rc < 0) errnoError(env, rc, "setsockopt").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  // socketOptions(handle) -> [noDelay, keepAlive, keepIdleSeconds, receiveBuffer, sendBuffer]
+  Napi::Value GetSocketOptions(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || h->kind != HandleKind::kSocket) {
+      errnoError(env, -EBADF, "getsockopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    SocketOptions o;
+    int rc = core_.socketOptions(h, &o);
+    if (rc < 0) {
+      errnoError(env, rc, "getsockopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    auto a = Napi::Array::New(env, 5);
+    a.Set(0u, Napi::Number::New(env, o.noDelay));
+    a.Set(1u, Napi::Number::New(env, o.keepAlive));
+    a.Set(2u, Napi::Number::New(env, o.keepIdle));
+    a.Set(3u, Napi::Number::New(env, o.receiveBuffer));
+    a.Set(4u, Napi::Number::New(env, o.sendBuffer));
+    return a;
   }
 
   // True while an op is live or a completion awaits delivery (run() waits on it).

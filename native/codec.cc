@@ -35,6 +35,8 @@ const char* syscallName(Syscall s) {
       return "statx";
     case Syscall::kGetaddrinfo:
       return "getaddrinfo";
+    case Syscall::kShutdown:
+      return "shutdown";
     default:
       return nullptr;
   }
@@ -202,6 +204,7 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
     case OpKind::kAccept:
     case OpKind::kSleep:
     case OpKind::kSoon:
+    case OpKind::kShutdown:
       break;
   }
   return op;

@@ -26,6 +26,8 @@ export type {
   FsyncOptions,
   ImplName,
   ListenOptions,
+  SocketOptions,
+  SocketOptionValues,
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,

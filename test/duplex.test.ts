@@ -4,7 +4,7 @@
 // engine.shutdown() with Duplexes in flight, and no fds left behind.
 import { createHash, randomBytes } from 'node:crypto';
 import { once as eventOnce } from 'node:events';
-import type net from 'node:net';
+import net from 'node:net';
 import { Duplex, Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -181,8 +181,7 @@ forEachImpl(
   'gzip → engine socket → engine socket → gunzip: the round trip is lossless; both close',
   async (t, engine) => {
     const { client, server } = await enginePair(engine);
-    // No half-close in the engine: the sender's end() closes its socket, which the receiver
-    // sees as EOF.
+    // closeOnFinish: the sender's end() closes its socket, which the receiver sees as EOF.
     const tx = toDuplex(engine, client, { closeOnFinish: true });
     const rx = toDuplex(engine, server);
     const wtx = watch(tx);
@@ -433,3 +432,82 @@ forEachImpl('toDuplex checks its arguments', async (t, engine) => {
   );
   d.destroy();
 });
+
+/** An engine socket accepted from a net client that allows half-open connections, as net does with allowHalfOpen. */
+async function halfOpenPeer(
+  engine: Engine,
+): Promise<{ sock: Socket; client: net.Socket; got: () => string }> {
+  const l = engine.listen({ port: 0 });
+  const acc = once<Socket>({}, 'halfOpenPeer accept');
+  engine.accept(l, acc.cb);
+  const client = net.connect({ host: '127.0.0.1', port: portOf(l), allowHalfOpen: true });
+  onCleanup(engine, () => {
+    client.destroy();
+  });
+  const chunks: Buffer[] = [];
+  client.on('data', (b: Buffer) => chunks.push(b));
+  const sock = await expectOkQuiet(acc);
+  engine.close(l);
+  return { sock, client, got: () => Buffer.concat(chunks).toString() };
+}
+
+forEachImpl(
+  "end() sends a FIN: the net peer sees 'end' while it can still write to us",
+  async (t, engine) => {
+    const { sock, client, got } = await halfOpenPeer(engine);
+    const d = toDuplex(engine, sock);
+    const w = watch(d);
+    const data: Buffer[] = [];
+    d.on('data', (b: Buffer) => data.push(b));
+    d.end('request');
+    await withDeadline(eventOnce(client, 'end'), 5_000, "the net peer's 'end'");
+    t.is(got(), 'request');
+    t.false(sock.closed, 'half-closed, not closed: the Duplex still reads');
+    client.end('response after your FIN');
+    await withDeadline(w.closed, 5_000, "the Duplex's 'close'");
+    t.is(Buffer.concat(data).toString(), 'response after your FIN');
+    t.deepEqual(w.events, ['finish', 'end', 'close']);
+    t.deepEqual(w.errors, []);
+    t.true(sock.closed, 'closed once both sides are done');
+  },
+);
+
+forEachImpl(
+  "allowHalfOpen: true: a net peer's end() leaves our writable side open for the reply",
+  async (t, engine) => {
+    const { sock, client, got } = await halfOpenPeer(engine);
+    const d = toDuplex(engine, sock, { allowHalfOpen: true });
+    const w = watch(d);
+    const data: Buffer[] = [];
+    d.on('data', (b: Buffer) => data.push(b));
+    const clientEnded = eventOnce(client, 'end');
+    client.end('question');
+    await withDeadline(eventOnce(d, 'end'), 5_000, "the Duplex's 'end'");
+    t.is(Buffer.concat(data).toString(), 'question');
+    t.false(d.writableEnded, 'the writable side stays open');
+    await new Promise<void>((r) => d.write('answer, ', () => r()));
+    d.end('and done');
+    await withDeadline(clientEnded, 5_000, "the net peer's 'end'");
+    t.is(got(), 'answer, and done');
+    await withDeadline(w.closed, 5_000, "the Duplex's 'close'");
+    t.deepEqual(w.errors, []);
+    t.true(sock.closed);
+  },
+);
+
+forEachImpl(
+  "allowHalfOpen: false (the default): the peer's FIN ends our writable side with a FIN back",
+  async (t, engine) => {
+    const { sock, client } = await halfOpenPeer(engine);
+    const d = toDuplex(engine, sock);
+    const w = watch(d);
+    d.resume();
+    const clientEnded = eventOnce(client, 'end');
+    client.end('bye');
+    await withDeadline(clientEnded, 5_000, "the net peer's 'end'");
+    await withDeadline(w.closed, 5_000, "the Duplex's 'close'");
+    t.true(d.writableEnded);
+    t.deepEqual(w.errors, []);
+    t.true(sock.closed);
+  },
+);

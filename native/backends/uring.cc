@@ -35,7 +35,16 @@ namespace {
 
 // user_data: the BackendHandle's address with the primitive in the low bits (handles are
 // 8-aligned).
-enum Tag : uint64_t { kTagNone = 0, kTagRecv = 1, kTagSend = 2, kTagAccept = 3, kTagConnect = 4, kTagWake = 5, kTagFile = 6 };
+enum Tag : uint64_t {
+  kTagNone = 0,
+  kTagRecv = 1,
+  kTagSend = 2,
+  kTagAccept = 3,
+  kTagConnect = 4,
+  kTagWake = 5,
+  kTagFile = 6,
+  kTagShutdown = 7,
+};
 constexpr uint64_t kTagMask = 7;
 
 // BackendHandle::backendFlags bits: which primitives are in the kernel, and which of them the
@@ -54,8 +63,9 @@ enum : uint32_t {
   kRecvStopped = 1u << 10,    // a cancel of the multishot recv is on its way (queue full)
   kAcceptStopped = 1u << 11,  // a cancel of the multishot accept is on its way
   kDetached = 1u << 12,       // closed by the core: only final reports go to it
+  kShutdownIn = 1u << 13,
 };
-constexpr uint32_t kInKernel = kRecvIn | kSendIn | kAcceptIn | kConnectIn;
+constexpr uint32_t kInKernel = kRecvIn | kSendIn | kAcceptIn | kConnectIn | kShutdownIn;
 
 // Provided receive buffers: one group, shared by every socket.
 constexpr unsigned kBufCount = 256;
@@ -140,7 +150,7 @@ class UringBackend final : public Backend {
       for (int fd : st->accepted) ::close(fd);
       st->accepted.clear();
     }
-    int inflight = !!(f & kRecvIn) + !!(f & kSendIn) + !!(f & kAcceptIn) + !!(f & kConnectIn);
+    int inflight = !!(f & kRecvIn) + !!(f & kSendIn) + !!(f & kAcceptIn) + !!(f & kConnectIn) + !!(f & kShutdownIn);
     if (inflight == 0) {
       dropState(h);
       return 0;
@@ -159,6 +169,7 @@ class UringBackend final : public Backend {
     if (f & kSendIn) cancel(h, kTagSend);
     if (f & kAcceptIn) cancel(h, kTagAccept);
     if (f & kConnectIn) cancel(h, kTagConnect);
+    if (f & kShutdownIn) cancel(h, kTagShutdown);
     return inflight;
   }
 
@@ -245,6 +256,22 @@ class UringBackend final : public Backend {
     sqe->user_data = tag(h, kTagSend);
     inflight_++;
     h->backendFlags |= kSendIn;
+    return kPending;
+  }
+
+  // An IORING_OP_SHUTDOWN SQE where the kernel has the opcode (probed at setup), else the
+  // system call inline.
+  ssize_t shutdown(BackendHandle* h) override {
+    if (!ring_.features().shutdown) return Backend::shutdown(h);
+    if (poisoned_) return -EPERM;
+    io_uring_sqe* sqe = sqe_();
+    if (!sqe) return Backend::shutdown(h);
+    sqe->opcode = IORING_OP_SHUTDOWN;
+    sqe->fd = h->fd;
+    sqe->len = SHUT_WR;
+    sqe->user_data = tag(h, kTagShutdown);
+    inflight_++;
+    h->backendFlags |= kShutdownIn;
     return kPending;
   }
 
@@ -474,7 +501,11 @@ class UringBackend final : public Backend {
         if (t == kTagAccept && res >= 0) ::close(res);
         return;
       }
-      f &= ~(t == kTagRecv ? kRecvIn : t == kTagSend ? kSendIn : t == kTagAccept ? kAcceptIn : kConnectIn);
+      f &= ~(t == kTagRecv     ? kRecvIn
+             : t == kTagSend   ? kSendIn
+             : t == kTagAccept ? kAcceptIn
+             : t == kTagShutdown ? kShutdownIn
+                               : kConnectIn);
       if (!(f & kInKernel)) dropState(h);
       if (bid >= 0) recycle(static_cast<uint16_t>(bid));
       report(h, t, res, nullptr);
@@ -495,6 +526,10 @@ class UringBackend final : public Backend {
         f &= ~kConnectIn;
         sink_->onConnect(h, res);
         break;
+      case kTagShutdown:
+        f &= ~kShutdownIn;
+        sink_->onShutdown(h, res);
+        break;
       default:
         break;
     }
@@ -510,6 +545,9 @@ class UringBackend final : public Backend {
         break;
       case kTagAccept:
         sink_->onAccept(h, res);
+        break;
+      case kTagShutdown:
+        sink_->onShutdown(h, res);
         break;
       default:
         sink_->onConnect(h, res);

@@ -140,6 +140,7 @@ int Ring::init(unsigned entries, unsigned cqFactor, const std::string& disabled,
     features_.recv = has(IORING_OP_RECV);
     features_.send = has(IORING_OP_SEND);
     features_.asyncCancel = has(IORING_OP_ASYNC_CANCEL);
+    features_.shutdown = has(IORING_OP_SHUTDOWN);
     // CANCEL_FD arrived with the socket ops of 5.19, together with IORING_OP_SOCKET.
     features_.cancelByFd = has(IORING_OP_SOCKET);
   }

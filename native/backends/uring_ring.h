@@ -17,6 +17,7 @@ struct RingFeatures {
   uint32_t setupFlags = 0;  // the flags the ring was created with
   uint32_t features = 0;    // io_uring_params.features
   bool accept = false, connect = false, recv = false, send = false, asyncCancel = false;
+  bool shutdown = false;     // IORING_OP_SHUTDOWN (5.11)
   bool cancelByFd = false;  // IORING_ASYNC_CANCEL_FD|ALL (5.19)
   bool extArg = false;      // IORING_ENTER_EXT_ARG: waits with a timeout (5.11)
 };

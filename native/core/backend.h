@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -124,6 +125,8 @@ class Sink {
   virtual void onAccept(BackendHandle* listener, ssize_t fdOrError) = 0;
   // The pending connect of `h` finished: 0 (connected) or -errno (e.g. -ECONNREFUSED).
   virtual void onConnect(BackendHandle* h, ssize_t result) = 0;
+  // The pending shutdown of `h`'s sending side finished: 0 or -errno.
+  virtual void onShutdown(BackendHandle* h, ssize_t result) = 0;
   // The engine's wake-up fd (see Backend::watchWake) became readable. The core reads it.
   virtual void onWake() = 0;
   // A request accepted by fileSubmit finished: bytes, a new fd (open), 0, or -errno. Made from
@@ -184,6 +187,14 @@ class Backend {
   // h->peerAddr, if the kernel reads it later). Returns 0, -errno or kPending (then
   // Sink::onConnect follows).
   virtual ssize_t connect(BackendHandle* h, const struct sockaddr* addr, socklen_t len) = 0;
+
+  // Shuts down the sending side of `h` (shutdown(SHUT_WR): the peer reads EOF once the bytes
+  // already sent are in). The core asks only while no send is pending on `h`, and sends nothing
+  // on it afterwards. Returns 0, -errno or kPending (then Sink::onShutdown follows). The default
+  // makes the system call inline, which never blocks.
+  virtual ssize_t shutdown(BackendHandle* h) {
+    return ::shutdown(h->fd, SHUT_WR) < 0 ? -errno : 0;
+  }
 
   // A file request: kPending (reported later through Sink::onFileDone), or kNotHandled (the
   // default: the core runs it itself). The backend never reports a request it did not accept.

@@ -407,7 +407,7 @@ void EngineCore::fail(Op* op, int64_t code, Syscall sc) {
   Completion c;
   c.result = code;
   c.syscall = sc;
-  if (isWrite(op->kind)) {
+  if (isWrite(op->kind) && op->kind != OpKind::kShutdown) {
     c.kind = PayloadKind::kWritten;  // how much of a failed write the kernel took
     c.written = op->written;
   }
@@ -419,7 +419,7 @@ bool EngineCore::cancel(int64_t id) {
   if (!op) return false;
   // A file request in the kernel or on a pool thread cannot be taken back: the cancel loses
   // and the result is delivered. One still queued for the pool is taken out.
-  if (fileRequestRunning(op)) return false;
+  if (fileRequestRunning(op) || shutdownRunning(op)) return false;
   // A chain is cancelled from its running stage on: find the stage that has started.
   Op* target = op;
   while (target->prev) target = target->prev;
@@ -524,8 +524,8 @@ void EngineCore::expireTimers() {
       finish(op, std::move(c));
       continue;
     }
-    if (fileRequestRunning(op)) {
-      heap_.remove(op);  // its running file request decides how it ends
+    if (fileRequestRunning(op) || shutdownRunning(op)) {
+      heap_.remove(op);  // its running file request (or shutdown) decides how it ends
       op->deadline = 0;
       continue;
     }

@@ -44,11 +44,21 @@ constexpr int64_t kProgress = -200001;  // a regex read has new bytes for JS to 
 constexpr int64_t kEmptyMatch = -200002;
 
 // Which system call an error came from (reported as err.syscall).
-enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat };
+enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddrinfo, kOpen, kRead, kWrite, kFsync, kStat, kShutdown };
 
 
 struct Op;
 class FilePool;
+
+// Socket options set with setsockopt(2) (engine.setSocketOptions, and listen's options for every
+// accepted socket). A negative field is left as it is.
+struct SocketOptions {
+  int noDelay = -1;          // TCP_NODELAY: 0 or 1 (TCP only)
+  int keepAlive = -1;        // SO_KEEPALIVE: 0 or 1 (TCP only)
+  int keepIdle = -1;         // TCP_KEEPIDLE, seconds (1 and up; with keepAlive on)
+  int receiveBuffer = -1;    // SO_RCVBUF, bytes
+  int sendBuffer = -1;       // SO_SNDBUF, bytes
+};
 
 // A socket, listener or file. The backend sees only its BackendHandle base (fd, kind and the
 // backend's own fields, see core/backend.h); everything declared here is the core's.
@@ -69,6 +79,11 @@ struct Handle : BackendHandle {
   bool recvPending = false;
   bool sendPending = false;
   bool writeQueued = false;  // in the engine's list of sockets with corked writes
+  // Half-close: a shutdown(SHUT_WR) in flight (a backend that completes later), for the op with
+  // this id; and the sending side already shut down (a later end succeeds at once).
+  bool shutdownPending = false;
+  int64_t shutdownOp = 0;
+  bool writeShut = false;
   char* recvArea = nullptr;        // own receive area, for backends that complete later
   size_t recvAreaSize = 0;
   bool recvAreaGrow = false;       // the last receive filled it: the next one gets a larger one
@@ -84,6 +99,8 @@ struct Handle : BackendHandle {
   SmallQueue<int> backlog;
   bool acceptPending = false;
   bool acceptBackoff = false;  // out of fds: accepts wait for a retry
+  // Listener: the options every accepted socket gets (TCP_NODELAY on unless asked otherwise).
+  SocketOptions acceptOptions{1};
 
   // Connect in progress.
   Op* connecting = nullptr;
@@ -267,6 +284,11 @@ class EngineCore : public Sink {
   int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, uint64_t* id,
                  const char** syscall);
   int64_t adopt(int fd, uint64_t* id);
+  // Socket options (net.cc): on a socket, set now (0, or -errno of the setsockopt that failed);
+  // on a listener, kept for every socket it accepts from now on.
+  int setSocketOptions(Handle* h, const SocketOptions& o);
+  // A socket's options as the kernel reports them (getsockopt); 0 or -errno.
+  int socketOptions(Handle* h, SocketOptions* out);
   Handle* handle(uint64_t id);
   void close(uint64_t id);
 
@@ -322,6 +344,7 @@ class EngineCore : public Sink {
   void onSend(BackendHandle* b, ssize_t result) override;
   void onAccept(BackendHandle* listener, ssize_t fdOrError) override;
   void onConnect(BackendHandle* b, ssize_t result) override;
+  void onShutdown(BackendHandle* b, ssize_t result) override;
   void onWake() override;
   void onFileDone(FileReq* r, ssize_t result) override;
 
@@ -373,6 +396,10 @@ class EngineCore : public Sink {
   bool sendQueued(Handle* h);
   void creditSent(Handle* h, size_t sent);
   void finishSentWrites(Handle* h);
+  bool shutdownHead(Handle* h);
+  void shutdownResult(Handle* h, Op* op, ssize_t result);
+  bool shutdownRunning(Op* op) const;
+  static int applySocketOptions(int fd, const SocketOptions& o);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
   void shedPendingConnections(Handle* l);

@@ -48,6 +48,7 @@ int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, boo
     *syscall = "attach";  // the backend refused the listener; its interface does not say which call failed
     return rc;
   }
+  if (addr->sa_family == AF_UNIX) h->acceptOptions.noDelay = -1;  // TCP options skip Unix sockets
   *id = h->id;
   return fd;
 }
@@ -143,8 +144,9 @@ void EngineCore::shedPendingConnections(Handle* l) {
 }
 
 void EngineCore::deliverAccepted(Op* op, int fd) {
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // The listener's options (TCP_NODELAY by default, as Node sets it); one that the kernel refuses
+  // leaves the socket as it was, and the connection is delivered all the same.
+  if (op->h) applySocketOptions(fd, op->h->acceptOptions);
   int rc = 0;
   Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
   if (!h) {
@@ -243,6 +245,66 @@ void EngineCore::connectResult(Op* op, ssize_t result) {
     return;
   }
   fail(op, result, Syscall::kConnect);
+}
+
+// ---- socket options ----
+
+// Sets the options `o` gives (its negative fields are left alone) on a socket, in a fixed order.
+// Returns 0, or -errno of the first setsockopt the kernel refused.
+int EngineCore::applySocketOptions(int fd, const SocketOptions& o) {
+  auto set = [fd](int level, int name, int value) {
+    return ::setsockopt(fd, level, name, &value, sizeof value) < 0 ? -errno : 0;
+  };
+  int rc = 0;
+  if (o.noDelay >= 0 && (rc = set(IPPROTO_TCP, TCP_NODELAY, o.noDelay)) < 0) return rc;
+  if (o.keepAlive >= 0 && (rc = set(SOL_SOCKET, SO_KEEPALIVE, o.keepAlive)) < 0) return rc;
+  if (o.keepIdle > 0 && (rc = set(IPPROTO_TCP, TCP_KEEPIDLE, o.keepIdle)) < 0) return rc;
+  if (o.receiveBuffer >= 0 && (rc = set(SOL_SOCKET, SO_RCVBUF, o.receiveBuffer)) < 0) return rc;
+  if (o.sendBuffer >= 0 && (rc = set(SOL_SOCKET, SO_SNDBUF, o.sendBuffer)) < 0) return rc;
+  return 0;
+}
+
+namespace {
+bool isUnixSocket(int fd) {
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  return ::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX;
+}
+}  // namespace
+
+int EngineCore::setSocketOptions(Handle* h, const SocketOptions& o) {
+  SocketOptions eff = o;
+  bool unixSocket = isUnixSocket(h->fd);
+  if (unixSocket) {
+    // TCP's options mean nothing on a Unix socket: skipped, as documented.
+    eff.noDelay = eff.keepAlive = eff.keepIdle = -1;
+  }
+  if (h->kind == HandleKind::kListener) {
+    SocketOptions& a = h->acceptOptions;
+    if (eff.noDelay >= 0) a.noDelay = eff.noDelay;
+    if (eff.keepAlive >= 0) a.keepAlive = eff.keepAlive;
+    if (eff.keepIdle >= 0) a.keepIdle = eff.keepIdle;
+    if (eff.receiveBuffer >= 0) a.receiveBuffer = eff.receiveBuffer;
+    if (eff.sendBuffer >= 0) a.sendBuffer = eff.sendBuffer;
+    return 0;
+  }
+  return applySocketOptions(h->fd, eff);
+}
+
+int EngineCore::socketOptions(Handle* h, SocketOptions* out) {
+  auto get = [h](int level, int name, int* value) {
+    socklen_t len = sizeof *value;
+    return ::getsockopt(h->fd, level, name, value, &len) < 0 ? -errno : 0;
+  };
+  *out = SocketOptions{0, 0, 0, 0, 0};
+  int rc = 0;
+  if ((rc = get(SOL_SOCKET, SO_RCVBUF, &out->receiveBuffer)) < 0) return rc;
+  if ((rc = get(SOL_SOCKET, SO_SNDBUF, &out->sendBuffer)) < 0) return rc;
+  if (isUnixSocket(h->fd)) return 0;
+  if ((rc = get(IPPROTO_TCP, TCP_NODELAY, &out->noDelay)) < 0) return rc;
+  if ((rc = get(SOL_SOCKET, SO_KEEPALIVE, &out->keepAlive)) < 0) return rc;
+  if ((rc = get(IPPROTO_TCP, TCP_KEEPIDLE, &out->keepIdle)) < 0) return rc;
+  return 0;
 }
 
 }  // namespace async_engine

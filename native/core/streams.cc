@@ -389,9 +389,13 @@ void EngineCore::pumpWrites(Handle* h) {
       fail(h->writes.front(), h->writeError, Syscall::kSend);
       continue;
     }
-    if (h->sendPending) return;
+    if (h->sendPending || h->shutdownPending) return;
     finishSentWrites(h);
     if (h->writes.empty()) return;
+    if (h->writes.front()->kind == OpKind::kShutdown) {
+      if (!shutdownHead(h)) return;
+      continue;
+    }
     if (!sendQueued(h)) return;
   }
 }
@@ -405,7 +409,7 @@ bool EngineCore::sendQueued(Handle* h) {
   int maxIov = std::min(backend_->maxSendIov(), kMaxIov);
   h->sendParts.clear();
   for (Op* op : h->writes) {
-    if (n == maxIov) break;
+    if (n == maxIov || op->kind == OpKind::kShutdown) break;  // the FIN waits for what is before it
     size_t left = op->data.size() - op->written;
     if (left == 0) continue;
     iov[n++] = iovec{op->data.data() + op->written, left};
@@ -439,7 +443,8 @@ void EngineCore::creditSent(Handle* h, size_t sent) {
 }
 
 void EngineCore::finishSentWrites(Handle* h) {
-  while (!h->writes.empty() && h->writes.front()->written == h->writes.front()->data.size()) {
+  while (!h->writes.empty() && h->writes.front()->kind != OpKind::kShutdown &&
+         h->writes.front()->written == h->writes.front()->data.size()) {
     Op* op = h->writes.front();
     Completion c;
     c.result = static_cast<int64_t>(op->written);
@@ -460,6 +465,53 @@ void EngineCore::onSend(BackendHandle* b, ssize_t result) {
     creditSent(h, static_cast<size_t>(result));
   }
   h->sendOrphans.clear();
+  pumpWrites(h);
+}
+
+// ---- half-close ----
+
+// The head of the write queue is an end (every write before it has gone out): shut the sending
+// side down. Returns false while the shutdown is pending (a backend that completes later).
+bool EngineCore::shutdownHead(Handle* h) {
+  Op* op = h->writes.front();
+  if (h->writeShut) {
+    shutdownResult(h, op, 0);  // ended before: nothing more to send
+    return true;
+  }
+  ssize_t r = backend_->shutdown(h);
+  if (r == kPending) {
+    h->shutdownPending = true;
+    h->shutdownOp = op->id;
+    return false;
+  }
+  shutdownResult(h, op, r);
+  return true;
+}
+
+void EngineCore::shutdownResult(Handle* h, Op* op, ssize_t result) {
+  if (result >= 0) h->writeShut = true;
+  if (!op) return;  // it left while the shutdown ran (close)
+  if (result < 0) {
+    fail(op, result, Syscall::kShutdown);
+    return;
+  }
+  Completion c;
+  finish(op, std::move(c));
+}
+
+// An end whose shutdown is in the kernel: it cannot be taken back, so a cancel or a deadline
+// loses and the shutdown's result is delivered.
+bool EngineCore::shutdownRunning(Op* op) const {
+  return op->kind == OpKind::kShutdown && op->h && op->h->shutdownPending && op->h->shutdownOp == op->id;
+}
+
+void EngineCore::onShutdown(BackendHandle* b, ssize_t result) {
+  Handle* h = Handle::of(b);
+  h->shutdownPending = false;
+  if (primitiveAfterClose(h)) return;
+  Op* op = ops_.find(h->shutdownOp);
+  h->shutdownOp = 0;
+  shutdownResult(h, op, result);
   pumpWrites(h);
 }
 

@@ -4,11 +4,13 @@
 // exactly once here, their payloads decoded by internal/results.ts. A read whose frame is
 // already among the bytes a socket handed over (internal/held.ts) settles without a record, in
 // the turn's queue (internal/ready.ts).
+import { constants as osConstants } from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
 import { Callback, type CallbackLike, FailureSink, invoke } from './callback.js';
 import {
   EngineError,
   errorFromNative,
+  invalidArgType,
   invalidArgValue,
   userCodeError,
   withAddress,
@@ -72,6 +74,9 @@ import {
   checkResolve,
   checkRunTimeout,
   checkSize,
+  checkSocketOptions,
+  type NativeSocketOptions,
+  socketOptionsIn,
   checkTask,
   checkWorkThreads,
   encodingOf,
@@ -99,6 +104,8 @@ import type {
   OpOptions,
   OpenOptions,
   RegexResult,
+  SocketOptionValues,
+  SocketOptions,
   TimerHandle,
   WorkTask,
   WriteData,
@@ -161,7 +168,7 @@ export class AsyncEngine {
    */
   listen(options: ListenOptions = {}): Listener {
     this.#checkOpen();
-    const { host, port, backlog, reusePort, ipv6Only } = checkListenOptions(options);
+    const { host, port, backlog, reusePort, ipv6Only, socketOptions } = checkListenOptions(options);
     let ids: [number, number];
     try {
       ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
@@ -171,6 +178,8 @@ export class AsyncEngine {
     }
     const listener = new Listener(this, ids[0], ids[1]);
     this.#sockets.set(ids[0], listener);
+    // Kept natively for every socket it accepts (nothing that can fail yet).
+    if (socketOptions !== undefined) this.native.setSocketOptions(ids[0], ...socketOptions);
     return listener;
   }
 
@@ -219,8 +228,11 @@ export class AsyncEngine {
    * Connects to `{ host, port }` (a name is resolved first, on the engine's resolver threads) or
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
-  connect(address: ConnectAddress, cb: CallbackLike<Socket>): void {
-    this.#chain(this.#connectStages(address, checkCallback(cb)));
+  connect(address: ConnectAddress & SocketOptions, cb: CallbackLike<Socket>): void {
+    const stages = this.#connectStages(address, checkCallback(cb));
+    const opts = socketOptionsIn(address, 'address');
+    if (opts !== undefined) this.#connectOptions.set(stages[stages.length - 1]!, opts);
+    this.#chain(stages);
   }
 
   /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
@@ -532,7 +544,107 @@ export class AsyncEngine {
     const size = Array.isArray(bytes) ? bytes.reduce((n, x) => n + x.length, 0) : bytes.length;
     const pos = checkPosition(sock, optionsOf(a, b), true, size);
     const handle = socketHandle(sock, this);
+    if (this.#ended.has(sock) && !sock._closed) return this.#failEnded(cb, sock as Socket);
     this.#start(new OpRecord(Kind.Write, cb, sock, handle, cb._timeout, bytes, pos));
+  }
+
+  // ---- half-close and socket options ----
+
+  // Sockets whose sending side was ended (engine.end): a write on them fails with EPIPE.
+  readonly #ended = new WeakSet<object>();
+  // A connect's socket options, set once it has connected.
+  readonly #connectOptions = new WeakMap<OpRecord, NativeSocketOptions>();
+
+  /**
+   * Half-close: shuts the socket's sending side down (`shutdown(SHUT_WR)`, a FIN to the peer)
+   * once every write submitted before it has gone to the kernel, in order: `success(undefined,
+   * socket)`. Reads go on as before (the peer may still send; a read sees EOF when the peer
+   * ends too). A write submitted after `end` fails with `EPIPE` (its message says the socket was
+   * ended); a second `end` succeeds without sending anything. A cancelled or timed-out `end`
+   * sends no FIN, and writes stay refused: call `end` again. TCP and Unix stream sockets; a
+   * File or Listener is a TypeError. On `completion` the shutdown is an io_uring
+   * `IORING_OP_SHUTDOWN` request (where the kernel has it).
+   */
+  end(sock: Socket, cb: CallbackLike<void>): void;
+  end(sock: Socket, options: OpOptions, cb: CallbackLike<void>): void;
+  end(sock: Socket, a: OpOptions | CallbackLike<void>, b?: CallbackLike<void>): void {
+    const cb = callbackOf<void>(a, b);
+    checkPosition(sock, optionsOf(a, b), false);
+    const handle = this.#streamSocket(sock);
+    this.#ended.add(sock);
+    this.#start(new OpRecord(Kind.Shutdown, cb, sock, handle, cb._timeout, undefined, undefined));
+  }
+
+  /**
+   * Sets socket options now (`setsockopt`): see {@link SocketOptions}. Synchronous; throws a
+   * TypeError or RangeError for a bad value, `ERR_INVALID_ARG_VALUE` for a key that is not a
+   * socket option, and an `EngineError` (`syscall` `'setsockopt'`) when the kernel refuses one
+   * (`EBADF` on a closed socket). The TCP options are skipped on a Unix socket.
+   */
+  setSocketOptions(sock: Socket, options: SocketOptions): void {
+    this.#checkOpen();
+    const handle = this.#streamSocket(sock);
+    const o = checkSocketOptions(options);
+    try {
+      this.native.setSocketOptions(handle, ...o);
+    } catch (e) {
+      throw fromThrown(e);
+    }
+  }
+
+  /**
+   * A socket's options as the kernel reports them now (`getsockopt`). Linux reports
+   * `SO_RCVBUF`/`SO_SNDBUF` doubled (twice what was asked for). Throws `EBADF` on a closed socket.
+   */
+  socketOptions(sock: Socket): SocketOptionValues {
+    this.#checkOpen();
+    const handle = this.#streamSocket(sock);
+    let v: [number, number, number, number, number];
+    try {
+      v = this.native.socketOptions(handle);
+    } catch (e) {
+      throw fromThrown(e);
+    }
+    return {
+      noDelay: v[0] !== 0,
+      keepAlive: v[1] !== 0,
+      keepAliveInitialDelay: v[2] * 1000,
+      receiveBufferSize: v[3],
+      sendBufferSize: v[4],
+    };
+  }
+
+  // A Socket of this engine (not a File or a Listener): its handle.
+  #streamSocket(sock: unknown): number {
+    if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
+    return socketHandle(sock, this);
+  }
+
+  // A write after end: EPIPE, delivered in a later turn like any failure.
+  #failEnded(cb: Callback<number>, sock: Socket): void {
+    const err = new EngineError(
+      'EPIPE',
+      'send EPIPE: the socket was ended (engine.end); nothing more can be written to it',
+    );
+    err.errno = -osConstants.errno.EPIPE;
+    err.syscall = 'send';
+    err.bytesWritten = 0;
+    const rec = new OpRecord(Kind.Soon, cb, sock, 0, 0, undefined, undefined);
+    rec.failWith = err;
+    this.#start(rec);
+  }
+
+  // A connect with socket options has connected: set them, or close the socket and fail.
+  #applyConnectOptions(rec: OpRecord, sock: Socket): EngineError | undefined {
+    const opts = this.#connectOptions.get(rec);
+    if (opts === undefined) return undefined;
+    try {
+      this.native.setSocketOptions(sock._handle, ...opts);
+      return undefined;
+    } catch (e) {
+      this.close(sock);
+      return fromThrown(e) as EngineError;
+    }
   }
 
   // ---- files ----
@@ -1400,6 +1512,7 @@ export class AsyncEngine {
           io = new Socket(this, handle, fd);
           this.#sockets.set(handle, io);
           value = io;
+          if (rec.kind === Kind.Connect && (err = this.#applyConnectOptions(rec, io))) break;
           if (rec.chain) {
             for (const r of rec.chain.records) {
               if (r === rec || r.sock !== undefined) continue;

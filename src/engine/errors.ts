@@ -17,6 +17,7 @@ export type EngineErrorCode =
   | 'ERR_IMPL_UNAVAILABLE'
   | 'ERR_INVALID_STATE'
   | 'ENOTFOUND'
+  | 'EPIPE'
   | (string & {});
 
 /**

@@ -76,11 +76,61 @@ export interface ImplAvailability {
   reason?: string;
 }
 
-/** A TCP address (`host`, `port`) or a Unix socket path (`path`). */
+/**
+ * A TCP address (`host`, `port`) or a Unix socket path (`path`). {@link AsyncEngine.connect}
+ * also takes the {@link SocketOptions} keys here, set on the socket once it is connected.
+ */
 export type ConnectAddress = { host: string; port: number } | { path: string };
 
-/** Options of {@link AsyncEngine.listen}. */
-export interface ListenOptions {
+/**
+ * Socket options, for {@link AsyncEngine.setSocketOptions}, `listen` (every accepted socket
+ * gets them) and `connect` (set once connected). An option left out is left as it is. The TCP
+ * options (`noDelay`, `keepAlive`, `keepAliveInitialDelay`) are skipped silently on a Unix socket.
+ */
+export interface SocketOptions {
+  /**
+   * `TCP_NODELAY`: send small writes at once rather than coalescing them (Nagle's algorithm
+   * off). On by default for every TCP socket the engine accepts or connects, as in Node since
+   * v18; `listen({ noDelay: false })` turns the default off for its accepted sockets.
+   */
+  noDelay?: boolean;
+  /** `SO_KEEPALIVE`: probe an idle connection, so a dead peer is noticed. */
+  keepAlive?: boolean;
+  /**
+   * Idle time before the first keep-alive probe, in milliseconds (`TCP_KEEPIDLE`, in whole
+   * seconds: truncated as Node's `setKeepAlive` does; below 1000 leaves the kernel's default,
+   * 7200 s unless changed). An integer from 0 to 32767000. It takes effect while `keepAlive` is on.
+   */
+  keepAliveInitialDelay?: number;
+  /**
+   * `SO_RCVBUF`, in bytes (an integer from 1 to 2147483647). Linux doubles the value asked
+   * for (its bookkeeping overhead) and clamps it to `net.core.rmem_max`: read back with
+   * {@link AsyncEngine.socketOptions}.
+   */
+  receiveBufferSize?: number;
+  /** `SO_SNDBUF`, in bytes; as `receiveBufferSize` (doubled, clamped to `net.core.wmem_max`). */
+  sendBufferSize?: number;
+}
+
+/** A socket's options as the kernel reports them ({@link AsyncEngine.socketOptions}). */
+export interface SocketOptionValues {
+  /** `TCP_NODELAY`; always `false` on a Unix socket. */
+  noDelay: boolean;
+  /** `SO_KEEPALIVE`; always `false` on a Unix socket. */
+  keepAlive: boolean;
+  /** `TCP_KEEPIDLE`, in milliseconds (a whole number of seconds); 0 on a Unix socket. */
+  keepAliveInitialDelay: number;
+  /** `SO_RCVBUF`: on Linux, twice the size asked for. */
+  receiveBufferSize: number;
+  /** `SO_SNDBUF`: on Linux, twice the size asked for. */
+  sendBufferSize: number;
+}
+
+/**
+ * Options of {@link AsyncEngine.listen}. The {@link SocketOptions} keys apply to every socket it
+ * accepts.
+ */
+export interface ListenOptions extends SocketOptions {
   /**
    * Address to bind; default `'127.0.0.1'`. IPv6 literals (`'::1'`, `'::'`) bind IPv6, and take
    * IPv4 clients too (`'::'` listens dual-stack, as `net` does) unless `ipv6Only` is set.

@@ -16,6 +16,7 @@ import type {
   LengthPrefixedOptions,
   ListenOptions,
   OpOptions,
+  SocketOptions,
   WorkTask,
 } from './types.js';
 
@@ -466,11 +467,13 @@ export function checkListenOptions(options: unknown): {
   backlog: number;
   reusePort: boolean;
   ipv6Only: boolean;
+  socketOptions: NativeSocketOptions | undefined;
 } {
   if (options === null || typeof options !== 'object') {
     throw invalidArgType('options', 'an object', options);
   }
   const o = options as ListenOptions;
+  const socketOptions = socketOptionsIn(o, 'options');
   const backlog = o.backlog ?? 511;
   checkInt(backlog, 'options.backlog', 0, MAX_INT32);
   let host: string;
@@ -485,7 +488,87 @@ export function checkListenOptions(options: unknown): {
   if (o.ipv6Only !== undefined && typeof o.ipv6Only !== 'boolean') {
     throw invalidArgType('options.ipv6Only', 'a boolean', o.ipv6Only);
   }
-  return { host, port, backlog, reusePort: o.reusePort === true, ipv6Only: o.ipv6Only === true };
+  return {
+    host,
+    port,
+    backlog,
+    reusePort: o.reusePort === true,
+    ipv6Only: o.ipv6Only === true,
+    socketOptions,
+  };
+}
+
+// ---- socket options ----
+
+/**
+ * Socket options as the native side takes them: noDelay, keepAlive (0 or 1), the keep-alive
+ * idle time in whole seconds, the receive and send buffer sizes; -1 leaves one alone.
+ */
+export type NativeSocketOptions = [number, number, number, number, number];
+
+const SOCKET_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'noDelay',
+  'keepAlive',
+  'keepAliveInitialDelay',
+  'receiveBufferSize',
+  'sendBufferSize',
+]);
+// TCP_KEEPIDLE's largest value on Linux (MAX_TCP_KEEPIDLE), in seconds.
+const MAX_KEEPIDLE_S = 32767;
+
+/** setSocketOptions' argument: an object of the SocketOptions keys only. */
+export function checkSocketOptions(options: unknown): NativeSocketOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType('options', 'an object', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (!SOCKET_OPTION_KEYS.has(key)) {
+      throw invalidArgValue(`options.${key}`, 'is not a socket option', (options as never)[key]);
+    }
+  }
+  return socketOptionsIn(options as SocketOptions, 'options')!;
+}
+
+/**
+ * The SocketOptions keys of an object that has other keys too (listen's options, a connect's
+ * address), checked; undefined when it sets none of them.
+ */
+export function socketOptionsIn(o: SocketOptions, prefix: string): NativeSocketOptions | undefined {
+  const { noDelay, keepAlive, keepAliveInitialDelay: delay } = o;
+  const { receiveBufferSize: rcv, sendBufferSize: snd } = o;
+  if (
+    noDelay === undefined &&
+    keepAlive === undefined &&
+    delay === undefined &&
+    rcv === undefined &&
+    snd === undefined
+  ) {
+    return undefined;
+  }
+  const flag = (v: unknown, name: string): number => {
+    if (v === undefined) return -1;
+    if (typeof v !== 'boolean') throw invalidArgType(`${prefix}.${name}`, 'a boolean', v);
+    return v ? 1 : 0;
+  };
+  const size = (v: unknown, name: string): number => {
+    if (v === undefined) return -1;
+    checkInt(v, `${prefix}.${name}`, 1, MAX_INT32);
+    return v as number;
+  };
+  let idle = -1;
+  if (delay !== undefined) {
+    checkInt(delay, `${prefix}.keepAliveInitialDelay`, 0, MAX_KEEPIDLE_S * 1000);
+    // Whole seconds, truncated, as Node's setKeepAlive(enable, initialDelay) takes them; under
+    // one second leaves the kernel's idle time alone.
+    idle = Math.trunc(delay / 1000) || -1;
+  }
+  return [
+    flag(noDelay, 'noDelay'),
+    flag(keepAlive, 'keepAlive'),
+    idle,
+    size(rcv, 'receiveBufferSize'),
+    size(snd, 'sendBufferSize'),
+  ];
 }
 
 /** getaddrinfo's host and port: the port. */

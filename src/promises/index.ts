@@ -17,6 +17,7 @@ import type {
   OpOptions,
   OpenOptions,
   RegexResult,
+  SocketOptions,
   WorkTask,
   WriteData,
 } from '../engine/types.js';
@@ -218,7 +219,7 @@ export class EnginePromises {
   }
 
   /** Connects to `{ host, port }` (a name is resolved first) or to a Unix socket `{ path }`. */
-  connect(address: ConnectAddress, options?: SignalOptions): Promise<Socket> {
+  connect(address: ConnectAddress & SocketOptions, options?: SignalOptions): Promise<Socket> {
     return single(options, (cb) => this.#engine.connect(address, cb));
   }
 
@@ -299,6 +300,14 @@ export class EnginePromises {
   /** Writes all of `data`: the number of bytes written. */
   write(sock: Socket | File, data: WriteData, options?: PromiseOpOptions): Promise<number> {
     return single(options, (cb, o) => this.#engine.write(sock, data, o, cb));
+  }
+
+  /**
+   * Half-close: the peer gets a FIN once every write before this one has gone out; reads go on.
+   * Resolves once the sending side is shut down. See `engine.end`.
+   */
+  end(sock: Socket, options?: SignalOptions): Promise<void> {
+    return single(options, (cb, o) => this.#engine.end(sock, o, cb));
   }
 
   // ---- files ----

@@ -1,7 +1,8 @@
 // toDuplex: a node:stream Duplex over an engine Socket, for pipeline(), zlib, TLS-less proxies
 // and anything else that speaks streams. Reads are readChunk ops, one at a time, issued only
 // when the stream asks for data (so backpressure reaches the peer through TCP flow control);
-// writes are write ops, one at a time, as Writable hands them over.
+// writes are write ops, one at a time, as Writable hands them over; end() is a half-close
+// (engine.end) once they are out.
 import { Duplex } from 'node:stream';
 import { Callback } from '../engine/callback.js';
 import type { AsyncEngine } from '../engine/engine.js';
@@ -21,18 +22,17 @@ export interface DuplexOptions {
   writableHighWaterMark?: number;
   /**
    * As for `net.Socket` (default `false`): when `false`, the end of the peer's data (EOF) ends
-   * the writable side too, once the writes already made have gone out. When `true`, the
-   * writable side stays open until you call `end()`.
+   * the writable side too, once the writes already made have gone out (a FIN back, as
+   * `end()` sends it). When `true`, the writable side stays open until you call `end()`: the
+   * connection is half-open, and you may go on writing to a peer that has finished sending.
    */
   allowHalfOpen?: boolean;
   /**
-   * The engine has no half-close (`shutdown(SHUT_WR)`): the only way to tell the peer that you
-   * are done writing is to close the socket. When `true`, `end()` closes the socket as soon as
-   * the writes made before it have gone out, and the readable side ends there (whatever the
-   * peer sends afterwards, and any bytes received but not yet read, are discarded). When
-   * `false` (the default), `end()` sends nothing and the socket stays open until the readable
-   * side has ended too (the peer's EOF). Use `true` for a one-way upload to a peer that reads
-   * until EOF.
+   * What `end()` does once the writes made before it have gone out. `false` (the default): a
+   * half-close, as `net.Socket#end()` does: the peer gets a FIN (`engine.end`, `shutdown(SHUT_WR)`)
+   * and reads go on until the peer ends too; the socket is closed once both sides are done.
+   * `true`: the socket is closed instead, and the readable side ends there (whatever the peer
+   * sends afterwards, and any bytes received but not yet read, are discarded).
    */
   closeOnFinish?: boolean;
 }
@@ -50,7 +50,8 @@ const MAX_SIZE = 2 ** 31 - 1;
  *   `ECONNRESET`) destroys the Duplex with that error.
  * - Writing: one `write` at a time; a write error (`EPIPE`, `ECONNRESET`) destroys the Duplex
  *   with that error.
- * - `end()`: see {@link DuplexOptions.closeOnFinish} and {@link DuplexOptions.allowHalfOpen}.
+ * - `end()`: a FIN to the peer after the writes (half-close; reads go on); see
+ *   {@link DuplexOptions.closeOnFinish} and {@link DuplexOptions.allowHalfOpen}.
  * - `destroy()`: closes the socket; the engine's `ECANCELED` for the ops that were in flight is
  *   swallowed (a write in flight has its callback called without an error, as `net.Socket`
  *   does).
@@ -238,10 +239,40 @@ class EngineDuplex extends Duplex {
       this.#closeSocket();
       // The read in flight, if any, fails with ECANCELED: the readable side ends there.
       if (!this.#reading && !this.#eof) this.#endReadable();
+      callback();
+      return;
     }
-    // Without closeOnFinish nothing is sent (no half-close): the socket is closed when the
-    // readable side has ended too (autoDestroy) or on destroy().
-    callback();
+    if (this.#socket.closed) {
+      callback();
+      return;
+    }
+    // Half-close: a FIN to the peer; reads go on. The socket is closed when the readable side
+    // has ended too (autoDestroy) or on destroy().
+    const done = (err: EngineError | undefined): void => {
+      // A socket already reset has nothing to shut down: no error, as net.Socket does.
+      if (err === undefined || this.destroyed || err.code === 'ENOTCONN') {
+        callback();
+      } else if (isClosedError(err) && this.#socket.closed && !this.#closedByUs) {
+        this.destroy();
+        callback();
+      } else {
+        callback(err);
+      }
+    };
+    try {
+      this.#engine.end(this.#socket, {
+        success: () => done(undefined),
+        failure: (err) => done(err),
+      });
+    } catch (e) {
+      const err = e as EngineError;
+      if (isClosedError(err)) {
+        this.destroy();
+        callback();
+      } else {
+        callback(err);
+      }
+    }
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {

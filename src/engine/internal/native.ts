@@ -27,6 +27,7 @@ export const enum Kind {
   Fsync = 15,
   Stat = 16,
   ReadPrefixed = 17,
+  Shutdown = 18,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
@@ -79,6 +80,17 @@ export interface NativeEngine {
   bufferedBytes(handle: number): number;
   address(handle: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | string | undefined;
   pending(): boolean;
+  /** setsockopt on a socket, or a listener's options for what it accepts; -1 leaves one alone. */
+  setSocketOptions(
+    handle: number,
+    noDelay: number,
+    keepAlive: number,
+    keepIdleSeconds: number,
+    receiveBuffer: number,
+    sendBuffer: number,
+  ): void;
+  /** getsockopt: [noDelay, keepAlive, keepIdleSeconds, receiveBuffer, sendBuffer]. */
+  socketOptions(handle: number): [number, number, number, number, number];
 }
 
 /**
