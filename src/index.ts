@@ -31,6 +31,7 @@ export type {
   OpOptions,
   OpenOptions,
   RegexResult,
+  SocketTimeouts,
   TimerHandle,
   WorkTask,
   WriteData,
