@@ -62,6 +62,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                            InstanceMethod<&NativeEngine::GetSocketOptions>("socketOptions"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
                            InstanceMethod<&NativeEngine::Extras>("extras"),
+                           InstanceMethod<&NativeEngine::SetTimeouts>("setTimeouts"),
                        });
   }
 
@@ -106,6 +107,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     self.Set("cancel", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Cancel>, "cancel", this));
     self.Set("take", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Take>, "take", this));
     self.Set("unread", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Unread>, "unread", this));
+    self.Set("counter", Napi::Function::New(env, &NativeEngine::Fast<&NativeEngine::Counter>, "counter", this));
     if (manual_) {
       // Nothing of libuv's: the engine is torn down with its environment, synchronously.
       napi_add_env_cleanup_hook(env, &NativeEngine::EnvCleanup, this);
@@ -517,6 +519,26 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
   Napi::Value Buffered(const Napi::CallbackInfo& info) {
     Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
     return Napi::Number::New(info.Env(), h ? static_cast<double>(core_.bufferedBytes(h)) : 0);
+  }
+
+  // counter(handle, which) -> a socket's counter (0 bytesRead, 1 bytesWritten, 2
+  // pendingWriteBytes), or -1 when the handle is gone. A plain function: a getter reads one.
+  Napi::Value Counter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h) return Napi::Number::New(env, -1);
+    int which = info[1].As<Napi::Number>().Int32Value();
+    return Napi::Number::New(env, static_cast<double>(core_.socketCounter(h, which)));
+  }
+
+  // setTimeouts(handle, idleMs, writeMs): a socket's idle and write timeouts (0: off).
+  Napi::Value SetTimeouts(const Napi::CallbackInfo& info) {
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (h) {
+      core_.setTimeouts(h, info[1].As<Napi::Number>().DoubleValue(), info[2].As<Napi::Number>().DoubleValue());
+      afterCall();  // a timer armed or disarmed: the deadline the loop waits for moved
+    }
+    return info.Env().Undefined();
   }
 
   // address(handle, peer) -> [address, port, family] | path | undefined

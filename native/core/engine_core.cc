@@ -118,6 +118,9 @@ Handle* EngineCore::newHandle(int fd, HandleKind kind) {
   h->id = nextHandle_++;
   h->fd = fd;
   h->kind = kind;
+  h->idleTimer.h = h;
+  h->writeTimer.h = h;
+  h->writeTimer.isWrite = true;
   handles_.insert(static_cast<int64_t>(h->id), h);
   if (kind == HandleKind::kListener) {
     listeners_++;
@@ -137,6 +140,8 @@ void EngineCore::close(uint64_t id) {
   Handle* h = handle(id);
   if (!h) return;
   h->closed = true;
+  socketTimers_.remove(&h->idleTimer);
+  socketTimers_.remove(&h->writeTimer);
   // Every op queued on the handle fails; ops are unlinked by fail().
   auto failAll = [this](SmallQueue<Op*>& q) {
     SmallQueue<Op*> running;  // file ops whose request runs: they settle with its result
@@ -302,7 +307,9 @@ void EngineCore::startOnHandle(Op* op) {
   }
   if (info.family == OpFamily::kWrite) {
     h->writes.push_back(op);
+    h->pendingOut += op->data.size();
     if (h->writes.size() > 1) return;
+    armSocketTimer(&h->writeTimer);
     // Corked until the end of the batch: the writes a batch of callbacks makes on one socket
     // go out in one gathered send (see flushWrites).
     if (!h->writeQueued) {
@@ -312,7 +319,10 @@ void EngineCore::startOnHandle(Op* op) {
     return;
   }
   h->reads.push_back(op);
-  if (h->reads.size() == 1) pumpReads(h);
+  if (h->reads.size() == 1) {
+    armSocketTimer(&h->idleTimer);
+    pumpReads(h);
+  }
 }
 
 // Removes a live op from wherever it waits. The op stays allocated.
@@ -325,7 +335,9 @@ void EngineCore::unlink(Op* op) {
   if (!h || !op->started) return;
   auto drop = [op](SmallQueue<Op*>& q) {
     auto it = std::find(q.begin(), q.end(), op);
-    if (it != q.end()) q.erase(it);
+    if (it == q.end()) return false;
+    q.erase(it);
+    return true;
   };
   if (h->kind == HandleKind::kFile && (op->position >= 0 || !isRead(op->kind))) {
     drop(h->fileOps);  // a positioned read, a write, fsync or stat: not in the stream's queues
@@ -335,7 +347,8 @@ void EngineCore::unlink(Op* op) {
     drop(h->accepts);
     if (h->accepts.empty() && h->acceptPending && !h->closed) backend_->unwant(h, Primitive::kAccept);
   } else if (isWrite(op->kind)) {
-    drop(h->writes);
+    if (drop(h->writes)) h->pendingOut -= op->data.size() - op->written;
+    if (h->writes.empty()) socketTimers_.remove(&h->writeTimer);
     if (h->sendPending && !backend_->completesInline()) {
       // A backend may still be reading these bytes: they live on until its report.
       for (auto& part : h->sendParts) {
@@ -347,6 +360,7 @@ void EngineCore::unlink(Op* op) {
     }
   } else if (isRead(op->kind)) {
     drop(h->reads);
+    if (h->reads.empty()) socketTimers_.remove(&h->idleTimer);
   } else if (h->connecting == op) {
     // Cancelled or timed out mid-connect: the half-open socket is nobody's.
     h->connecting = nullptr;
@@ -501,6 +515,7 @@ void EngineCore::onWake() {
 
 int64_t EngineCore::nextDeadline() const {
   int64_t d = heap_.empty() ? 0 : heap_.top()->deadline;
+  if (!socketTimers_.empty() && (d == 0 || socketTimers_.top()->deadline < d)) d = socketTimers_.top()->deadline;
   if (backoffAt_ && (d == 0 || backoffAt_ < d)) d = backoffAt_;
   return d;
 }
@@ -514,7 +529,7 @@ int64_t EngineCore::msToNextDeadline() const {
 }
 
 void EngineCore::expireTimers() {
-  if (heap_.empty() && backoffAt_ == 0) return;
+  if (heap_.empty() && backoffAt_ == 0 && socketTimers_.empty()) return;
   int64_t now = nowNs();
   if (backoffAt_ && backoffAt_ <= now) retryAccepts();
   while (!heap_.empty() && heap_.top()->deadline <= now) {
@@ -535,6 +550,76 @@ void EngineCore::expireTimers() {
     fail(op, kErrTimedOut);
     resumeAfter(h, wasHeadRead, wasHeadWrite);
   }
+  bool polled = false;
+  while (!socketTimers_.empty() && socketTimers_.top()->deadline <= now) {
+    SocketTimer* t = socketTimers_.top();
+    if (!polled && t->since + t->periodNs <= now) {
+      // About to fail ops for want of progress: first take the reports the backend already
+      // holds, once. A JavaScript thread that was busy past the deadline has not looked for
+      // them, and bytes the kernel moved meanwhile are progress. The reports may move or
+      // disarm any timer, so the heap is read again.
+      polled = true;
+      backend_->wait(0);
+      now = nowNs();
+      continue;
+    }
+    socketTimers_.remove(t);
+    socketTimerDue(t, now);
+  }
+}
+
+// ---- a socket's idle and write timeouts ----
+
+void EngineCore::setTimeouts(Handle* h, double idleMs, double writeMs) {
+  auto set = [this](SocketTimer* t, double ms, bool waiting) {
+    constexpr double kMaxMs = 4.0e12;  // saturates, as an op's deadline does
+    socketTimers_.remove(t);
+    t->periodNs = ms > 0 ? static_cast<int64_t>((ms < kMaxMs ? ms : kMaxMs) * 1e6) : 0;
+    if (waiting) armSocketTimer(t);
+  };
+  if (h->kind != HandleKind::kSocket || h->closed) return;
+  set(&h->idleTimer, idleMs, !h->reads.empty());
+  set(&h->writeTimer, writeMs, !h->writes.empty());
+}
+
+// A wait begins (the first read or write queued on the socket): its timer, if set, runs from now.
+void EngineCore::armSocketTimer(SocketTimer* t) {
+  if (t->periodNs <= 0 || DeadlineHeap<SocketTimer>::contains(t)) return;
+  t->since = nowNs();
+  t->deadline = t->since + t->periodNs;
+  t->timerSeq = ++timerSeq_;
+  socketTimers_.push(t);
+}
+
+// Bytes moved on `h` (received, or taken by the kernel from its writes when `wrote`): its armed
+// timers count from now. Only the time is noted; a timer that comes due later sees it.
+void EngineCore::progressed(Handle* h, bool wrote) {
+  if (h->idleTimer.periodNs == 0 && (!wrote || h->writeTimer.periodNs == 0)) return;
+  int64_t now = nowNs();
+  h->idleTimer.since = now;
+  if (wrote) h->writeTimer.since = now;
+}
+
+// A socket timer came due (already out of the heap). After progress it is re-armed from the
+// last progress. Otherwise, idle: every queued read fails with ETIMEDOUT (syscall read), and
+// the socket stays usable. Write: the queued writes fail with ETIMEDOUT (syscall write, with
+// the bytes each had out): one of them may be cut mid-message, so the socket's writes stay
+// failed (a sticky write error, as after EPIPE).
+void EngineCore::socketTimerDue(SocketTimer* t, int64_t now) {
+  Handle* h = t->h;
+  if (t->since + t->periodNs > now) {
+    t->deadline = t->since + t->periodNs;
+    t->timerSeq = ++timerSeq_;
+    socketTimers_.push(t);
+    return;
+  }
+  if (!t->isWrite) {
+    while (!h->reads.empty()) fail(h->reads.front(), kErrTimedOut, Syscall::kRead);
+    resumeAfter(h, true, false);  // no read is left: a pending receive is not wanted
+    return;
+  }
+  h->writeError = kErrTimedOut;
+  while (!h->writes.empty()) fail(h->writes.front(), kErrTimedOut, Syscall::kWrite);
 }
 
 int EngineCore::poll(int timeoutMs) {

@@ -48,6 +48,7 @@ enum class Syscall : uint8_t { kNone, kAccept, kConnect, kRecv, kSend, kGetaddri
 
 
 struct Op;
+struct Handle;
 class FilePool;
 
 // Socket options set with setsockopt(2) (engine.setSocketOptions, and listen's options for every
@@ -58,6 +59,21 @@ struct SocketOptions {
   int keepIdle = -1;         // TCP_KEEPIDLE, seconds (1 and up; with keepAlive on)
   int receiveBuffer = -1;    // SO_RCVBUF, bytes
   int sendBuffer = -1;       // SO_SNDBUF, bytes
+};
+
+// A socket's own timer (setTimeouts): the idle timeout while a read waits, or the write timeout
+// while a write waits. Due at `since + periodNs`, where `since` is the later of when the wait
+// began and the last progress (idle: a byte either way; write: a byte the kernel took). In the
+// core's socket-timer heap only while armed; when it comes due after progress it is re-armed,
+// so progress itself never touches the heap.
+struct SocketTimer {
+  int64_t deadline = 0;  // CLOCK_MONOTONIC ns
+  uint64_t timerSeq = 0;
+  size_t heapIndex = kNotInHeap;
+  int64_t periodNs = 0;  // 0: off
+  int64_t since = 0;
+  Handle* h = nullptr;
+  bool isWrite = false;
 };
 
 // A socket, listener or file. The backend sees only its BackendHandle base (fd, kind and the
@@ -93,6 +109,16 @@ struct Handle : BackendHandle {
   std::vector<std::vector<char>> sendOrphans;
   SmallQueue<Op*> reads;
   SmallQueue<Op*> writes;
+
+  // Socket counters (Socket.bytesRead, bytesWritten, pendingWriteBytes), kept here once for
+  // every backend: bytes received from the kernel (consumed or not), bytes the kernel took
+  // from this socket's writes, and bytes of queued writes it has not taken yet.
+  uint64_t bytesIn = 0;
+  uint64_t bytesOut = 0;
+  uint64_t pendingOut = 0;
+  // The socket's idle and write timeouts (setTimeouts); off unless set.
+  SocketTimer idleTimer;
+  SocketTimer writeTimer;
 
   // Listener: queued accept ops, and connections accepted for an op that was cancelled.
   SmallQueue<Op*> accepts;
@@ -277,6 +303,14 @@ class EngineCore : public Sink {
   bool completionsWaiting() const { return backend_ && backend_->completionsWaiting(); }
   // Bytes received for `h` and not consumed: the core's buffer and what the backend holds.
   size_t bufferedBytes(Handle* h) const { return h->in.size() + (backend_ ? backend_->heldBytes(h) : 0); }
+  // A socket's counters: 0 bytes received from the kernel (what the backend holds included),
+  // 1 bytes the kernel took from its writes, 2 bytes of its writes not yet taken.
+  uint64_t socketCounter(Handle* h, int which) const {
+    if (which == 0) return h->bytesIn + (backend_ ? backend_->heldBytes(h) : 0);
+    return which == 1 ? h->bytesOut : h->pendingOut;
+  }
+  // Sets a socket's idle and write timeouts, in ms (0: off); a wait under way is timed from now.
+  void setTimeouts(Handle* h, double idleMs, double writeMs);
   int pollFd() const { return backend_->pollFd(); }
 
   // Handles.
@@ -371,6 +405,9 @@ class EngineCore : public Sink {
   void startResolve(Op* op);
   void startStat(Op* op);
   void armTimer(Op* op);
+  void armSocketTimer(SocketTimer* t);
+  void socketTimerDue(SocketTimer* t, int64_t now);
+  void progressed(Handle* h, bool wrote);
   void finish(Op* op, Completion&& c);
   void fail(Op* op, int64_t code, Syscall sc = Syscall::kNone);
   void abortAfter(Op* op);
@@ -464,6 +501,8 @@ class EngineCore : public Sink {
   // Deadlines, indexed so that an op that finishes early leaves at once.
   DeadlineHeap<Op> heap_;
   uint64_t timerSeq_ = 0;
+  // Sockets' idle and write timers (see SocketTimer).
+  DeadlineHeap<SocketTimer> socketTimers_;
 
   std::vector<Op*> freeOps_;
   std::vector<uint64_t> dirtyWrites_;  // sockets with corked writes, by handle id

@@ -101,6 +101,8 @@ void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
   if (r > 0) {
     h->in.append(data, static_cast<size_t>(r));
     stats_.bytesRead += r;
+    h->bytesIn += static_cast<uint64_t>(r);
+    progressed(h, false);
   } else if (r == 0) {
     h->eof = true;
   } else {
@@ -386,7 +388,8 @@ void EngineCore::flushWrites() {
 void EngineCore::pumpWrites(Handle* h) {
   while (!h->writes.empty() && !h->closed) {
     if (h->writeError) {
-      fail(h->writes.front(), h->writeError, Syscall::kSend);
+      // After a write timeout the writes fail as the timed-out ones did (see socketTimerDue).
+      fail(h->writes.front(), h->writeError, h->writeError == kErrTimedOut ? Syscall::kWrite : Syscall::kSend);
       continue;
     }
     if (h->sendPending || h->shutdownPending) return;
@@ -433,10 +436,15 @@ bool EngineCore::sendQueued(Handle* h) {
 // (cancelled, timed out) is skipped: its bytes went out all the same.
 void EngineCore::creditSent(Handle* h, size_t sent) {
   stats_.bytesWritten += sent;
+  h->bytesOut += sent;
+  if (sent > 0) progressed(h, true);
   for (auto [id, len] : h->sendParts) {
     if (sent == 0) break;
     size_t take = std::min(sent, len);
-    if (Op* op = ops_.find(id)) op->written += take;
+    if (Op* op = ops_.find(id)) {
+      op->written += take;
+      h->pendingOut -= take;  // a write that left took its unsent bytes off when it left
+    }
     sent -= take;
   }
   h->sendParts.clear();

@@ -42,6 +42,7 @@ import {
 import { ReadyQueue } from './internal/ready.js';
 import { type ServeHandle, type ServeOptions, runCloseHooks, serve } from './serve.js';
 import { failureOf, resultValue } from './internal/results.js';
+import { checkSocketTimeouts } from './internal/socket-timeouts.js';
 import type { EnginePromises } from '../promises/index.js';
 import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
@@ -106,6 +107,7 @@ import type {
   RegexResult,
   SocketOptionValues,
   SocketOptions,
+  SocketTimeouts,
   TimerHandle,
   WorkTask,
   WriteData,
@@ -208,6 +210,7 @@ export class AsyncEngine {
   close(io: Socket | Listener | File): void {
     checkIo(io, this);
     if (io._closed || this.#closed) return;
+    if (io instanceof Socket) io._keepCounters();
     io._closed = true;
     if (io instanceof Socket) dropHeld(io);
     this.#sockets.delete(io._handle);
@@ -1075,6 +1078,7 @@ export class AsyncEngine {
     this.#closed = true;
     const work = this.#work?.close();
     for (const entry of [...this.#entries]) entry.close();
+    for (const io of this.#sockets.values()) if (io instanceof Socket) io._keepCounters();
     const [count, idsResults, payloads, arena] = this.native.shutdown();
     for (const io of this.#sockets.values()) io._closed = true;
     this.#sockets.clear();
@@ -1106,6 +1110,22 @@ export class AsyncEngine {
    */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /**
+   * Sets a socket's own timeouts, beside each op's: `idle` ms with no byte received or sent
+   * while a read waits fail the waiting reads with `ETIMEDOUT` (syscall `read`; with no read
+   * waiting nothing fires, and the socket stays open); `write` ms in which the kernel takes no
+   * byte of the queued writes fail them all with `ETIMEDOUT` (syscall `write`, `bytesWritten`
+   * as each had out), and every later write too (the stream may be cut mid-message). Progress
+   * pushes each deadline out. `0` or `undefined` turns one off; a wait under way is timed from
+   * now. Numbers as a Callback's `timeout`; unknown keys and a Listener or File are refused. A
+   * closed socket is left as it is.
+   */
+  setTimeouts(sock: Socket, timeouts: SocketTimeouts): void {
+    this.#checkOpen();
+    const [idle, write] = checkSocketTimeouts(sock, this, timeouts);
+    if (!sock._closed) this.native.setTimeouts(sock._handle, idle, write);
   }
 
   /** Counters: ops in flight, completions, batches, system calls, bytes, open sockets. */

@@ -133,6 +133,14 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
   );
   if (result === Code.Incomplete)
     err.partial = Buffer.isBuffer(payload) ? payload : Buffer.alloc(0);
+  if (result === Code.TimedOut && typeof payload === 'string') {
+    // A socket's own timeout (engine.setTimeouts), not the op's: the call it was waiting in.
+    err.syscall = payload;
+    err.message =
+      payload === 'read'
+        ? "read ETIMEDOUT: the socket's idle timeout passed with no byte received or sent"
+        : "write ETIMEDOUT: the socket's write timeout passed with no byte taken by the kernel";
+  }
   return err;
 }
 

@@ -69,6 +69,54 @@ export class Socket extends IoObject {
     return held + this._owner.native.bufferedBytes(this._handle);
   }
 
+  /**
+   * @internal bytesRead and bytesWritten as they were when the socket was closed (a closed
+   * socket's native counters are gone).
+   */
+  _final: [number, number] | undefined = undefined;
+
+  /**
+   * Bytes received from the kernel on this socket so far, whether an op consumed them yet or
+   * not (as `net.Socket#bytesRead`). Bytes handed to JavaScript in bulk, or given back, count
+   * once. After close: its last value.
+   */
+  get bytesRead(): number {
+    return this.#counter(0);
+  }
+
+  /**
+   * Bytes of this socket's writes the kernel has accepted so far (chain write stages included).
+   * After close: its last value.
+   */
+  get bytesWritten(): number {
+    return this.#counter(1);
+  }
+
+  /**
+   * Bytes handed to write ops (and chain write stages) on this socket that the kernel has not
+   * accepted yet, as `net.Socket#writableLength`: the measure for backpressure. 0 when no write
+   * is queued, and after close (the writes still queued then fail with `ECANCELED`).
+   */
+  get pendingWriteBytes(): number {
+    return this._closed ? 0 : this.#counter(2);
+  }
+
+  #counter(which: 0 | 1 | 2): number {
+    if (!this._closed) {
+      const v = this._owner.native.counter(this._handle, which);
+      if (v >= 0) return v;
+    }
+    return this._final?.[which as 0 | 1] ?? 0;
+  }
+
+  /** @internal Keeps bytesRead and bytesWritten, just before the native socket is closed. */
+  _keepCounters(): void {
+    if (this._closed || this._final !== undefined) return;
+    const r = this._owner.native.counter(this._handle, 0);
+    const w = this._owner.native.counter(this._handle, 1);
+    if (r >= 0 && w >= 0) this._final = [r, w];
+  }
+
   #addr(peer: boolean): ReturnType<NativeEngine['address']> {
     if (peer) {
       if (this.#peer === null && !this._closed)

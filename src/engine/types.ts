@@ -378,3 +378,17 @@ export interface WorkTask {
   /** ArrayBuffers (or MessagePorts) among `args` to move to the thread rather than copy. */
   transfer?: TransferListItem[];
 }
+
+/** A socket's own timeouts, for {@link AsyncEngine.setTimeouts}; `0` or `undefined`: off. */
+export interface SocketTimeouts {
+  /**
+   * Milliseconds a socket may go with no byte received or sent while a read waits on it; past
+   * them the waiting reads fail with `ETIMEDOUT` (syscall `read`). The socket stays open.
+   */
+  idle?: number;
+  /**
+   * Milliseconds the socket's queued writes may go with the kernel taking none of their bytes;
+   * past them every queued write fails with `ETIMEDOUT` (syscall `write`), and so do later ones.
+   */
+  write?: number;
+}

@@ -78,6 +78,13 @@ export interface NativeEngine {
   extras(): [Float64Array, unknown[] | undefined, Buffer];
   stats(): NativeStats;
   bufferedBytes(handle: number): number;
+  /**
+   * A socket's counter: 0 bytes received from the kernel, 1 bytes the kernel took from its
+   * writes, 2 bytes of its writes not taken yet; -1 when the socket is gone.
+   */
+  counter(handle: number, which: 0 | 1 | 2): number;
+  /** Sets a socket's idle and write timeouts in ms (0: off). */
+  setTimeouts(handle: number, idleMs: number, writeMs: number): void;
   address(handle: number, peer: boolean): [string, number, 'IPv4' | 'IPv6'] | string | undefined;
   pending(): boolean;
   /** setsockopt on a socket, or a listener's options for what it accepts; -1 leaves one alone. */
