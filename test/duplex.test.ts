@@ -172,6 +172,9 @@ forEachImpl(
       maxArrayBuffers - base.arrayBuffers < 48 * MiB,
       `Buffer memory stayed well below the 64 MiB transferred: ${mem}`,
     );
+    // The peer's FIN ends the writable side too (allowHalfOpen: false): its FIN goes out
+    // (engine.end, asynchronous), then autoDestroy closes the socket.
+    if (!d.closed) await withDeadline(eventOnce(d, 'close'), 10_000, 'the Duplex closing');
     t.true(p.sock.closed, 'EOF ended the Duplex and closed the socket');
   },
   { timeout: 120_000 },
