@@ -31,6 +31,7 @@ export type {
   OpOptions,
   OpenOptions,
   RegexResult,
+  ReadUntilResult,
   TimerHandle,
   WorkTask,
   WriteData,

@@ -106,6 +106,36 @@ export function heldDelimiterEnd(sock: Socket, delimiter: string, maxBytes: numb
   return at + delimiter.length;
 }
 
+/** Which of the delimiters heldDelimitersEnd last found ends the frame (its index). */
+export let heldDelimiterIndex = 0;
+
+/**
+ * Where the frame through several delimiters ends in the held bytes: at the delimiter whose
+ * match ends first, of two ending at the same byte the longer (of equal ones the first), as the
+ * native framing chooses; its index in `heldDelimiterIndex`. -1 when the native side must decide
+ * (none held, or the one found starts past `maxBytes` from the front).
+ */
+export function heldDelimitersEnd(sock: Socket, delims: Delimiter[], maxBytes: number): number {
+  const off = sock._off;
+  const text = heldText(sock);
+  let bestEnd = -1;
+  let best = -1;
+  for (let i = 0; i < delims.length; i++) {
+    const d = delims[i]!.text;
+    const at = text.indexOf(d, off);
+    if (at < 0) continue;
+    const end = at + d.length;
+    if (best < 0 || end < bestEnd || (end === bestEnd && d.length > delims[best]!.text.length)) {
+      bestEnd = end;
+      best = i;
+    }
+  }
+  if (best < 0) return -1;
+  if (maxBytes >= 0 && bestEnd - delims[best]!.text.length - off > maxBytes) return -1;
+  heldDelimiterIndex = best;
+  return bestEnd;
+}
+
 /** A delimiter as bytes (for the native side) and as a latin1 string (for heldDelimiterEnd). */
 export interface Delimiter {
   bytes: Buffer;

@@ -27,6 +27,7 @@ export const enum Kind {
   Fsync = 15,
   Stat = 16,
   ReadPrefixed = 17,
+  Peek = 18,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
