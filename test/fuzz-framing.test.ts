@@ -1,12 +1,12 @@
 // Model-based framing fuzz: random byte streams (NUL, lone CR, CRLF and LF, multi-byte and
 // invalid UTF-8, delimiters split across chunks, length-prefixed records, 1-byte and 200 KiB
 // writes, EOF anywhere) sent by a node:net peer in random chunks and pauses, all at once or byte
-// by byte, read by random sequences of every read op (readUntil with one delimiter or several; peek on sockets only), and compared op by op with
-// test/helpers/framing-model.ts. Bytes left over by a completion are framed in JavaScript
-// (socket `_in`) until an op must wait and gives them back: the scenarios are shaped so that
-// every op kind takes each of those paths, and the run counts how often it did. Fixed seed in
-// `npm test`; `FUZZ_SECONDS=N npm run fuzz` runs random seeds for N seconds; FUZZ_SEED=s replays
-// one.
+// by byte, read by random sequences of every read op (readUntil with one delimiter or several;
+// peek on sockets only), and compared op by op with test/helpers/framing-model.ts. Bytes left
+// over by a completion are framed in JavaScript (socket `_in`) until an op must wait and gives
+// them back: the scenarios are shaped so that every op kind takes each of those paths, and the
+// run counts how often it did. Fixed seed in `npm test`; `FUZZ_SECONDS=N npm run fuzz` runs
+// random seeds for N seconds; FUZZ_SEED=s replays one.
 import fc from 'fast-check';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
