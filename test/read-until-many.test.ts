@@ -225,6 +225,35 @@ forEachImpl(
 );
 
 forEachImpl(
+  'frames far into the held bytes, and a delimiter across the first 256 held bytes, are cut as natively',
+  async (t, engine) => {
+    const a = 'a'.repeat(255);
+    const b = 'b'.repeat(1000);
+    const c = 'c'.repeat(600);
+    const p = await heldPair(t, engine, `${a}\r\n${b}\n${c}\nEND`);
+    const before = engine.stats().framedInJs;
+    const r1 = once<ReadUntilResult>();
+    const r2 = once<ReadUntilResult>();
+    engine.readUntil(p.sock, ['\n', '\r\n'], r1.cb);
+    engine.readUntil(p.sock, ['\n', '\r\n'], r2.cb);
+    const v1 = await expectOk(t, r1);
+    t.is(v1.data.toString(), `${a}\r\n`);
+    t.is(v1.index, 1, 'the longer of two ending at the same byte');
+    const v2 = await expectOk(t, r2);
+    t.is(v2.data.toString(), `${b}\n`);
+    t.is(v2.index, 0);
+    t.is(engine.stats().framedInJs - before, 2);
+    // 600 bytes before the delimiter, over a bound of 599: ERR_LIMIT, nothing consumed.
+    const over = once<ReadUntilResult>();
+    engine.readUntil(p.sock, ['\n', '\r\n'], { maxBytes: 599 }, over.cb);
+    await expectErr(t, over, 'ERR_LIMIT');
+    const ok = once<ReadUntilResult>();
+    engine.readUntil(p.sock, ['\n', '\r\n'], { maxBytes: 600 }, ok.cb);
+    t.is((await expectOk(t, ok)).data.toString(), `${c}\n`);
+  },
+);
+
+forEachImpl(
   'held bytes without a whole frame go back to the native side, which finds the delimiter when it arrives',
   async (t, engine) => {
     const p = await heldPair(t, engine, 'one\r\ntwo\r');

@@ -313,9 +313,20 @@ export function checkDelimiter(delimiter: unknown): Delimiter {
 /** readUntil's several delimiters: 1 to 16, each a non-empty string or Buffer. */
 export const MAX_DELIMITERS = 16;
 
+// The last list of strings checked: a server passes the same one op after op.
+let lastStrings: readonly unknown[] = [];
+let lastChecked: Delimiter[] = [];
+
 export function checkDelimiters(list: readonly unknown[]): Delimiter[] {
   if (list.length === 0 || list.length > MAX_DELIMITERS) {
     throw outOfRange('delimiters.length', `from 1 to ${MAX_DELIMITERS}`, list.length);
+  }
+  if (list.length === lastStrings.length) {
+    let same = true;
+    for (let i = 0; i < list.length && same; i++) {
+      same = typeof list[i] === 'string' && list[i] === lastStrings[i];
+    }
+    if (same) return lastChecked;
   }
   const out: Delimiter[] = [];
   for (let i = 0; i < list.length; i++) {
@@ -325,6 +336,11 @@ export function checkDelimiters(list: readonly unknown[]): Delimiter[] {
     }
     if (d.length === 0) throw invalidArgValue(`delimiters[${i}]`, 'must not be empty', d);
     out.push(delimiterOf(d));
+  }
+  // Only strings are kept: a Buffer's bytes may change between calls.
+  if (list.every((d) => typeof d === 'string')) {
+    lastStrings = list.slice();
+    lastChecked = out;
   }
   return out;
 }

@@ -118,22 +118,35 @@ export let heldDelimiterIndex = 0;
 export function heldDelimitersEnd(sock: Socket, delims: Delimiter[], maxBytes: number): number {
   const off = sock._off;
   const text = heldText(sock);
-  let bestEnd = -1;
-  let best = -1;
-  for (let i = 0; i < delims.length; i++) {
-    const d = delims[i]!.text;
-    const at = text.indexOf(d, off);
-    if (at < 0) continue;
-    const end = at + d.length;
-    if (best < 0 || end < bestEnd || (end === bestEnd && d.length > delims[best]!.text.length)) {
-      bestEnd = end;
-      best = i;
+  let longest = 0;
+  for (const d of delims) if (d.text.length > longest) longest = d.text.length;
+  // Past maxBytes + the longest delimiter, any delimiter found starts past the bound.
+  const limit = maxBytes >= 0 ? Math.min(text.length, off + maxBytes + longest) : text.length;
+  // Searched in a window that doubles until a delimiter ends within it: a delimiter missing from
+  // a large hand-over is not searched for to its end op after op. A match ending within the
+  // window is found whole, so the first to end there is the first to end at all.
+  for (let size = 256; ; size *= 2) {
+    const end = Math.min(limit, off + size);
+    const window = text.slice(off, end);
+    let bestEnd = -1;
+    let best = -1;
+    for (let i = 0; i < delims.length; i++) {
+      const d = delims[i]!.text;
+      const at = window.indexOf(d);
+      if (at < 0) continue;
+      const e = at + d.length;
+      if (best < 0 || e < bestEnd || (e === bestEnd && d.length > delims[best]!.text.length)) {
+        bestEnd = e;
+        best = i;
+      }
     }
+    if (best >= 0) {
+      if (maxBytes >= 0 && bestEnd - delims[best]!.text.length > maxBytes) return -1;
+      heldDelimiterIndex = best;
+      return off + bestEnd;
+    }
+    if (end === limit) return -1;
   }
-  if (best < 0) return -1;
-  if (maxBytes >= 0 && bestEnd - delims[best]!.text.length - off > maxBytes) return -1;
-  heldDelimiterIndex = best;
-  return bestEnd;
 }
 
 /** A delimiter as bytes (for the native side) and as a latin1 string (for heldDelimiterEnd). */
