@@ -319,13 +319,14 @@ forEachImpl(
   async (t, engine) => {
     const p = await tcpPair(engine);
     await p.write('GET / HTTP/1.0\nHost: x\r\n');
-    const v1 = await engine.promises.readUntil(p.sock, CRLF_LF);
+    // Typed by overload: an array gives a ReadUntilResult, a single delimiter a Buffer.
+    const v1: ReadUntilResult = await engine.promises.readUntil(p.sock, CRLF_LF);
     t.deepEqual(v1, { data: Buffer.from('GET / HTTP/1.0\n'), delimiter: '\n', index: 1 });
     const v2 = await engine.promises.readUntil(p.sock, CRLF_LF, { maxBytes: 100 });
     t.deepEqual(v2, { data: Buffer.from('Host: x\r\n'), delimiter: '\r\n', index: 0 });
     // The single-delimiter form still resolves a Buffer.
     await p.write('z;');
-    const single = await engine.promises.readUntil(p.sock, ';');
+    const single: Buffer = await engine.promises.readUntil(p.sock, ';');
     t.true(Buffer.isBuffer(single));
     t.is(single.toString(), 'z;');
     await t.throwsAsync(engine.promises.readUntil(p.sock, []), { code: 'ERR_OUT_OF_RANGE' });
