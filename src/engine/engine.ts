@@ -446,7 +446,8 @@ export class AsyncEngine {
 
   /**
    * Looks at up to `n` buffered bytes without consuming them: `success(Buffer)`, a copy of 1 to
-   * `n` bytes; the next read sees the same bytes. With none buffered it waits for at least one.
+   * `n` bytes; the next read sees the same bytes. With none buffered it waits for at least one;
+   * with any buffered it never waits for more (to wait for `n` bytes, read them).
    * It takes its turn among the reads queued on the socket (queued behind a line read, it sees
    * the bytes after that line). At the end of the stream with nothing buffered: an empty
    * Buffer. Sockets only: a File is refused with a TypeError.
