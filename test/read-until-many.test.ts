@@ -271,6 +271,26 @@ forEachImpl(
   },
 );
 
+forEachImpl(
+  "a 300 KB frame, delivered as a Buffer of its own rather than in the batch's shared memory, still reports its delimiter",
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    const big = 'z'.repeat(300 * 1024);
+    const r = once<ReadUntilResult>();
+    engine.readUntil(p.sock, ['\r\n', '\n'], { maxBytes: Infinity }, r.cb);
+    await p.write(`${big}\r\nnext\n`);
+    const v = await expectOk(t, r, 30_000);
+    t.is(v.data.length, big.length + 2);
+    t.true(v.data.subarray(0, big.length).equals(Buffer.from(big)));
+    t.is(v.data.subarray(big.length).toString(), '\r\n');
+    t.is(v.index, 0);
+    const next = once<ReadUntilResult>();
+    engine.readUntil(p.sock, ['\r\n', '\n'], next.cb);
+    const w = await expectOk(t, next);
+    t.deepEqual([w.data.toString(), w.index], ['next\n', 1]);
+  },
+);
+
 forEachImpl('a cancelled readUntil of several delimiters loses no bytes', async (t, engine) => {
   const p = await tcpPair(engine);
   const r1 = once<ReadUntilResult>();
