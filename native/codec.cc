@@ -101,6 +101,16 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
   // What a and b mean for each kind: core/ops.def.
   switch (op->kind) {
     case OpKind::kReadUntil:
+      if (a.IsArray()) {  // several delimiters, as Buffers
+        auto arr = a.As<Napi::Array>();
+        for (uint32_t i = 0; i < arr.Length(); i++) {
+          auto buf = arr.Get(i).As<Napi::Buffer<char>>();
+          op->delims.emplace_back(buf.Data(), buf.Length());
+        }
+        op->maxBytes = maxBytes(b);
+        break;
+      }
+      [[fallthrough]];
     case OpKind::kReadGlob: {
       if (a.IsBuffer()) {
         auto buf = a.As<Napi::Buffer<char>>();
@@ -136,6 +146,9 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
     case OpKind::kReadExactly:
       op->n = count(a);
       op->position = position(b);
+      break;
+    case OpKind::kPeek:
+      op->n = count(a);
       break;
     case OpKind::kReadInto: {
       // A reference keeps the typed array (and its memory) alive until the op is freed; the

@@ -35,6 +35,7 @@ export type {
   OpOptions,
   OpenOptions,
   RegexResult,
+  ReadUntilResult,
   SocketTimeouts,
   TimerHandle,
   WorkTask,

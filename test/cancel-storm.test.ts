@@ -5,7 +5,7 @@
 // reach the peer in order, a cancelled one as a prefix; no connection lost or leaked. Fixed
 // seed in `npm test`; `FUZZ_SECONDS=N npm run fuzz` runs random seeds; FUZZ_SEED=s replays one.
 import net from 'node:net';
-import type { RegexResult, Socket } from 'async-engine';
+import type { ReadUntilResult, RegexResult, Socket } from 'async-engine';
 import {
   describe,
   type Engine,
@@ -181,7 +181,14 @@ function checkAll(sc: SettleCounter, armed: Map<Tracked<unknown>, Armed>): void 
 // ---------------------------------------------------------------------------------------------
 // Reads
 
-type ReadKind = 'readUntil' | 'readExactly' | 'readChunk' | 'readUntilRegex' | 'expectLine';
+type ReadKind =
+  | 'readUntil'
+  | 'readUntilMany'
+  | 'readExactly'
+  | 'readChunk'
+  | 'peek'
+  | 'readUntilRegex'
+  | 'expectLine';
 
 async function readRound(
   engine: Engine,
@@ -223,8 +230,10 @@ async function readRound(
     const sock = pairs[si]!.sock;
     const kind = pick(rnd, [
       'readUntil',
+      'readUntilMany',
       'readExactly',
       'readChunk',
+      'peek',
       'readUntilRegex',
       'expectLine',
     ] as const);
@@ -240,6 +249,8 @@ async function readRound(
     );
     const cb = tr.cb as never;
     if (kind === 'readUntil') engine.readUntil(sock, ';', cb);
+    else if (kind === 'readUntilMany') engine.readUntil(sock, ['9\n', '\n', ';'], cb);
+    else if (kind === 'peek') engine.peek(sock, n, cb);
     else if (kind === 'readExactly') engine.readExactly(sock, n, cb);
     else if (kind === 'readChunk') engine.readChunk(sock, n, cb);
     else if (kind === 'readUntilRegex')
@@ -270,10 +281,22 @@ async function readRound(
   // No data lost: per socket, what the ops consumed, in order, then the rest, is the stream.
   for (let si = 0; si < SOCKETS; si++) {
     const parts: Buffer[] = [];
+    let pos = 0;
     for (const { kind, tr } of perSocket[si]!) {
       const o = tr.calls[0]!;
+      if (o.ok && kind === 'peek') {
+        // A copy of the next bytes, none consumed (empty only at the end of the stream).
+        const v = o.value as Buffer;
+        const next = streams[si]!.subarray(pos, pos + v.length);
+        if (!v.equals(next) || (v.length === 0 && pos < streams[si]!.length)) {
+          throw new Error(`${tr.label}: peeked ${describe(o)} at ${pos}, not the next bytes`);
+        }
+        continue;
+      }
+      const before = parts.length;
       if (o.ok) {
         if (kind === 'readUntilRegex') parts.push((o.value as RegexResult).data);
+        else if (kind === 'readUntilMany') parts.push((o.value as ReadUntilResult).data);
         else if (kind === 'expectLine') parts.push(Buffer.from(`${o.value as string}\n`, 'latin1'));
         else parts.push(o.value as Buffer);
       } else if (o.err?.code === 'ERR_INCOMPLETE') {
@@ -281,6 +304,7 @@ async function readRound(
       } else if (o.err?.code !== 'ECANCELED' && o.err?.code !== 'ETIMEDOUT') {
         throw new Error(`${tr.label}: unexpected ${describe(o)}`);
       }
+      if (parts.length > before) pos += parts[parts.length - 1]!.length;
     }
     const rest = sc.wrap<Buffer>({}, `final readAll #${si}`);
     engine.readAll(pairs[si]!.sock, { maxBytes: Infinity }, rest.cb);

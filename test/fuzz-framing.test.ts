@@ -1,12 +1,12 @@
 // Model-based framing fuzz: random byte streams (NUL, lone CR, CRLF and LF, multi-byte and
 // invalid UTF-8, delimiters split across chunks, length-prefixed records, 1-byte and 200 KiB
 // writes, EOF anywhere) sent by a node:net peer in random chunks and pauses, all at once or byte
-// by byte, read by random sequences of every read op, and compared op by op with
-// test/helpers/framing-model.ts. Bytes left over by a completion are framed in JavaScript
-// (socket `_in`) until an op must wait and gives them back: the scenarios are shaped so that
-// every op kind takes each of those paths, and the run counts how often it did. Fixed seed in
-// `npm test`; `FUZZ_SECONDS=N npm run fuzz` runs random seeds for N seconds; FUZZ_SEED=s replays
-// one.
+// by byte, read by random sequences of every read op (readUntil with one delimiter or several;
+// peek on sockets only), and compared op by op with test/helpers/framing-model.ts. Bytes left
+// over by a completion are framed in JavaScript (socket `_in`) until an op must wait and gives
+// them back: the scenarios are shaped so that every op kind takes each of those paths, and the
+// run counts how often it did. Fixed seed in `npm test`; `FUZZ_SECONDS=N npm run fuzz` runs
+// random seeds for N seconds; FUZZ_SEED=s replays one.
 import fc from 'fast-check';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -180,6 +180,25 @@ const delimiterArb = fc.constantFrom<string | Buffer>(
   Buffer.from('OK\r\n'),
 );
 
+// Several delimiters for readUntil: pairs where one ends another (CRLF and LF), one begins
+// another, equal ones, and random picks of the single delimiters.
+const delimitersArb = fc.oneof(
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom<Array<string | Buffer>>(
+      ['\r\n', '\n'],
+      ['\n', '\r\n'],
+      ['END\r\n', '\r\n', '\n'],
+      ['OK', 'OK\r\n'],
+      ['\r\n\r\n', '\n\n'],
+      ['\0', b(0xff), 'é'],
+      ['x', 'x'],
+      ['E', 'END'],
+    ),
+  },
+  { weight: 1, arbitrary: fc.array(delimiterArb, { minLength: 1, maxLength: 4 }) },
+);
+
 // Regexes whose first match in a prefix of the text is their first match in the whole text, and
 // that never match a U+FFFD (a character cut at the end of what has arrived decodes to one), so
 // that "taken as soon as it exists" gives one answer whatever the chunking.
@@ -247,6 +266,15 @@ const framingOpArb: fc.Arbitrary<ModelOp> = fc.oneof(
     kind: fc.constant('readUntil' as const),
     delimiter: delimiterArb,
     maxBytes: maxBytesArb,
+  }),
+  fc.record({
+    kind: fc.constant('readUntilMany' as const),
+    delimiters: delimitersArb,
+    maxBytes: maxBytesArb,
+  }),
+  fc.record({
+    kind: fc.constant('peek' as const),
+    n: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constantFrom(1000, 300_000)),
   }),
   fc.record({
     kind: fc.constant('expectLine' as const),
@@ -466,6 +494,30 @@ const frameArb: fc.Arbitrary<Frame> = fc.oneof(
   },
   {
     weight: 2,
+    arbitrary: fc
+      .record({
+        content: contentArb,
+        delimiters: delimitersArb,
+        pick: fc.nat(),
+        maxBytes: maxBytesArb,
+      })
+      .map(({ content, delimiters, pick, maxBytes }): Frame => {
+        const d = delimiters[pick % delimiters.length]!;
+        return [
+          { kind: 'readUntilMany', delimiters, maxBytes },
+          Buffer.concat([text(content), Buffer.isBuffer(d) ? d : text(d)]),
+        ];
+      }),
+  },
+  {
+    // A peek takes no bytes: it looks at the next frame's.
+    weight: 1,
+    arbitrary: fc
+      .oneof(fc.integer({ min: 1, max: 8 }), fc.constant(1000))
+      .map((n): Frame => [{ kind: 'peek', n }, Buffer.alloc(0)]),
+  },
+  {
+    weight: 2,
     arbitrary: bodyArb.map((body): Frame => [
       { kind: 'readExactly', n: Math.max(1, body.length) },
       body.length > 0 ? body : b(1),
@@ -568,6 +620,10 @@ function submitOp(engine: Engine, sock: Socket | File, op: ModelOp, tr: Tracked<
   switch (op.kind) {
     case 'readUntil':
       return engine.readUntil(sock, op.delimiter, opts({ maxBytes: op.maxBytes }), cb);
+    case 'readUntilMany':
+      return engine.readUntil(sock, op.delimiters, opts({ maxBytes: op.maxBytes }), cb);
+    case 'peek':
+      return engine.peek(sock as Socket, op.n, cb);
     case 'expectLine':
       return engine.expectLine(
         sock,
@@ -692,6 +748,8 @@ async function runScenario(
   tally: Record<string, number>,
   paths: Paths | undefined,
 ): Promise<string | null> {
+  // peek reads sockets only.
+  if (source.kind === 'file') s = { ...s, ops: s.ops.filter((op) => op.kind !== 'peek') };
   const { sock, writer, done } = await openSource(engine, s, source);
   const socket = source.kind === 'socket' ? (sock as Socket) : undefined;
   const buffered = (): number => (socket === undefined ? 0 : socket.bufferedBytes);
@@ -838,8 +896,31 @@ async function runScenario(
         return where();
       consumed.push(v);
       pos += v.length;
+    } else if ('peekOf' in exp) {
+      // A copy of the next bytes; nothing consumed.
+      const v = actual.ok ? (actual.value as Buffer) : Buffer.alloc(0);
+      if (
+        !Buffer.isBuffer(v) ||
+        v.length < 1 ||
+        v.length > exp.peekOf ||
+        !v.equals(rem.subarray(0, v.length))
+      )
+        return where();
     } else if (exp.ok && actual.ok) {
-      if (op.kind === 'readUntilRegex') {
+      if (op.kind === 'readUntilMany') {
+        const e = exp.value as { data: Buffer; index: number };
+        const r = actual.value as { data: Buffer; index: number; delimiter: unknown };
+        if (
+          r === null ||
+          typeof r !== 'object' ||
+          !Buffer.isBuffer(r.data) ||
+          !r.data.equals(e.data) ||
+          r.index !== e.index ||
+          r.delimiter !== op.delimiters[e.index]
+        )
+          return where();
+        consumed.push(r.data);
+      } else if (op.kind === 'readUntilRegex') {
         const r = actual.value as RegexResult;
         if (
           !Buffer.isBuffer(r.data) ||
@@ -881,7 +962,7 @@ async function runScenario(
         return `${where()}: err.cause is not what the length rule threw`;
       }
     }
-    if (!('chunkOf' in exp)) pos += exp.consumed;
+    if (!('chunkOf' in exp) && !('peekOf' in exp)) pos += exp.consumed;
     // Later ops may have consumed more already (framed in the same turn), never less.
     const left = s.stream.length - pos;
     if (bufferedAt[i]! > left) {
@@ -920,7 +1001,9 @@ async function runScenario(
 function showActual(o: Outcome<unknown>): string {
   const v = o.value as Partial<RegexResult> | undefined;
   if (o.ok && v !== null && typeof v === 'object' && Buffer.isBuffer(v.data)) {
-    return `success(data ${hex(v.data.subarray(0, 60))} len=${v.data.length}, match ${JSON.stringify(v.match?.[0])})`;
+    const index = (v as { index?: number }).index;
+    const what = index === undefined ? `match ${JSON.stringify(v.match?.[0])}` : `index ${index}`;
+    return `success(data ${hex(v.data.subarray(0, 60))} len=${v.data.length}, ${what})`;
   }
   const partial = o.err?.partial;
   if (!o.ok && Buffer.isBuffer(partial))
@@ -951,13 +1034,16 @@ function showOp(op: ModelOp): string {
 
 function showExpected(e: ReturnType<typeof expectedOutcome>): string {
   if ('chunkOf' in e) return `1..${e.chunkOf} bytes`;
+  if ('peekOf' in e) return `a copy of 1..${e.peekOf} bytes`;
   if (e.ok) {
     const show = (b: Buffer) => `Buffer${hex(b.subarray(0, 60))} len=${b.length}`;
     const v = Buffer.isBuffer(e.value)
       ? show(e.value)
       : typeof e.value === 'object' && 'header' in e.value
         ? `{ header: ${JSON.stringify(e.value.header)}, body: ${e.value.body === null ? 'null' : show(e.value.body)} }`
-        : JSON.stringify(e.value);
+        : typeof e.value === 'object' && 'index' in e.value
+          ? `{ data: ${show(e.value.data)}, index: ${e.value.index} }`
+          : JSON.stringify(e.value);
     return `success(${v}${e.match !== undefined ? `, match ${JSON.stringify(e.match)}` : ''})`;
   }
   if (e.code === 'ERR_INCOMPLETE')
@@ -1052,13 +1138,22 @@ const MIN_RUNS_FOR_PATHS = 300;
  * meant to stress fails rather than passes quietly.
  */
 function checkPaths(t: Ctx, paths: Paths): void {
-  const framedInJs = ['readUntil', 'expectLine', 'readExactly', 'readChunk', 'readLengthPrefixed'];
+  const framedInJs = [
+    'readUntil',
+    'readUntilMany',
+    'expectLine',
+    'readExactly',
+    'readChunk',
+    'peek',
+    'readLengthPrefixed',
+  ];
   const kinds = [...framedInJs, 'readUntilRegex', 'readUntilLineglob', 'readAll'];
   for (const kind of kinds) {
     const p = paths[kind] ?? { js: 0, gaveBack: 0, native: 0 };
     if (framedInJs.includes(kind)) t.true(p.js > 0, `${kind} never settled from held bytes`);
-    // readChunk takes whatever is held: it never has to give bytes back.
-    if (kind !== 'readChunk') t.true(p.gaveBack > 0, `${kind} never gave held bytes back`);
+    // readChunk and peek take whatever is held: they never have to give bytes back.
+    if (kind !== 'readChunk' && kind !== 'peek')
+      t.true(p.gaveBack > 0, `${kind} never gave held bytes back`);
     t.true(p.native > 0, `${kind} never went native with nothing held`);
   }
 }

@@ -187,6 +187,7 @@ struct OpFields {
 
 struct Op : OpFields {
   std::string pattern;             // readUntil delimiter, readUntilLineglob glob, a header's delimiter
+  std::vector<std::string> delims; // readUntil with several delimiters (pattern unused)
   std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
   std::string collected;           // readExactly, readAll at a file position: the bytes so far
   std::string path;                // open, stat by path
@@ -204,6 +205,7 @@ struct Op : OpFields {
   void reset() {
     static_cast<OpFields&>(*this) = OpFields{};
     pattern.clear();
+    delims.clear();
     lines.clear();
     collected.clear();
     path.clear();
@@ -428,6 +430,7 @@ class EngineCore : public Sink {
   bool frameAll(Handle* h, Op* op);
   bool framePrefixed(Handle* h, Op* op);
   bool frameInto(Handle* h, Op* op);
+  bool framePeek(Handle* h, Op* op);
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);

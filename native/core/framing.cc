@@ -33,6 +33,46 @@ Frame frameDelimiter(const char* p, size_t len, const std::string& delim, size_t
   return f;
 }
 
+Frame frameDelimiters(const char* p, size_t len, const std::vector<std::string>& delims,
+                      size_t maxBytes, size_t* scanFrom, size_t* which) {
+  Frame f;
+  size_t maxLen = 0;
+  for (const std::string& d : delims) maxLen = d.size() > maxLen ? d.size() : maxLen;
+  // Once maxBytes + the longest delimiter are buffered with none found, any delimiter still to
+  // come starts past maxBytes. A delimiter that ends first within the search wins, even when it
+  // starts past maxBytes (then the op is over its bound): a match ending later cannot win.
+  size_t limit = addCapped(maxBytes, maxLen);
+  size_t searchEnd = len < limit ? len : limit;
+  size_t from = *scanFrom;
+  size_t bestEnd = SIZE_MAX;
+  size_t best = 0;
+  for (size_t i = 0; i < delims.size(); i++) {
+    const std::string& d = delims[i];
+    const size_t dlen = d.size();
+    // Only a match ending by the best end so far can win.
+    size_t end = searchEnd < bestEnd ? searchEnd : bestEnd;
+    if (end < from + dlen) continue;
+    const void* hit = ::memmem(p + from, end - from, d.data(), dlen);
+    if (!hit) continue;
+    size_t e = static_cast<size_t>(static_cast<const char*>(hit) - p) + dlen;
+    if (e < bestEnd || (e == bestEnd && dlen > delims[best].size())) {
+      bestEnd = e;
+      best = i;
+    }
+  }
+  if (bestEnd != SIZE_MAX) {
+    f.end = bestEnd;
+    f.content = bestEnd - delims[best].size();
+    f.status = f.content > maxBytes ? FrameStatus::kOverLimit : FrameStatus::kFound;
+    *which = best;
+    return f;
+  }
+  // The last maxLen-1 bytes may begin a delimiter that is still arriving.
+  if (searchEnd >= maxLen && searchEnd - (maxLen - 1) > from) *scanFrom = searchEnd - (maxLen - 1);
+  if (len >= limit) f.status = FrameStatus::kOverLimit;
+  return f;
+}
+
 Frame frameLine(const char* p, size_t len, size_t maxBytes, size_t* scanFrom) {
   Frame f;
   // Longest acceptable line: maxBytes bytes, then "\r\n".

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace async_engine {
 
@@ -19,6 +20,14 @@ struct Frame {
 // The first occurrence of `delim` in p[0, len). maxBytes bounds `content`.
 Frame frameDelimiter(const char* p, size_t len, const std::string& delim, size_t maxBytes,
                      size_t* scanFrom);
+
+// The frame through whichever of `delims` (1 or more, none empty) ends first in p[0, len); of
+// two ending at the same byte, the longer (of equal ones, the first given). Once one has ended,
+// no other can end before it, so the choice never changes as more bytes arrive. maxBytes bounds
+// `content` (the bytes before the delimiter found) as frameDelimiter's does. `*which`: the
+// index of the delimiter found (kFound and a kOverLimit with a delimiter found).
+Frame frameDelimiters(const char* p, size_t len, const std::vector<std::string>& delims,
+                      size_t maxBytes, size_t* scanFrom, size_t* which);
 
 // The first line ending in "\n" (a preceding "\r" is part of the terminator). maxBytes bounds
 // the line without its terminator.

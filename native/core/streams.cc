@@ -236,13 +236,18 @@ bool EngineCore::frameNone(Handle* h, Op* op) { return false; }
 
 bool EngineCore::frameUntil(Handle* h, Op* op) {
   const char* p = h->in.data();
-  Frame f = frameDelimiter(p, h->in.size(), op->pattern, op->maxBytes, &op->scanFrom);
+  size_t which = 0;
+  bool several = !op->delims.empty();
+  Frame f = several ? frameDelimiters(p, h->in.size(), op->delims, op->maxBytes, &op->scanFrom, &which)
+                    : frameDelimiter(p, h->in.size(), op->pattern, op->maxBytes, &op->scanFrom);
   if (f.status == FrameStatus::kNeedMore) return false;
   if (f.status == FrameStatus::kOverLimit) {
     fail(op, kErrLimit);
     return true;
   }
   Completion c = framed(p, f.end, PayloadKind::kBytes);
+  // Which delimiter was found travels as one byte after the frame (at most 16 are given).
+  if (several) c.data.push_back(static_cast<char>(which));
   h->in.consume(f.end);
   finish(op, std::move(c));
   return true;
@@ -327,6 +332,15 @@ bool EngineCore::frameChunk(Handle* h, Op* op) {
   size_t n = std::min(len, op->n);
   Completion c = framed(h->in.data(), n, PayloadKind::kBytes);
   h->in.consume(n);
+  finish(op, std::move(c));
+  return true;
+}
+
+// A copy of up to n buffered bytes, none consumed: the next read sees them again.
+bool EngineCore::framePeek(Handle* h, Op* op) {
+  size_t len = h->in.size();
+  if (len == 0) return false;
+  Completion c = framed(h->in.data(), std::min(len, op->n), PayloadKind::kBytes);
   finish(op, std::move(c));
   return true;
 }

@@ -32,6 +32,8 @@ import {
   consumeHeld,
   dropHeld,
   heldDelimiterEnd,
+  heldDelimiterIndex,
+  heldDelimitersEnd,
   heldLine,
   heldLineEnd,
   heldSlice,
@@ -54,6 +56,7 @@ import {
   checkConnectAddress,
   checkDelay,
   checkDelimiter,
+  checkDelimiters,
   checkDebug,
   checkDrive,
   checkEncoding,
@@ -104,6 +107,7 @@ import type {
   ListenOptions,
   OpOptions,
   OpenOptions,
+  ReadUntilResult,
   RegexResult,
   SocketOptionValues,
   SocketOptions,
@@ -246,6 +250,11 @@ export class AsyncEngine {
   /**
    * Reads through the first `delimiter`: `success(Buffer)`, delimiter included. The bytes
    * after it stay buffered for the next read.
+   *
+   * Given an array of 1 to 16 delimiters, it reads through the one whose match ends first in
+   * the stream (of two ending at the same byte, such as `'\r\n'` and `'\n'`, the longer):
+   * `success({ data, delimiter, index })`, `data` through that delimiter, which is reported as
+   * it was given, with its index in the array. `maxBytes` bounds the bytes before it.
    */
   readUntil(sock: Socket | File, delimiter: string | Buffer, cb: CallbackLike<Buffer>): void;
   readUntil(
@@ -256,14 +265,45 @@ export class AsyncEngine {
   ): void;
   readUntil(
     sock: Socket | File,
-    delimiter: string | Buffer,
-    a: OpOptions | CallbackLike<Buffer>,
-    b?: CallbackLike<Buffer>,
+    delimiters: ReadonlyArray<string | Buffer>,
+    cb: CallbackLike<ReadUntilResult>,
+  ): void;
+  readUntil(
+    sock: Socket | File,
+    delimiters: ReadonlyArray<string | Buffer>,
+    options: OpOptions,
+    cb: CallbackLike<ReadUntilResult>,
+  ): void;
+  readUntil(
+    sock: Socket | File,
+    delimiter: string | Buffer | ReadonlyArray<string | Buffer>,
+    a: OpOptions | CallbackLike<any>,
+    b?: CallbackLike<any>,
   ): void {
     const opts = optionsOf(a, b);
     checkPosition(sock, opts, false);
     const cb = callbackOf(a, b);
     const handle = socketHandle(sock, this);
+    if (Array.isArray(delimiter)) {
+      const given = delimiter.slice() as Array<string | Buffer>;
+      const delims = checkDelimiters(given);
+      const maxBytes = limitOf(opts, this.#maxBytes);
+      if (holds(sock)) {
+        const end = heldDelimitersEnd(sock, delims, maxBytes);
+        if (end >= 0) {
+          const index = heldDelimiterIndex;
+          const data = sock._in.subarray(sock._off, end);
+          const value: ReadUntilResult = { data, delimiter: given[index]!, index };
+          this.#local(cb, sock, value, end, undefined);
+          return;
+        }
+      }
+      const bytes = delims.map((d) => d.bytes);
+      const rec = new OpRecord(Kind.ReadUntil, cb, sock, handle, cb._timeout, bytes, maxBytes);
+      rec.delimiters = given;
+      this.#start(rec);
+      return;
+    }
     const delim = checkDelimiter(delimiter);
     const maxBytes = limitOf(opts, this.#maxBytes);
     if (holds(sock)) {
@@ -418,6 +458,36 @@ export class AsyncEngine {
       }
     }
     this.#start(new OpRecord(Kind.ReadExactly, cb, sock, handle, cb._timeout, n, pos));
+  }
+
+  /**
+   * Looks at up to `n` buffered bytes without consuming them: `success(Buffer)`, a copy of 1 to
+   * `n` bytes; the next read sees the same bytes. With none buffered it waits for at least one;
+   * with any buffered it never waits for more (to wait for `n` bytes, read them).
+   * It takes its turn among the reads queued on the socket (queued behind a line read, it sees
+   * the bytes after that line). At the end of the stream with nothing buffered: an empty
+   * Buffer. Sockets only: a File is refused with a TypeError.
+   */
+  peek(sock: Socket, n: number, cb: CallbackLike<Buffer>): void;
+  peek(sock: Socket, n: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
+  peek(
+    sock: Socket,
+    n: number,
+    a: OpOptions | CallbackLike<Buffer>,
+    b?: CallbackLike<Buffer>,
+  ): void {
+    const cb = callbackOf(a, b);
+    checkSize(n, 'n');
+    if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
+    checkPosition(sock, optionsOf(a, b), false);
+    const handle = socketHandle(sock, this);
+    if (holds(sock)) {
+      const off = sock._off;
+      const copy = Buffer.from(sock._in.subarray(off, Math.min(sock._in.length, off + n)));
+      this.#local(cb, sock, copy, off, undefined);
+      return;
+    }
+    this.#start(new OpRecord(Kind.Peek, cb, sock, handle, cb._timeout, n, undefined));
   }
 
   /**
@@ -1599,7 +1669,11 @@ export class AsyncEngine {
 
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
-  return (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) || kind === Kind.ReadPrefixed;
+  return (
+    (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) ||
+    kind === Kind.ReadPrefixed ||
+    kind === Kind.Peek
+  );
 }
 
 // Errors the native side throws synchronously (listen, adopt) carry errno and syscall.

@@ -282,6 +282,17 @@ export interface RegexResult {
   match: RegExpExecArray;
 }
 
+/**
+ * The value of a read until one of several delimiters: the bytes consumed (through the
+ * delimiter found, which they include), that delimiter as it was given, and its index in the
+ * list.
+ */
+export interface ReadUntilResult {
+  data: Buffer;
+  delimiter: string | Buffer;
+  index: number;
+}
+
 /** Counters returned by {@link AsyncEngine.stats}. */
 export interface EngineStats {
   impl: ImplName;

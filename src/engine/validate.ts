@@ -311,6 +311,41 @@ export function checkDelimiter(delimiter: unknown): Delimiter {
   return delimiterOf(delimiter);
 }
 
+/** readUntil's several delimiters: 1 to 16, each a non-empty string or Buffer. */
+export const MAX_DELIMITERS = 16;
+
+// The last list of strings checked: a server passes the same one op after op.
+let lastStrings: readonly unknown[] = [];
+let lastChecked: Delimiter[] = [];
+
+export function checkDelimiters(list: readonly unknown[]): Delimiter[] {
+  if (list.length === 0 || list.length > MAX_DELIMITERS) {
+    throw outOfRange('delimiters.length', `from 1 to ${MAX_DELIMITERS}`, list.length);
+  }
+  if (list.length === lastStrings.length) {
+    let same = true;
+    for (let i = 0; i < list.length && same; i++) {
+      same = typeof list[i] === 'string' && list[i] === lastStrings[i];
+    }
+    if (same) return lastChecked;
+  }
+  const out: Delimiter[] = [];
+  for (let i = 0; i < list.length; i++) {
+    const d = list[i];
+    if (typeof d !== 'string' && !Buffer.isBuffer(d)) {
+      throw invalidArgType(`delimiters[${i}]`, 'a string or Buffer', d);
+    }
+    if (d.length === 0) throw invalidArgValue(`delimiters[${i}]`, 'must not be empty', d);
+    out.push(delimiterOf(d));
+  }
+  // Only strings are kept: a Buffer's bytes may change between calls.
+  if (list.every((d) => typeof d === 'string')) {
+    lastStrings = list.slice();
+    lastChecked = out;
+  }
+  return out;
+}
+
 export function checkExpect(expect: unknown): void {
   if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
     throw invalidArgType('expect', 'a string, RegExp or null', expect);

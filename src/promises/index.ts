@@ -16,6 +16,7 @@ import type {
   LineExpectation,
   OpOptions,
   OpenOptions,
+  ReadUntilResult,
   RegexResult,
   SocketOptions,
   WorkTask,
@@ -233,8 +234,24 @@ export class EnginePromises {
     sock: Socket | File,
     delimiter: string | Buffer,
     options?: PromiseOpOptions,
-  ): Promise<Buffer> {
-    return single(options, (cb, o) => this.#engine.readUntil(sock, delimiter, o, cb));
+  ): Promise<Buffer>;
+  /**
+   * Reads through whichever of 1 to 16 delimiters ends first (of two ending at the same byte,
+   * the longer): `{ data, delimiter, index }`.
+   */
+  readUntil(
+    sock: Socket | File,
+    delimiters: ReadonlyArray<string | Buffer>,
+    options?: PromiseOpOptions,
+  ): Promise<ReadUntilResult>;
+  readUntil(
+    sock: Socket | File,
+    delimiter: string | Buffer | ReadonlyArray<string | Buffer>,
+    options?: PromiseOpOptions,
+  ): Promise<Buffer | ReadUntilResult> {
+    return single(options, (cb, o) =>
+      this.#engine.readUntil(sock, delimiter as string, o, cb as Callback<Buffer>),
+    );
   }
 
   /** Reads until the peer ends the stream (or the end of the file): every byte. */
@@ -268,6 +285,11 @@ export class EnginePromises {
   /** Reads exactly `n` bytes. */
   readExactly(sock: Socket | File, n: number, options?: PromiseOpOptions): Promise<Buffer> {
     return single(options, (cb, o) => this.#engine.readExactly(sock, n, o, cb));
+  }
+
+  /** Looks at up to `n` buffered bytes without consuming them (see `AsyncEngine.peek`). */
+  peek(sock: Socket, n: number, options?: PromiseOpOptions): Promise<Buffer> {
+    return single(options, (cb, o) => this.#engine.peek(sock, n, o, cb));
   }
 
   /** Reads one length-prefixed record (see `AsyncEngine.readLengthPrefixed`). */

@@ -6,6 +6,8 @@
 /** A read op as the fuzz submits it. `maxBytes` undefined: the engine default (64 KiB). */
 export type ModelOp =
   | { kind: 'readUntil'; delimiter: string | Buffer; maxBytes?: number }
+  | { kind: 'readUntilMany'; delimiters: Array<string | Buffer>; maxBytes?: number }
+  | { kind: 'peek'; n: number }
   | {
       kind: 'expectLine';
       expect: string | RegExp | null;
@@ -64,12 +66,19 @@ export type LengthRuleName = keyof typeof LENGTH_RULES;
 export type Expected =
   | {
       ok: true;
-      value: Buffer | string | string[] | { header: string; body: Buffer | null };
+      value:
+        | Buffer
+        | string
+        | string[]
+        | { header: string; body: Buffer | null }
+        | { data: Buffer; index: number };
       match?: string;
       consumed: number;
     }
   /** readChunk with bytes left: any 1..max leading bytes. */
   | { ok: true; chunkOf: number }
+  /** peek with bytes left: a copy of any 1..max leading bytes, none consumed. */
+  | { ok: true; peekOf: number }
   /** ERR_LIMIT, and readLengthPrefixed's bad lengths: nothing consumed; `line`: the header. */
   | {
       ok: false;
@@ -124,6 +133,36 @@ export function expectedOutcome(op: ModelOp, rem: Buffer): Expected {
       if (rem.length >= max + delim.length) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
       return incomplete(rem);
     }
+    case 'readUntilMany': {
+      const delims = op.delimiters.map(toBytes);
+      const max = op.maxBytes ?? DEFAULT_MAX_BYTES;
+      const longest = Math.max(...delims.map((d) => d.length));
+      // The delimiter whose match ends first; of those ending at the same byte the longer, of
+      // equal ones the first given. Found by trying every end position in turn, up to where any
+      // match would start past the bound.
+      const lastBytes = new Set(delims.map((d) => d[d.length - 1]));
+      const scanEnd = Math.min(rem.length, max + longest);
+      for (let end = 1; end <= scanEnd; end++) {
+        if (!lastBytes.has(rem[end - 1])) continue;
+        let best = -1;
+        for (let i = 0; i < delims.length; i++) {
+          const d = delims[i]!;
+          if (end < d.length || !rem.subarray(end - d.length, end).equals(d)) continue;
+          if (best < 0 || d.length > delims[best]!.length) best = i;
+        }
+        if (best < 0) continue;
+        // The bound counts the bytes before the delimiter found.
+        if (end - delims[best]!.length > max) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+        return { ok: true, value: { data: rem.subarray(0, end), index: best }, consumed: end };
+      }
+      // None within: over the bound once maxBytes + the longest delimiter are there.
+      if (rem.length >= max + longest) return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
+      return incomplete(rem);
+    }
+    case 'peek':
+      // A copy of 1..n leading bytes, none consumed; an empty Buffer at EOF.
+      if (rem.length === 0) return { ok: true, value: Buffer.alloc(0), consumed: 0 };
+      return { ok: true, peekOf: Math.min(op.n, rem.length) };
     case 'expectLine': {
       const f = frameLine(rem, op.maxBytes ?? DEFAULT_MAX_BYTES);
       if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
@@ -265,7 +304,7 @@ export function bytesSeenToFail(op: ModelOp, rem: Buffer): number {
     const end = headerEnd(op, rem);
     if (end > 0) return end;
   }
-  if (op.kind === 'readExactly' || op.kind === 'readChunk') return 0;
+  if (op.kind === 'readExactly' || op.kind === 'readChunk' || op.kind === 'peek') return 0;
   // Over the bound: no frame ends (no delimiter starts) within the first max bytes, which
   // takes seeing one byte past them.
   return (op.maxBytes ?? DEFAULT_MAX_BYTES) + 1;

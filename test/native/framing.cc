@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "check.h"
 
 using async_engine::Frame;
 using async_engine::FrameStatus;
 using async_engine::frameDelimiter;
+using async_engine::frameDelimiters;
 using async_engine::frameLine;
 using async_engine::globMatch;
 
@@ -158,6 +160,128 @@ TEST(delimiter_unbounded_max_does_not_overflow) {
   CHECK_EQ(f.content, 3u);
   CHECK_EQ(delim("abc", "\r\n", SIZE_MAX).status, FrameStatus::kNeedMore);
   CHECK_EQ(delim("abc", "\r\n", SIZE_MAX - 1).status, FrameStatus::kNeedMore);
+}
+
+// ---- frameDelimiters
+
+namespace {
+
+struct Many {
+  Frame f;
+  size_t which;
+};
+
+Many many(const std::string& data, const std::vector<std::string>& ds, size_t maxBytes) {
+  size_t scan = 0;
+  size_t which = 99;
+  Frame f = frameDelimiters(data.data(), data.size(), ds, maxBytes, &scan, &which);
+  return {f, which};
+}
+
+}  // namespace
+
+TEST(delimiters_the_one_ending_first_wins) {
+  Many m = many("a\nb\r\nc", {"\r\n", "\n"}, 100);
+  CHECK_EQ(m.f.status, FrameStatus::kFound);
+  CHECK_EQ(m.f.end, 2u);
+  CHECK_EQ(m.f.content, 1u);
+  CHECK_EQ(m.which, 1u);
+  m = many("b\r\nc", {"\r\n", "\n"}, 100);
+  CHECK_EQ(m.f.end, 3u);
+  CHECK_EQ(m.f.content, 1u);
+  CHECK_EQ(m.which, 0u);
+}
+
+// "\r\n" and "\n" end at the same byte: the longer wins, whichever order they are given in.
+TEST(delimiters_tie_goes_to_the_longer) {
+  Many m = many("ab\r\n", {"\n", "\r\n"}, 100);
+  CHECK_EQ(m.f.status, FrameStatus::kFound);
+  CHECK_EQ(m.which, 1u);
+  CHECK_EQ(m.f.content, 2u);
+  m = many("abc", {"bc", "abc"}, 100);
+  CHECK_EQ(m.which, 1u);
+  CHECK_EQ(m.f.content, 0u);
+}
+
+// A delimiter that begins another one ends first and wins.
+TEST(delimiters_prefix_of_another_ends_first) {
+  Many m = many("xabcd", {"abcd", "ab"}, 100);
+  CHECK_EQ(m.f.status, FrameStatus::kFound);
+  CHECK_EQ(m.which, 1u);
+  CHECK_EQ(m.f.end, 3u);
+}
+
+TEST(delimiters_equal_ones_first_given_wins) {
+  Many m = many("a;", {";", ";"}, 100);
+  CHECK_EQ(m.which, 0u);
+}
+
+TEST(delimiters_starting_earlier_but_ending_later_loses) {
+  Many m = many("abcd-", {"abcd-", "c"}, 100);
+  CHECK_EQ(m.which, 1u);
+  CHECK_EQ(m.f.end, 3u);
+}
+
+// Bytes one at a time: the scan resumes where any delimiter could still begin, and finds the
+// same frame as a single search would.
+TEST(delimiters_bytewise_arrival_same_frame) {
+  const std::string all = "xx\r\r-END\r\n";
+  const std::vector<std::string> ds = {"END\r\n", "\r\n", "-E"};
+  size_t scan = 0;
+  size_t which = 99;
+  Frame f;
+  size_t n = 0;
+  for (n = 1; n <= all.size(); n++) {
+    f = frameDelimiters(all.data(), n, ds, 100, &scan, &which);
+    if (f.status != FrameStatus::kNeedMore) break;
+    CHECK(scan <= n);
+  }
+  CHECK_EQ(f.status, FrameStatus::kFound);
+  CHECK_EQ(which, 2u);
+  CHECK_EQ(f.end, 6u);
+  CHECK_EQ(n, 6u);
+}
+
+TEST(delimiters_split_across_arrivals) {
+  std::string data = "abc\r";
+  size_t scan = 0;
+  size_t which = 99;
+  Frame f = frameDelimiters(data.data(), data.size(), {"\r\n", "\n"}, 100, &scan, &which);
+  CHECK_EQ(f.status, FrameStatus::kNeedMore);
+  data += "\n";
+  f = frameDelimiters(data.data(), data.size(), {"\r\n", "\n"}, 100, &scan, &which);
+  CHECK_EQ(f.status, FrameStatus::kFound);
+  CHECK_EQ(which, 0u);
+  CHECK_EQ(f.end, 5u);
+}
+
+// maxBytes bounds the bytes before the delimiter found, as for one delimiter.
+TEST(delimiters_bound_on_content) {
+  Many m = many("abc\n", {"\n", "\r\n"}, 3);
+  CHECK_EQ(m.f.status, FrameStatus::kFound);
+  m = many("abcd\n", {"\n", "\r\n"}, 3);
+  CHECK_EQ(m.f.status, FrameStatus::kOverLimit);
+}
+
+// The winner is chosen before the bound is applied: a shorter delimiter that ends first but
+// starts past the bound fails the op, though a longer one starting within it ends later.
+TEST(delimiters_winner_over_the_bound_fails) {
+  Many m = many("abc\nz", {"\n", "bc\nz"}, 1);
+  CHECK_EQ(m.f.status, FrameStatus::kOverLimit);
+  CHECK_EQ(m.which, 0u);
+}
+
+// With none found, over the bound once maxBytes + the longest delimiter are buffered.
+TEST(delimiters_over_limit_without_any) {
+  Many m = many("abcdef", {"\n", "\r\n\r\n"}, 2);
+  CHECK_EQ(m.f.status, FrameStatus::kOverLimit);
+  m = many("abcde", {"\n", "\r\n\r\n"}, 2);
+  CHECK_EQ(m.f.status, FrameStatus::kNeedMore);
+}
+
+TEST(delimiters_unbounded_max_does_not_overflow) {
+  Many m = many("abc", {"\n", "xy"}, SIZE_MAX);
+  CHECK_EQ(m.f.status, FrameStatus::kNeedMore);
 }
 
 // ---- frameLine

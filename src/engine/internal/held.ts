@@ -106,6 +106,49 @@ export function heldDelimiterEnd(sock: Socket, delimiter: string, maxBytes: numb
   return at + delimiter.length;
 }
 
+/** Which of the delimiters heldDelimitersEnd last found ends the frame (its index). */
+export let heldDelimiterIndex = 0;
+
+/**
+ * Where the frame through several delimiters ends in the held bytes: at the delimiter whose
+ * match ends first, of two ending at the same byte the longer (of equal ones the first), as the
+ * native framing chooses; its index in `heldDelimiterIndex`. -1 when the native side must decide
+ * (none held, or the one found starts past `maxBytes` from the front).
+ */
+export function heldDelimitersEnd(sock: Socket, delims: Delimiter[], maxBytes: number): number {
+  const off = sock._off;
+  const text = heldText(sock);
+  let longest = 0;
+  for (const d of delims) if (d.text.length > longest) longest = d.text.length;
+  // Past maxBytes + the longest delimiter, any delimiter found starts past the bound.
+  const limit = maxBytes >= 0 ? Math.min(text.length, off + maxBytes + longest) : text.length;
+  // Searched in a window that doubles until a delimiter ends within it: a delimiter missing from
+  // a large hand-over is not searched for to its end op after op. A match ending within the
+  // window is found whole, so the first to end there is the first to end at all.
+  for (let size = 256; ; size *= 2) {
+    const end = Math.min(limit, off + size);
+    const window = text.slice(off, end);
+    let bestEnd = -1;
+    let best = -1;
+    for (let i = 0; i < delims.length; i++) {
+      const d = delims[i]!.text;
+      const at = window.indexOf(d);
+      if (at < 0) continue;
+      const e = at + d.length;
+      if (best < 0 || e < bestEnd || (e === bestEnd && d.length > delims[best]!.text.length)) {
+        bestEnd = e;
+        best = i;
+      }
+    }
+    if (best >= 0) {
+      if (maxBytes >= 0 && bestEnd - delims[best]!.text.length > maxBytes) return -1;
+      heldDelimiterIndex = best;
+      return off + bestEnd;
+    }
+    if (end === limit) return -1;
+  }
+}
+
 /** A delimiter as bytes (for the native side) and as a latin1 string (for heldDelimiterEnd). */
 export interface Delimiter {
   bytes: Buffer;

@@ -28,6 +28,7 @@ export const enum Kind {
   Stat = 16,
   ReadPrefixed = 17,
   Shutdown = 18,
+  Peek = 19,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }

@@ -43,6 +43,8 @@ export class OpRecord {
   // A regex or length-prefixed read whose report JavaScript has answered: later reports (sent
   // before the answer arrived) are stale.
   answered = false;
+  // readUntil with several delimiters: the list as given (its success names the one found).
+  delimiters: ReadonlyArray<string | Buffer> | undefined = undefined;
   // readLengthPrefixed: how to cut the record, and the header once known.
   prefix: PrefixState | undefined = undefined;
   // The failure decided in JavaScript mid-op: what its RegExp's exec threw, a length-prefixed

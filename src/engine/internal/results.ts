@@ -3,7 +3,7 @@
 // engine makes and registers itself; or its failure, with what the op was asked for in it.
 import { constants as fsConstants } from 'node:fs';
 import { type EngineError, errorFromNative, withAddress, withHostname } from '../errors.js';
-import type { AddrInfo, FileStat, RegexResult } from '../types.js';
+import type { AddrInfo, FileStat, ReadUntilResult, RegexResult } from '../types.js';
 import { lineError, recordOf } from './framing.js';
 import { Kind } from './native.js';
 import type { OpRecord } from './op-record.js';
@@ -38,6 +38,19 @@ export function resultValue(rec: OpRecord, result: number, payload: unknown): un
     case Kind.ReadGlob: {
       const lines = payload as Array<string | Buffer>;
       return lines.map((l) => (typeof l === 'string' ? l : l.toString(rec.encoding)));
+    }
+    case Kind.ReadUntil: {
+      const list = rec.delimiters;
+      if (list === undefined) return payload;
+      // Several delimiters: the frame, then one byte, the index of the one found.
+      const bytes = payload as Buffer;
+      const index = bytes[bytes.length - 1]!;
+      const value: ReadUntilResult = {
+        data: bytes.subarray(0, bytes.length - 1),
+        delimiter: list[index]!,
+        index,
+      };
+      return value;
     }
     case Kind.ReadRegex:
       return { data: payload as Buffer, match: rec.match! } satisfies RegexResult;
