@@ -1,11 +1,12 @@
 // async-engine: callback-based asynchronous I/O for Node.js over io_uring, epoll or a native
 // thread pool, behind one interface of compound operations.
 export { AsyncEngine, createEngine } from './engine/engine.js';
+export type { AcceptedChain } from './engine/engine.js';
 export { callSoonThreadsafe } from './work/threadsafe.js';
 export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
 export type { CallbackLike, CallbackSlots } from './engine/callback.js';
-export { EngineError } from './engine/errors.js';
+export { ENGINE_ERROR_CODES, EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
@@ -15,6 +16,9 @@ export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type {
   AddrInfo,
+  BoundedOptions,
+  ChainReadOptions,
+  CommonOptions,
   ConnectAddress,
   DriveMode,
   EngineConfig,
@@ -30,8 +34,11 @@ export type {
   ListenerAddress,
   OpOptions,
   OpenOptions,
+  PositionOptions,
   RegexResult,
+  TcpListenOptions,
   TimerHandle,
+  UnixListenOptions,
   WorkTask,
   WriteData,
 } from './engine/types.js';

@@ -29,7 +29,7 @@ async function rejectsCode(t: Ctx, p: Promise<unknown>, code: string): Promise<E
   const err = await t.throwsAsync(withDeadline(p, 15_000, `a rejection with ${code}`), {
     instanceOf: EngineError,
   });
-  t.is((err as EngineError | undefined)?.code, code);
+  t.is<string | undefined, string>((err as EngineError | undefined)?.code, code);
   return err as EngineError;
 }
 

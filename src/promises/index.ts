@@ -101,7 +101,7 @@ function checkOwnOptions(name: string, own: object | undefined): void {
  */
 function single<T>(
   options: PromiseOpOptions | undefined,
-  submit: (cb: Callback<T>, opOptions: OpOptions) => void,
+  submit: (cb: Callback<T, any, any>, opOptions: OpOptions) => void,
   timeout: number | undefined = options?.timeout,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -114,7 +114,7 @@ function single<T>(
     const onAbort = (): void => {
       cancelled = cb.cancel();
     };
-    const cb = new Callback<T>({
+    const cb = new Callback<T, any, any>({
       timeout,
       success: (value) => {
         signal?.removeEventListener('abort', onAbort);
@@ -141,7 +141,7 @@ function chain<A, B>(
   engine: AsyncEngine,
   options: PromiseOpOptions | undefined,
   ownSocket: boolean,
-  submit: (cbs: [Callback<A>, Callback<B>], opOptions: OpOptions) => void,
+  submit: (cbs: [Callback<A, any, any>, Callback<B, any, any>], opOptions: OpOptions) => void,
 ): Promise<ChainResult<B>> {
   return new Promise<ChainResult<B>>((resolve, reject) => {
     const [signal, opOptions] = split(options);
@@ -173,7 +173,7 @@ function chain<A, B>(
       error ??= err; // a later stage's ERR_ABORTED only repeats the first failure
       settled();
     };
-    const first = new Callback<A>({
+    const first = new Callback<A, any, any>({
       timeout,
       success: (value) => {
         if (ownSocket) made = value as Socket;
@@ -181,7 +181,7 @@ function chain<A, B>(
       },
       failure,
     });
-    const last = new Callback<B>({
+    const last = new Callback<B, any, any>({
       timeout,
       success: (value, socket) => {
         result = { value, socket };
@@ -280,7 +280,7 @@ export class EnginePromises {
     sock: Socket | File,
     options: LengthPrefixedOptions & SignalOptions,
   ): Promise<LengthPrefixedRecord<Buffer | string>> {
-    return single(options, (cb: Callback<LengthPrefixedRecord<Buffer | string>>, o) =>
+    return single(options, (cb: Callback<LengthPrefixedRecord<Buffer | string>, any, any>, o) =>
       this.#engine.readLengthPrefixed(sock, o as LengthPrefixedOptions, cb),
     );
   }
