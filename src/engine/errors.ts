@@ -1,7 +1,7 @@
 // EngineError, and the one place where native result codes become error codes.
 import { getSystemErrorName } from 'node:util';
 import { Code } from './internal/native.js';
-import type { Socket } from './io.js';
+import type { File, Socket } from './io.js';
 
 /**
  * Every `code` the engine produces, as a runtime list: {@link EngineErrorCode} is its union, so
@@ -153,7 +153,7 @@ export class EngineError extends Error {
    * chain ran on, the one it accepted or connected included, left open: closing it is the
    * program's.
    */
-  declare socket?: Socket;
+  declare socket?: Socket | File;
 
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);

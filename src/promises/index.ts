@@ -63,6 +63,8 @@ interface AbortError extends Error {
   code: 'ABORT_ERR';
   cause: unknown;
   bytesWritten?: number;
+  /** An aborted chain: the socket it ran on, left open (see `EngineError.socket`). */
+  socket?: Socket | File;
 }
 
 function abortError(reason: unknown, cancelled?: EngineError): AbortError {
@@ -92,6 +94,16 @@ function split(options: PromiseOpOptions | undefined): [AbortSignal | undefined,
 function checkOwnOptions(name: string, own: object | undefined): void {
   if (own !== null && typeof own === 'object' && ('signal' in own || 'timeout' in own)) {
     throw invalidArgValue(name, 'takes no signal or timeout: pass them in the next argument', own);
+  }
+}
+
+// `open` and `fsync` take signal and timeout only in their last argument: anything else there
+// is refused, as an op refuses an option it does not use.
+function checkNoOpOptions(o: OpOptions): void {
+  for (const k in o) {
+    if ((o as Record<string, unknown>)[k] !== undefined) {
+      throw invalidArgValue('options', `has a key this call does not take: '${k}'`, o);
+    }
   }
 }
 
@@ -133,14 +145,13 @@ function single<T>(
 
 /**
  * Runs a two-stage chain and settles once both stages have: with the last stage's value and
- * socket, or with the first failure. A socket the chain made itself (`ownSocket`: an accept or
- * connect first stage) is closed when a later stage fails, since the rejection cannot hand it
- * over.
+ * socket, or with the first failure, which carries the socket the chain ran on (`err.socket`:
+ * the one its accept or connect made, or the one it was given), left open: the program closes
+ * it, or goes on using it (a greeting that did not match may be followed by a QUIT).
  */
 function chain<A, B>(
-  engine: AsyncEngine,
   options: PromiseOpOptions | undefined,
-  ownSocket: boolean,
+  given: Socket | File | undefined,
   submit: (cbs: [Callback<A, any, any>, Callback<B, any, any>], opOptions: OpOptions) => void,
 ): Promise<ChainResult<B>> {
   return new Promise<ChainResult<B>>((resolve, reject) => {
@@ -153,7 +164,7 @@ function chain<A, B>(
     let cancelled = false;
     let pending = 2;
     let error: EngineError | undefined;
-    let made: Socket | undefined;
+    let made: Socket | File | undefined = given;
     let result: ChainResult<B> | undefined;
     const onAbort = (): void => {
       // The first stage's Callback follows the chain: it cancels whichever stage is running.
@@ -166,8 +177,9 @@ function chain<A, B>(
         resolve(result);
         return;
       }
-      if (made !== undefined) engine.close(made);
-      reject(cancelled ? abortError(signal!.reason, error) : error);
+      const err = cancelled ? abortError(signal!.reason, error) : error!;
+      if (made !== undefined) err.socket = made;
+      reject(err);
     };
     const failure = (err: EngineError): void => {
       error ??= err; // a later stage's ERR_ABORTED only repeats the first failure
@@ -175,8 +187,8 @@ function chain<A, B>(
     };
     const first = new Callback<A, any, any>({
       timeout,
-      success: (value) => {
-        if (ownSocket) made = value as Socket;
+      success: (value, socket) => {
+        made ??= socket as Socket;
         settled();
       },
       failure,
@@ -212,17 +224,17 @@ export class EnginePromises {
 
   /** Accepts the next connection: the new `Socket`, yours to close. */
   accept(listener: Listener, options?: SignalOptions): Promise<Socket> {
-    return single(options, (cb) => this.#engine.accept(listener, cb));
+    return single(options, (cb, o) => this.#engine.accept(listener, o, cb));
   }
 
   /** Connects to `{ host, port }` (a name is resolved first) or to a Unix socket `{ path }`. */
   connect(address: ConnectAddress, options?: SignalOptions): Promise<Socket> {
-    return single(options, (cb) => this.#engine.connect(address, cb));
+    return single(options, (cb, o) => this.#engine.connect(address, o, cb));
   }
 
   /** Resolves a host name: its addresses, in the resolver's order. */
   getaddrinfo(host: string, port: number, options?: SignalOptions): Promise<AddrInfo[]> {
-    return single(options, (cb) => this.#engine.getaddrinfo(host, port, cb));
+    return single(options, (cb, o) => this.#engine.getaddrinfo(host, port, o, cb));
   }
 
   /** Reads through the first `delimiter`: the bytes, delimiter included. */
@@ -303,8 +315,9 @@ export class EnginePromises {
 
   /** Opens a file with `openOptions` (`flags`, `mode`, `direct`): the `File`. */
   open(path: string, openOptions?: OpenOptions, options?: SignalOptions): Promise<File> {
-    return single(options, (cb) => {
+    return single(options, (cb, o) => {
       checkOwnOptions('openOptions', openOptions);
+      checkNoOpOptions(o);
       this.#engine.open(path, openOptions ?? {}, cb);
     });
   }
@@ -319,15 +332,16 @@ export class EnginePromises {
 
   /** Flushes the file to its device; `{ dataOnly: true }` is fdatasync(2). */
   fsync(file: File, fsyncOptions?: FsyncOptions, options?: SignalOptions): Promise<void> {
-    return single(options, (cb) => {
+    return single(options, (cb, o) => {
       checkOwnOptions('fsyncOptions', fsyncOptions);
+      checkNoOpOptions(o);
       this.#engine.fsync(file, fsyncOptions ?? {}, cb);
     });
   }
 
   /** The status of an open File or of a path. */
   stat(fileOrPath: File | string, options?: SignalOptions): Promise<FileStat> {
-    return single(options, (cb) => this.#engine.stat(fileOrPath, cb));
+    return single(options, (cb, o) => this.#engine.stat(fileOrPath, o, cb));
   }
 
   // ---- chains ----
@@ -338,8 +352,8 @@ export class EnginePromises {
     data: WriteData,
     options?: SignalOptions,
   ): Promise<ChainResult<number>> {
-    return chain(this.#engine, options, true, (cbs) =>
-      this.#engine.acceptThenWrite(listener, data, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.acceptThenWrite(listener, data, o, cbs),
     );
   }
 
@@ -349,7 +363,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectLine(listener, expect, o, cbs),
     );
   }
@@ -360,7 +374,7 @@ export class EnginePromises {
     regex: RegExp,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<RegexResult>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectMultilineRegex(listener, regex, o, cbs),
     );
   }
@@ -372,7 +386,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, false, (cbs, o) =>
+    return chain(options, sock, (cbs, o) =>
       this.#engine.writeThenExpectLine(sock, data, expect, o, cbs),
     );
   }
@@ -383,7 +397,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.connectThenExpectLine(address, expect, o, cbs),
     );
   }
@@ -394,8 +408,8 @@ export class EnginePromises {
     line: string | Buffer,
     options?: SignalOptions,
   ): Promise<ChainResult<number>> {
-    return chain(this.#engine, options, true, (cbs) =>
-      this.#engine.connectThenWriteLine(address, line, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.connectThenWriteLine(address, line, o, cbs),
     );
   }
 
@@ -405,8 +419,8 @@ export class EnginePromises {
     port: number,
     options?: SignalOptions,
   ): Promise<ChainResult<Socket>> {
-    return chain(this.#engine, options, false, (cbs) =>
-      this.#engine.getaddrinfoThenConnect(host, port, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.getaddrinfoThenConnect(host, port, o, cbs),
     );
   }
 
@@ -417,7 +431,7 @@ export class EnginePromises {
    * cancels a task still queued; one already running settles with its own outcome.
    */
   submitWork<T = unknown>(task: WorkTask, options?: SignalOptions): Promise<T> {
-    return single<T>(options, (cb) => this.#engine.submitWork<T>(task, cb));
+    return single<T>(options, (cb, o) => this.#engine.submitWork<T>(task, o, cb));
   }
 
   // ---- timers ----
