@@ -21,10 +21,10 @@ import type {
 
 /**
  * Options of a promise op: the op's own {@link OpOptions} (`maxBytes`, `encoding`, `position`)
- * plus `signal` and `timeout`. Ops that take no `OpOptions` in the callback API (`accept`,
- * `connect`, `getaddrinfo`, `stat`, `acceptThenWrite`, `connectThenWriteLine`,
- * `getaddrinfoThenConnect`, and `open` and `fsync`, whose own options come first) take only
- * `signal` and `timeout`.
+ * plus `signal` and `timeout`. Ops that take only `signal` and `timeout` in the callback API
+ * (`accept`, `connect`, `getaddrinfo`, `stat`, `submitWork`, `acceptThenWrite`,
+ * `connectThenWriteLine`, `getaddrinfoThenConnect`, and `open` and `fsync`, whose own options
+ * come first) take only those. A key the op does not use rejects (`ERR_INVALID_ARG_VALUE`).
  */
 export interface PromiseOpOptions extends OpOptions {
   /**
