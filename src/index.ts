@@ -5,7 +5,7 @@ export type { AcceptedChain } from './engine/engine.js';
 export { callSoonThreadsafe } from './work/threadsafe.js';
 export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
-export type { CallbackLike, CallbackSlots } from './engine/callback.js';
+export type { CallbackLike, CallbackSlots, FailureSocket } from './engine/callback.js';
 export { ENGINE_ERROR_CODES, EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
