@@ -282,6 +282,13 @@ forEachImpl('a Callback before the options is reported as misplaced', async (t, 
     t.is(err?.code, 'ERR_INVALID_ARG_TYPE');
     t.true(err?.message.includes('it came before them'), err?.message);
   }
+  // A chain's Callbacks before its options.
+  const chained = t.throws(
+    () => engine.acceptThenWrite(l, 'x', loose([cb, new Callback({})]), loose({ timeout: 5 })),
+    { instanceOf: TypeError },
+  ) as TypeError & { code?: string };
+  t.is(chained?.code, 'ERR_INVALID_ARG_TYPE');
+  t.true(chained?.message.includes('they came before them'), chained?.message);
   t.is(engine.stats().opsInFlight, 0);
 });
 

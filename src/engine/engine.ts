@@ -5,7 +5,7 @@
 // already among the bytes a socket handed over (internal/held.ts) settles without a record, in
 // the turn's queue (internal/ready.ts).
 import { MessageChannel } from 'node:worker_threads';
-import { type AnyCallback, Callback, type CallbackLike, FailureSink, invoke } from './callback.js';
+import { Callback, type CallbackLike, FailureSink, invoke } from './callback.js';
 import {
   EngineError,
   errorFromNative,

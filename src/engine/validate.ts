@@ -6,13 +6,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
-import {
-  type AnyCallback,
-  Callback,
-  type CallbackLike,
-  type CallbackSlots,
-  takeSlots,
-} from './callback.js';
+import { type AnyCallback, Callback, type CallbackSlots, takeSlots } from './callback.js';
 import { type EngineError, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { type Delimiter, bytesOf, delimiterOf } from './internal/held.js';
 import type { PrefixSpec } from './internal/framing.js';
@@ -236,7 +230,16 @@ export function optionsAndCallbacks<C>(
   b: C | undefined,
   keys: ReadonlySet<string>,
 ): [OpOptions, C] {
-  if (Array.isArray(a)) return [NO_OPTIONS, a as C];
+  if (Array.isArray(a)) {
+    if (b !== undefined) {
+      throw invalidArgType(
+        'callbacks',
+        'the last argument, after the options (they came before them)',
+        b,
+      );
+    }
+    return [NO_OPTIONS, a as C];
+  }
   checkOptions(a);
   checkKeys(a as object, keys, 'options');
   return [a as OpOptions, b as C];
