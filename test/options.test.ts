@@ -17,6 +17,7 @@ import {
   noFdLeaks,
   once,
   portOf,
+  runNodeScript,
   tcpPair,
   tempDir,
   withDeadline,
@@ -170,6 +171,31 @@ forEachImpl('a chain’s signal cancels the stage running', async (t, engine) =>
   await expectErr(t, a2, ['ERR_ABORTED', 'ECANCELED']);
   t.is(getEventListeners(ctl.signal, 'abort').length, 0);
 });
+
+forEachImpl(
+  'debug still warns of a failure dropped by an op with a signal and no failure slot',
+  async (t, _e, impl) => {
+    const script = `
+const { createEngine } = await import(process.env.ENGINE_URL);
+const warnings = [];
+process.on('warning', (w) => warnings.push(w.code + ' ' + w.message));
+const engine = createEngine({ impl: process.env.IMPL, debug: true });
+const l = engine.listen({ port: 0 });
+const ctl = new AbortController();
+engine.accept(l, { signal: ctl.signal }, () => {});
+ctl.abort();
+await new Promise((r) => setTimeout(r, 100));
+await engine.shutdown();
+await new Promise((r) => setImmediate(r));
+console.log(JSON.stringify(warnings));
+`;
+    const r = await runNodeScript(script, { IMPL: impl, ASYNC_ENGINE_DEBUG: '' });
+    t.is(r.code, 0, r.stderr);
+    const seen = JSON.parse(r.stdout.trim()) as string[];
+    t.is(seen.length, 1, r.stdout);
+    t.regex(seen[0]!, /^ASYNC_ENGINE_DROPPED_FAILURE .*ECANCELED/);
+  },
+);
 
 // ---- keys an op does not use ----
 

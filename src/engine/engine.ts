@@ -245,7 +245,7 @@ export class AsyncEngine {
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
     this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
-    armSignal(signal, c, c);
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
@@ -264,7 +264,7 @@ export class AsyncEngine {
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
     this.#chain(this.#connectStages(address, c));
-    armSignal(signal, c, c);
+    armSignal(signal, c, c, this.#failures);
   }
 
   /** Resolves a host name: `success(AddrInfo[], undefined)`, in the resolver's order. */
@@ -281,7 +281,7 @@ export class AsyncEngine {
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
     this.#start(this.#resolveStage(host, port, c));
-    armSignal(signal, c, c);
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
@@ -312,12 +312,12 @@ export class AsyncEngine {
       const end = heldDelimiterEnd(sock, delim.text, maxBytes);
       if (end >= 0) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
-        armSignal(signal, cb, cb);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(new OpRecord(Kind.ReadUntil, cb, sock, handle, cb._timeout, delim.bytes, maxBytes));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
@@ -336,7 +336,7 @@ export class AsyncEngine {
     const handle = socketHandle(sock, this);
     const maxBytes = limitOf(opts, this.#maxBytes);
     this.#start(new OpRecord(Kind.ReadAll, cb, sock, handle, cb._timeout, maxBytes, pos));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -370,7 +370,7 @@ export class AsyncEngine {
     const rec = new OpRecord(Kind.ReadGlob, cb, sock, handle, cb._timeout, pattern, maxBytes);
     rec.encoding = encoding;
     this.#start(rec);
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -417,12 +417,12 @@ export class AsyncEngine {
         const n = verdict > 0 ? verdict : 0;
         const value: RegexResult = { data: buf.subarray(off, off + n), match: m! };
         this.#local(rec.cb!, sock, value, off + n, undefined);
-        armSignal(signal, cb, cb);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(rec);
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
@@ -448,11 +448,11 @@ export class AsyncEngine {
     if (holds(sock)) {
       const end = Math.min(sock._in.length, sock._off + size);
       this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
-      armSignal(signal, cb, cb);
+      armSignal(signal, cb, cb, this.#failures);
       return;
     }
     this.#start(new OpRecord(Kind.ReadChunk, cb, sock, handle, cb._timeout, size, pos));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -483,12 +483,12 @@ export class AsyncEngine {
       const end = sock._off + n;
       if (end <= sock._in.length) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
-        armSignal(signal, cb, cb);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(new OpRecord(Kind.ReadExactly, cb, sock, handle, cb._timeout, n, pos));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -522,12 +522,12 @@ export class AsyncEngine {
       const line = heldLine(sock, limitOf(opts, this.#maxBytes), encoding);
       if (line !== undefined) {
         this.#local(cb, sock, line, heldLineEnd, expect);
-        armSignal(signal, cb, cb);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(this.#lineStage(cb, sock, handle, expect, opts));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -586,7 +586,7 @@ export class AsyncEngine {
           if (off + total <= sock._in.length) {
             const value = recordOf(state, sock._in, off, sock);
             this.#local(done, sock, value, off + total, undefined);
-            armSignal(signal, done, done);
+            armSignal(signal, done, done, this.#failures);
             return;
           }
           a = total; // the native side reads the rest, knowing the whole record's length
@@ -596,7 +596,7 @@ export class AsyncEngine {
     const rec = new OpRecord(Kind.ReadPrefixed, done, sock, handle, done._timeout, a, maxBytes);
     rec.prefix = state;
     this.#start(rec);
-    armSignal(signal, done, done);
+    armSignal(signal, done, done, this.#failures);
   }
 
   // A length-prefixed read's header arrived natively: its length rule gives the verdict.
@@ -634,7 +634,7 @@ export class AsyncEngine {
     const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     this.#start(new OpRecord(Kind.Write, cb, sock, handle, cb._timeout, bytes, pos));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   // ---- files ----
@@ -663,7 +663,7 @@ export class AsyncEngine {
     rec.path = path;
     rec.direct = direct;
     this.#start(rec);
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -692,7 +692,7 @@ export class AsyncEngine {
     const signal = checkSignal(opts);
     // The record keeps the caller's buffer (its `a`) alive for as long as the op is in flight.
     this.#start(new OpRecord(Kind.ReadInto, cb, f, f._handle, cb._timeout, buffer, pos));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
@@ -706,7 +706,7 @@ export class AsyncEngine {
     const f = checkFile(file, this);
     const dataOnly = opts.dataOnly === true;
     this.#start(new OpRecord(Kind.Fsync, cb, f, f._handle, cb._timeout, dataOnly, undefined));
-    armSignal(signal, cb, cb);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -739,7 +739,7 @@ export class AsyncEngine {
       const f = checkFile(fileOrPath, this);
       this.#start(new OpRecord(Kind.Stat, c, f, f._handle, c._timeout, undefined, undefined));
     }
-    armSignal(signal, c, c);
+    armSignal(signal, c, c, this.#failures);
   }
 
   // ---- work ----
@@ -766,7 +766,7 @@ export class AsyncEngine {
     const signal = checkSignal(opts);
     const t = checkTask(task);
     this.#start(new OpRecord(Kind.Work, c, undefined, 0, c._timeout, t, undefined));
-    armSignal(signal, c, c);
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
@@ -858,7 +858,7 @@ export class AsyncEngine {
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined),
     ]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Accepts a connection, then reads one line from it: `[cbSocket, cbLine]`. */
@@ -883,7 +883,7 @@ export class AsyncEngine {
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#lineStage(c2!, undefined, 0, expect, opts),
     ]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /**
@@ -911,7 +911,7 @@ export class AsyncEngine {
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#regexStage(c2!, undefined, 0, regex, opts),
     ]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Writes `data`, then reads one line: `[cbWritten, cbLine]`. */
@@ -951,7 +951,7 @@ export class AsyncEngine {
       new OpRecord(Kind.Write, c1, sock, handle, c1._timeout, bytes, undefined),
       this.#lineStage(c2!, sock, handle, expect, opts),
     ]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Connects, then reads one line (a greeting): `[cbSocket, cbLine]`. */
@@ -978,7 +978,7 @@ export class AsyncEngine {
     const signal = checkSignal(opts);
     const connect = this.#connectStages(address, c1!);
     this.#chain([...connect, this.#lineStage(c2!, undefined, 0, expect, opts)]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`. */
@@ -1007,7 +1007,7 @@ export class AsyncEngine {
     const connect = this.#connectStages(address, c1!);
     const write = new OpRecord(Kind.Write, c2, undefined, 0, c2!._timeout, bytes, undefined);
     this.#chain([...connect, write]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /**
@@ -1042,7 +1042,7 @@ export class AsyncEngine {
       undefined,
     );
     this.#chain([resolve, connect]);
-    armSignal(signal, c1!, c2!);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   // ---- bare callbacks and the loop ----

@@ -6,7 +6,13 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
-import { type AnyCallback, Callback, type CallbackSlots, takeSlots } from './callback.js';
+import {
+  type AnyCallback,
+  Callback,
+  type CallbackSlots,
+  type FailureSink,
+  takeSlots,
+} from './callback.js';
 import { type EngineError, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { type Delimiter, bytesOf, delimiterOf } from './internal/held.js';
 import type { PrefixSpec } from './internal/framing.js';
@@ -324,6 +330,9 @@ export function checkSignal(opts: { signal?: unknown }): AbortSignal | undefined
   return signal;
 }
 
+// A Callback with no failure slot, for the sink to drop a failure into.
+const NO_FAILURE = Object.freeze({ _failure: undefined }) as unknown as AnyCallback;
+
 /**
  * Arms `options.signal` for an op just submitted (`first` and `last`: a chain's first and last
  * Callbacks, the same one for a single op): its abort cancels the op, as `cancel()` does
@@ -334,6 +343,7 @@ export function armSignal(
   signal: AbortSignal | undefined,
   first: AnyCallback,
   last: AnyCallback,
+  sink: FailureSink,
 ): void {
   if (signal === undefined) return;
   const onAbort = (): void => {
@@ -352,7 +362,9 @@ export function armSignal(
   };
   last._failure = (err: unknown, io: unknown): void => {
     signal.removeEventListener('abort', onAbort);
+    // No failure slot: dropped as it would have been, with debug's warning.
     if (failure !== undefined) failure(err as EngineError, io);
+    else sink.fail(NO_FAILURE, err, io);
   };
 }
 
