@@ -1,11 +1,12 @@
 // async-engine: callback-based asynchronous I/O for Node.js over io_uring, epoll or a native
 // thread pool, behind one interface of compound operations.
 export { AsyncEngine, createEngine } from './engine/engine.js';
+export type { AcceptedChain } from './engine/engine.js';
 export { callSoonThreadsafe } from './work/threadsafe.js';
 export type { ThreadsafeEntry } from './work/threadsafe.js';
 export { Callback } from './engine/callback.js';
-export type { CallbackLike, CallbackSlots } from './engine/callback.js';
-export { EngineError } from './engine/errors.js';
+export type { CallbackLike, CallbackSlots, FailureSocket } from './engine/callback.js';
+export { ENGINE_ERROR_CODES, EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
@@ -17,6 +18,9 @@ export type { ServeHandle, ServeOptions } from './engine/serve.js';
 export type { ChunksOptions, LinesOptions } from './promises/iterate.js';
 export type {
   AddrInfo,
+  BoundedOptions,
+  ChainReadOptions,
+  CommonOptions,
   ConnectAddress,
   DriveMode,
   EngineConfig,
@@ -34,10 +38,13 @@ export type {
   ListenerAddress,
   OpOptions,
   OpenOptions,
+  PositionOptions,
   RegexResult,
   ReadUntilResult,
   SocketTimeouts,
+  TcpListenOptions,
   TimerHandle,
+  UnixListenOptions,
   WorkTask,
   WriteData,
 } from './engine/types.js';

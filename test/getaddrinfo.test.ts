@@ -120,7 +120,7 @@ forEachImpl(
     t.false(first.ok);
     const err = await expectErr(t, s, 'ERR_ABORTED', 30_000);
     t.true(err.cause instanceof EngineError);
-    t.is((err.cause as EngineError).code, first.err?.code ?? 'missing');
+    t.is<string, string>((err.cause as EngineError).code, first.err?.code ?? 'missing');
   },
 );
 

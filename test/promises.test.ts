@@ -29,18 +29,23 @@ async function rejectsCode(t: Ctx, p: Promise<unknown>, code: string): Promise<E
   const err = await t.throwsAsync(withDeadline(p, 15_000, `a rejection with ${code}`), {
     instanceOf: EngineError,
   });
-  t.is((err as EngineError | undefined)?.code, code);
+  t.is<string | undefined, string>((err as EngineError | undefined)?.code, code);
   return err as EngineError;
 }
 
 /** Asserts `p` rejects with an AbortError whose cause is `reason`. */
-async function rejectsAbort(t: Ctx, p: Promise<unknown>, reason: unknown): Promise<void> {
+async function rejectsAbort(
+  t: Ctx,
+  p: Promise<unknown>,
+  reason: unknown,
+): Promise<(Error & { code?: string; socket?: Socket | File }) | undefined> {
   const err = (await t.throwsAsync(withDeadline(p, 15_000, 'an AbortError'))) as
-    (Error & { code?: string }) | undefined;
+    (Error & { code?: string; socket?: Socket | File }) | undefined;
   t.is(err?.name, 'AbortError');
   t.is(err?.code, 'ABORT_ERR');
   t.is(err?.cause, reason, 'cause is the signal reason');
   t.false(err instanceof EngineError);
+  return err;
 }
 
 async function closedPort(): Promise<number> {
@@ -214,23 +219,28 @@ forEachImpl('getaddrinfoThenConnect resolves to { value: socket, socket }', asyn
 });
 
 forEachImpl(
-  'a failed chain rejects with the first failure, and closes the socket it made',
+  'a failed chain rejects with the first failure, and hands over the socket it made, open',
   async (t, engine) => {
     const port = await closedPort();
     // Stage 1 fails: the rejection is its error, not the later stage's ERR_ABORTED.
-    await rejectsCode(
+    const refused = await rejectsCode(
       t,
       engine.promises.connectThenExpectLine({ host: '127.0.0.1', port }, null),
       'ECONNREFUSED',
     );
-    // Stage 2 fails: the accepted socket cannot be handed over, so it is closed.
+    t.is(refused.socket, undefined, 'no socket was made');
+    // Stage 2 fails: the rejection carries the accepted socket, still open.
     const l = engine.listen({ port: 0 });
     const p = engine.promises.acceptThenExpectLine(l, 'HELLO');
     const peer = await netClient(engine, { port: portOf(l) });
     await peer.write('GOODBYE\r\n');
     const err = await rejectsCode(t, p, 'ERR_MISMATCH');
     t.is(err.line, 'GOODBYE');
-    t.is(engine.stats().sockets, 0, 'the accepted socket was closed');
+    t.true(err.socket instanceof Socket);
+    t.false(err.socket!.closed);
+    t.is(engine.stats().sockets, 1, 'the accepted socket is left open');
+    engine.close(err.socket!);
+    t.is(engine.stats().sockets, 0);
     await withDeadline(peer.ended, 5_000, 'the peer to see the close');
   },
 );
@@ -258,8 +268,10 @@ forEachImpl('timeout on a chain stage rejects with ETIMEDOUT', async (t, engine)
   await rejectsCode(t, engine.promises.acceptThenWrite(l, 'x', { timeout: 40 }), 'ETIMEDOUT');
   const p = engine.promises.acceptThenExpectLine(l, null, { timeout: 60 });
   await netClient(engine, { port: portOf(l) }); // connects, says nothing
-  await rejectsCode(t, p, 'ETIMEDOUT');
-  t.is(engine.stats().sockets, 0, 'the accepted socket was closed');
+  const err = await rejectsCode(t, p, 'ETIMEDOUT');
+  t.is(engine.stats().sockets, 1, 'the accepted socket is handed over, open');
+  engine.close(err.socket!);
+  t.is(engine.stats().sockets, 0);
 });
 
 // ---- AbortSignal ----
@@ -308,16 +320,19 @@ forEachImpl(
   },
 );
 
-forEachImpl('aborting a pending chain: AbortError, nothing left open', async (t, engine) => {
+forEachImpl('aborting a pending chain: AbortError with the socket it made', async (t, engine) => {
   const l = engine.listen({ port: 0 });
   const ctl = new AbortController();
   const p = engine.promises.acceptThenExpectLine(l, null, { signal: ctl.signal });
   const peer = await netClient(engine, { port: portOf(l) });
   t.true(await waitUntil(() => engine.stats().sockets === 1), 'the accept stage finished');
   ctl.abort('stop');
-  await rejectsAbort(t, p, 'stop');
+  const err = await rejectsAbort(t, p, 'stop');
   t.is(engine.stats().opsInFlight, 0);
-  t.is(engine.stats().sockets, 0, 'the accepted socket was closed');
+  t.true(err?.socket instanceof Socket, 'the accepted socket is handed over');
+  t.is(engine.stats().sockets, 1, 'and left open');
+  engine.close(err!.socket!);
+  t.is(engine.stats().sockets, 0);
   await withDeadline(peer.ended, 5_000, 'the peer to see the close');
   // The listener still works: the cancelled chain took nothing from it.
   const p2 = engine.promises.acceptThenWrite(l, 'ok\n');

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Callback, EngineError, type Socket } from 'async-engine';
+import { Callback, EngineError, type EngineErrorCode, type Socket } from 'async-engine';
 import {
   type Engine,
   deferred,
@@ -447,7 +447,7 @@ forEachImpl(
     };
     const realAccept = raw.accept.bind(engine);
     const realSleep = raw._sleep.bind(engine);
-    const failWith = ['EMFILE', 'ENFILE', 'EMFILE', 'ECONNABORTED'];
+    const failWith: EngineErrorCode[] = ['EMFILE', 'ENFILE', 'EMFILE', 'ECONNABORTED'];
     const waits: number[] = [];
     raw.accept = (l, cb) => {
       const code = failWith.shift();

@@ -3,13 +3,19 @@ import type { EngineError } from './errors.js';
 import { invalidArgType, outOfRange } from './errors.js';
 import type { Socket } from './io.js';
 
-/** The slots of a {@link Callback}. */
-export interface CallbackSlots<T> {
+/**
+ * The slots of a {@link Callback}. `T`: the op's value. `H`: what `success` gets as its second
+ * argument, the handle the op ran on (a `Socket`, a `File`, or `undefined` for ops with none,
+ * such as `getaddrinfo`). `F`: what `failure` gets as its second argument (by default `H` or
+ * `undefined`). Each engine method declares its own: see {@link Callback}.
+ */
+export interface CallbackSlots<T, H = Socket, F = H | undefined> {
   /**
    * Called once with the op's value and the socket it ran on (for `accept` and `connect`, the
-   * new socket; `undefined` for ops that have none, such as `getaddrinfo`).
+   * new socket; a `File` for file ops; `undefined` for ops that have none, such as
+   * `getaddrinfo`, `stat` of a path and `submitWork`).
    */
-  success?: (value: T, socket: Socket) => void;
+  success?: (value: T, socket: H) => void;
   /**
    * Called once with the reason the op failed, and the socket (or File) it ran on, as `success`
    * gets it: for a chain's later stages, the socket its accept or connect made, so that a
@@ -18,7 +24,7 @@ export interface CallbackSlots<T> {
    * `createEngine({ debug: true })`), except on a socket `engine.serve` accepted: that socket is
    * closed instead.
    */
-  failure?: (err: EngineError, socket?: Socket) => void;
+  failure?: (err: EngineError, ...socket: FailureSocket<F>) => void;
   /**
    * Milliseconds the op may take; past it, `failure` gets `ETIMEDOUT`. `undefined` or `0`:
    * no deadline. Measured on the monotonic clock from when the op (or chain stage) starts.
@@ -29,11 +35,21 @@ export interface CallbackSlots<T> {
 }
 
 /**
+ * The second argument of `failure`: optional where it may be `undefined` (it is left out when a
+ * program calls the slot itself), required where the op always has one.
+ */
+export type FailureSocket<F> = undefined extends F ? [socket?: F] : [socket: F];
+
+/**
  * What an op accepts where a Callback goes: a {@link Callback}, its slots as a plain object
  * (`{ success, failure, timeout }`, wrapped in a new Callback), or a bare function, taken as
  * `success`. Only a Callback can be cancelled (its `cancel()`) or reused.
  */
-export type CallbackLike<T> = Callback<T> | CallbackSlots<T> | ((value: T, socket: Socket) => void);
+export type CallbackLike<T, H = Socket, F = H | undefined> =
+  Callback<T, H, F> | CallbackSlots<T, H, F> | ((value: T, socket: H) => void);
+
+/** @internal A Callback of any op, as the engine holds it. */
+export type AnyCallback = Callback<any, any, any>;
 
 /** Where an in-flight Callback's op lives, so that `cancel()` can reach it. */
 export interface CancelTarget {
@@ -43,10 +59,17 @@ export interface CancelTarget {
 /**
  * One op's outcome: exactly one of `success` or `failure` is called, exactly once, never inside
  * the call that submitted the op. A Callback may be reused once its op has settled.
+ *
+ * `T` is the op's value; `H` the second argument of `success`, `F` that of `failure`. Each
+ * engine method states its own, e.g. `readChunk` on a `File` takes a
+ * `Callback<Buffer, File, File>`, `getaddrinfo` a `Callback<AddrInfo[], undefined, undefined>`;
+ * a plain object or a function passed in place of the Callback gets them from the method. Left
+ * out (`Callback<T>`), they are `any`: such a Callback fits every op, as it always did, and its
+ * slots' second argument is not checked.
  */
-export class Callback<T = unknown> {
-  readonly success?: (value: T, socket: Socket) => void;
-  readonly failure?: (err: EngineError, socket?: Socket) => void;
+export class Callback<T = unknown, H = any, F = any> {
+  readonly success?: (value: T, socket: H) => void;
+  readonly failure?: (err: EngineError, ...socket: FailureSocket<F>) => void;
   readonly timeout?: number;
   /** @internal */
   _target: CancelTarget | null = null;
@@ -55,20 +78,28 @@ export class Callback<T = unknown> {
   /** @internal True while this Callback's own op is in flight (not just a chain it ended). */
   _busy = false;
   /** @internal The slots as read once, when the op was submitted (see {@link takeSlots}). */
-  _success: ((value: T, socket: Socket) => void) | undefined = undefined;
+  _success: ((value: T, socket: H) => void) | undefined = undefined;
   /** @internal */
-  _failure: ((err: EngineError, socket?: Socket) => void) | undefined = undefined;
+  _failure: ((err: EngineError, ...socket: FailureSocket<F>) => void) | undefined = undefined;
   /** @internal */
   _timeout = 0;
 
-  constructor(slots: CallbackSlots<T> = {}) {
+  // Left out, `H` and `F` type the slots given here as before: a Socket, or a Socket or
+  // undefined; the Callback itself still fits every op.
+  constructor(
+    slots: CallbackSlots<
+      T,
+      unknown extends H ? Socket : H,
+      unknown extends F ? Socket | undefined : F
+    > = {},
+  ) {
     if (slots === null || typeof slots !== 'object') {
       throw invalidArgType('slots', 'an object', slots);
     }
     const { success, failure, timeout } = slots;
     checkSlots(success, failure, timeout);
-    this.success = success;
-    this.failure = failure;
+    this.success = success as ((value: T, socket: H) => void) | undefined;
+    this.failure = failure as ((err: EngineError, ...socket: FailureSocket<F>) => void) | undefined;
     this.timeout = timeout;
   }
 
@@ -105,7 +136,7 @@ function checkSlots(success: unknown, failure: unknown, timeout: unknown): void 
  * construction. The engine then uses only this snapshot, so that no user code runs, and nothing
  * can throw, between registering an op and settling it. Throws before anything is registered.
  */
-export function takeSlots(cb: Callback<any>): void {
+export function takeSlots(cb: AnyCallback): void {
   const { success, failure, timeout } = cb;
   checkSlots(success, failure, timeout);
   cb._success = success;
@@ -131,7 +162,7 @@ export class FailureSink {
 
   // `err`: an EngineError, or what a submitWork task threw; `io`: the socket or File the op ran
   // on (undefined when none).
-  fail(cb: Callback<any>, err: unknown, io: unknown = undefined): void {
+  fail(cb: AnyCallback, err: unknown, io: unknown = undefined): void {
     if (cb._failure) {
       invoke(cb._failure, err, io);
       return;

@@ -50,6 +50,9 @@ import { WorkPool, type WorkOutcome } from '../work/pool.js';
 import type { ThreadsafeEntry } from '../work/threadsafe.js';
 import {
   MAX_INT32,
+  OPTION_KEYS,
+  applyTimeout,
+  armSignal,
   callbackOf,
   checkCallback,
   checkCallbacks,
@@ -66,6 +69,7 @@ import {
   checkGlob,
   checkInt,
   checkIo,
+  checkKeys,
   checkListenOptions,
   checkMaxBytes,
   checkOpenArgs,
@@ -77,6 +81,7 @@ import {
   checkRegex,
   checkResolve,
   checkRunTimeout,
+  checkSignal,
   checkSize,
   checkSocketOptions,
   type NativeSocketOptions,
@@ -94,6 +99,9 @@ import {
 } from './validate.js';
 import type {
   AddrInfo,
+  BoundedOptions,
+  ChainReadOptions,
+  CommonOptions,
   ConnectAddress,
   DriveMode,
   EngineConfig,
@@ -105,19 +113,33 @@ import type {
   LengthPrefixedRecord,
   LineExpectation,
   ListenOptions,
+  ListenerAddress,
   OpOptions,
   OpenOptions,
+  PositionOptions,
   ReadUntilResult,
   RegexResult,
   SocketOptionValues,
   SocketOptions,
   SocketTimeouts,
+  TcpListenOptions,
   TimerHandle,
+  UnixListenOptions,
   WorkTask,
   WriteData,
 } from './types.js';
 
 const DEFAULT_MAX_BYTES = 65536;
+
+/**
+ * The Callbacks of a chain that starts with an accept or connect: the first stage's `success`
+ * gets the new socket, and so do the later stages' `success` and `failure` (a later stage's
+ * `failure` gets `undefined` when the first stage failed, since no socket was made).
+ */
+export type AcceptedChain<B> = [
+  CallbackLike<Socket, Socket, undefined>,
+  CallbackLike<B, Socket, Socket | undefined>,
+];
 // Batches taken in one turn of the event loop before it is given back (I/O must not starve).
 const MAX_DRAIN_ROUNDS = 64;
 
@@ -172,6 +194,9 @@ export class AsyncEngine {
    * Binds and listens: TCP on `host`/`port` (IPv4 or IPv6 literal; `port: 0` picks a free port)
    * or a Unix socket at `path`. Throws an `EngineError` (e.g. `EADDRINUSE`) when it cannot.
    */
+  listen(options: UnixListenOptions): Listener<string>;
+  listen(options?: TcpListenOptions): Listener<ListenerAddress>;
+  listen(options?: ListenOptions): Listener;
   listen(options: ListenOptions = {}): Listener {
     this.#checkOpen();
     const { host, port, backlog, reusePort, ipv6Only, socketOptions } = checkListenOptions(options);
@@ -225,26 +250,59 @@ export class AsyncEngine {
   // ---- single ops ----
 
   /** Accepts the next connection: `success(socket, socket)`. */
-  accept(listener: Listener, cb: CallbackLike<Socket>): void {
-    const c = checkCallback<Socket>(cb);
+  accept(listener: Listener, cb: CallbackLike<Socket, Socket, undefined>): void;
+  accept(
+    listener: Listener,
+    options: CommonOptions,
+    cb: CallbackLike<Socket, Socket, undefined>,
+  ): void;
+  accept(listener: Listener, a: unknown, b?: unknown): void {
+    const c = callbackOf<Socket>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
     this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
    * Connects to `{ host, port }` (a name is resolved first, on the engine's resolver threads) or
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
-  connect(address: ConnectAddress & SocketOptions, cb: CallbackLike<Socket>): void {
-    const stages = this.#connectStages(address, checkCallback(cb));
-    const opts = socketOptionsIn(address, 'address');
-    if (opts !== undefined) this.#connectOptions.set(stages[stages.length - 1]!, opts);
+  connect(address: ConnectAddress & SocketOptions, cb: CallbackLike<Socket, Socket, undefined>): void;
+  connect(
+    address: ConnectAddress & SocketOptions,
+    options: CommonOptions,
+    cb: CallbackLike<Socket, Socket, undefined>,
+  ): void;
+  connect(address: ConnectAddress & SocketOptions, a: unknown, b?: unknown): void {
+    const c = callbackOf<Socket>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
+    const stages = this.#connectStages(address, c);
+    const sockOpts = socketOptionsIn(address, 'address');
+    if (sockOpts !== undefined) this.#connectOptions.set(stages[stages.length - 1]!, sockOpts);
     this.#chain(stages);
+    armSignal(signal, c, c, this.#failures);
   }
 
-  /** Resolves a host name: `success(AddrInfo[])`, in the resolver's order. */
-  getaddrinfo(host: string, port: number, cb: CallbackLike<AddrInfo[]>): void {
-    this.#start(this.#resolveStage(host, port, checkCallback(cb)));
+  /** Resolves a host name: `success(AddrInfo[], undefined)`, in the resolver's order. */
+  getaddrinfo(host: string, port: number, cb: CallbackLike<AddrInfo[], undefined, undefined>): void;
+  getaddrinfo(
+    host: string,
+    port: number,
+    options: CommonOptions,
+    cb: CallbackLike<AddrInfo[], undefined, undefined>,
+  ): void;
+  getaddrinfo(host: string, port: number, a: unknown, b?: unknown): void {
+    const c = callbackOf<AddrInfo[]>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
+    this.#start(this.#resolveStage(host, port, c));
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
@@ -256,33 +314,39 @@ export class AsyncEngine {
    * `success({ data, delimiter, index })`, `data` through that delimiter, which is reported as
    * it was given, with its index in the array. `maxBytes` bounds the bytes before it.
    */
-  readUntil(sock: Socket | File, delimiter: string | Buffer, cb: CallbackLike<Buffer>): void;
-  readUntil(
-    sock: Socket | File,
+  readUntil<H extends Socket | File>(
+    sock: H,
     delimiter: string | Buffer,
-    options: OpOptions,
-    cb: CallbackLike<Buffer>,
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
   ): void;
-  readUntil(
-    sock: Socket | File,
-    delimiters: ReadonlyArray<string | Buffer>,
-    cb: CallbackLike<ReadUntilResult>,
+  readUntil<H extends Socket | File>(
+    sock: H,
+    delimiter: string | Buffer,
+    options: BoundedOptions,
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
   ): void;
-  readUntil(
-    sock: Socket | File,
+  readUntil<H extends Socket | File>(
+    sock: H,
     delimiters: ReadonlyArray<string | Buffer>,
-    options: OpOptions,
-    cb: CallbackLike<ReadUntilResult>,
+    cb: CallbackLike<ReadUntilResult, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readUntil<H extends Socket | File>(
+    sock: H,
+    delimiters: ReadonlyArray<string | Buffer>,
+    options: BoundedOptions,
+    cb: CallbackLike<ReadUntilResult, NoInfer<H>, NoInfer<H>>,
   ): void;
   readUntil(
     sock: Socket | File,
     delimiter: string | Buffer | ReadonlyArray<string | Buffer>,
-    a: OpOptions | CallbackLike<any>,
-    b?: CallbackLike<any>,
+    a: unknown,
+    b?: unknown,
   ): void {
-    const opts = optionsOf(a, b);
+    const cb = callbackOf<any>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.bounded);
     checkPosition(sock, opts, false);
-    const cb = callbackOf(a, b);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     if (Array.isArray(delimiter)) {
       const given = delimiter.slice() as Array<string | Buffer>;
@@ -295,6 +359,7 @@ export class AsyncEngine {
           const data = sock._in.subarray(sock._off, end);
           const value: ReadUntilResult = { data, delimiter: given[index]!, index };
           this.#local(cb, sock, value, end, undefined);
+          armSignal(signal, cb, cb, this.#failures);
           return;
         }
       }
@@ -302,6 +367,7 @@ export class AsyncEngine {
       const rec = new OpRecord(Kind.ReadUntil, cb, sock, handle, cb._timeout, bytes, maxBytes);
       rec.delimiters = given;
       this.#start(rec);
+      armSignal(signal, cb, cb, this.#failures);
       return;
     }
     const delim = checkDelimiter(delimiter);
@@ -310,48 +376,54 @@ export class AsyncEngine {
       const end = heldDelimiterEnd(sock, delim.text, maxBytes);
       if (end >= 0) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(new OpRecord(Kind.ReadUntil, cb, sock, handle, cb._timeout, delim.bytes, maxBytes));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Reads until the peer ends the stream: `success(Buffer)`, bounded by `maxBytes`. */
-  readAll(sock: Socket | File, cb: CallbackLike<Buffer>): void;
-  readAll(sock: Socket | File, options: OpOptions, cb: CallbackLike<Buffer>): void;
-  readAll(
-    sock: Socket | File,
-    a: OpOptions | CallbackLike<Buffer>,
-    b?: CallbackLike<Buffer>,
-  ): void {
-    const cb = callbackOf(a, b);
-    const opts = optionsOf(a, b);
+  readAll<H extends Socket | File>(sock: H, cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>): void;
+  readAll<H extends Socket | File>(
+    sock: H,
+    options: BoundedOptions,
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readAll(sock: Socket | File, a: unknown, b?: unknown): void {
+    const cb = callbackOf<Buffer>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.bounded);
     const pos = checkPosition(sock, opts, true);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     const maxBytes = limitOf(opts, this.#maxBytes);
     this.#start(new OpRecord(Kind.ReadAll, cb, sock, handle, cb._timeout, maxBytes, pos));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
    * Reads lines until one matches the fnmatch(3) `glob`: `success(string[])`, every line up to
    * and including the match, terminators stripped.
    */
-  readUntilLineglob(sock: Socket | File, glob: string, cb: CallbackLike<string[]>): void;
-  readUntilLineglob(
-    sock: Socket | File,
+  readUntilLineglob<H extends Socket | File>(
+    sock: H,
+    glob: string,
+    cb: CallbackLike<string[], NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readUntilLineglob<H extends Socket | File>(
+    sock: H,
     glob: string,
     options: OpOptions,
-    cb: CallbackLike<string[]>,
+    cb: CallbackLike<string[], NoInfer<H>, NoInfer<H>>,
   ): void;
-  readUntilLineglob(
-    sock: Socket | File,
-    glob: string,
-    a: OpOptions | CallbackLike<string[]>,
-    b?: CallbackLike<string[]>,
-  ): void {
-    const opts = optionsOf(a, b);
-    const cb = callbackOf(a, b);
+  readUntilLineglob(sock: Socket | File, glob: string, a: unknown, b?: unknown): void {
+    const cb = callbackOf<string[]>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.decoded);
     checkPosition(sock, opts, false);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     checkGlob(glob);
     const encoding = encodingOf(opts, this.#encoding);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
@@ -362,29 +434,32 @@ export class AsyncEngine {
     const rec = new OpRecord(Kind.ReadGlob, cb, sock, handle, cb._timeout, pattern, maxBytes);
     rec.encoding = encoding;
     this.#start(rec);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
    * Reads until `regex` matches the buffered bytes (decoded with the op's encoding):
    * `success({ data, match })`, `data` being the bytes through the end of the match.
    */
-  readUntilRegex(sock: Socket | File, regex: RegExp, cb: CallbackLike<RegexResult>): void;
-  readUntilRegex(
-    sock: Socket | File,
+  readUntilRegex<H extends Socket | File>(
+    sock: H,
+    regex: RegExp,
+    cb: CallbackLike<RegexResult, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readUntilRegex<H extends Socket | File>(
+    sock: H,
     regex: RegExp,
     options: OpOptions,
-    cb: CallbackLike<RegexResult>,
+    cb: CallbackLike<RegexResult, NoInfer<H>, NoInfer<H>>,
   ): void;
-  readUntilRegex(
-    sock: Socket | File,
-    regex: RegExp,
-    a: OpOptions | CallbackLike<RegexResult>,
-    b?: CallbackLike<RegexResult>,
-  ): void {
-    const opts = optionsOf(a, b);
+  readUntilRegex(sock: Socket | File, regex: RegExp, a: unknown, b?: unknown): void {
+    const cb = callbackOf<RegexResult>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.decoded);
     checkPosition(sock, opts, false);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
-    const rec = this.#regexStage(callbackOf(a, b), sock, handle, regex, opts);
+    const rec = this.#regexStage(cb, sock, handle, regex, opts);
     if (holds(sock)) {
       // Matched against the bytes held here first; with no match yet, the native side gets
       // them back and reports as more arrive. A failure that consumes nothing (ERR_LIMIT, a
@@ -406,31 +481,42 @@ export class AsyncEngine {
         const n = verdict > 0 ? verdict : 0;
         const value: RegexResult = { data: buf.subarray(off, off + n), match: m! };
         this.#local(rec.cb!, sock, value, off + n, undefined);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(rec);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Reads what is available, 1 to `size` bytes: `success(Buffer)`; an empty Buffer at EOF. */
-  readChunk(sock: Socket | File, size: number, cb: CallbackLike<Buffer>): void;
-  readChunk(sock: Socket | File, size: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
-  readChunk(
-    sock: Socket | File,
+  readChunk<H extends Socket | File>(
+    sock: H,
     size: number,
-    a: OpOptions | CallbackLike<Buffer>,
-    b?: CallbackLike<Buffer>,
-  ): void {
-    const cb = callbackOf(a, b);
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readChunk<H extends Socket | File>(
+    sock: H,
+    size: number,
+    options: PositionOptions,
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readChunk(sock: Socket | File, size: number, a: unknown, b?: unknown): void {
+    const cb = callbackOf<Buffer>(a, b);
     checkSize(size, 'size');
-    const pos = checkPosition(sock, optionsOf(a, b), true, size);
+    const opts = optionsOf(a, b, OPTION_KEYS.positioned);
+    const pos = checkPosition(sock, opts, true, size);
     const handle = socketHandle(sock, this);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     if (holds(sock)) {
       const end = Math.min(sock._in.length, sock._off + size);
       this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+      armSignal(signal, cb, cb, this.#failures);
       return;
     }
     this.#start(new OpRecord(Kind.ReadChunk, cb, sock, handle, cb._timeout, size, pos));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -438,26 +524,35 @@ export class AsyncEngine {
    * `n` may be 0: an empty Buffer, in its turn after the reads before it (a `Content-Length: 0`
    * body needs no special case), even at the end of the stream.
    */
-  readExactly(sock: Socket | File, n: number, cb: CallbackLike<Buffer>): void;
-  readExactly(sock: Socket | File, n: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
-  readExactly(
-    sock: Socket | File,
+  readExactly<H extends Socket | File>(
+    sock: H,
     n: number,
-    a: OpOptions | CallbackLike<Buffer>,
-    b?: CallbackLike<Buffer>,
-  ): void {
-    const cb = callbackOf(a, b);
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readExactly<H extends Socket | File>(
+    sock: H,
+    n: number,
+    options: PositionOptions,
+    cb: CallbackLike<Buffer, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readExactly(sock: Socket | File, n: number, a: unknown, b?: unknown): void {
+    const cb = callbackOf<Buffer>(a, b);
     checkSize(n, 'n', 0);
-    const pos = checkPosition(sock, optionsOf(a, b), true, n);
+    const opts = optionsOf(a, b, OPTION_KEYS.positioned);
+    const pos = checkPosition(sock, opts, true, n);
     const handle = socketHandle(sock, this);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     if (holds(sock)) {
       const end = sock._off + n;
       if (end <= sock._in.length) {
         this.#local(cb, sock, sock._in.subarray(sock._off, end), end, undefined);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(new OpRecord(Kind.ReadExactly, cb, sock, handle, cb._timeout, n, pos));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -468,26 +563,29 @@ export class AsyncEngine {
    * the bytes after that line). At the end of the stream with nothing buffered: an empty
    * Buffer. Sockets only: a File is refused with a TypeError.
    */
-  peek(sock: Socket, n: number, cb: CallbackLike<Buffer>): void;
-  peek(sock: Socket, n: number, options: OpOptions, cb: CallbackLike<Buffer>): void;
+  peek(sock: Socket, n: number, cb: CallbackLike<Buffer, Socket, Socket>): void;
   peek(
     sock: Socket,
     n: number,
-    a: OpOptions | CallbackLike<Buffer>,
-    b?: CallbackLike<Buffer>,
-  ): void {
-    const cb = callbackOf(a, b);
+    options: CommonOptions,
+    cb: CallbackLike<Buffer, Socket, Socket>,
+  ): void;
+  peek(sock: Socket, n: number, a: unknown, b?: unknown): void {
+    const cb = callbackOf<Buffer>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
     checkSize(n, 'n');
     if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
-    checkPosition(sock, optionsOf(a, b), false);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     if (holds(sock)) {
       const off = sock._off;
       const copy = Buffer.from(sock._in.subarray(off, Math.min(sock._in.length, off + n)));
       this.#local(cb, sock, copy, off, undefined);
-      return;
+    } else {
+      this.#start(new OpRecord(Kind.Peek, cb, sock, handle, cb._timeout, n, undefined));
     }
-    this.#start(new OpRecord(Kind.Peek, cb, sock, handle, cb._timeout, n, undefined));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -495,23 +593,24 @@ export class AsyncEngine {
    * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
    * `err.line` (the line is consumed).
    */
-  expectLine(sock: Socket | File, expect: LineExpectation, cb: CallbackLike<string>): void;
-  expectLine(
-    sock: Socket | File,
+  expectLine<H extends Socket | File>(
+    sock: H,
+    expect: LineExpectation,
+    cb: CallbackLike<string, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  expectLine<H extends Socket | File>(
+    sock: H,
     expect: LineExpectation,
     options: OpOptions,
-    cb: CallbackLike<string>,
+    cb: CallbackLike<string, NoInfer<H>, NoInfer<H>>,
   ): void;
-  expectLine(
-    sock: Socket | File,
-    expect: LineExpectation,
-    a: OpOptions | CallbackLike<string>,
-    b?: CallbackLike<string>,
-  ): void {
-    const opts = optionsOf(a, b);
-    const cb = callbackOf(a, b);
+  expectLine(sock: Socket | File, expect: LineExpectation, a: unknown, b?: unknown): void {
+    const cb = callbackOf<string>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.decoded);
     checkExpect(expect);
     checkPosition(sock, opts, false);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     if (holds(sock)) {
       // A whole line among the held bytes settles here, with no record and no crossing; it is
@@ -520,10 +619,12 @@ export class AsyncEngine {
       const line = heldLine(sock, limitOf(opts, this.#maxBytes), encoding);
       if (line !== undefined) {
         this.#local(cb, sock, line, heldLineEnd, expect);
+        armSignal(signal, cb, cb, this.#failures);
         return;
       }
     }
     this.#start(this.#lineStage(cb, sock, handle, expect, opts));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -536,25 +637,28 @@ export class AsyncEngine {
    * trailer) consumes it; `ERR_INCOMPLETE` at EOF carries every byte read in `err.partial`.
    * With `options.bodyEncoding` the body is a string.
    */
-  readLengthPrefixed(
-    sock: Socket | File,
+  readLengthPrefixed<H extends Socket | File>(
+    sock: H,
     options: LengthPrefixedOptions & { bodyEncoding: BufferEncoding },
-    cb: CallbackLike<LengthPrefixedRecord<string>>,
+    cb: CallbackLike<LengthPrefixedRecord<string>, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  readLengthPrefixed<H extends Socket | File>(
+    sock: H,
+    options: LengthPrefixedOptions,
+    cb: CallbackLike<LengthPrefixedRecord, NoInfer<H>, NoInfer<H>>,
   ): void;
   readLengthPrefixed(
     sock: Socket | File,
     options: LengthPrefixedOptions,
-    cb: CallbackLike<LengthPrefixedRecord>,
-  ): void;
-  readLengthPrefixed(
-    sock: Socket | File,
-    options: LengthPrefixedOptions,
-    cb: CallbackLike<LengthPrefixedRecord<Buffer | string>>,
+    cb: CallbackLike<LengthPrefixedRecord<Buffer | string>, any, any>,
   ): void {
-    const done = checkCallback<LengthPrefixedRecord<Buffer | string>>(cb);
+    const done = callbackOf<LengthPrefixedRecord<Buffer | string>>(options, cb);
     checkOptions(options);
+    checkKeys(options, OPTION_KEYS.lengthPrefixed, 'options');
     const handle = socketHandle(sock, this);
     checkPosition(sock, options as OpOptions, false);
+    applyTimeout(options, done);
+    const signal = checkSignal(options);
     const spec = prefixSpecOf(this.#prefixSpecs, options, this.#maxBytes, this.#encoding);
     const { delimiter: delim, maxBytes, encoding } = spec;
     const state: PrefixState = { spec, header: '', headerLen: 0, bodyLen: -1 };
@@ -579,6 +683,7 @@ export class AsyncEngine {
           if (off + total <= sock._in.length) {
             const value = recordOf(state, sock._in, off, sock);
             this.#local(done, sock, value, off + total, undefined);
+            armSignal(signal, done, done, this.#failures);
             return;
           }
           a = total; // the native side reads the rest, knowing the whole record's length
@@ -588,6 +693,7 @@ export class AsyncEngine {
     const rec = new OpRecord(Kind.ReadPrefixed, done, sock, handle, done._timeout, a, maxBytes);
     rec.prefix = state;
     this.#start(rec);
+    armSignal(signal, done, done, this.#failures);
   }
 
   // A length-prefixed read's header arrived natively: its length rule gives the verdict.
@@ -604,21 +710,29 @@ export class AsyncEngine {
   }
 
   /** Writes all of `data`: `success(bytesWritten)`. Writes on one socket go out in order. */
-  write(sock: Socket | File, data: WriteData, cb: CallbackLike<number>): void;
-  write(sock: Socket | File, data: WriteData, options: OpOptions, cb: CallbackLike<number>): void;
-  write(
-    sock: Socket | File,
+  write<H extends Socket | File>(
+    sock: H,
     data: WriteData,
-    a: OpOptions | CallbackLike<number>,
-    b?: CallbackLike<number>,
-  ): void {
-    const cb = callbackOf(a, b);
+    cb: CallbackLike<number, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  write<H extends Socket | File>(
+    sock: H,
+    data: WriteData,
+    options: PositionOptions,
+    cb: CallbackLike<number, NoInfer<H>, NoInfer<H>>,
+  ): void;
+  write(sock: Socket | File, data: WriteData, a: unknown, b?: unknown): void {
+    const cb = callbackOf<number>(a, b);
     const bytes = toBytes(data);
     const size = Array.isArray(bytes) ? bytes.reduce((n, x) => n + x.length, 0) : bytes.length;
-    const pos = checkPosition(sock, optionsOf(a, b), true, size);
+    const opts = optionsOf(a, b, OPTION_KEYS.positioned);
+    const pos = checkPosition(sock, opts, true, size);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     if (this.#ended.has(sock) && !sock._closed) return this.#failEnded(cb, sock as Socket);
     this.#start(new OpRecord(Kind.Write, cb, sock, handle, cb._timeout, bytes, pos));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   // ---- half-close and socket options ----
@@ -638,14 +752,17 @@ export class AsyncEngine {
    * File or Listener is a TypeError. On `completion` the shutdown is an io_uring
    * `IORING_OP_SHUTDOWN` request (where the kernel has it).
    */
-  end(sock: Socket, cb: CallbackLike<void>): void;
-  end(sock: Socket, options: OpOptions, cb: CallbackLike<void>): void;
-  end(sock: Socket, a: OpOptions | CallbackLike<void>, b?: CallbackLike<void>): void {
+  end(sock: Socket, cb: CallbackLike<void, Socket, Socket>): void;
+  end(sock: Socket, options: CommonOptions, cb: CallbackLike<void, Socket, Socket>): void;
+  end(sock: Socket, a: unknown, b?: unknown): void {
     const cb = callbackOf<void>(a, b);
-    checkPosition(sock, optionsOf(a, b), false);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const handle = this.#streamSocket(sock);
     this.#ended.add(sock);
     this.#start(new OpRecord(Kind.Shutdown, cb, sock, handle, cb._timeout, undefined, undefined));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -726,12 +843,14 @@ export class AsyncEngine {
    * Opens a file: `success(file)`. `options.flags` as `fs.open` (default `'r'`), `mode` for a
    * file it creates, `direct` for O_DIRECT.
    */
-  open(path: string, cb: CallbackLike<File>): void;
-  open(path: string, options: OpenOptions, cb: CallbackLike<File>): void;
-  open(path: string, a: OpenOptions | CallbackLike<File>, b?: CallbackLike<File>): void {
-    const cb = checkCallback<File>(b === undefined ? a : b);
+  open(path: string, cb: CallbackLike<File, File, undefined>): void;
+  open(path: string, options: OpenOptions, cb: CallbackLike<File, File, undefined>): void;
+  open(path: string, a: unknown, b?: unknown): void {
+    const cb = callbackOf<File>(a, b);
     const opts: OpenOptions = b === undefined ? {} : (a as OpenOptions);
     const { flags, mode, direct } = checkOpenArgs(path, opts);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const rec = new OpRecord(
       Kind.Open,
       cb,
@@ -744,6 +863,7 @@ export class AsyncEngine {
     rec.path = path;
     rec.direct = direct;
     this.#start(rec);
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /**
@@ -755,44 +875,71 @@ export class AsyncEngine {
    * read). A view of a resizable `ArrayBuffer` or of a growable `SharedArrayBuffer` is refused
    * (`ERR_INVALID_ARG_VALUE`).
    */
-  readInto(file: File, buffer: Uint8Array, cb: CallbackLike<number>): void;
-  readInto(file: File, buffer: Uint8Array, options: OpOptions, cb: CallbackLike<number>): void;
+  readInto(file: File, buffer: Uint8Array, cb: CallbackLike<number, File, File>): void;
   readInto(
     file: File,
     buffer: Uint8Array,
-    a: OpOptions | CallbackLike<number>,
-    b?: CallbackLike<number>,
-  ): void {
-    const cb = callbackOf(a, b);
+    options: PositionOptions,
+    cb: CallbackLike<number, File, File>,
+  ): void;
+  readInto(file: File, buffer: Uint8Array, a: unknown, b?: unknown): void {
+    const cb = callbackOf<number>(a, b);
     const f = checkFile(file, this);
     checkReadBuffer(buffer);
-    const pos = checkPosition(f, optionsOf(a, b), true, buffer.length);
+    const opts = optionsOf(a, b, OPTION_KEYS.positioned);
+    const pos = checkPosition(f, opts, true, buffer.length);
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     // The record keeps the caller's buffer (its `a`) alive for as long as the op is in flight.
     this.#start(new OpRecord(Kind.ReadInto, cb, f, f._handle, cb._timeout, buffer, pos));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
   /** Flushes the file to its device: `success()`. `{ dataOnly: true }` is fdatasync(2). */
-  fsync(file: File, cb: CallbackLike<void>): void;
-  fsync(file: File, options: FsyncOptions, cb: CallbackLike<void>): void;
-  fsync(file: File, a: FsyncOptions | CallbackLike<void>, b?: CallbackLike<void>): void {
-    const cb = checkCallback<void>(b === undefined ? a : b);
-    const opts: FsyncOptions = b === undefined ? {} : (a as FsyncOptions);
-    checkOptions(opts);
+  fsync(file: File, cb: CallbackLike<void, File, File>): void;
+  fsync(file: File, options: FsyncOptions, cb: CallbackLike<void, File, File>): void;
+  fsync(file: File, a: unknown, b?: unknown): void {
+    const cb = callbackOf<void>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.fsync) as FsyncOptions;
+    applyTimeout(opts, cb);
+    const signal = checkSignal(opts);
     const f = checkFile(file, this);
     const dataOnly = opts.dataOnly === true;
     this.#start(new OpRecord(Kind.Fsync, cb, f, f._handle, cb._timeout, dataOnly, undefined));
+    armSignal(signal, cb, cb, this.#failures);
   }
 
-  /** The status of an open File or of a path (statx(2)): `success(stat)`. */
-  stat(fileOrPath: File | string, cb: CallbackLike<FileStat>): void {
-    const c = checkCallback<FileStat>(cb);
+  /**
+   * The status of an open File or of a path (statx(2)): `success(stat, file)`, the File given
+   * or `undefined` for a path.
+   */
+  stat(file: File, cb: CallbackLike<FileStat, File, File>): void;
+  stat(file: File, options: CommonOptions, cb: CallbackLike<FileStat, File, File>): void;
+  stat(path: string, cb: CallbackLike<FileStat, undefined, undefined>): void;
+  stat(
+    path: string,
+    options: CommonOptions,
+    cb: CallbackLike<FileStat, undefined, undefined>,
+  ): void;
+  stat(fileOrPath: File | string, cb: CallbackLike<FileStat, File | undefined>): void;
+  stat(
+    fileOrPath: File | string,
+    options: CommonOptions,
+    cb: CallbackLike<FileStat, File | undefined>,
+  ): void;
+  stat(fileOrPath: File | string, a: unknown, b?: unknown): void {
+    const c = callbackOf<FileStat>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
     if (typeof fileOrPath === 'string') {
       checkPath(fileOrPath, 'path');
       this.#start(new OpRecord(Kind.Stat, c, undefined, 0, c._timeout, fileOrPath, undefined));
-      return;
+    } else {
+      const f = checkFile(fileOrPath, this);
+      this.#start(new OpRecord(Kind.Stat, c, f, f._handle, c._timeout, undefined, undefined));
     }
-    const f = checkFile(fileOrPath, this);
-    this.#start(new OpRecord(Kind.Stat, c, f, f._handle, c._timeout, undefined, undefined));
+    armSignal(signal, c, c, this.#failures);
   }
 
   // ---- work ----
@@ -805,11 +952,21 @@ export class AsyncEngine {
    * or its deadline; one already running cannot be: `cancel()` returns false and its result is
    * delivered, and a deadline stops its thread (`ETIMEDOUT`).
    */
-  submitWork<T = unknown>(task: WorkTask, cb: CallbackLike<T>): void {
+  submitWork<T = unknown>(task: WorkTask, cb: CallbackLike<T, undefined, undefined>): void;
+  submitWork<T = unknown>(
+    task: WorkTask,
+    options: CommonOptions,
+    cb: CallbackLike<T, undefined, undefined>,
+  ): void;
+  submitWork<T = unknown>(task: WorkTask, a: unknown, b?: unknown): void {
     this.#checkOpen();
-    const c = checkCallback<T>(cb);
+    const c = callbackOf<T>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
     const t = checkTask(task);
     this.#start(new OpRecord(Kind.Work, c, undefined, 0, c._timeout, t, undefined));
+    armSignal(signal, c, c, this.#failures);
   }
 
   /**
@@ -883,45 +1040,50 @@ export class AsyncEngine {
   // ---- chains ----
 
   /** Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`. */
+  acceptThenWrite(listener: Listener, data: WriteData, cbs: AcceptedChain<number>): void;
   acceptThenWrite(
     listener: Listener,
     data: WriteData,
-    cbs: [CallbackLike<Socket>, CallbackLike<number>],
-  ): void {
+    options: CommonOptions,
+    cbs: AcceptedChain<number>,
+  ): void;
+  acceptThenWrite(listener: Listener, data: WriteData, a: unknown, b?: unknown): void {
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.common);
     const [c1, c2] = checkCallbacks(cbs, 2);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
     const bytes = toBytes(data);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined),
     ]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Accepts a connection, then reads one line from it: `[cbSocket, cbLine]`. */
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    cbs: [CallbackLike<Socket>, CallbackLike<string>],
+    cbs: AcceptedChain<string>,
   ): void;
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    options: OpOptions,
-    cbs: [CallbackLike<Socket>, CallbackLike<string>],
+    options: ChainReadOptions,
+    cbs: AcceptedChain<string>,
   ): void;
-  acceptThenExpectLine(
-    listener: Listener,
-    expect: LineExpectation,
-    a: OpOptions | [CallbackLike<Socket>, CallbackLike<string>],
-    b?: [CallbackLike<Socket>, CallbackLike<string>],
-  ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b);
+  acceptThenExpectLine(listener: Listener, expect: LineExpectation, a: unknown, b?: unknown): void {
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
     const [c1, c2] = checkCallbacks(cbs, 2);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
-      this.#lineStage(c2, undefined, 0, expect, opts),
+      this.#lineStage(c2!, undefined, 0, expect, opts),
     ]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /**
@@ -931,108 +1093,156 @@ export class AsyncEngine {
   acceptThenExpectMultilineRegex(
     listener: Listener,
     regex: RegExp,
-    cbs: [CallbackLike<Socket>, CallbackLike<RegexResult>],
+    cbs: AcceptedChain<RegexResult>,
   ): void;
   acceptThenExpectMultilineRegex(
     listener: Listener,
     regex: RegExp,
-    options: OpOptions,
-    cbs: [CallbackLike<Socket>, CallbackLike<RegexResult>],
+    options: ChainReadOptions,
+    cbs: AcceptedChain<RegexResult>,
   ): void;
-  acceptThenExpectMultilineRegex(
-    listener: Listener,
-    regex: RegExp,
-    a: OpOptions | [CallbackLike<Socket>, CallbackLike<RegexResult>],
-    b?: [CallbackLike<Socket>, CallbackLike<RegexResult>],
-  ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b);
+  acceptThenExpectMultilineRegex(listener: Listener, regex: RegExp, a: unknown, b?: unknown): void {
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
     const [c1, c2] = checkCallbacks(cbs, 2);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
-      this.#regexStage(c2, undefined, 0, regex, opts),
+      this.#regexStage(c2!, undefined, 0, regex, opts),
     ]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Writes `data`, then reads one line: `[cbWritten, cbLine]`. */
-  writeThenExpectLine(
-    sock: Socket | File,
+  writeThenExpectLine<H extends Socket | File>(
+    sock: H,
     data: WriteData,
     expect: LineExpectation,
-    cbs: [CallbackLike<number>, CallbackLike<string>],
+    cbs: [
+      CallbackLike<number, NoInfer<H>, NoInfer<H>>,
+      CallbackLike<string, NoInfer<H>, NoInfer<H>>,
+    ],
+  ): void;
+  writeThenExpectLine<H extends Socket | File>(
+    sock: H,
+    data: WriteData,
+    expect: LineExpectation,
+    options: ChainReadOptions,
+    cbs: [
+      CallbackLike<number, NoInfer<H>, NoInfer<H>>,
+      CallbackLike<string, NoInfer<H>, NoInfer<H>>,
+    ],
   ): void;
   writeThenExpectLine(
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
-    options: OpOptions,
-    cbs: [CallbackLike<number>, CallbackLike<string>],
-  ): void;
-  writeThenExpectLine(
-    sock: Socket | File,
-    data: WriteData,
-    expect: LineExpectation,
-    a: OpOptions | [CallbackLike<number>, CallbackLike<string>],
-    b?: [CallbackLike<number>, CallbackLike<string>],
+    a: unknown,
+    b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
     const [c1, c2] = checkCallbacks(cbs, 2);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
     const bytes = toBytes(data);
     this.#chain([
       new OpRecord(Kind.Write, c1, sock, handle, c1._timeout, bytes, undefined),
-      this.#lineStage(c2, sock, handle, expect, opts),
+      this.#lineStage(c2!, sock, handle, expect, opts),
     ]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Connects, then reads one line (a greeting): `[cbSocket, cbLine]`. */
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
-    cbs: [CallbackLike<Socket>, CallbackLike<string>],
+    cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
-    options: OpOptions,
-    cbs: [CallbackLike<Socket>, CallbackLike<string>],
+    options: ChainReadOptions,
+    cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
     address: ConnectAddress,
     expect: LineExpectation,
-    a: OpOptions | [CallbackLike<Socket>, CallbackLike<string>],
-    b?: [CallbackLike<Socket>, CallbackLike<string>],
+    a: unknown,
+    b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
     const [c1, c2] = checkCallbacks(cbs, 2);
-    const connect = this.#connectStages(address, c1);
-    this.#chain([...connect, this.#lineStage(c2, undefined, 0, expect, opts)]);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
+    const connect = this.#connectStages(address, c1!);
+    this.#chain([...connect, this.#lineStage(c2!, undefined, 0, expect, opts)]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   /** Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`. */
   connectThenWriteLine(
     address: ConnectAddress,
     line: string | Buffer,
-    cbs: [CallbackLike<Socket>, CallbackLike<number>],
+    cbs: AcceptedChain<number>,
+  ): void;
+  connectThenWriteLine(
+    address: ConnectAddress,
+    line: string | Buffer,
+    options: CommonOptions,
+    cbs: AcceptedChain<number>,
+  ): void;
+  connectThenWriteLine(
+    address: ConnectAddress,
+    line: string | Buffer,
+    a: unknown,
+    b?: unknown,
   ): void {
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.common);
     const [c1, c2] = checkCallbacks(cbs, 2);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
     const bytes = lineBytes(line);
-    const connect = this.#connectStages(address, c1);
-    const write = new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined);
+    const connect = this.#connectStages(address, c1!);
+    const write = new OpRecord(Kind.Write, c2, undefined, 0, c2!._timeout, bytes, undefined);
     this.#chain([...connect, write]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
-  /** Resolves `host`, then connects to the first address that answers: `[cbAddrs, cbSocket]`. */
+  /**
+   * Resolves `host`, then connects to the first address that answers: `[cbAddrs, cbSocket]`
+   * (`cbAddrs`'s `success` gets no socket: `undefined`).
+   */
   getaddrinfoThenConnect(
     host: string,
     port: number,
-    cbs: [CallbackLike<AddrInfo[]>, CallbackLike<Socket>],
-  ): void {
+    cbs: [CallbackLike<AddrInfo[], undefined, undefined>, CallbackLike<Socket, Socket, undefined>],
+  ): void;
+  getaddrinfoThenConnect(
+    host: string,
+    port: number,
+    options: CommonOptions,
+    cbs: [CallbackLike<AddrInfo[], undefined, undefined>, CallbackLike<Socket, Socket, undefined>],
+  ): void;
+  getaddrinfoThenConnect(host: string, port: number, a: unknown, b?: unknown): void {
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.common);
     const [c1, c2] = checkCallbacks(cbs, 2);
-    const resolve = this.#resolveStage(host, port, c1);
+    applyTimeout(opts, c1!, c2!);
+    const signal = checkSignal(opts);
+    const resolve = this.#resolveStage(host, port, c1!);
     // It connects to what the lookup found.
-    const connect = new OpRecord(Kind.Connect, c2, undefined, 0, c2._timeout, undefined, undefined);
+    const connect = new OpRecord(
+      Kind.Connect,
+      c2,
+      undefined,
+      0,
+      c2!._timeout,
+      undefined,
+      undefined,
+    );
     this.#chain([resolve, connect]);
+    armSignal(signal, c1!, c2!, this.#failures);
   }
 
   // ---- serving ----
@@ -1082,7 +1292,7 @@ export class AsyncEngine {
    * @internal callLater with a Callback, for the Promise layer's sleep: `success()` after `ms`,
    * or `failure` with `ECANCELED` when it is cancelled (by `cancel()` or by shutdown).
    */
-  _sleep(ms: number, cb: CallbackLike<void>): void {
+  _sleep(ms: number, cb: CallbackLike<void, undefined, undefined>): void {
     checkDelay(ms, 'ms');
     const c = checkCallback<void>(cb);
     this.#start(new OpRecord(Kind.Sleep, c, undefined, 0, ms, undefined, undefined));

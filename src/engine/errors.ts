@@ -1,24 +1,121 @@
 // EngineError, and the one place where native result codes become error codes.
 import { getSystemErrorName } from 'node:util';
 import { Code } from './internal/native.js';
+import type { File, Socket } from './io.js';
 
-/** Stable `code` values of engine errors besides the operating system's (`ECONNRESET`, ...). */
-export type EngineErrorCode =
-  | 'ECANCELED'
-  | 'ETIMEDOUT'
-  | 'EBADF'
-  | 'ERR_INCOMPLETE'
-  | 'ERR_LIMIT'
-  | 'ERR_MISMATCH'
-  | 'ERR_INVALID_LENGTH'
-  | 'ERR_ABORTED'
-  | 'ERR_USER_CODE'
-  | 'ERR_ENGINE_CLOSED'
-  | 'ERR_IMPL_UNAVAILABLE'
-  | 'ERR_INVALID_STATE'
-  | 'ENOTFOUND'
-  | 'EPIPE'
-  | (string & {});
+/**
+ * Every `code` the engine produces, as a runtime list: {@link EngineErrorCode} is its union, so
+ * a misspelled code in a comparison (`err.code === 'ECONNRESTE'`) does not compile.
+ */
+export const ENGINE_ERROR_CODES = [
+  // The engine's own.
+  'ECANCELED',
+  'ETIMEDOUT',
+  'EBADF',
+  'ERR_INCOMPLETE',
+  'ERR_LIMIT',
+  'ERR_MISMATCH',
+  'ERR_INVALID_LENGTH',
+  'ERR_ABORTED',
+  'ERR_USER_CODE',
+  'ERR_ENGINE_CLOSED',
+  'ERR_IMPL_UNAVAILABLE',
+  'ERR_INVALID_STATE',
+  // Programmer errors, thrown synchronously as Node's (a TypeError or RangeError), and the
+  // Promise layer's AbortError.
+  'ERR_INVALID_ARG_TYPE',
+  'ERR_INVALID_ARG_VALUE',
+  'ERR_OUT_OF_RANGE',
+  'ABORT_ERR',
+  // Name lookups (getaddrinfo's EAI_* results, named as Node's dns module names them).
+  'ENOTFOUND',
+  'ENODATA',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EAI_FAMILY',
+  'EAI_SERVICE',
+  'EAI_MEMORY',
+  'EAI_SYSTEM',
+  'EAI_BADFLAGS',
+  'EAI_SOCKTYPE',
+  'EAI_ADDRFAMILY',
+  'EAI_OVERFLOW',
+  // System calls: every errno name `util.getSystemErrorName` gives on Linux; an errno it does
+  // not name is `UNKNOWN` (its number stays in `errno`).
+  'EPERM',
+  'ENOENT',
+  'ESRCH',
+  'EINTR',
+  'EIO',
+  'ENXIO',
+  'E2BIG',
+  'EAGAIN',
+  'ENOMEM',
+  'EACCES',
+  'EFAULT',
+  'EBUSY',
+  'EEXIST',
+  'EXDEV',
+  'ENODEV',
+  'ENOTDIR',
+  'EISDIR',
+  'EINVAL',
+  'ENFILE',
+  'EMFILE',
+  'ENOTTY',
+  'ETXTBSY',
+  'EFBIG',
+  'ENOSPC',
+  'ESPIPE',
+  'EROFS',
+  'EMLINK',
+  'EPIPE',
+  'ERANGE',
+  'ENAMETOOLONG',
+  'ENOSYS',
+  'ENOTEMPTY',
+  'ELOOP',
+  'EUNATCH',
+  'ENONET',
+  'EPROTO',
+  'EOVERFLOW',
+  'EILSEQ',
+  'ENOTSOCK',
+  'EDESTADDRREQ',
+  'EMSGSIZE',
+  'EPROTOTYPE',
+  'ENOPROTOOPT',
+  'EPROTONOSUPPORT',
+  'ESOCKTNOSUPPORT',
+  'ENOTSUP',
+  'EAFNOSUPPORT',
+  'EADDRINUSE',
+  'EADDRNOTAVAIL',
+  'ENETDOWN',
+  'ENETUNREACH',
+  'ECONNABORTED',
+  'ECONNRESET',
+  'ENOBUFS',
+  'EISCONN',
+  'ENOTCONN',
+  'ESHUTDOWN',
+  'ECONNREFUSED',
+  'EHOSTDOWN',
+  'EHOSTUNREACH',
+  'EALREADY',
+  'EREMOTEIO',
+  'UNKNOWN',
+] as const;
+
+/**
+ * The `code` of an {@link EngineError}: a closed union of every code the engine produces
+ * ({@link ENGINE_ERROR_CODES}): its own (`ERR_LIMIT`, ...), the errno names of failed system
+ * calls (`ECONNRESET`, ...), the name lookup's (`ENOTFOUND`, `EAI_AGAIN`, ...), and the Node
+ * codes of the errors it throws for bad arguments (`ERR_INVALID_ARG_TYPE`, ...).
+ */
+export type EngineErrorCode = (typeof ENGINE_ERROR_CODES)[number];
+
+const knownCodes: ReadonlySet<string> = new Set(ENGINE_ERROR_CODES);
 
 /**
  * The error every failed op hands to its `failure` slot, and that engine calls throw for
@@ -51,6 +148,12 @@ export class EngineError extends Error {
   declare port?: number;
   /** A failed name lookup (`getaddrinfo`, or a connect to a name): the name. */
   declare hostname?: string;
+  /**
+   * A promise chain's rejection (`engine.promises.connectThenExpectLine`, ...): the socket the
+   * chain ran on, the one it accepted or connected included, left open: closing it is the
+   * program's.
+   */
+  declare socket?: Socket | File;
 
   constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -59,7 +162,7 @@ export class EngineError extends Error {
   }
 }
 
-const messages: Record<string, string> = {
+const messages: Partial<Record<EngineErrorCode, string>> = {
   ECANCELED: 'operation cancelled',
   ETIMEDOUT: 'operation timed out',
   EBADF: 'the socket or listener is closed',
@@ -90,7 +193,7 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
     err.bytesWritten = payload[1] as number;
     return err;
   }
-  let code: string;
+  let code: EngineErrorCode;
   switch (result) {
     case Code.Incomplete:
       code = 'ERR_INCOMPLETE';
@@ -119,7 +222,8 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
     case Code.Resolve:
       return resolveError(payload as [number, number]);
     default: {
-      const err = new EngineError(getSystemErrorName(result), '');
+      const name = getSystemErrorName(result);
+      const err = new EngineError(knownCodes.has(name) ? (name as EngineErrorCode) : 'UNKNOWN', '');
       err.errno = result;
       if (typeof payload === 'string') err.syscall = payload;
       err.message = `${err.syscall ?? 'io'} ${err.code}`;
@@ -145,19 +249,24 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
 }
 
 // getaddrinfo's EAI_* values (glibc), named as Node's dns module names them.
-const gaiCodes: Record<number, string> = {
+const gaiCodes: Record<number, EngineErrorCode> = {
+  [-1]: 'EAI_BADFLAGS',
   [-2]: 'ENOTFOUND', // EAI_NONAME
   [-3]: 'EAI_AGAIN',
   [-4]: 'EAI_FAIL',
   [-5]: 'ENODATA', // EAI_NODATA
   [-6]: 'EAI_FAMILY',
+  [-7]: 'EAI_SOCKTYPE',
   [-8]: 'EAI_SERVICE',
+  [-9]: 'EAI_ADDRFAMILY',
   [-10]: 'EAI_MEMORY',
   [-11]: 'EAI_SYSTEM',
+  [-12]: 'EAI_OVERFLOW',
 };
 
 function resolveError([gai, sysErrno]: [number, number]): EngineError {
-  const code = gaiCodes[gai] ?? (gai === 0 ? 'ENOTFOUND' : `EAI_${-gai}`);
+  // A value glibc does not document is a lookup that failed for good.
+  const code = gaiCodes[gai] ?? (gai === 0 ? 'ENOTFOUND' : 'EAI_FAIL');
   const err = new EngineError(code, `getaddrinfo ${code}`);
   err.syscall = 'getaddrinfo';
   if (sysErrno) err.errno = -sysErrno;

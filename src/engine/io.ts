@@ -155,21 +155,28 @@ export class Socket extends IoObject {
   }
 }
 
-/** A listening socket, made by `engine.listen`. */
-export class Listener extends IoObject {
+/**
+ * A listening socket, made by `engine.listen`. `A` is what {@link Listener.address} returns:
+ * `ListenerAddress` for a TCP listener (`engine.listen({ port: 0 }).address().port` is a
+ * number), `string` for a Unix socket's path, either when the options' kind is not known
+ * statically.
+ */
+export class Listener<
+  A extends ListenerAddress | string = ListenerAddress | string,
+> extends IoObject {
   #address: ListenerAddress | string | null = null;
 
   /**
    * The bound address, as `net.Server#address()` gives it: `{ address, family, port }`, or the
    * path of a Unix socket.
    */
-  address(): ListenerAddress | string {
+  address(): A {
     if (this.#address === null) {
       const a = this._owner.native.address(this._handle, false);
       if (a === undefined) throw new Error('the listener is closed');
       this.#address = Array.isArray(a) ? { address: a[0], family: a[2], port: a[1] } : a;
     }
-    return this.#address;
+    return this.#address as A;
   }
 }
 

@@ -154,6 +154,22 @@ export interface ListenOptions extends SocketOptions {
   ipv6Only?: boolean;
 }
 
+/**
+ * {@link ListenOptions} of a TCP listener (no `path`): `engine.listen()` with them returns a
+ * `Listener<ListenerAddress>`, whose `address().port` is a number.
+ */
+export type TcpListenOptions = Omit<ListenOptions, 'path'> & { path?: undefined };
+
+/**
+ * {@link ListenOptions} of a Unix socket listener: `engine.listen()` with them returns a
+ * `Listener<string>`, whose `address()` is the path.
+ */
+export type UnixListenOptions = Omit<ListenOptions, 'path' | 'host' | 'port'> & {
+  path: string;
+  host?: undefined;
+  port?: undefined;
+};
+
 /** The address a listener is bound to, as `net.Server#address()` gives it. */
 export interface ListenerAddress {
   address: string;
@@ -167,8 +183,34 @@ export interface AddrInfo {
   family: 4 | 6;
 }
 
-/** Options accepted by every op, just before its callbacks. */
-export interface OpOptions {
+/**
+ * Options every op takes, in an options object just before its Callback (or, for `open`,
+ * `fsync` and `readLengthPrefixed`, in the options object they take anyway). An op refuses a
+ * key it does not use (`ERR_INVALID_ARG_VALUE`, naming it).
+ */
+export interface CommonOptions {
+  /**
+   * Milliseconds the op may take (a chain: each stage, from when it starts), in place of its
+   * Callback's `timeout`; past it, `failure` gets `ETIMEDOUT`. Any finite number >= 0; `0`: no
+   * deadline.
+   */
+  timeout?: number;
+  /**
+   * Cancels the op when aborted, as its Callback's `cancel()` does: `failure` gets `ECANCELED`
+   * if the cancel won (an op that had finished settles with its own outcome). Already aborted:
+   * the op is cancelled as soon as it is submitted. The engine's listener goes once the op
+   * settles.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * The options of a read or write op: {@link CommonOptions} and the op's own. Which op takes
+ * which key: `maxBytes` (readUntil, readAll, expectLine, readUntilLineglob, readUntilRegex, and
+ * the chains ending in a line or regex read), `encoding` (expectLine, readUntilLineglob,
+ * readUntilRegex, those chains), `position` (readChunk, readExactly, readAll, readInto, write).
+ */
+export interface OpOptions extends CommonOptions {
   /**
    * Bound on the bytes this op may buffer before delivering, an integer from 1 to 2**53 - 1;
    * `Infinity` lifts it.
@@ -184,12 +226,21 @@ export interface OpOptions {
   position?: number;
 }
 
+/** Options of `readChunk`, `readExactly`, `readInto` and `write`. */
+export type PositionOptions = Pick<OpOptions, 'position' | 'timeout' | 'signal'>;
+
+/** Options of `readUntil` and `readAll`. */
+export type BoundedOptions = Pick<OpOptions, 'maxBytes' | 'position' | 'timeout' | 'signal'>;
+
+/** Options of the chains that end in a line or regex read (`connectThenExpectLine`, ...). */
+export type ChainReadOptions = Pick<OpOptions, 'maxBytes' | 'encoding' | 'timeout' | 'signal'>;
+
 /**
  * How {@link AsyncEngine.readLengthPrefixed} cuts a record: a header, then a body whose length
  * the header gives (RESP's `$5\r\nhello\r\n`, memcached's `VALUE k 0 5\r\n...`, an HTTP/1
  * message with `Content-Length`).
  */
-export interface LengthPrefixedOptions {
+export interface LengthPrefixedOptions extends CommonOptions {
   /**
    * The body's length, taken from the header (its terminator or delimiter stripped): an integer
    * from 0 to 2**53 - 1, or -1 for a record with no body (RESP's `$-1`; the trailer is then not
@@ -233,7 +284,7 @@ export interface LengthPrefixedRecord<B extends Buffer | string = Buffer> {
 }
 
 /** How `engine.open()` opens a file. */
-export interface OpenOptions {
+export interface OpenOptions extends CommonOptions {
   /**
    * As `fs.open`'s flags: `'r'` (the default), `'r+'`, `'w'`, `'w+'`, `'a'`, `'a+'`, the `x`
    * forms (`'wx'`, `'wx+'`, `'ax'`, `'ax+'`: fail with `EEXIST` if the file exists), or a number
@@ -251,7 +302,7 @@ export interface OpenOptions {
 }
 
 /** Options of `engine.fsync()`. */
-export interface FsyncOptions {
+export interface FsyncOptions extends CommonOptions {
   /** fdatasync(2): flush the data and only the metadata needed to read it back. */
   dataOnly?: boolean;
 }

@@ -6,8 +6,14 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import type { TransferListItem } from 'node:worker_threads';
-import { Callback, type CallbackLike, type CallbackSlots, takeSlots } from './callback.js';
-import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import {
+  type AnyCallback,
+  Callback,
+  type CallbackSlots,
+  type FailureSink,
+  takeSlots,
+} from './callback.js';
+import { type EngineError, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { type Delimiter, bytesOf, delimiterOf } from './internal/held.js';
 import type { PrefixSpec } from './internal/framing.js';
 import { File, Listener, Socket } from './io.js';
@@ -32,10 +38,38 @@ const CRLF = Buffer.from('\r\n');
 
 // ---- the engine's configuration ----
 
-/** `config` is an object, and its `drive` mode. */
+const CONFIG_KEYS: ReadonlySet<string> = new Set([
+  'impl',
+  'drive',
+  'maxBytes',
+  'encoding',
+  'debug',
+  'completion',
+  'readiness',
+  'threadpool',
+  'work',
+]);
+const IMPL_CONFIG_KEYS: Readonly<Record<string, ReadonlySet<string>>> = {
+  completion: new Set(['entries']),
+  readiness: new Set(['maxEvents']),
+  threadpool: new Set(['threads']),
+  work: new Set(['threads']),
+};
+
+/**
+ * `config` is an object with no key the engine does not know (`config.maxByte` is a typo, not
+ * a default), and its `drive` mode.
+ */
 export function checkDrive(config: unknown): DriveMode {
   if (config === null || typeof config !== 'object') {
     throw invalidArgType('config', 'an object', config);
+  }
+  checkKeys(config, CONFIG_KEYS, 'config');
+  for (const name in IMPL_CONFIG_KEYS) {
+    const sub = (config as Record<string, unknown>)[name];
+    if (sub !== null && typeof sub === 'object') {
+      checkKeys(sub, IMPL_CONFIG_KEYS[name]!, `config.${name}`);
+    }
   }
   const drive = (config as { drive?: unknown }).drive ?? 'auto';
   if (drive !== 'auto' && drive !== 'manual') {
@@ -60,7 +94,7 @@ export function checkWorkThreads(work: unknown): number {
 // ---- callbacks and the (options?, callback) argument shapes ----
 
 /** A Callback not in flight, its slots read once (see `takeSlots`). */
-export function checkCallback<T>(cb: unknown): Callback<T> {
+export function checkCallback<T>(cb: unknown): Callback<T, any, any> {
   if (!(cb instanceof Callback)) return wrapCallback<T>(cb);
   if (cb._busy) {
     const err = new Error('this Callback is already in flight') as Error & { code: string };
@@ -68,7 +102,7 @@ export function checkCallback<T>(cb: unknown): Callback<T> {
     throw err;
   }
   takeSlots(cb);
-  return cb as Callback<T>;
+  return cb as Callback<T, any, any>;
 }
 
 const SLOT_KEYS = new Set(['success', 'failure', 'timeout']);
@@ -78,18 +112,12 @@ const SLOT_KEYS = new Set(['success', 'failure', 'timeout']);
  * with any other key, or with none of the three, is refused rather than taken as a Callback
  * that drops its outcome: `{ maxBytes: 10 }` passed where the Callback goes is a mistake.
  */
-function wrapCallback<T>(cb: unknown): Callback<T> {
-  let c: Callback<T>;
+function wrapCallback<T>(cb: unknown): Callback<T, any, any> {
+  let c: Callback<T, any, any>;
   if (typeof cb === 'function') {
-    c = new Callback<T>({ success: cb as (value: T, socket: Socket) => void });
-  } else if (
-    cb !== null &&
-    typeof cb === 'object' &&
-    Object.getPrototypeOf(cb) === Object.prototype &&
-    Object.keys(cb).length > 0 &&
-    Object.keys(cb).every((k) => SLOT_KEYS.has(k))
-  ) {
-    c = new Callback<T>(cb as CallbackSlots<T>);
+    c = new Callback<T, any, any>({ success: cb as (value: T, socket: Socket) => void });
+  } else if (isSlots(cb)) {
+    c = new Callback<T, any, any>(cb as CallbackSlots<T, any, any>);
   } else {
     throw invalidArgType(
       'cb',
@@ -101,8 +129,24 @@ function wrapCallback<T>(cb: unknown): Callback<T> {
   return c;
 }
 
+// A plain object of Callback slots: some of success, failure and timeout, nothing else.
+function isSlots(v: unknown): boolean {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    Object.getPrototypeOf(v) === Object.prototype &&
+    Object.keys(v).length > 0 &&
+    Object.keys(v).every((k) => SLOT_KEYS.has(k))
+  );
+}
+
+// What an op takes where its Callback goes.
+function isCallbackLike(v: unknown): boolean {
+  return v instanceof Callback || typeof v === 'function' || isSlots(v);
+}
+
 /** A chain's `n` Callbacks, distinct. */
-export function checkCallbacks(cbs: unknown, n: number): Callback<any>[] {
+export function checkCallbacks(cbs: unknown, n: number): AnyCallback[] {
   if (!Array.isArray(cbs) || cbs.length !== n) {
     throw invalidArgType('callbacks', `an array of ${n} Callbacks`, cbs);
   }
@@ -115,30 +159,220 @@ export function checkCallbacks(cbs: unknown, n: number): Callback<any>[] {
 
 // The hot ops take (options?, callback) without building a tuple per call.
 
-/** The Callback of an op called as (..., options?, cb). */
-export function callbackOf<T>(
-  a: OpOptions | CallbackLike<T>,
-  b: CallbackLike<T> | undefined,
-): Callback<T> {
-  return checkCallback<T>(b === undefined ? a : b);
+/**
+ * The Callback of an op called as (..., options?, cb). A missing Callback is reported as
+ * missing (an options object in the last place is not a Callback that is wrong), and one
+ * given before the options as misplaced.
+ */
+export function callbackOf<T>(a: unknown, b: unknown): Callback<T, any, any> {
+  if (b === undefined) {
+    if (a !== null && typeof a === 'object' && !(a instanceof Callback) && !isSlots(a)) {
+      throw missingCallback();
+    }
+    return checkCallback<T>(a);
+  }
+  if (!(b instanceof Callback) && typeof b !== 'function' && isCallbackLike(a) && !isSlots(b)) {
+    throw misplacedCallback(b);
+  }
+  return checkCallback<T>(b);
 }
 
-/** The options of an op called as (..., options?, cb). */
-export function optionsOf(a: unknown, b: unknown): OpOptions {
+function missingCallback(): TypeError {
+  return invalidArgType(
+    'cb',
+    'a Callback, its slots { success, failure, timeout }, or a success function, after the ' +
+      'options (the Callback is missing)',
+    undefined,
+  );
+}
+
+function misplacedCallback(last: unknown): TypeError {
+  return invalidArgType(
+    'cb',
+    'the last argument: a Callback, its slots or a success function, after the options (it ' +
+      'came before them)',
+    last,
+  );
+}
+
+/**
+ * The options of an op called as (..., options?, cb): an object whose keys are among `keys`
+ * (an op refuses what it does not use, by name, rather than ignore it; a key whose value is
+ * `undefined` counts as absent). Checking costs no allocation: a walk of the object's keys,
+ * only when options are given.
+ */
+export function optionsOf(a: unknown, b: unknown, keys: ReadonlySet<string>): OpOptions {
   if (b === undefined) return NO_OPTIONS;
   checkOptions(a);
+  checkKeys(a as object, keys, 'options', b);
   return a as OpOptions;
 }
 
+/**
+ * An options object whose keys are all among `keys`. `next`: the argument after the options,
+ * for a clearer error when the options and the Callback were swapped.
+ */
+export function checkKeys(
+  opts: object,
+  keys: ReadonlySet<string>,
+  name: string,
+  next?: unknown,
+): void {
+  for (const k in opts) {
+    if (keys.has(k) || (opts as Record<string, unknown>)[k] === undefined) continue;
+    if (next !== undefined && isCallbackLike(opts) && !isCallbackLike(next)) {
+      throw misplacedCallback(next);
+    }
+    throw invalidArgValue(
+      name,
+      `has a key this call does not take: '${k}' (it takes ${[...keys].join(', ') || 'none'})`,
+      opts,
+    );
+  }
+}
+
 /** The options and Callbacks of a chain called as (..., options?, callbacks). */
-export function optionsAndCallbacks<C>(a: OpOptions | C, b: C | undefined): [OpOptions, C] {
-  if (Array.isArray(a)) return [{}, a as C];
+export function optionsAndCallbacks<C>(
+  a: unknown,
+  b: C | undefined,
+  keys: ReadonlySet<string>,
+): [OpOptions, C] {
+  if (Array.isArray(a)) {
+    if (b !== undefined) {
+      throw invalidArgType(
+        'callbacks',
+        'the last argument, after the options (they came before them)',
+        b,
+      );
+    }
+    return [NO_OPTIONS, a as C];
+  }
   checkOptions(a);
+  checkKeys(a as object, keys, 'options');
   return [a as OpOptions, b as C];
 }
 
 export function checkOptions(opts: unknown): void {
   if (opts === null || typeof opts !== 'object') throw invalidArgType('options', 'an object', opts);
+}
+
+/**
+ * The option keys each op takes. Every op takes `timeout` (its deadline, in place of its
+ * Callback's) and `signal` (an AbortSignal that cancels it); the rest are the op's own.
+ * `position` is listed where the op has its own message for it (files only, and which ops).
+ */
+export const OPTION_KEYS = {
+  /** accept, connect, getaddrinfo, stat, submitWork, acceptThenWrite, connectThenWriteLine, getaddrinfoThenConnect */
+  common: new Set(['timeout', 'signal']) as ReadonlySet<string>,
+  /** readChunk, readExactly, readInto, write */
+  positioned: new Set(['position', 'timeout', 'signal']) as ReadonlySet<string>,
+  /** readUntil, readAll */
+  bounded: new Set(['maxBytes', 'position', 'timeout', 'signal']) as ReadonlySet<string>,
+  /** expectLine, readUntilLineglob, readUntilRegex, and the chains ending in a line or regex */
+  decoded: new Set([
+    'maxBytes',
+    'encoding',
+    'position',
+    'timeout',
+    'signal',
+  ]) as ReadonlySet<string>,
+  /** writeThenExpectLine, acceptThenExpectLine, ...: the read stage's */
+  chainRead: new Set(['maxBytes', 'encoding', 'timeout', 'signal']) as ReadonlySet<string>,
+  open: new Set(['flags', 'mode', 'direct', 'timeout', 'signal']) as ReadonlySet<string>,
+  fsync: new Set(['dataOnly', 'timeout', 'signal']) as ReadonlySet<string>,
+  lengthPrefixed: new Set([
+    'length',
+    'delimiter',
+    'trailer',
+    'maxBytes',
+    'maxBody',
+    'encoding',
+    'bodyEncoding',
+    'position',
+    'timeout',
+    'signal',
+  ]) as ReadonlySet<string>,
+  listen: new Set([
+    'host',
+    'port',
+    'path',
+    'backlog',
+    'reusePort',
+    'ipv6Only',
+    // SocketOptions, for every accepted socket
+    'noDelay',
+    'keepAlive',
+    'keepAliveInitialDelay',
+    'receiveBufferSize',
+    'sendBufferSize',
+  ]) as ReadonlySet<string>,
+  runOnce: new Set(['timeout']) as ReadonlySet<string>,
+} as const;
+
+/**
+ * `options.timeout`, when given, is the op's deadline (every stage's, for a chain) in place of
+ * its Callbacks' own `timeout`: checked as a Callback's is.
+ */
+export function applyTimeout(
+  opts: { timeout?: number },
+  cbs: AnyCallback,
+  more?: AnyCallback,
+): void {
+  const timeout = opts.timeout;
+  if (timeout === undefined) return;
+  if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
+  if (!Number.isFinite(timeout) || timeout < 0) {
+    throw outOfRange('options.timeout', 'a finite number >= 0', timeout);
+  }
+  cbs._timeout = timeout;
+  if (more !== undefined) more._timeout = timeout;
+}
+
+/** `options.signal`: undefined or an AbortSignal. */
+export function checkSignal(opts: { signal?: unknown }): AbortSignal | undefined {
+  const signal = opts.signal;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw invalidArgType('options.signal', 'an AbortSignal', signal);
+  }
+  return signal;
+}
+
+// A Callback with no failure slot, for the sink to drop a failure into.
+const NO_FAILURE = Object.freeze({ _failure: undefined }) as unknown as AnyCallback;
+
+/**
+ * Arms `options.signal` for an op just submitted (`first` and `last`: a chain's first and last
+ * Callbacks, the same one for a single op): its abort cancels the op, as `cancel()` does
+ * (`failure` with `ECANCELED` if the cancel won), and the listener goes once the op (the last
+ * stage) settles. A signal already aborted cancels the op at once.
+ */
+export function armSignal(
+  signal: AbortSignal | undefined,
+  first: AnyCallback,
+  last: AnyCallback,
+  sink: FailureSink,
+): void {
+  if (signal === undefined) return;
+  const onAbort = (): void => {
+    if (!first.cancel() && last !== first) last.cancel();
+  };
+  if (signal.aborted) {
+    onAbort();
+    return;
+  }
+  signal.addEventListener('abort', onAbort, { once: true });
+  const success = last._success;
+  const failure = last._failure;
+  last._success = (value: unknown, io: unknown): void => {
+    signal.removeEventListener('abort', onAbort);
+    if (success !== undefined) success(value, io);
+  };
+  last._failure = (err: unknown, io: unknown): void => {
+    signal.removeEventListener('abort', onAbort);
+    // No failure slot: dropped as it would have been, with debug's warning.
+    if (failure !== undefined) failure(err as EngineError, io);
+    else sink.fail(NO_FAILURE, err, io);
+  };
 }
 
 /** A function argument (`callSoon`'s, `threadsafe`'s handler). */
@@ -293,6 +527,7 @@ export function checkDelay(v: unknown, name: string): void {
 /** runOnce's `options.timeout`: how long it may wait, in whole milliseconds. */
 export function checkRunTimeout(options: unknown): number {
   checkOptions(options);
+  checkKeys(options as object, OPTION_KEYS.runOnce, 'options');
   const timeout = (options as { timeout?: unknown }).timeout ?? 0;
   if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'a number', timeout);
   if (!(timeout >= 0) || timeout > MAX_INT32) {
@@ -507,6 +742,7 @@ export function checkListenOptions(options: unknown): {
   if (options === null || typeof options !== 'object') {
     throw invalidArgType('options', 'an object', options);
   }
+  checkKeys(options, OPTION_KEYS.listen, 'options');
   const o = options as ListenOptions;
   const socketOptions = socketOptionsIn(o, 'options');
   const backlog = o.backlog ?? 511;
@@ -691,6 +927,7 @@ export function checkOpenArgs(
   opts: unknown,
 ): { flags: number; mode: number; direct: boolean } {
   checkOptions(opts);
+  checkKeys(opts as object, OPTION_KEYS.open, 'options');
   checkPath(path, 'path');
   const o = opts as { flags?: unknown; mode?: unknown; direct?: unknown };
   let flags = openFlags(o.flags ?? 'r');

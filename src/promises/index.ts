@@ -25,10 +25,10 @@ import type {
 
 /**
  * Options of a promise op: the op's own {@link OpOptions} (`maxBytes`, `encoding`, `position`)
- * plus `signal` and `timeout`. Ops that take no `OpOptions` in the callback API (`accept`,
- * `connect`, `getaddrinfo`, `stat`, `acceptThenWrite`, `connectThenWriteLine`,
- * `getaddrinfoThenConnect`, and `open` and `fsync`, whose own options come first) take only
- * `signal` and `timeout`.
+ * plus `signal` and `timeout`. Ops that take only `signal` and `timeout` in the callback API
+ * (`accept`, `connect`, `getaddrinfo`, `stat`, `submitWork`, `acceptThenWrite`,
+ * `connectThenWriteLine`, `getaddrinfoThenConnect`, and `open` and `fsync`, whose own options
+ * come first) take only those. A key the op does not use rejects (`ERR_INVALID_ARG_VALUE`).
  */
 export interface PromiseOpOptions extends OpOptions {
   /**
@@ -67,6 +67,8 @@ interface AbortError extends Error {
   code: 'ABORT_ERR';
   cause: unknown;
   bytesWritten?: number;
+  /** An aborted chain: the socket it ran on, left open (see `EngineError.socket`). */
+  socket?: Socket | File;
 }
 
 function abortError(reason: unknown, cancelled?: EngineError): AbortError {
@@ -99,13 +101,23 @@ function checkOwnOptions(name: string, own: object | undefined): void {
   }
 }
 
+// `open` and `fsync` take signal and timeout only in their last argument: anything else there
+// is refused, as an op refuses an option it does not use.
+function checkNoOpOptions(o: OpOptions): void {
+  for (const k in o) {
+    if ((o as Record<string, unknown>)[k] !== undefined) {
+      throw invalidArgValue('options', `has a key this call does not take: '${k}'`, o);
+    }
+  }
+}
+
 /**
  * Runs one op: `submit` hands the Callback to the engine. Rejects (without submitting) for bad
  * options or an aborted signal; a submit that throws rejects with what it threw.
  */
 function single<T>(
   options: PromiseOpOptions | undefined,
-  submit: (cb: Callback<T>, opOptions: OpOptions) => void,
+  submit: (cb: Callback<T, any, any>, opOptions: OpOptions) => void,
   timeout: number | undefined = options?.timeout,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
@@ -118,7 +130,7 @@ function single<T>(
     const onAbort = (): void => {
       cancelled = cb.cancel();
     };
-    const cb = new Callback<T>({
+    const cb = new Callback<T, any, any>({
       timeout,
       success: (value) => {
         signal?.removeEventListener('abort', onAbort);
@@ -137,15 +149,14 @@ function single<T>(
 
 /**
  * Runs a two-stage chain and settles once both stages have: with the last stage's value and
- * socket, or with the first failure. A socket the chain made itself (`ownSocket`: an accept or
- * connect first stage) is closed when a later stage fails, since the rejection cannot hand it
- * over.
+ * socket, or with the first failure, which carries the socket the chain ran on (`err.socket`:
+ * the one its accept or connect made, or the one it was given), left open: the program closes
+ * it, or goes on using it (a greeting that did not match may be followed by a QUIT).
  */
 function chain<A, B>(
-  engine: AsyncEngine,
   options: PromiseOpOptions | undefined,
-  ownSocket: boolean,
-  submit: (cbs: [Callback<A>, Callback<B>], opOptions: OpOptions) => void,
+  given: Socket | File | undefined,
+  submit: (cbs: [Callback<A, any, any>, Callback<B, any, any>], opOptions: OpOptions) => void,
 ): Promise<ChainResult<B>> {
   return new Promise<ChainResult<B>>((resolve, reject) => {
     const [signal, opOptions] = split(options);
@@ -157,7 +168,7 @@ function chain<A, B>(
     let cancelled = false;
     let pending = 2;
     let error: EngineError | undefined;
-    let made: Socket | undefined;
+    let made: Socket | File | undefined = given;
     let result: ChainResult<B> | undefined;
     const onAbort = (): void => {
       // The first stage's Callback follows the chain: it cancels whichever stage is running.
@@ -170,22 +181,23 @@ function chain<A, B>(
         resolve(result);
         return;
       }
-      if (made !== undefined) engine.close(made);
-      reject(cancelled ? abortError(signal!.reason, error) : error);
+      const err = cancelled ? abortError(signal!.reason, error) : error!;
+      if (made !== undefined) err.socket = made;
+      reject(err);
     };
     const failure = (err: EngineError): void => {
       error ??= err; // a later stage's ERR_ABORTED only repeats the first failure
       settled();
     };
-    const first = new Callback<A>({
+    const first = new Callback<A, any, any>({
       timeout,
-      success: (value) => {
-        if (ownSocket) made = value as Socket;
+      success: (value, socket) => {
+        made ??= socket as Socket;
         settled();
       },
       failure,
     });
-    const last = new Callback<B>({
+    const last = new Callback<B, any, any>({
       timeout,
       success: (value, socket) => {
         result = { value, socket };
@@ -216,17 +228,17 @@ export class EnginePromises {
 
   /** Accepts the next connection: the new `Socket`, yours to close. */
   accept(listener: Listener, options?: SignalOptions): Promise<Socket> {
-    return single(options, (cb) => this.#engine.accept(listener, cb));
+    return single(options, (cb, o) => this.#engine.accept(listener, o, cb));
   }
 
   /** Connects to `{ host, port }` (a name is resolved first) or to a Unix socket `{ path }`. */
   connect(address: ConnectAddress & SocketOptions, options?: SignalOptions): Promise<Socket> {
-    return single(options, (cb) => this.#engine.connect(address, cb));
+    return single(options, (cb, o) => this.#engine.connect(address, o, cb));
   }
 
   /** Resolves a host name: its addresses, in the resolver's order. */
   getaddrinfo(host: string, port: number, options?: SignalOptions): Promise<AddrInfo[]> {
-    return single(options, (cb) => this.#engine.getaddrinfo(host, port, cb));
+    return single(options, (cb, o) => this.#engine.getaddrinfo(host, port, o, cb));
   }
 
   /** Reads through the first `delimiter`: the bytes, delimiter included. */
@@ -305,7 +317,7 @@ export class EnginePromises {
     sock: Socket | File,
     options: LengthPrefixedOptions & SignalOptions,
   ): Promise<LengthPrefixedRecord<Buffer | string>> {
-    return single(options, (cb: Callback<LengthPrefixedRecord<Buffer | string>>, o) =>
+    return single(options, (cb: Callback<LengthPrefixedRecord<Buffer | string>, any, any>, o) =>
       this.#engine.readLengthPrefixed(sock, o as LengthPrefixedOptions, cb),
     );
   }
@@ -336,8 +348,9 @@ export class EnginePromises {
 
   /** Opens a file with `openOptions` (`flags`, `mode`, `direct`): the `File`. */
   open(path: string, openOptions?: OpenOptions, options?: SignalOptions): Promise<File> {
-    return single(options, (cb) => {
+    return single(options, (cb, o) => {
       checkOwnOptions('openOptions', openOptions);
+      checkNoOpOptions(o);
       this.#engine.open(path, openOptions ?? {}, cb);
     });
   }
@@ -352,15 +365,16 @@ export class EnginePromises {
 
   /** Flushes the file to its device; `{ dataOnly: true }` is fdatasync(2). */
   fsync(file: File, fsyncOptions?: FsyncOptions, options?: SignalOptions): Promise<void> {
-    return single(options, (cb) => {
+    return single(options, (cb, o) => {
       checkOwnOptions('fsyncOptions', fsyncOptions);
+      checkNoOpOptions(o);
       this.#engine.fsync(file, fsyncOptions ?? {}, cb);
     });
   }
 
   /** The status of an open File or of a path. */
   stat(fileOrPath: File | string, options?: SignalOptions): Promise<FileStat> {
-    return single(options, (cb) => this.#engine.stat(fileOrPath, cb));
+    return single(options, (cb, o) => this.#engine.stat(fileOrPath, o, cb));
   }
 
   // ---- chains ----
@@ -371,8 +385,8 @@ export class EnginePromises {
     data: WriteData,
     options?: SignalOptions,
   ): Promise<ChainResult<number>> {
-    return chain(this.#engine, options, true, (cbs) =>
-      this.#engine.acceptThenWrite(listener, data, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.acceptThenWrite(listener, data, o, cbs),
     );
   }
 
@@ -382,7 +396,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectLine(listener, expect, o, cbs),
     );
   }
@@ -393,7 +407,7 @@ export class EnginePromises {
     regex: RegExp,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<RegexResult>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectMultilineRegex(listener, regex, o, cbs),
     );
   }
@@ -405,7 +419,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, false, (cbs, o) =>
+    return chain(options, sock, (cbs, o) =>
       this.#engine.writeThenExpectLine(sock, data, expect, o, cbs),
     );
   }
@@ -416,7 +430,7 @@ export class EnginePromises {
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
-    return chain(this.#engine, options, true, (cbs, o) =>
+    return chain(options, undefined, (cbs, o) =>
       this.#engine.connectThenExpectLine(address, expect, o, cbs),
     );
   }
@@ -427,8 +441,8 @@ export class EnginePromises {
     line: string | Buffer,
     options?: SignalOptions,
   ): Promise<ChainResult<number>> {
-    return chain(this.#engine, options, true, (cbs) =>
-      this.#engine.connectThenWriteLine(address, line, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.connectThenWriteLine(address, line, o, cbs),
     );
   }
 
@@ -438,8 +452,8 @@ export class EnginePromises {
     port: number,
     options?: SignalOptions,
   ): Promise<ChainResult<Socket>> {
-    return chain(this.#engine, options, false, (cbs) =>
-      this.#engine.getaddrinfoThenConnect(host, port, cbs),
+    return chain(options, undefined, (cbs, o) =>
+      this.#engine.getaddrinfoThenConnect(host, port, o, cbs),
     );
   }
 
@@ -450,7 +464,7 @@ export class EnginePromises {
    * cancels a task still queued; one already running settles with its own outcome.
    */
   submitWork<T = unknown>(task: WorkTask, options?: SignalOptions): Promise<T> {
-    return single<T>(options, (cb) => this.#engine.submitWork<T>(task, cb));
+    return single<T>(options, (cb, o) => this.#engine.submitWork<T>(task, o, cb));
   }
 
   // ---- serving and iteration ----
