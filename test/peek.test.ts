@@ -189,7 +189,11 @@ forEachImpl('peek refuses a bad n, a File and a position synchronously', async (
   code(() => engine.peek(p.sock, 2 ** 31, cb), 'ERR_OUT_OF_RANGE', RangeError);
   code(() => engine.peek(p.sock, '3' as never, cb), 'ERR_INVALID_ARG_TYPE', TypeError);
   code(() => engine.peek(p.sock, NaN, cb), 'ERR_OUT_OF_RANGE', RangeError);
-  code(() => engine.peek(p.sock, 1, { position: 0 } as never, cb), 'ERR_INVALID_ARG_VALUE', TypeError);
+  code(
+    () => engine.peek(p.sock, 1, { position: 0 } as never, cb),
+    'ERR_INVALID_ARG_VALUE',
+    TypeError,
+  );
   const path = join(tempDir(engine), 'f');
   writeFileSync(path, 'abc');
   const open = once<File>();

@@ -270,7 +270,10 @@ export class AsyncEngine {
    * Connects to `{ host, port }` (a name is resolved first, on the engine's resolver threads) or
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
-  connect(address: ConnectAddress & SocketOptions, cb: CallbackLike<Socket, Socket, undefined>): void;
+  connect(
+    address: ConnectAddress & SocketOptions,
+    cb: CallbackLike<Socket, Socket, undefined>,
+  ): void;
   connect(
     address: ConnectAddress & SocketOptions,
     options: CommonOptions,
