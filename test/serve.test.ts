@@ -11,6 +11,7 @@ import {
   type Engine,
   deferred,
   engineUrl,
+  runLowFdChild,
   forEachImpl,
   implsUnderTest,
   netClient,
@@ -503,16 +504,7 @@ await engine.shutdown();
 
 for (const impl of implsUnderTest()) {
   test(`[${impl}] serve out of fds: keeps serving once fds come back`, async (t) => {
-    const child = spawn(
-      '/bin/sh',
-      ['-c', `ulimit -n 128 && exec "${process.execPath}" --input-type=module -e "$SCRIPT"`],
-      {
-        env: { ...process.env, ENGINE_URL: engineUrl, IMPL: impl, SCRIPT: childServer },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
     const lines: Record<string, string> = {};
-    let stderr = '';
     const clients: net.Socket[] = [];
     const greeted: Array<Promise<string>> = [];
     const connect = (port: number): void => {
@@ -527,21 +519,9 @@ for (const impl of implsUnderTest()) {
         }),
       );
     };
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    let buf = '';
-    child.stdout.on('data', (b: Buffer) => {
-      buf += b.toString();
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const [key, value = ''] = buf.slice(0, i).split(' ');
-        buf = buf.slice(i + 1);
-        lines[key!] = value;
-        if (key === 'port' || key === 'freed') connect(Number(lines.port));
-      }
+    const { code, stderr } = await runLowFdChild(childServer, impl, lines, (key) => {
+      if (key === 'port' || key === 'freed') connect(Number(lines.port));
     });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    const code = await new Promise<number | null>((r) => child.on('close', r));
-    clearTimeout(timer);
     const answers = await Promise.all(greeted);
     for (const c of clients) c.destroy();
     t.is(code, 0, stderr);

@@ -731,3 +731,42 @@ export function runNode(
     });
   });
 }
+
+/**
+ * Runs the ES module `script` (with `ENGINE_URL` and `IMPL` in its environment) in a node child
+ * limited to 128 fds (`ulimit -n 128`), reading its stdout as `key value` lines into `lines`
+ * and calling `onKey` after each; killed if it runs past 20 s. Resolves with its exit code and
+ * stderr once it has exited.
+ */
+export async function runLowFdChild(
+  script: string,
+  impl: ImplName,
+  lines: Record<string, string>,
+  onKey: (key: string) => void,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(
+    '/bin/sh',
+    ['-c', `ulimit -n 128 && exec "${process.execPath}" --input-type=module -e "$SCRIPT"`],
+    {
+      env: { ...process.env, ENGINE_URL: engineUrl, IMPL: impl, SCRIPT: script },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+  let buf = '';
+  child.stdout.on('data', (b: Buffer) => {
+    buf += b.toString();
+    let i: number;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const [key = '', value = ''] = buf.slice(0, i).split(' ');
+      buf = buf.slice(i + 1);
+      lines[key] = value;
+      onKey(key);
+    }
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const code = await new Promise<number | null>((r) => child.on('close', r));
+  clearTimeout(timer);
+  return { code, stderr };
+}
