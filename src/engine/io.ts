@@ -62,6 +62,17 @@ export class Socket extends IoObject {
   /** @internal */
   _took = 0;
 
+  /** @internal A TLS handshake succeeded on it. */
+  _encrypted = false;
+
+  /**
+   * Whether TLS runs on the socket (a handshake succeeded: accepted by a TLS listener,
+   * connected with `tls`, or upgraded by `startTls`), as `tls.TLSSocket#encrypted`.
+   */
+  get encrypted(): boolean {
+    return this._encrypted;
+  }
+
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {
     if (this._closed) return 0;

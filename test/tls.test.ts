@@ -1,0 +1,206 @@
+// TLS on every implementation: an engine TLS server with a node:tls client, an engine TLS client
+// with a node:tls server, engine to engine; every read op over TLS (lines, delimiters, exact
+// counts, whole streams, chains), large transfers compared by hash, pipelined lines; write
+// results and counters in plaintext terms.
+import { createHash, randomBytes } from 'node:crypto';
+import * as tls from 'node:tls';
+import type { Socket } from 'async-engine';
+import {
+  type Engine,
+  deferred,
+  expectOk,
+  forEachImpl,
+  noFdLeaks,
+  once,
+  onCleanup,
+  portOf,
+  withDeadline,
+} from './helpers/harness.js';
+import { testCerts } from './helpers/tls-certs.js';
+
+noFdLeaks();
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** A node:tls client of an engine TLS listener; resolves with the engine's accepted socket. */
+async function engineServerPair(engine: Engine): Promise<{
+  sock: Socket;
+  client: tls.TLSSocket;
+  received: () => Buffer;
+  waitFor: (n: number) => Promise<Buffer>;
+}> {
+  const { self } = testCerts();
+  const listener = engine.listen({ port: 0, tls: { key: self.key, cert: self.cert } });
+  const acc = once<Socket>({}, 'TLS accept');
+  engine.accept(listener, acc.cb);
+  const client = tls.connect({
+    host: '127.0.0.1',
+    port: portOf(listener),
+    ca: self.cert,
+    servername: 'localhost',
+  });
+  onCleanup(engine, () => void client.destroy());
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const waiters: Array<[number, (b: Buffer) => void]> = [];
+  client.on('data', (b: Buffer) => {
+    chunks.push(b);
+    total += b.length;
+    for (const w of [...waiters]) {
+      if (total >= w[0]) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w[1](Buffer.concat(chunks));
+      }
+    }
+  });
+  client.on('error', () => {});
+  await withDeadline(
+    new Promise((r) => client.once('secureConnect', r)),
+    10_000,
+    'node:tls client handshake',
+  );
+  const o = await acc.result();
+  engine.close(listener);
+  if (!o.ok) throw new Error(`accept failed: ${o.err?.code} ${o.err?.message}`);
+  return {
+    sock: o.value as Socket,
+    client,
+    received: () => Buffer.concat(chunks),
+    waitFor: (n) =>
+      total >= n
+        ? Promise.resolve(Buffer.concat(chunks))
+        : withDeadline(
+            new Promise<Buffer>((r) => waiters.push([n, r])),
+            15_000,
+            `${n} bytes at node:tls`,
+          ),
+  };
+}
+
+forEachImpl(
+  'TLS listener with a node:tls client: lines, delimiters, exact reads, writes',
+  async (t, engine) => {
+    const { sock, client, waitFor } = await engineServerPair(engine);
+    t.true(sock.encrypted);
+    client.write('HELLO there\r\nfirst|second|');
+    const line = once<string>();
+    engine.expectLine(sock, 'HELLO there', line.cb);
+    t.is(await expectOk(t, line), 'HELLO there');
+    const until = once<Buffer>();
+    engine.readUntil(sock, '|', until.cb);
+    t.is((await expectOk(t, until)).toString(), 'first|');
+    const exact = once<Buffer>();
+    engine.readExactly(sock, 7, exact.cb);
+    t.is((await expectOk(t, exact)).toString(), 'second|');
+    const w = once<number>();
+    engine.write(sock, Buffer.from('pong\n'), w.cb);
+    t.is(await expectOk(t, w), 5, 'a write settles with its plaintext length');
+    t.is((await waitFor(5)).toString(), 'pong\n');
+    t.is(sock.bytesWritten, 5, 'bytesWritten counts plaintext');
+    engine.close(sock);
+  },
+);
+
+forEachImpl(
+  'TLS listener: pipelined lines and a multi-megabyte transfer each way, hash-compared',
+  async (t, engine) => {
+    const { sock, client, waitFor } = await engineServerPair(engine);
+    const lines = Array.from({ length: 200 }, (_, i) => `line ${i} ${'x'.repeat(i % 37)}`);
+    client.write(lines.join('\n') + '\n');
+    for (const expected of lines) {
+      const l = once<string>();
+      engine.expectLine(sock, null, l.cb);
+      t.is(await expectOk(t, l), expected);
+    }
+    const big = randomBytes(3 * 1024 * 1024 + 17);
+    client.write(big);
+    const got = once<Buffer>();
+    engine.readExactly(sock, big.length, got.cb);
+    t.is(sha(await expectOk(t, got)), sha(big), 'the engine read the client bytes intact');
+    const out = randomBytes(2 * 1024 * 1024 + 5);
+    const w = once<number>();
+    engine.write(sock, out, w.cb);
+    t.is(await expectOk(t, w), out.length);
+    t.is(sha(await waitFor(out.length)), sha(out), 'node:tls read the engine bytes intact');
+    // The client ends: readAll delivers what is left.
+    client.end('tail');
+    const all = once<Buffer>();
+    engine.readAll(sock, all.cb);
+    t.is((await expectOk(t, all)).toString(), 'tail');
+    engine.close(sock);
+  },
+);
+
+forEachImpl(
+  'TLS client with a node:tls server: connect verifies the certificate, then ops run over TLS',
+  async (t, engine) => {
+    const { leaf, ca } = testCerts();
+    const server = tls.createServer({ key: leaf.key, cert: leaf.cert }, (s) => {
+      s.on('error', () => {});
+      s.setEncoding('utf8');
+      let buf = '';
+      s.on('data', (d: string) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          s.write(line === 'QUIT' ? 'BYE\n' : `ECHO ${line}\n`);
+          if (line === 'QUIT') s.end();
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    onCleanup(engine, () => void server.close());
+    const port = (server.address() as { port: number }).port;
+    const conn = once<Socket>();
+    engine.connect({ host: '127.0.0.1', port, tls: { ca } }, conn.cb);
+    const sock = await expectOk(t, conn);
+    t.true(sock.encrypted);
+    const wrote = once<number>();
+    const reply = once<string>();
+    engine.writeThenExpectLine(sock, 'one\n', 'ECHO one', [wrote.cb, reply.cb]);
+    t.is(await expectOk(t, wrote), 4);
+    t.is(await expectOk(t, reply), 'ECHO one');
+    const w = once<number>();
+    engine.write(sock, 'two\nQUIT\n', w.cb);
+    await expectOk(t, w);
+    const a = once<string>();
+    engine.expectLine(sock, null, a.cb);
+    t.is(await expectOk(t, a), 'ECHO two');
+    const all = once<Buffer>();
+    engine.readAll(sock, all.cb);
+    t.is((await expectOk(t, all)).toString(), 'BYE\n', 'the stream ends at the close_notify');
+    engine.close(sock);
+  },
+);
+
+forEachImpl(
+  'engine to engine over TLS: a request and reply, and a large echo',
+  async (t, engine) => {
+    const { leaf, ca } = testCerts();
+    const listener = engine.listen({ port: 0, tls: leaf });
+    const acc = once<Socket>();
+    engine.accept(listener, acc.cb);
+    const conn = once<Socket>();
+    engine.connect({ host: 'localhost', port: portOf(listener), tls: { ca } }, conn.cb);
+    const server = await expectOk(t, acc);
+    const client = await expectOk(t, conn);
+    engine.close(listener);
+    const big = randomBytes(1024 * 1024);
+    const w = once<number>();
+    engine.write(client, big, w.cb);
+    const r = once<Buffer>();
+    engine.readExactly(server, big.length, r.cb);
+    t.is(sha(await expectOk(t, r)), sha(big));
+    t.is(await expectOk(t, w), big.length);
+    const done = deferred<void>();
+    const back = once<Buffer>({ success: () => done.resolve() });
+    engine.readChunk(client, 100, back.cb);
+    const w2 = once<number>();
+    engine.write(server, 'ok', w2.cb);
+    t.is((await expectOk(t, back)).toString(), 'ok');
+    engine.close(client);
+    engine.close(server);
+  },
+);
