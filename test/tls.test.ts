@@ -8,6 +8,7 @@ import type { Socket } from 'async-engine';
 import {
   type Engine,
   deferred,
+  expectErr,
   expectOk,
   forEachImpl,
   noFdLeaks,
@@ -204,3 +205,102 @@ forEachImpl(
     engine.close(server);
   },
 );
+
+// ---- verification ----
+
+/** A node:tls server with `pair`, its port; closed when the test ends. */
+async function nodeTlsServer(engine: Engine, pair: { key: string; cert: string }): Promise<number> {
+  const server = tls.createServer(pair, (s) => {
+    s.on('error', () => {});
+    s.end('hi\n');
+  });
+  server.on('tlsClientError', () => {});
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onCleanup(engine, () => void server.close());
+  return (server.address() as { port: number }).port;
+}
+
+/** The code node:tls fails with for the same connection, for comparison. */
+function nodeTlsCode(port: number, options: tls.ConnectionOptions): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const c = tls.connect({ host: '127.0.0.1', port, ...options }, () => {
+      c.destroy();
+      resolve(undefined);
+    });
+    c.on('error', (e: NodeJS.ErrnoException) => {
+      c.destroy();
+      resolve(e.code);
+    });
+  });
+}
+
+const verifyCases: Array<{
+  title: string;
+  pair: () => { key: string; cert: string };
+  options: () => { servername?: string; ca?: string; rejectUnauthorized?: boolean };
+  code: string | undefined;
+}> = [
+  {
+    title: 'a self-signed certificate is refused by default',
+    pair: () => testCerts().self,
+    options: () => ({}),
+    code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  },
+  {
+    title: 'a self-signed certificate given as ca is accepted',
+    pair: () => testCerts().self,
+    options: () => ({ ca: testCerts().self.cert }),
+    code: undefined,
+  },
+  {
+    title: 'a leaf whose CA is not trusted is refused',
+    pair: () => testCerts().leaf,
+    options: () => ({}),
+    code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  },
+  {
+    title: 'a certificate for another name is refused',
+    pair: () => testCerts().otherName,
+    options: () => ({ ca: testCerts().ca }),
+    code: 'ERR_TLS_CERT_ALTNAME_INVALID',
+  },
+  {
+    title: 'servername chooses the name the certificate must match',
+    pair: () => testCerts().otherName,
+    options: () => ({ ca: testCerts().ca, servername: 'example.com' }),
+    code: undefined,
+  },
+  {
+    title: 'an expired certificate is refused',
+    pair: () => testCerts().expired,
+    options: () => ({ ca: testCerts().ca }),
+    code: 'CERT_HAS_EXPIRED',
+  },
+  {
+    title: 'rejectUnauthorized: false accepts a certificate that does not verify',
+    pair: () => testCerts().expired,
+    options: () => ({ rejectUnauthorized: false }),
+    code: undefined,
+  },
+];
+
+for (const c of verifyCases) {
+  forEachImpl(`verification: ${c.title}, with the code node:tls gives`, async (t, engine) => {
+    const port = await nodeTlsServer(engine, c.pair());
+    const opts = c.options();
+    t.is(await nodeTlsCode(port, opts), c.code, 'node:tls agrees');
+    const conn = once<Socket>();
+    engine.connect({ host: '127.0.0.1', port, tls: opts }, conn.cb);
+    if (c.code === undefined) {
+      const sock = await expectOk(t, conn);
+      t.true(sock.encrypted);
+      const l = once<string>();
+      engine.expectLine(sock, 'hi', l.cb);
+      await expectOk(t, l);
+      engine.close(sock);
+    } else {
+      const err = await expectErr(t, conn, c.code);
+      t.regex(err.message, /^TLS: /);
+    }
+  });
+}

@@ -579,7 +579,7 @@ void EngineCore::tlsReceived(Handle* h, const char* data, size_t n) {
 void EngineCore::failTls(Op* op, TlsSession* s) {
   Completion c;
   c.result = kErrTls;
-  c.kind = PayloadKind::kString;
+  c.kind = PayloadKind::kBytes;
   c.data = s->code() + "\t" + s->message();
   finish(op, std::move(c));
 }
@@ -595,7 +595,7 @@ bool EngineCore::frameHandshake(Handle* h, Op* op) {
       // read as if it had come through TLS.
       Completion c;
       c.result = kErrTls;
-      c.kind = PayloadKind::kString;
+      c.kind = PayloadKind::kBytes;
       c.data = "ERR_TLS_PLAINTEXT_BUFFERED\tplaintext bytes are buffered ahead of the TLS handshake";
       finish(op, std::move(c));
       return true;

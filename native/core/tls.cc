@@ -124,7 +124,11 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
     return nullptr;
   }
   if (!cfg.server) {
-    SSL_CTX_set_verify(s->ctx_, cfg.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+    // As node:tls does: the chain is verified to the end (every error noted, none stopping it)
+    // and the result judged once the handshake is done, so the code named is the one node:tls
+    // names for the same chain.
+    SSL_CTX_set_verify(s->ctx_, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+    s->verify_ = cfg.verify;
   } else if (!cfg.ca.empty()) {
     SSL_CTX_set_verify(s->ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
@@ -208,6 +212,12 @@ int TlsSession::handshake() {
   int r = SSL_do_handshake(ssl_);
   drainOutput();  // records to send, an alert included
   if (r == 1) {
+    long v = SSL_get_verify_result(ssl_);
+    if (verify_ && (v != X509_V_OK || !SSL_get0_peer_certificate(ssl_))) {
+      code_ = v == X509_V_OK ? "EPROTO" : verifyCode(v);
+      message_ = v == X509_V_OK ? "the peer sent no certificate" : X509_verify_cert_error_string(v);
+      return -1;
+    }
     established_ = true;
     return 1;
   }

@@ -74,6 +74,7 @@ class TlsSession {
   BIO* wbio_ = nullptr;  // ciphertext out (owned by ssl_)
   bool established_ = false;
   bool notifySent_ = false;
+  bool verify_ = false;  // client: judge the peer's chain once the handshake is done
   std::string code_;
   std::string message_;
 };

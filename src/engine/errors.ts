@@ -248,7 +248,7 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       return resolveError(payload as [number, number]);
     case Code.Tls: {
       // "CODE\tOpenSSL's reason"
-      const text = typeof payload === 'string' ? payload : '';
+      const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : '';
       const tab = text.indexOf('\t');
       const name = tab < 0 ? 'EPROTO' : text.slice(0, tab);
       const reason = tab < 0 ? text : text.slice(tab + 1);
