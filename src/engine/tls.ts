@@ -1,6 +1,6 @@
 // TLS options: what listen, connect and startTls take, checked and turned into what the native
 // side's handshake op reads (native/core/tls.h, TlsConfig).
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import { invalidArgType, invalidArgValue } from './errors.js';
 import { checkKeys } from './validate.js';
 
@@ -91,7 +91,7 @@ export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): Na
   if (o.key === undefined) throw invalidArgType(`${name}.key`, 'a string or Buffer (PEM)', o.key);
   if (o.cert === undefined)
     throw invalidArgType(`${name}.cert`, 'a string or Buffer (PEM)', o.cert);
-  return {
+  const cfg: NativeTlsConfig = {
     server: true,
     key: pem(o.key, `${name}.key`),
     cert: pem(o.cert, `${name}.cert`),
@@ -99,6 +99,13 @@ export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): Na
     servername: '',
     verify: false,
   };
+  // A key or certificate that cannot be used is refused now, not at the first handshake.
+  try {
+    createSecureContext({ key: cfg.key, cert: cfg.cert, ...(cfg.ca ? { ca: cfg.ca } : {}) });
+  } catch (e) {
+    throw invalidArgValue(name, `cannot be used: ${(e as Error).message}`, '(PEM)');
+  }
+  return cfg;
 }
 
 /** @internal Checks a client's `tls` options; `host`: what the certificate must match by default. */
