@@ -452,6 +452,7 @@ class EngineCore : public Sink {
   void pumpTlsWrites(Handle* h);
   void finishTlsWrites(Handle* h);
   void tlsSent(Handle* h, size_t n);
+  void tlsCloseNotify(Handle* h);
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);

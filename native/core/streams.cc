@@ -722,4 +722,21 @@ void EngineCore::tlsSent(Handle* h, size_t n) {
   h->tls->credit(n);
 }
 
+// close() on an established TLS socket: close_notify, best effort. Sent directly and without
+// waiting (MSG_DONTWAIT), and only when nothing else is on its way (no send in flight, no record
+// waiting): a record must never be cut into by another. What the kernel does not take is lost.
+void EngineCore::tlsCloseNotify(Handle* h) {
+  TlsSession* s = h->tls.get();
+  if (!s->established() || h->tlsFailed || h->sendPending || h->shutdownPending || h->writeShut) return;
+  if (s->hasOutput() || h->writeError) return;
+  s->closeNotify();
+  for (const auto& chunk : s->out) {
+    ssize_t r = ::send(h->fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    stats_.coreSyscalls++;
+    if (r != static_cast<ssize_t>(chunk.size())) break;
+  }
+  s->out.clear();
+  s->outFrontSent = 0;
+}
+
 }  // namespace async_engine
