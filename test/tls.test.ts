@@ -304,3 +304,28 @@ for (const c of verifyCases) {
     }
   });
 }
+
+forEachImpl(
+  'over TLS, a read that times out or is cancelled loses no plaintext and settles once',
+  async (t, engine) => {
+    const { sock, client } = await engineServerPair(engine);
+    const timed = once<string>({ timeout: 100 });
+    engine.expectLine(sock, null, timed.cb);
+    await expectErr(t, timed, 'ETIMEDOUT');
+    client.write('partial ');
+    const cancelled = once<string>();
+    engine.expectLine(sock, null, cancelled.cb);
+    await new Promise((r) => setTimeout(r, 50));
+    cancelled.cancel();
+    await expectErr(t, cancelled, 'ECANCELED');
+    client.write('line\nnext\n');
+    const l = once<string>();
+    engine.expectLine(sock, null, l.cb);
+    t.is(await expectOk(t, l), 'partial line', 'the bytes buffered when the read left are kept');
+    const n = once<string>();
+    engine.expectLine(sock, 'next', n.cb);
+    await expectOk(t, n);
+    t.is(timed.calls.length + cancelled.calls.length, 2);
+    engine.close(sock);
+  },
+);
