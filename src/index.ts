@@ -9,6 +9,7 @@ export type { CallbackLike, CallbackSlots, FailureSocket } from './engine/callba
 export { ENGINE_ERROR_CODES, EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
+export type { TlsCipher } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
 export { toDuplex } from './streams/duplex.js';
 export type { DuplexOptions } from './streams/duplex.js';

@@ -2,7 +2,7 @@
 // with a node:tls server, engine to engine; every read op over TLS (lines, delimiters, exact
 // counts, whole streams, chains), large transfers compared by hash, pipelined lines; write
 // results and counters in plaintext terms.
-import { createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
 import * as tls from 'node:tls';
 import type { Socket } from 'async-engine';
 import {

@@ -1,6 +1,17 @@
 // IO objects: opaque handles for sockets, listeners and files made by the engine.
+import { X509Certificate } from 'node:crypto';
 import type { NativeEngine } from './internal/native.js';
 import type { ListenerAddress } from './types.js';
+
+/** A TLS socket's cipher suite ({@link Socket.cipher}), named as `tls.TLSSocket#getCipher()`. */
+export interface TlsCipher {
+  /** OpenSSL's name, e.g. `'TLS_AES_256_GCM_SHA384'` or `'ECDHE-ECDSA-AES128-GCM-SHA256'`. */
+  name: string;
+  /** The IANA name. */
+  standardName: string;
+  /** The protocol version the suite belongs to, e.g. `'TLSv1.3'`. */
+  version: string;
+}
 
 /** The engine-side state an IO object needs. @internal */
 export interface IoOwner {
@@ -71,6 +82,34 @@ export class Socket extends IoObject {
    */
   get encrypted(): boolean {
     return this._encrypted;
+  }
+
+  #tlsInfo(): ReturnType<NativeEngine['tlsInfo']> {
+    return this._encrypted && !this._closed ? this._owner.native.tlsInfo(this._handle) : undefined;
+  }
+
+  /** The TLS protocol version negotiated (`'TLSv1.3'`, `'TLSv1.2'`); undefined without TLS. */
+  get tlsVersion(): string | undefined {
+    return this.#tlsInfo()?.[0];
+  }
+
+  /**
+   * The cipher suite negotiated, as `tls.TLSSocket#getCipher()` gives it: OpenSSL's `name`, the
+   * IANA `standardName`, and the protocol `version` it belongs to; undefined without TLS.
+   */
+  get cipher(): TlsCipher | undefined {
+    const i = this.#tlsInfo();
+    return i === undefined ? undefined : { name: i[1], standardName: i[2], version: i[3] };
+  }
+
+  /**
+   * The peer's certificate as a `crypto.X509Certificate` (subject, issuer, validFrom, validTo,
+   * fingerprint256, raw DER, ...), or undefined: no TLS, or the peer sent none (a client that
+   * was not asked for one).
+   */
+  peerCertificate(): X509Certificate | undefined {
+    const der = this.#tlsInfo()?.[4];
+    return der === undefined ? undefined : new X509Certificate(der);
   }
 
   /** Bytes received and not yet consumed by an op. */
