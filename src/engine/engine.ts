@@ -1110,6 +1110,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     const bytes = toBytes(data);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
@@ -1136,6 +1137,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#lineStage(c2!, undefined, 0, expect, opts),
@@ -1164,6 +1166,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#regexStage(c2!, undefined, 0, regex, opts),
@@ -1233,6 +1236,7 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
+    this.#noTlsChain(address);
     const connect = this.#connectStages(address, c1!);
     this.#chain([...connect, this.#lineStage(c2!, undefined, 0, expect, opts)]);
     armSignal(signal, c1!, c2!, this.#failures);
@@ -1261,6 +1265,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const bytes = lineBytes(line);
+    this.#noTlsChain(address);
     const connect = this.#connectStages(address, c1!);
     const write = new OpRecord(Kind.Write, c2, undefined, 0, c2!._timeout, bytes, undefined);
     this.#chain([...connect, write]);
@@ -1372,6 +1377,22 @@ export class AsyncEngine {
     const rec = new OpRecord(Kind.TlsHandshake, c, sock, handle, c._timeout, tls, undefined);
     if (sock === undefined) this.#closeOnFail.add(rec);
     return rec;
+  }
+
+  // The accept and connect chains have no handshake stage: a TLS listener or a `tls` address
+  // there would hand out a socket that speaks plaintext, so they are refused.
+  #noTlsChain(target: Listener | object): void {
+    const tls =
+      target instanceof Listener
+        ? this.#listenerTls.has(target)
+        : (target as TlsConnectOption).tls !== undefined;
+    if (tls) {
+      throw invalidArgValue(
+        target instanceof Listener ? 'listener' : 'address.tls',
+        'TLS is not taken by this chain: use accept or connect, then the read or write',
+        target instanceof Listener ? 'a TLS listener' : '(TLS options)',
+      );
+    }
   }
 
   readonly #listenerTls = new WeakMap<Listener, NativeTlsConfig>();
