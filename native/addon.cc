@@ -599,14 +599,15 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
   }
 
   // tlsInfo(handle) -> [protocol version, cipher (OpenSSL's name), its IANA name, the cipher's
-  // protocol, the peer's certificate as DER or undefined], or undefined: no TLS established.
+  // protocol, the peer's certificate as DER or undefined, the ALPN protocol or false], or
+  // undefined: no TLS established.
   Napi::Value TlsInfo(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
     if (!h || !h->tls || !h->tls->established()) return env.Undefined();
     SSL* ssl = h->tls->ssl();
     const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
-    auto a = Napi::Array::New(env, 5);
+    auto a = Napi::Array::New(env, 6);
     a.Set(0u, Napi::String::New(env, SSL_get_version(ssl)));
     a.Set(1u, Napi::String::New(env, cipher ? SSL_CIPHER_get_name(cipher) : ""));
     a.Set(2u, Napi::String::New(env, cipher ? SSL_CIPHER_standard_name(cipher) : ""));
@@ -618,6 +619,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
       a.Set(4u, Napi::Buffer<char>::Copy(env, reinterpret_cast<char*>(der), static_cast<size_t>(len)));
       OPENSSL_free(der);
     }
+    std::string alpn = h->tls->alpnProtocol();
+    a.Set(5u, alpn.empty() ? Napi::Value(Napi::Boolean::New(env, false)) : Napi::String::New(env, alpn));
     return a;
   }
 

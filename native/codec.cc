@@ -228,6 +228,11 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       cfg.ca = str("ca");
       cfg.servername = str("servername");
       cfg.verify = o.Get("verify").ToBoolean();
+      Napi::Value alpn = o.Get("alpn");  // a Buffer: the wire format
+      if (alpn.IsBuffer()) {
+        auto b = alpn.As<Napi::Buffer<char>>();
+        cfg.alpn.assign(b.Data(), b.Length());
+      }
       std::string error;
       op->tls = TlsSession::create(cfg, &error);
       if (!op->tls) {

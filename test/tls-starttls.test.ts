@@ -131,7 +131,7 @@ forEachImpl('listen and startTls check their TLS options synchronously', async (
   t.throws(() => engine.listen({ port: 0, tls: { cert: 'x' } as never }), {
     code: 'ERR_INVALID_ARG_TYPE',
   });
-  t.throws(() => engine.listen({ port: 0, tls: { key: 'k', cert: 'c', alpn: ['h2'] } as never }), {
+  t.throws(() => engine.listen({ port: 0, tls: { key: 'k', cert: 'c', sni: {} } as never }), {
     code: 'ERR_INVALID_ARG_VALUE',
   });
   // The accept and connect chains have no handshake stage: TLS there is refused, not ignored.

@@ -329,3 +329,47 @@ forEachImpl(
     engine.close(sock);
   },
 );
+
+forEachImpl(
+  'ALPN: the server chooses by its preference among what the client offers',
+  async (t, engine) => {
+    const { leaf, ca } = testCerts();
+    const listener = engine.listen({ port: 0, tls: { ...leaf, alpn: ['h2', 'http/1.1'] } });
+    const acc = once<Socket>();
+    engine.accept(listener, acc.cb);
+    const client = tls.connect({
+      host: '127.0.0.1',
+      port: portOf(listener),
+      ca,
+      ALPNProtocols: ['http/1.1', 'h2'],
+    });
+    client.on('error', () => {});
+    onCleanup(engine, () => void client.destroy());
+    await withDeadline(new Promise((r) => client.once('secureConnect', r)), 10_000, 'handshake');
+    const server = await expectOk(t, acc);
+    t.is(server.alpnProtocol, 'h2');
+    t.is(client.alpnProtocol, 'h2');
+    // The engine as the client of an engine server without ALPN: none.
+    const acc2 = once<Socket>();
+    const plainAlpn = engine.listen({ port: 0, tls: leaf });
+    engine.accept(plainAlpn, acc2.cb);
+    const conn = once<Socket>();
+    engine.connect(
+      { host: '127.0.0.1', port: portOf(plainAlpn), tls: { ca, alpn: ['h2'] } },
+      conn.cb,
+    );
+    const c2 = await expectOk(t, conn);
+    const s2 = await expectOk(t, acc2);
+    t.is(c2.alpnProtocol, false);
+    t.is(s2.alpnProtocol, false);
+    t.throws(
+      () => engine.connect({ host: '127.0.0.1', port: 1, tls: { alpn: [''] } }, once<Socket>().cb),
+      {
+        code: 'ERR_INVALID_ARG_VALUE',
+      },
+    );
+    for (const s of [server, c2, s2]) engine.close(s);
+    engine.close(listener);
+    engine.close(plainAlpn);
+  },
+);

@@ -132,6 +132,26 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
   } else if (!cfg.ca.empty()) {
     SSL_CTX_set_verify(s->ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
+  if (cfg.server && !cfg.alpn.empty()) {
+    // The server's preference wins; with no protocol in common none is chosen and the
+    // handshake goes on (the client sees no protocol).
+    s->alpn_ = cfg.alpn;
+    SSL_CTX_set_alpn_select_cb(
+        s->ctx_,
+        [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+           void* arg) {
+          auto* self = static_cast<TlsSession*>(arg);
+          unsigned char* chosen = nullptr;
+          const auto* offered = reinterpret_cast<const unsigned char*>(self->alpn_.data());
+          if (SSL_select_next_proto(&chosen, outlen, offered, static_cast<unsigned>(self->alpn_.size()), in, inlen) !=
+              OPENSSL_NPN_NEGOTIATED) {
+            return SSL_TLSEXT_ERR_NOACK;
+          }
+          *out = chosen;
+          return SSL_TLSEXT_ERR_OK;
+        },
+        s.get());
+  }
   s->ssl_ = SSL_new(s->ctx_);
   s->rbio_ = BIO_new(BIO_s_mem());
   s->wbio_ = BIO_new(BIO_s_mem());
@@ -148,6 +168,10 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
     SSL_set_accept_state(s->ssl_);
   } else {
     SSL_set_connect_state(s->ssl_);
+    if (!cfg.alpn.empty()) {
+      SSL_set_alpn_protos(s->ssl_, reinterpret_cast<const unsigned char*>(cfg.alpn.data()),
+                          static_cast<unsigned>(cfg.alpn.size()));
+    }
     const std::string& name = cfg.servername;
     if (!name.empty()) {
       bool ip = isIpAddress(name);
@@ -273,6 +297,13 @@ void TlsSession::closeNotify() {
   SSL_shutdown(ssl_);
   ERR_clear_error();
   drainOutput();
+}
+
+std::string TlsSession::alpnProtocol() const {
+  const unsigned char* p = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &len);
+  return p ? std::string(reinterpret_cast<const char*>(p), len) : std::string();
 }
 
 void TlsSession::credit(size_t n) {

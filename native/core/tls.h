@@ -26,6 +26,7 @@ struct TlsConfig {
   std::string ca;          // PEM bundle of trusted certificates; empty: none
   std::string servername;  // client: SNI and the name the certificate must match
   bool verify = true;      // client: reject a certificate that does not verify
+  std::string alpn;        // ALPN protocols, in the wire format (length-prefixed names); empty: none
 };
 
 class TlsSession {
@@ -62,6 +63,8 @@ class TlsSession {
   const std::string& code() const { return code_; }
   const std::string& message() const { return message_; }
   SSL* ssl() const { return ssl_; }
+  // The ALPN protocol agreed on; empty when none.
+  std::string alpnProtocol() const;
 
  private:
   TlsSession() = default;
@@ -74,7 +77,8 @@ class TlsSession {
   BIO* wbio_ = nullptr;  // ciphertext out (owned by ssl_)
   bool established_ = false;
   bool notifySent_ = false;
-  bool verify_ = false;  // client: judge the peer's chain once the handshake is done
+  bool verify_ = false;
+  std::string alpn_;  // server: the protocols it offers, in its order of preference  // client: judge the peer's chain once the handshake is done
   std::string code_;
   std::string message_;
 };

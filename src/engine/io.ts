@@ -88,6 +88,14 @@ export class Socket extends IoObject {
     return this._encrypted && !this._closed ? this._owner.native.tlsInfo(this._handle) : undefined;
   }
 
+  /**
+   * The ALPN protocol agreed on (`'h2'`, `'http/1.1'`, ...), or `false`: none (no TLS, or no
+   * protocol in common), as `tls.TLSSocket#alpnProtocol`.
+   */
+  get alpnProtocol(): string | false {
+    return this.#tlsInfo()?.[5] ?? false;
+  }
+
   /** The TLS protocol version negotiated (`'TLSv1.3'`, `'TLSv1.2'`); undefined without TLS. */
   get tlsVersion(): string | undefined {
     return this.#tlsInfo()?.[0];

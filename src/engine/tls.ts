@@ -21,6 +21,11 @@ export interface TlsServerOptions {
    * client must present a certificate that verifies against them.
    */
   ca?: Pem | Pem[];
+  /**
+   * ALPN protocols the server speaks, in its order of preference (`['h2', 'http/1.1']`); the
+   * first the client also offers is chosen, none when there is none in common.
+   */
+  alpn?: string[];
 }
 
 /** TLS options of a client: {@link AsyncEngine.connect}'s `tls` key, or `startTls`. */
@@ -37,6 +42,8 @@ export interface TlsClientOptions {
    * Default `true`, as in `node:tls`.
    */
   rejectUnauthorized?: boolean;
+  /** ALPN protocols to offer, in order of preference; see {@link Socket.alpnProtocol}. */
+  alpn?: string[];
 }
 
 /** The `tls` key of {@link AsyncEngine.connect}'s address: connect, then a client handshake. */
@@ -59,10 +66,16 @@ export interface NativeTlsConfig {
   ca: string;
   servername: string;
   verify: boolean;
+  alpn?: Buffer;
 }
 
-const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca']);
-const CLIENT_KEYS: ReadonlySet<string> = new Set(['servername', 'ca', 'rejectUnauthorized']);
+const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca', 'alpn']);
+const CLIENT_KEYS: ReadonlySet<string> = new Set([
+  'servername',
+  'ca',
+  'rejectUnauthorized',
+  'alpn',
+]);
 const START_SERVER_KEYS: ReadonlySet<string> = new Set(['isServer', ...SERVER_KEYS]);
 const START_CLIENT_KEYS: ReadonlySet<string> = new Set(['isServer', ...CLIENT_KEYS]);
 
@@ -77,6 +90,22 @@ function pem(v: unknown, name: string): string {
 function pemList(v: unknown, name: string): string {
   if (Array.isArray(v)) return v.map((x, i) => pem(x, `${name}[${i}]`)).join('\n');
   return pem(v, name);
+}
+
+// ALPN names in the wire format: each one's length (1 to 255 bytes), then its bytes.
+function alpnWire(v: unknown, name: string): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalidArgType(name, 'an array of strings', v);
+  const parts: Buffer[] = [];
+  v.forEach((p: unknown, i) => {
+    if (typeof p !== 'string') throw invalidArgType(`${name}[${i}]`, 'a string', p);
+    const b = Buffer.from(p, 'utf8');
+    if (b.length === 0 || b.length > 255) {
+      throw invalidArgValue(`${name}[${i}]`, 'must be 1 to 255 bytes long', p);
+    }
+    parts.push(Buffer.from([b.length]), b);
+  });
+  return parts.length === 0 ? undefined : Buffer.concat(parts);
 }
 
 function checkObject(v: unknown, name: string): object {
@@ -99,6 +128,8 @@ export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): Na
     servername: '',
     verify: false,
   };
+  const alpn = alpnWire(o.alpn, `${name}.alpn`);
+  if (alpn !== undefined) cfg.alpn = alpn;
   // A key or certificate that cannot be used is refused now, not at the first handshake.
   try {
     createSecureContext({ key: cfg.key, cert: cfg.cert, ...(cfg.ca ? { ca: cfg.ca } : {}) });
@@ -129,7 +160,7 @@ export function checkTlsClient(
   // Node's bundled roots, as node:tls trusts by default.
   const ca =
     o.ca === undefined ? (defaultCa ??= rootCertificates.join('\n')) : pemList(o.ca, `${name}.ca`);
-  return {
+  const cfg: NativeTlsConfig = {
     server: false,
     key: '',
     cert: '',
@@ -137,6 +168,9 @@ export function checkTlsClient(
     servername: o.servername ?? host,
     verify: o.rejectUnauthorized !== false,
   };
+  const alpn = alpnWire(o.alpn, `${name}.alpn`);
+  if (alpn !== undefined) cfg.alpn = alpn;
+  return cfg;
 }
 
 /** @internal Checks startTls's options. */

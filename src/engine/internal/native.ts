@@ -101,8 +101,10 @@ export interface NativeEngine {
   ): void;
   /** getsockopt: [noDelay, keepAlive, keepIdleSeconds, receiveBuffer, sendBuffer]. */
   socketOptions(handle: number): [number, number, number, number, number];
-  /** A TLS socket's [version, cipher name, standard name, cipher version, peer DER?]. */
-  tlsInfo(handle: number): [string, string, string, string, Buffer | undefined] | undefined;
+  /** A TLS socket's [version, cipher name, standard name, cipher version, peer DER?, ALPN]. */
+  tlsInfo(
+    handle: number,
+  ): [string, string, string, string, Buffer | undefined, string | false] | undefined;
 }
 
 /**
