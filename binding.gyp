@@ -20,6 +20,7 @@
         "native/core/resolver.cc",
         "native/core/files.cc",
         "native/core/file_pool.cc",
+        "native/core/tls.cc",
         "native/backends/factory.cc",
         "native/backends/epoll.cc",
         "native/backends/poll.cc",

@@ -60,6 +60,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                            InstanceMethod<&NativeEngine::Address>("address"),
                            InstanceMethod<&NativeEngine::SetSocketOptions>("setSocketOptions"),
                            InstanceMethod<&NativeEngine::GetSocketOptions>("socketOptions"),
+                           InstanceMethod<&NativeEngine::TlsInfo>("tlsInfo"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
                            InstanceMethod<&NativeEngine::Extras>("extras"),
                            InstanceMethod<&NativeEngine::SetTimeouts>("setTimeouts"),
@@ -594,6 +595,32 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     a.Set(2u, Napi::Number::New(env, o.keepIdle));
     a.Set(3u, Napi::Number::New(env, o.receiveBuffer));
     a.Set(4u, Napi::Number::New(env, o.sendBuffer));
+    return a;
+  }
+
+  // tlsInfo(handle) -> [protocol version, cipher (OpenSSL's name), its IANA name, the cipher's
+  // protocol, the peer's certificate as DER or undefined, the ALPN protocol or false], or
+  // undefined: no TLS established.
+  Napi::Value TlsInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || !h->tls || !h->tls->established()) return env.Undefined();
+    SSL* ssl = h->tls->ssl();
+    const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl);
+    auto a = Napi::Array::New(env, 6);
+    a.Set(0u, Napi::String::New(env, SSL_get_version(ssl)));
+    a.Set(1u, Napi::String::New(env, cipher ? SSL_CIPHER_get_name(cipher) : ""));
+    a.Set(2u, Napi::String::New(env, cipher ? SSL_CIPHER_standard_name(cipher) : ""));
+    a.Set(3u, Napi::String::New(env, cipher ? SSL_CIPHER_get_version(cipher) : ""));
+    X509* peer = SSL_get0_peer_certificate(ssl);
+    unsigned char* der = nullptr;
+    int len = peer ? i2d_X509(peer, &der) : -1;
+    if (len > 0) {
+      a.Set(4u, Napi::Buffer<char>::Copy(env, reinterpret_cast<char*>(der), static_cast<size_t>(len)));
+      OPENSSL_free(der);
+    }
+    std::string alpn = h->tls->alpnProtocol();
+    a.Set(5u, alpn.empty() ? Napi::Value(Napi::Boolean::New(env, false)) : Napi::String::New(env, alpn));
     return a;
   }
 

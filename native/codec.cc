@@ -214,6 +214,36 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       op->host = a.As<Napi::String>().Utf8Value();
       op->service = b.IsString() ? b.As<Napi::String>().Utf8Value() : std::string();
       break;
+    case OpKind::kTlsHandshake: {
+      // A bad key or certificate is the caller's mistake: a synchronous error, as node:tls has.
+      auto o = a.As<Napi::Object>();
+      auto str = [&o](const char* name) {
+        Napi::Value v = o.Get(name);
+        return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+      };
+      TlsConfig cfg;
+      cfg.server = o.Get("server").ToBoolean();
+      cfg.key = str("key");
+      cfg.cert = str("cert");
+      cfg.ca = str("ca");
+      cfg.servername = str("servername");
+      cfg.verify = o.Get("verify").ToBoolean();
+      Napi::Value alpn = o.Get("alpn");  // a Buffer: the wire format
+      if (alpn.IsBuffer()) {
+        auto b = alpn.As<Napi::Buffer<char>>();
+        cfg.alpn.assign(b.Data(), b.Length());
+      }
+      std::string error;
+      op->tls = TlsSession::create(cfg, &error);
+      if (!op->tls) {
+        delete op;
+        Napi::Error err = Napi::TypeError::New(env, "invalid TLS options: " + error);
+        err.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+        err.ThrowAsJavaScriptException();
+        return nullptr;
+      }
+      break;
+    }
     case OpKind::kAccept:
     case OpKind::kSleep:
     case OpKind::kSoon:

@@ -9,9 +9,17 @@ export type { CallbackLike, CallbackSlots, FailureSocket } from './engine/callba
 export { ENGINE_ERROR_CODES, EngineError } from './engine/errors.js';
 export type { EngineErrorCode } from './engine/errors.js';
 export { Socket, Listener, File } from './engine/io.js';
+export type { TlsCipher } from './engine/io.js';
 export { availableImpls } from './impl/registry.js';
 export { toDuplex } from './streams/duplex.js';
 export type { DuplexOptions } from './streams/duplex.js';
+export type {
+  Pem,
+  StartTlsOptions,
+  TlsClientOptions,
+  TlsConnectOption,
+  TlsServerOptions,
+} from './engine/tls.js';
 export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type { ServeHandle, ServeOptions } from './engine/serve.js';

@@ -139,6 +139,7 @@ Handle* EngineCore::handle(uint64_t id) {
 void EngineCore::close(uint64_t id) {
   Handle* h = handle(id);
   if (!h) return;
+  if (h->tls) tlsCloseNotify(h);
   h->closed = true;
   socketTimers_.remove(&h->idleTimer);
   socketTimers_.remove(&h->writeTimer);

@@ -20,6 +20,7 @@
 #include "core/ops.h"
 #include "core/small_queue.h"
 #include "core/resolver.h"
+#include "core/tls.h"
 
 namespace async_engine {
 
@@ -34,6 +35,7 @@ enum EngineCode : int64_t {
   kErrResolve = -100007,     // getaddrinfo failed; aux holds the EAI_* value
   kErrBufferGone = -100008,  // readInto: the caller's buffer was detached or shrunk meanwhile
   kErrInvalidLength = -100009,  // readLengthPrefixed: the header gave no valid body length
+  kErrTls = -100010,  // TLS failed; payload: "CODE\tmessage" (a node:tls-style code)
 };
 
 // Result codes that are not a settlement.
@@ -131,6 +133,12 @@ struct Handle : BackendHandle {
   // Connect in progress.
   Op* connecting = nullptr;
 
+  // TLS (core/tls.h): the session, once a handshake op started on the socket. Its input is
+  // decrypted into `in`; writes are encrypted into its record stream, which the core sends.
+  std::unique_ptr<TlsSession> tls;
+  bool tlsPeerClosed = false;  // close_notify received
+  bool tlsFailed = false;      // the session failed: reads and writes fail with EPROTO
+
   // File: the sequential read and write positions, and the requests in flight on it.
   int64_t readPos = 0;
   int64_t writePos = 0;
@@ -167,6 +175,8 @@ struct OpFields {
   bool reportedEof = false;
 
   size_t written = 0;      // writes: bytes the kernel took
+  bool tlsQueued = false;  // writes on a TLS socket: encrypted into the record stream
+  uint64_t tlsEnd = 0;     // its last byte's place in that stream (done once it was sent)
   size_t addrIndex = 0;    // connects: the candidate address being tried
 
   // Files.
@@ -200,6 +210,8 @@ struct Op : OpFields {
   // Resolve: the query.
   std::string host;
   std::string service;
+  // A TLS handshake: the session to install on its socket.
+  std::unique_ptr<TlsSession> tls;
 
   // Back to a fresh op, keeping small buffers for the next one.
   void reset() {
@@ -218,6 +230,7 @@ struct Op : OpFields {
     addrLens.clear();
     host.clear();
     service.clear();
+    tls.reset();
   }
 };
 
@@ -431,6 +444,15 @@ class EngineCore : public Sink {
   bool framePrefixed(Handle* h, Op* op);
   bool frameInto(Handle* h, Op* op);
   bool framePeek(Handle* h, Op* op);
+  bool frameHandshake(Handle* h, Op* op);
+  void tlsReceived(Handle* h, const char* data, size_t n);
+  bool sendTls(Handle* h);
+  void tlsOutput(Handle* h);
+  void failTls(Op* op, TlsSession* s);
+  void pumpTlsWrites(Handle* h);
+  void finishTlsWrites(Handle* h);
+  void tlsSent(Handle* h, size_t n);
+  void tlsCloseNotify(Handle* h);
   void failReadAtEnd(Handle* h, Op* op);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);

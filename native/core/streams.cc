@@ -98,7 +98,11 @@ void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
   if (r > 0 && data == h->recvArea && static_cast<size_t>(r) == h->recvAreaSize && h->recvAreaSize < kRecvAreaMax) {
     h->recvAreaGrow = true;  // the sender outpaces the area
   }
-  if (r > 0) {
+  if (r > 0 && h->tls) {
+    stats_.bytesRead += r;
+    progressed(h, false);
+    tlsReceived(h, data, static_cast<size_t>(r));
+  } else if (r > 0) {
     h->in.append(data, static_cast<size_t>(r));
     stats_.bytesRead += r;
     h->bytesIn += static_cast<uint64_t>(r);
@@ -400,6 +404,10 @@ void EngineCore::flushWrites() {
 }
 
 void EngineCore::pumpWrites(Handle* h) {
+  if (h->tls) {
+    pumpTlsWrites(h);
+    return;
+  }
   while (!h->writes.empty() && !h->closed) {
     if (h->writeError) {
       // After a write timeout the writes fail as the timed-out ones did (see socketTimerDue).
@@ -483,6 +491,8 @@ void EngineCore::onSend(BackendHandle* b, ssize_t result) {
   } else if (result < 0) {
     h->sendParts.clear();
     h->writeError = static_cast<int>(result);
+  } else if (h->tls) {
+    tlsSent(h, static_cast<size_t>(result));
   } else {
     creditSent(h, static_cast<size_t>(result));
   }
@@ -535,6 +545,198 @@ void EngineCore::onShutdown(BackendHandle* b, ssize_t result) {
   h->shutdownOp = 0;
   shutdownResult(h, op, result);
   pumpWrites(h);
+}
+
+// ---- TLS (core/tls.h) ----
+//
+// A TLS socket's input is ciphertext: it is fed to the session and the plaintext appended to
+// the socket's buffer, so every read op frames plaintext as on a plain socket. Its writes are
+// encrypted, in queue order, into the session's record stream once the handshake is done;
+// handshake and alert records join the same stream, which goes out in order. A write succeeds
+// with its plaintext length once its last record was taken by the kernel; the socket's counters
+// (bytesRead, bytesWritten, pendingWriteBytes) count plaintext.
+
+void EngineCore::tlsReceived(Handle* h, const char* data, size_t n) {
+  TlsSession* s = h->tls.get();
+  s->feed(data, n);
+  if (s->established() && !h->tlsFailed) {
+    bool closed = false;
+    int64_t got = s->decrypt(&h->in, &closed);
+    if (got > 0) h->bytesIn += static_cast<uint64_t>(got);
+    if (got < 0) {
+      h->tlsFailed = true;
+      h->readError = -EPROTO;
+    }
+    if (closed) {
+      h->eof = true;
+      h->tlsPeerClosed = true;
+    }
+  }
+  // Before the handshake is done the head op (the handshake) drives the session.
+  if (s->hasOutput()) pumpWrites(h);
+}
+
+void EngineCore::failTls(Op* op, TlsSession* s) {
+  Completion c;
+  c.result = kErrTls;
+  c.kind = PayloadKind::kBytes;
+  c.data = s->code() + "\t" + s->message();
+  finish(op, std::move(c));
+}
+
+bool EngineCore::frameHandshake(Handle* h, Op* op) {
+  if (op->tls) {
+    if (h->tls) {
+      fail(op, -EISCONN);  // TLS already runs on this socket
+      return true;
+    }
+    if (!h->in.empty()) {
+      // After STARTTLS the peer's next bytes are TLS records; plaintext still buffered would be
+      // read as if it had come through TLS.
+      Completion c;
+      c.result = kErrTls;
+      c.kind = PayloadKind::kBytes;
+      c.data = "ERR_TLS_PLAINTEXT_BUFFERED\tplaintext bytes are buffered ahead of the TLS handshake";
+      finish(op, std::move(c));
+      return true;
+    }
+    h->tls = std::move(op->tls);
+  }
+  if (!h->tls) {
+    fail(op, -EINVAL);
+    return true;
+  }
+  TlsSession* s = h->tls.get();
+  int r = s->handshake();
+  if (r < 0) {
+    h->tlsFailed = true;
+    h->readError = -EPROTO;
+    failTls(op, s);
+    pumpWrites(h);  // the alert
+    return true;
+  }
+  if (r == 0) {
+    if (s->hasOutput()) pumpWrites(h);
+    return false;
+  }
+  bool closed = false;
+  int64_t got = s->decrypt(&h->in, &closed);  // what came with the handshake's last flight
+  if (got > 0) h->bytesIn += static_cast<uint64_t>(got);
+  if (got < 0) {
+    h->tlsFailed = true;
+    h->readError = -EPROTO;
+  }
+  if (closed) {
+    h->eof = true;
+    h->tlsPeerClosed = true;
+  }
+  Completion c;
+  c.result = 0;
+  finish(op, std::move(c));
+  pumpWrites(h);  // writes queued meanwhile, session tickets
+  return true;
+}
+
+void EngineCore::pumpTlsWrites(Handle* h) {
+  TlsSession* s = h->tls.get();
+  while (!h->closed) {
+    if (h->sendPending || h->shutdownPending) return;
+    finishTlsWrites(h);
+    if (!h->writeError && s->hasOutput()) {
+      if (!sendTls(h)) return;
+      continue;
+    }
+    if (h->writes.empty()) return;
+    if (h->writeError || h->tlsFailed) {
+      int e = h->writeError ? h->writeError : -EPROTO;
+      fail(h->writes.front(), e, e == kErrTimedOut ? Syscall::kWrite : Syscall::kSend);
+      continue;
+    }
+    if (!s->established()) return;  // the handshake op sends these once it is done
+    bool queued = false;
+    for (Op* op : h->writes) {
+      if (op->kind == OpKind::kShutdown) break;
+      if (op->tlsQueued) continue;
+      if (!s->encrypt(op->data.data(), op->data.size())) {
+        h->tlsFailed = true;
+        break;
+      }
+      op->tlsQueued = true;
+      op->tlsEnd = s->produced;
+      queued = true;
+    }
+    if (queued || h->tlsFailed) continue;
+    if (h->writes.front()->kind == OpKind::kShutdown) {
+      s->closeNotify();  // before the FIN
+      if (s->hasOutput()) continue;
+      if (!shutdownHead(h)) return;
+      continue;
+    }
+    return;
+  }
+}
+
+void EngineCore::finishTlsWrites(Handle* h) {
+  TlsSession* s = h->tls.get();
+  while (!h->writes.empty()) {
+    Op* op = h->writes.front();
+    if (op->kind == OpKind::kShutdown || !op->tlsQueued || op->tlsEnd > s->sent) return;
+    size_t n = op->data.size() - op->written;
+    op->written = op->data.size();
+    h->pendingOut -= n;
+    h->bytesOut += n;
+    Completion c;
+    c.result = static_cast<int64_t>(op->data.size());
+    finish(op, std::move(c));
+  }
+}
+
+// Sends the head of the record stream. Returns false when the send is pending.
+bool EngineCore::sendTls(Handle* h) {
+  TlsSession* s = h->tls.get();
+  iovec iov[kMaxIov];
+  int n = 0;
+  int maxIov = std::min(backend_->maxSendIov(), kMaxIov);
+  size_t off = s->outFrontSent;
+  for (auto& chunk : s->out) {
+    if (n == maxIov) break;
+    iov[n++] = iovec{chunk.data() + off, chunk.size() - off};
+    off = 0;
+  }
+  ssize_t r = backend_->send(h, iov, n);
+  if (r == kPending) {
+    h->sendPending = true;
+    return false;
+  }
+  if (r < 0) {
+    h->writeError = static_cast<int>(r);
+    return true;
+  }
+  tlsSent(h, static_cast<size_t>(r));
+  return true;
+}
+
+void EngineCore::tlsSent(Handle* h, size_t n) {
+  stats_.bytesWritten += n;
+  if (n > 0) progressed(h, true);
+  h->tls->credit(n);
+}
+
+// close() on an established TLS socket: close_notify, best effort. Sent directly and without
+// waiting (MSG_DONTWAIT), and only when nothing else is on its way (no send in flight, no record
+// waiting): a record must never be cut into by another. What the kernel does not take is lost.
+void EngineCore::tlsCloseNotify(Handle* h) {
+  TlsSession* s = h->tls.get();
+  if (!s->established() || h->tlsFailed || h->sendPending || h->shutdownPending || h->writeShut) return;
+  if (s->hasOutput() || h->writeError) return;
+  s->closeNotify();
+  for (const auto& chunk : s->out) {
+    ssize_t r = ::send(h->fd, chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    stats_.coreSyscalls++;
+    if (r != static_cast<ssize_t>(chunk.size())) break;
+  }
+  s->out.clear();
+  s->outFrontSent = 0;
 }
 
 }  // namespace async_engine

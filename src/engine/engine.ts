@@ -17,6 +17,14 @@ import {
 } from './errors.js';
 import { Code, Kind, type NativeEngine, type NativeOp } from './internal/native.js';
 import { File, Listener, Socket } from './io.js';
+import {
+  type NativeTlsConfig,
+  type StartTlsOptions,
+  type TlsConnectOption,
+  checkStartTls,
+  checkTlsClient,
+  checkTlsServer,
+} from './tls.js';
 import { checkImplOptions, chooseImpl, impls } from '../impl/registry.js';
 import { type ChainState, OpRecord } from './internal/op-record.js';
 import { OpTable } from './internal/op-table.js';
@@ -200,6 +208,7 @@ export class AsyncEngine {
   listen(options: ListenOptions = {}): Listener {
     this.#checkOpen();
     const { host, port, backlog, reusePort, ipv6Only, socketOptions } = checkListenOptions(options);
+    const tls = options.tls === undefined ? undefined : checkTlsServer(options.tls, 'options.tls');
     let ids: [number, number];
     try {
       ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
@@ -209,6 +218,7 @@ export class AsyncEngine {
     }
     const listener = new Listener(this, ids[0], ids[1]);
     this.#sockets.set(ids[0], listener);
+    if (tls !== undefined) this.#listenerTls.set(listener, tls);
     // Kept natively for every socket it accepts (nothing that can fail yet).
     if (socketOptions !== undefined) this.native.setSocketOptions(ids[0], ...socketOptions);
     return listener;
@@ -262,7 +272,25 @@ export class AsyncEngine {
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
-    this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
+    const tls = this.#listenerTls.get(listener);
+    if (tls === undefined) {
+      this.#start(
+        new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined),
+      );
+    } else {
+      // A TLS listener: accept, then the server handshake, each with the timeout.
+      const accept = new OpRecord(
+        Kind.Accept,
+        null,
+        undefined,
+        handle,
+        c._timeout,
+        undefined,
+        undefined,
+      );
+      accept.internal = true;
+      this.#chain([accept, this.#handshakeStage(c, undefined, tls)]);
+    }
     armSignal(signal, c, c, this.#failures);
   }
 
@@ -271,22 +299,48 @@ export class AsyncEngine {
    * to a Unix socket `{ path }`: `success(socket, socket)`.
    */
   connect(
-    address: ConnectAddress & SocketOptions,
+    address: ConnectAddress & SocketOptions & TlsConnectOption,
     cb: CallbackLike<Socket, Socket, undefined>,
   ): void;
   connect(
-    address: ConnectAddress & SocketOptions,
+    address: ConnectAddress & SocketOptions & TlsConnectOption,
     options: CommonOptions,
     cb: CallbackLike<Socket, Socket, undefined>,
   ): void;
-  connect(address: ConnectAddress & SocketOptions, a: unknown, b?: unknown): void {
+  connect(
+    address: ConnectAddress & SocketOptions & TlsConnectOption,
+    a: unknown,
+    b?: unknown,
+  ): void {
     const c = callbackOf<Socket>(a, b);
     const opts = optionsOf(a, b, OPTION_KEYS.common);
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
-    const stages = this.#connectStages(address, c);
+    let stages = this.#connectStages(address, c);
+    let connect = stages[stages.length - 1]!;
+    const tlsOpts = (address as TlsConnectOption).tls;
+    let tls: NativeTlsConfig | undefined;
+    if (tlsOpts !== undefined) {
+      tls = checkTlsClient(tlsOpts, 'address.tls', connect.peerHost!);
+      // The connect becomes an internal stage (its failure is the Callback's), then the
+      // client handshake, with the timeout of its own.
+      const inner = new OpRecord(
+        Kind.Connect,
+        null,
+        undefined,
+        0,
+        c._timeout,
+        connect.a,
+        connect.b,
+      );
+      inner.peerHost = connect.peerHost;
+      inner.peerPort = connect.peerPort;
+      inner.internal = true;
+      connect = inner;
+      stages = [...stages.slice(0, -1), inner, this.#handshakeStage(c, undefined, tls)];
+    }
     const sockOpts = socketOptionsIn(address, 'address');
-    if (sockOpts !== undefined) this.#connectOptions.set(stages[stages.length - 1]!, sockOpts);
+    if (sockOpts !== undefined) this.#connectOptions.set(connect, sockOpts);
     this.#chain(stages);
     armSignal(signal, c, c, this.#failures);
   }
@@ -1056,6 +1110,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     const bytes = toBytes(data);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
@@ -1082,6 +1137,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#lineStage(c2!, undefined, 0, expect, opts),
@@ -1110,6 +1166,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const handle = listenerHandle(listener, this);
+    this.#noTlsChain(listener);
     this.#chain([
       new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
       this.#regexStage(c2!, undefined, 0, regex, opts),
@@ -1179,6 +1236,7 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
+    this.#noTlsChain(address);
     const connect = this.#connectStages(address, c1!);
     this.#chain([...connect, this.#lineStage(c2!, undefined, 0, expect, opts)]);
     armSignal(signal, c1!, c2!, this.#failures);
@@ -1207,6 +1265,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const bytes = lineBytes(line);
+    this.#noTlsChain(address);
     const connect = this.#connectStages(address, c1!);
     const write = new OpRecord(Kind.Write, c2, undefined, 0, c2!._timeout, bytes, undefined);
     this.#chain([...connect, write]);
@@ -1274,6 +1333,70 @@ export class AsyncEngine {
   get _encoding(): BufferEncoding {
     return this.#encoding;
   }
+
+  // ---- TLS ----
+
+  /**
+   * Upgrades a connected plain socket to TLS (STARTTLS): runs the handshake, `success(socket)`
+   * once it is done. From then on every op on the socket reads and writes through TLS.
+   * `options.isServer: true` runs the server side (with `key` and `cert`), otherwise the client
+   * side (verifying the server's certificate against `servername`, default: the peer's address).
+   * Plaintext still buffered when it starts (bytes the peer sent after its last plaintext line)
+   * fails it with `ERR_TLS_PLAINTEXT_BUFFERED`: after STARTTLS the peer's next bytes must be
+   * TLS records. A certificate that does not verify fails it with a `node:tls`-style code
+   * (`DEPTH_ZERO_SELF_SIGNED_CERT`, `ERR_TLS_CERT_ALTNAME_INVALID`, ...); other TLS failures
+   * are `EPROTO`. On TLS already running: `EISCONN`.
+   */
+  startTls(sock: Socket, options: StartTlsOptions, cb: CallbackLike<Socket, Socket, Socket>): void;
+  startTls(
+    sock: Socket,
+    options: StartTlsOptions,
+    opOptions: CommonOptions,
+    cb: CallbackLike<Socket, Socket, Socket>,
+  ): void;
+  startTls(sock: Socket, options: StartTlsOptions, a: unknown, b?: unknown): void {
+    const c = callbackOf<Socket>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.common);
+    if (!(sock instanceof Socket)) throw invalidArgType('socket', 'a Socket', sock);
+    const handle = socketHandle(sock, this);
+    const tls = checkStartTls(options, sock.remoteAddress ?? '');
+    applyTimeout(opts, c);
+    const signal = checkSignal(opts);
+    this.#start(this.#handshakeStage(c, sock, tls, handle));
+    armSignal(signal, c, c, this.#failures);
+  }
+
+  // A handshake op: its own (a stage after accept or connect, whose socket it closes when it
+  // fails: the caller never got that socket), or startTls's on a socket the caller has.
+  #handshakeStage(
+    c: Callback<Socket>,
+    sock: Socket | undefined,
+    tls: NativeTlsConfig,
+    handle = 0,
+  ): OpRecord {
+    const rec = new OpRecord(Kind.TlsHandshake, c, sock, handle, c._timeout, tls, undefined);
+    if (sock === undefined) this.#closeOnFail.add(rec);
+    return rec;
+  }
+
+  // The accept and connect chains have no handshake stage: a TLS listener or a `tls` address
+  // there would hand out a socket that speaks plaintext, so they are refused.
+  #noTlsChain(target: Listener | object): void {
+    const tls =
+      target instanceof Listener
+        ? this.#listenerTls.has(target)
+        : (target as TlsConnectOption).tls !== undefined;
+    if (tls) {
+      throw invalidArgValue(
+        target instanceof Listener ? 'listener' : 'address.tls',
+        'TLS is not taken by this chain: use accept or connect, then the read or write',
+        target instanceof Listener ? 'a TLS listener' : '(TLS options)',
+      );
+    }
+  }
+
+  readonly #listenerTls = new WeakMap<Listener, NativeTlsConfig>();
+  readonly #closeOnFail = new WeakSet<OpRecord>();
 
   // ---- bare callbacks and the loop ----
 
@@ -1825,6 +1948,10 @@ export class AsyncEngine {
           }
           break;
         }
+        case Kind.TlsHandshake:
+          value = io;
+          (io as Socket)._encrypted = true;
+          break;
         case Kind.Open: {
           const [handle, fd] = payload as [number, number];
           const file = new File(this, handle, fd, rec.path!, rec.direct, result);
@@ -1857,6 +1984,11 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
+      // A handshake after accept or connect failed: its socket was never the caller's.
+      if (this.#closeOnFail.has(rec)) {
+        if (io instanceof Socket && !io._closed) this.close(io);
+        io = undefined;
+      }
       // Its socket, as success would get it: none for an accept or connect that failed.
       const failed = rec.kind === Kind.Accept || rec.kind === Kind.Connect ? undefined : io;
       if (!rec.internal && cb) this.#failures.fail(cb, err, failed);
@@ -1885,7 +2017,8 @@ function isSocketRead(kind: Kind): boolean {
   return (
     (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) ||
     kind === Kind.ReadPrefixed ||
-    kind === Kind.Peek
+    kind === Kind.Peek ||
+    kind === Kind.TlsHandshake
   );
 }
 

@@ -21,6 +21,31 @@ export const ENGINE_ERROR_CODES = [
   'ERR_ENGINE_CLOSED',
   'ERR_IMPL_UNAVAILABLE',
   'ERR_INVALID_STATE',
+  // TLS: a certificate that does not verify (named as node:tls names them, after OpenSSL's
+  // X509_V_ERR_* constants), a hostname it does not cover, plaintext left ahead of STARTTLS.
+  // Other TLS failures are EPROTO, with OpenSSL's reason in the message.
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'ERR_TLS_PLAINTEXT_BUFFERED',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
   // Programmer errors, thrown synchronously as Node's (a TypeError or RangeError), and the
   // Promise layer's AbortError.
   'ERR_INVALID_ARG_TYPE',
@@ -221,6 +246,19 @@ export function errorFromNative(result: number, payload: unknown, cause?: unknow
       break;
     case Code.Resolve:
       return resolveError(payload as [number, number]);
+    case Code.Tls: {
+      // "CODE\tOpenSSL's reason"
+      const text = Buffer.isBuffer(payload) ? payload.toString('utf8') : '';
+      const tab = text.indexOf('\t');
+      const name = tab < 0 ? 'EPROTO' : text.slice(0, tab);
+      const reason = tab < 0 ? text : text.slice(tab + 1);
+      const err = new EngineError(
+        knownCodes.has(name) ? (name as EngineErrorCode) : 'EPROTO',
+        `TLS: ${reason}`,
+        cause === undefined ? undefined : { cause },
+      );
+      return err;
+    }
     default: {
       const name = getSystemErrorName(result);
       const err = new EngineError(knownCodes.has(name) ? (name as EngineErrorCode) : 'UNKNOWN', '');

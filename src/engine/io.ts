@@ -1,6 +1,17 @@
 // IO objects: opaque handles for sockets, listeners and files made by the engine.
+import { X509Certificate } from 'node:crypto';
 import type { NativeEngine } from './internal/native.js';
 import type { ListenerAddress } from './types.js';
+
+/** A TLS socket's cipher suite ({@link Socket.cipher}), named as `tls.TLSSocket#getCipher()`. */
+export interface TlsCipher {
+  /** OpenSSL's name, e.g. `'TLS_AES_256_GCM_SHA384'` or `'ECDHE-ECDSA-AES128-GCM-SHA256'`. */
+  name: string;
+  /** The IANA name. */
+  standardName: string;
+  /** The protocol version the suite belongs to, e.g. `'TLSv1.3'`. */
+  version: string;
+}
 
 /** The engine-side state an IO object needs. @internal */
 export interface IoOwner {
@@ -61,6 +72,53 @@ export class Socket extends IoObject {
   _takeCap = 256 * 1024;
   /** @internal */
   _took = 0;
+
+  /** @internal A TLS handshake succeeded on it. */
+  _encrypted = false;
+
+  /**
+   * Whether TLS runs on the socket (a handshake succeeded: accepted by a TLS listener,
+   * connected with `tls`, or upgraded by `startTls`), as `tls.TLSSocket#encrypted`.
+   */
+  get encrypted(): boolean {
+    return this._encrypted;
+  }
+
+  #tlsInfo(): ReturnType<NativeEngine['tlsInfo']> {
+    return this._encrypted && !this._closed ? this._owner.native.tlsInfo(this._handle) : undefined;
+  }
+
+  /**
+   * The ALPN protocol agreed on (`'h2'`, `'http/1.1'`, ...), or `false`: none (no TLS, or no
+   * protocol in common), as `tls.TLSSocket#alpnProtocol`.
+   */
+  get alpnProtocol(): string | false {
+    return this.#tlsInfo()?.[5] ?? false;
+  }
+
+  /** The TLS protocol version negotiated (`'TLSv1.3'`, `'TLSv1.2'`); undefined without TLS. */
+  get tlsVersion(): string | undefined {
+    return this.#tlsInfo()?.[0];
+  }
+
+  /**
+   * The cipher suite negotiated, as `tls.TLSSocket#getCipher()` gives it: OpenSSL's `name`, the
+   * IANA `standardName`, and the protocol `version` it belongs to; undefined without TLS.
+   */
+  get cipher(): TlsCipher | undefined {
+    const i = this.#tlsInfo();
+    return i === undefined ? undefined : { name: i[1], standardName: i[2], version: i[3] };
+  }
+
+  /**
+   * The peer's certificate as a `crypto.X509Certificate` (subject, issuer, validFrom, validTo,
+   * fingerprint256, raw DER, ...), or undefined: no TLS, or the peer sent none (a client that
+   * was not asked for one).
+   */
+  peerCertificate(): X509Certificate | undefined {
+    const der = this.#tlsInfo()?.[4];
+    return der === undefined ? undefined : new X509Certificate(der);
+  }
 
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {

@@ -1,4 +1,5 @@
 // Public types of the engine surface: configuration, addresses, op options and results.
+import type { TlsServerOptions } from './tls.js';
 import type { TransferListItem } from 'node:worker_threads';
 
 /**
@@ -152,6 +153,11 @@ export interface ListenOptions extends SocketOptions {
    * `net` listens. Ignored for IPv4 and Unix socket addresses.
    */
   ipv6Only?: boolean;
+  /**
+   * Serve TLS: every socket accepted runs the server handshake before the accept succeeds (a
+   * failed handshake fails the accept and closes that connection). See docs/tls.md.
+   */
+  tls?: TlsServerOptions;
 }
 
 /**

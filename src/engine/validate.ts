@@ -309,6 +309,7 @@ export const OPTION_KEYS = {
     'backlog',
     'reusePort',
     'ipv6Only',
+    'tls',
     // SocketOptions, for every accepted socket
     'noDelay',
     'keepAlive',

@@ -6,6 +6,7 @@ import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.j
 import { type ServeOptions, servePromises } from '../engine/serve.js';
 import { type ChunksOptions, type LinesOptions, chunks, lines } from './iterate.js';
 import type { File, Listener, Socket } from '../engine/io.js';
+import type { StartTlsOptions, TlsConnectOption } from '../engine/tls.js';
 import type {
   AddrInfo,
   ConnectAddress,
@@ -232,8 +233,16 @@ export class EnginePromises {
   }
 
   /** Connects to `{ host, port }` (a name is resolved first) or to a Unix socket `{ path }`. */
-  connect(address: ConnectAddress & SocketOptions, options?: SignalOptions): Promise<Socket> {
+  connect(
+    address: ConnectAddress & SocketOptions & TlsConnectOption,
+    options?: SignalOptions,
+  ): Promise<Socket> {
     return single(options, (cb, o) => this.#engine.connect(address, o, cb));
+  }
+
+  /** Upgrades a plain socket to TLS (STARTTLS): the socket, once the handshake is done. */
+  startTls(sock: Socket, tls: StartTlsOptions, options?: SignalOptions): Promise<Socket> {
+    return single(options, (cb, o) => this.#engine.startTls(sock, tls, o, cb));
   }
 
   /** Resolves a host name: its addresses, in the resolver's order. */

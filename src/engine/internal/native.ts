@@ -29,6 +29,7 @@ export const enum Kind {
   ReadPrefixed = 17,
   Shutdown = 18,
   Peek = 19,
+  TlsHandshake = 20,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
@@ -44,6 +45,7 @@ export const enum Code {
   Resolve = -100007,
   BufferGone = -100008,
   InvalidLength = -100009,
+  Tls = -100010,
   Progress = -200001,
   /** A regex read's verdict: an empty match at the start, success with no bytes. */
   EmptyMatch = -200002,
@@ -99,6 +101,10 @@ export interface NativeEngine {
   ): void;
   /** getsockopt: [noDelay, keepAlive, keepIdleSeconds, receiveBuffer, sendBuffer]. */
   socketOptions(handle: number): [number, number, number, number, number];
+  /** A TLS socket's [version, cipher name, standard name, cipher version, peer DER?, ALPN]. */
+  tlsInfo(
+    handle: number,
+  ): [string, string, string, string, Buffer | undefined, string | false] | undefined;
 }
 
 /**

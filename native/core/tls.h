@@ -1,0 +1,86 @@
+// TLS on a socket, in the core and the same for every backend: an OpenSSL session over memory
+// BIOs. Ciphertext the backend receives is fed in and the plaintext lands in the socket's input
+// buffer, where framing runs as on a plain socket; writes are encrypted into one ordered stream
+// of records that the core sends. Node's own OpenSSL serves (the addon links no second copy).
+// Engine thread only: every call on a session is made from the core's thread.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace async_engine {
+
+class ByteBuffer;
+
+// What a handshake op is given (native/codec.cc decodes it from JavaScript's options).
+struct TlsConfig {
+  bool server = false;
+  std::string key;         // PEM
+  std::string cert;        // PEM (a chain: leaf first)
+  std::string ca;          // PEM bundle of trusted certificates; empty: none
+  std::string servername;  // client: SNI and the name the certificate must match
+  bool verify = true;      // client: reject a certificate that does not verify
+  std::string alpn;        // ALPN protocols, in the wire format (length-prefixed names); empty: none
+};
+
+class TlsSession {
+ public:
+  // A session for `cfg`, or nullptr with the reason in *error.
+  static std::unique_ptr<TlsSession> create(const TlsConfig& cfg, std::string* error);
+  ~TlsSession();
+
+  // Ciphertext received from the peer.
+  void feed(const char* p, size_t n);
+  // Advances the handshake: 1 done, 0 wants more bytes, -1 failed (see code()/message()).
+  int handshake();
+  bool established() const { return established_; }
+  // Decrypts what was fed into `in`. Returns plaintext bytes added, or -1 on a failure
+  // (code()/message()); *closed is set when the peer sent close_notify.
+  int64_t decrypt(ByteBuffer* in, bool* closed);
+  // Encrypts plaintext into the record stream. False on a failure.
+  bool encrypt(const char* p, size_t n);
+  // Queues close_notify (once).
+  void closeNotify();
+
+  // The ciphertext to send, in order: chunks; `sent` bytes of the front one are out already.
+  // A chunk never moves once queued, so a backend may read it until its send is reported.
+  std::deque<std::vector<char>> out;
+  size_t outFrontSent = 0;
+  uint64_t produced = 0;  // ciphertext bytes queued in all
+  uint64_t sent = 0;      // of them, taken by the kernel
+  bool hasOutput() const { return !out.empty(); }
+  // Credits `n` bytes taken by the kernel.
+  void credit(size_t n);
+
+  // The failure: a node:tls-style code (DEPTH_ZERO_SELF_SIGNED_CERT, ERR_TLS_CERT_ALTNAME_INVALID,
+  // ..., or EPROTO) and OpenSSL's reason.
+  const std::string& code() const { return code_; }
+  const std::string& message() const { return message_; }
+  SSL* ssl() const { return ssl_; }
+  // The ALPN protocol agreed on; empty when none.
+  std::string alpnProtocol() const;
+
+ private:
+  TlsSession() = default;
+  void drainOutput();
+  void failed(int ret);
+
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  BIO* rbio_ = nullptr;  // ciphertext in (owned by ssl_)
+  BIO* wbio_ = nullptr;  // ciphertext out (owned by ssl_)
+  bool established_ = false;
+  bool notifySent_ = false;
+  bool verify_ = false;
+  std::string alpn_;  // server: the protocols it offers, in its order of preference  // client: judge the peer's chain once the handshake is done
+  std::string code_;
+  std::string message_;
+};
+
+}  // namespace async_engine

@@ -1,0 +1,185 @@
+// TLS options: what listen, connect and startTls take, checked and turned into what the native
+// side's handshake op reads (native/core/tls.h, TlsConfig).
+import { createSecureContext, rootCertificates } from 'node:tls';
+import { invalidArgType, invalidArgValue } from './errors.js';
+import { checkKeys } from './validate.js';
+
+/** PEM text: a string, or a Buffer holding it. */
+export type Pem = string | Buffer;
+
+/**
+ * TLS options of a listener ({@link ListenOptions.tls}): every socket it accepts runs a server
+ * handshake before the accept succeeds.
+ */
+export interface TlsServerOptions {
+  /** The private key, PEM. */
+  key: Pem;
+  /** The certificate, PEM: the leaf first, then any intermediates. */
+  cert: Pem;
+  /**
+   * Trusted CA certificates, PEM (one or a bundle, or an array of them). Given on a server, a
+   * client must present a certificate that verifies against them.
+   */
+  ca?: Pem | Pem[];
+  /**
+   * ALPN protocols the server speaks, in its order of preference (`['h2', 'http/1.1']`); the
+   * first the client also offers is chosen, none when there is none in common.
+   */
+  alpn?: string[];
+}
+
+/** TLS options of a client: {@link AsyncEngine.connect}'s `tls` key, or `startTls`. */
+export interface TlsClientOptions {
+  /**
+   * The name sent as SNI and that the server's certificate must match; default: the host
+   * connected to. An IP address is matched against the certificate's IP entries (no SNI is sent).
+   */
+  servername?: string;
+  /** Trusted CA certificates, PEM; default: Node's bundled Mozilla roots (`tls.rootCertificates`). */
+  ca?: Pem | Pem[];
+  /**
+   * `false`: accept a certificate that does not verify (the handshake succeeds all the same).
+   * Default `true`, as in `node:tls`.
+   */
+  rejectUnauthorized?: boolean;
+  /** ALPN protocols to offer, in order of preference; see {@link Socket.alpnProtocol}. */
+  alpn?: string[];
+}
+
+/** The `tls` key of {@link AsyncEngine.connect}'s address: connect, then a client handshake. */
+export interface TlsConnectOption {
+  tls?: TlsClientOptions;
+}
+
+/**
+ * Options of {@link AsyncEngine.startTls}: a server handshake with `isServer: true` (and
+ * {@link TlsServerOptions}), a client handshake otherwise ({@link TlsClientOptions}).
+ */
+export type StartTlsOptions =
+  ({ isServer: true } & TlsServerOptions) | ({ isServer?: false } & TlsClientOptions);
+
+/** @internal What the native handshake op reads. */
+export interface NativeTlsConfig {
+  server: boolean;
+  key: string;
+  cert: string;
+  ca: string;
+  servername: string;
+  verify: boolean;
+  alpn?: Buffer;
+}
+
+const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca', 'alpn']);
+const CLIENT_KEYS: ReadonlySet<string> = new Set([
+  'servername',
+  'ca',
+  'rejectUnauthorized',
+  'alpn',
+]);
+const START_SERVER_KEYS: ReadonlySet<string> = new Set(['isServer', ...SERVER_KEYS]);
+const START_CLIENT_KEYS: ReadonlySet<string> = new Set(['isServer', ...CLIENT_KEYS]);
+
+let defaultCa: string | undefined;
+
+function pem(v: unknown, name: string): string {
+  if (typeof v === 'string') return v;
+  if (Buffer.isBuffer(v)) return v.toString('latin1');
+  throw invalidArgType(name, 'a string or Buffer (PEM)', v);
+}
+
+function pemList(v: unknown, name: string): string {
+  if (Array.isArray(v)) return v.map((x, i) => pem(x, `${name}[${i}]`)).join('\n');
+  return pem(v, name);
+}
+
+// ALPN names in the wire format: each one's length (1 to 255 bytes), then its bytes.
+function alpnWire(v: unknown, name: string): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw invalidArgType(name, 'an array of strings', v);
+  const parts: Buffer[] = [];
+  v.forEach((p: unknown, i) => {
+    if (typeof p !== 'string') throw invalidArgType(`${name}[${i}]`, 'a string', p);
+    const b = Buffer.from(p, 'utf8');
+    if (b.length === 0 || b.length > 255) {
+      throw invalidArgValue(`${name}[${i}]`, 'must be 1 to 255 bytes long', p);
+    }
+    parts.push(Buffer.from([b.length]), b);
+  });
+  return parts.length === 0 ? undefined : Buffer.concat(parts);
+}
+
+function checkObject(v: unknown, name: string): object {
+  if (v === null || typeof v !== 'object') throw invalidArgType(name, 'an object', v);
+  return v;
+}
+
+/** @internal Checks a listener's `tls` options. */
+export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): NativeTlsConfig {
+  const o = checkObject(v, name) as TlsServerOptions;
+  checkKeys(o, keys, name);
+  if (o.key === undefined) throw invalidArgType(`${name}.key`, 'a string or Buffer (PEM)', o.key);
+  if (o.cert === undefined)
+    throw invalidArgType(`${name}.cert`, 'a string or Buffer (PEM)', o.cert);
+  const cfg: NativeTlsConfig = {
+    server: true,
+    key: pem(o.key, `${name}.key`),
+    cert: pem(o.cert, `${name}.cert`),
+    ca: o.ca === undefined ? '' : pemList(o.ca, `${name}.ca`),
+    servername: '',
+    verify: false,
+  };
+  const alpn = alpnWire(o.alpn, `${name}.alpn`);
+  if (alpn !== undefined) cfg.alpn = alpn;
+  // A key or certificate that cannot be used is refused now, not at the first handshake.
+  try {
+    createSecureContext({ key: cfg.key, cert: cfg.cert, ...(cfg.ca ? { ca: cfg.ca } : {}) });
+  } catch (e) {
+    throw invalidArgValue(name, `cannot be used: ${(e as Error).message}`, '(PEM)');
+  }
+  return cfg;
+}
+
+/** @internal Checks a client's `tls` options; `host`: what the certificate must match by default. */
+export function checkTlsClient(
+  v: unknown,
+  name: string,
+  host: string,
+  keys = CLIENT_KEYS,
+): NativeTlsConfig {
+  const o = checkObject(v, name) as TlsClientOptions;
+  checkKeys(o, keys, name);
+  if (o.servername !== undefined && (typeof o.servername !== 'string' || o.servername === '')) {
+    throw invalidArgType(`${name}.servername`, 'a non-empty string', o.servername);
+  }
+  if (o.servername?.includes('\0')) {
+    throw invalidArgValue(`${name}.servername`, 'must not contain NUL', o.servername);
+  }
+  if (o.rejectUnauthorized !== undefined && typeof o.rejectUnauthorized !== 'boolean') {
+    throw invalidArgType(`${name}.rejectUnauthorized`, 'a boolean', o.rejectUnauthorized);
+  }
+  // Node's bundled roots, as node:tls trusts by default.
+  const ca =
+    o.ca === undefined ? (defaultCa ??= rootCertificates.join('\n')) : pemList(o.ca, `${name}.ca`);
+  const cfg: NativeTlsConfig = {
+    server: false,
+    key: '',
+    cert: '',
+    ca,
+    servername: o.servername ?? host,
+    verify: o.rejectUnauthorized !== false,
+  };
+  const alpn = alpnWire(o.alpn, `${name}.alpn`);
+  if (alpn !== undefined) cfg.alpn = alpn;
+  return cfg;
+}
+
+/** @internal Checks startTls's options. */
+export function checkStartTls(v: unknown, host: string): NativeTlsConfig {
+  const o = checkObject(v, 'options') as { isServer?: unknown };
+  if (o.isServer !== undefined && typeof o.isServer !== 'boolean') {
+    throw invalidArgType('options.isServer', 'a boolean', o.isServer);
+  }
+  return o.isServer === true
+    ? checkTlsServer(o, 'options', START_SERVER_KEYS)
+    : checkTlsClient(o, 'options', host, START_CLIENT_KEYS);
+}
