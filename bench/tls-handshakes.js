@@ -54,7 +54,9 @@ function handshake(port, ca) {
 }
 
 async function measure(kind, n, pair) {
-  const child = fork(self, ['--serve', kind], { env: { ...process.env, TLS_KEY: pair.key, TLS_CERT: pair.cert } });
+  const child = fork(self, ['--serve', kind], {
+    env: { ...process.env, TLS_KEY: pair.key, TLS_CERT: pair.cert },
+  });
   const msg = () => new Promise((r) => child.once('message', r));
   const { port } = await msg();
   const t0 = process.hrtime.bigint();
@@ -72,10 +74,33 @@ if (process.argv[2] === '--serve') {
   const n = Number(process.argv[2] ?? 300);
   const rounds = Number(process.argv[3] ?? 3);
   const dir = mkdtempSync(join(tmpdir(), 'tls-bench-'));
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', 'key.pem', '-out', 'cert.pem', '-days', '2', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { cwd: dir, stdio: 'ignore' });
-  const pair = { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'key.pem',
+      '-out',
+      'cert.pem',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    ],
+    { cwd: dir, stdio: 'ignore' },
+  );
+  const pair = {
+    key: readFileSync(join(dir, 'key.pem'), 'utf8'),
+    cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
+  };
   rmSync(dir, { recursive: true, force: true });
   const kinds = ['completion', 'readiness', 'poll', 'threadpool'];
   const results = new Map();
@@ -94,6 +119,8 @@ if (process.argv[2] === '--serve') {
   for (const [k, list] of results) {
     const rate = median(list.map((m) => m.rate));
     const cpu = median(list.map((m) => m.cpuUs));
-    console.log(`${(k === 'node' ? 'node:tls' : `engine ${k}`).padEnd(20)} ${rate.toFixed(0).padStart(6)} handshakes/s  ${cpu.toFixed(0).padStart(6)} us server CPU/handshake`);
+    console.log(
+      `${(k === 'node' ? 'node:tls' : `engine ${k}`).padEnd(20)} ${rate.toFixed(0).padStart(6)} handshakes/s  ${cpu.toFixed(0).padStart(6)} us server CPU/handshake`,
+    );
   }
 }
