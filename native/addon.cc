@@ -508,6 +508,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
     o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));
     o.Set("listeners", Napi::Number::New(env, static_cast<double>(core_.listeners())));
+    o.Set("tlsContexts", Napi::Number::New(env, static_cast<double>(core_.tlsContexts().live())));
     // The backend's own gauges (a thread pool's queue depth, ...); the core frees it at teardown.
     if (backend_ && !torn_) {
       std::vector<std::pair<const char*, double>> gauges;

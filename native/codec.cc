@@ -234,7 +234,7 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
         cfg.alpn.assign(b.Data(), b.Length());
       }
       std::string error;
-      op->tls = TlsSession::create(cfg, &error);
+      op->tls = TlsSession::create(cfg, core.tlsContexts(), &error);
       if (!op->tls) {
         delete op;
         Napi::Error err = Napi::TypeError::New(env, "invalid TLS options: " + error);

@@ -171,7 +171,8 @@ void EngineCore::close(uint64_t id) {
   if (h->kind == HandleKind::kListener) unlinkUnixPath(h->fd);
   handles_.erase(static_cast<int64_t>(h->id));
   if (h->kind == HandleKind::kListener) {
-    listeners_--;
+    // With no listener left, no server context is kept: each goes with its last socket.
+    if (--listeners_ == 0) tlsContexts_.dropServers();
   } else if (h->kind == HandleKind::kFile) {
     files_--;
   } else {

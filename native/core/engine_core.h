@@ -381,6 +381,8 @@ class EngineCore : public Sink {
   size_t sockets() const { return sockets_; }
   size_t listeners() const { return listeners_; }
   Stats stats() const;
+  // The engine's TLS contexts, one per listener configuration and per client configuration.
+  TlsContexts& tlsContexts() { return tlsContexts_; }
 
   // Fails every op with ECANCELED and closes every handle.
   void shutdown();
@@ -516,6 +518,7 @@ class EngineCore : public Sink {
   uint64_t nextHandle_ = 1;
   size_t sockets_ = 0;
   size_t listeners_ = 0;
+  TlsContexts tlsContexts_;
   size_t files_ = 0;
   std::unique_ptr<FilePool> filePool_;
   IntoTargets* into_ = nullptr;

@@ -76,27 +76,34 @@ bool addPemBundle(X509_STORE* store, const std::string& pem) {
 
 }  // namespace
 
-std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string* error) {
+namespace {
+
+// A new context for `cfg`; nullptr with the reason in *error.
+std::shared_ptr<TlsContext> makeContext(const TlsConfig& cfg, const std::shared_ptr<size_t>& live,
+                                        std::string* error) {
   ERR_clear_error();
-  std::unique_ptr<TlsSession> s(new TlsSession());
-  s->ctx_ = SSL_CTX_new(cfg.server ? TLS_server_method() : TLS_client_method());
-  if (!s->ctx_) {
+  SSL_CTX* raw = SSL_CTX_new(cfg.server ? TLS_server_method() : TLS_client_method());
+  if (!raw) {
     *error = "SSL_CTX_new failed: " + opensslReason();
     return nullptr;
   }
-  SSL_CTX_set_min_proto_version(s->ctx_, TLS1_2_VERSION);
+  auto s = std::make_shared<TlsContext>(raw, live);
+  // Sessions a client resumes (TLS 1.3 tickets, TLS 1.2 session ids) belong to this context.
+  static const unsigned char kSessionContext[] = "async-engine";
+  SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
+  SSL_CTX_set_min_proto_version(s->ctx, TLS1_2_VERSION);
   // Renegotiation is refused (TLS 1.3 has none).
-  SSL_CTX_set_options(s->ctx_, SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_mode(s->ctx_, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+  SSL_CTX_set_options(s->ctx, SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(s->ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
   if (!cfg.cert.empty()) {
     BIO* bio = BIO_new_mem_buf(cfg.cert.data(), static_cast<int>(cfg.cert.size()));
     X509* leaf = bio ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
-    bool ok = leaf && SSL_CTX_use_certificate(s->ctx_, leaf) == 1;
+    bool ok = leaf && SSL_CTX_use_certificate(s->ctx, leaf) == 1;
     X509_free(leaf);
     while (ok) {  // the rest of the chain
       X509* x = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
       if (!x) break;
-      if (SSL_CTX_add_extra_chain_cert(s->ctx_, x) != 1) {
+      if (SSL_CTX_add_extra_chain_cert(s->ctx, x) != 1) {
         X509_free(x);
         ok = false;
       }
@@ -112,14 +119,14 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
     BIO* bio = BIO_new_mem_buf(cfg.key.data(), static_cast<int>(cfg.key.size()));
     EVP_PKEY* pkey = bio ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr) : nullptr;
     if (bio) BIO_free(bio);
-    bool ok = pkey && SSL_CTX_use_PrivateKey(s->ctx_, pkey) == 1 && SSL_CTX_check_private_key(s->ctx_) == 1;
+    bool ok = pkey && SSL_CTX_use_PrivateKey(s->ctx, pkey) == 1 && SSL_CTX_check_private_key(s->ctx) == 1;
     EVP_PKEY_free(pkey);
     if (!ok) {
       *error = "the private key could not be used: " + opensslReason();
       return nullptr;
     }
   }
-  if (!cfg.ca.empty() && !addPemBundle(SSL_CTX_get_cert_store(s->ctx_), cfg.ca)) {
+  if (!cfg.ca.empty() && !addPemBundle(SSL_CTX_get_cert_store(s->ctx), cfg.ca)) {
     *error = "no certificate could be read from ca";
     return nullptr;
   }
@@ -127,23 +134,22 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
     // As node:tls does: the chain is verified to the end (every error noted, none stopping it)
     // and the result judged once the handshake is done, so the code named is the one node:tls
     // names for the same chain.
-    SSL_CTX_set_verify(s->ctx_, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
-    s->verify_ = cfg.verify;
+    SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
   } else if (!cfg.ca.empty()) {
-    SSL_CTX_set_verify(s->ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+    SSL_CTX_set_verify(s->ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
   if (cfg.server && !cfg.alpn.empty()) {
     // The server's preference wins; with no protocol in common none is chosen and the
     // handshake goes on (the client sees no protocol).
-    s->alpn_ = cfg.alpn;
+    s->alpn = cfg.alpn;
     SSL_CTX_set_alpn_select_cb(
-        s->ctx_,
+        s->ctx,
         [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
            void* arg) {
-          auto* self = static_cast<TlsSession*>(arg);
+          auto* self = static_cast<TlsContext*>(arg);
           unsigned char* chosen = nullptr;
-          const auto* offered = reinterpret_cast<const unsigned char*>(self->alpn_.data());
-          if (SSL_select_next_proto(&chosen, outlen, offered, static_cast<unsigned>(self->alpn_.size()), in, inlen) !=
+          const auto* offered = reinterpret_cast<const unsigned char*>(self->alpn.data());
+          if (SSL_select_next_proto(&chosen, outlen, offered, static_cast<unsigned>(self->alpn.size()), in, inlen) !=
               OPENSSL_NPN_NEGOTIATED) {
             return SSL_TLSEXT_ERR_NOACK;
           }
@@ -152,7 +158,66 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
         },
         s.get());
   }
-  s->ssl_ = SSL_new(s->ctx_);
+  return s;
+}
+
+// What shapes a context, as one string: each part with its length before it.
+std::string contextKey(const TlsConfig& cfg) {
+  std::string k;
+  auto part = [&k](const std::string& v) {
+    k += std::to_string(v.size());
+    k += ':';
+    k += v;
+  };
+  k += cfg.server ? 'S' : (cfg.verify ? 'V' : 'C');
+  if (cfg.server) {
+    part(cfg.key);
+    part(cfg.cert);
+  }
+  part(cfg.ca);
+  part(cfg.alpn);
+  return k;
+}
+
+}  // namespace
+
+TlsContext::~TlsContext() {
+  SSL_CTX_free(ctx);
+  --*live_;
+}
+
+std::shared_ptr<TlsContext> TlsContexts::get(const TlsConfig& cfg, std::string* error) {
+  std::string key = contextKey(cfg);
+  for (size_t i = entries_.size(); i-- > 0;) {
+    if (entries_[i].key == key) {
+      Entry e = std::move(entries_[i]);
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+      entries_.push_back(std::move(e));
+      return entries_.back().ctx;
+    }
+  }
+  std::shared_ptr<TlsContext> ctx = makeContext(cfg, live_, error);
+  if (!ctx) return nullptr;
+  if (entries_.size() >= kMax) entries_.erase(entries_.begin());
+  entries_.push_back(Entry{std::move(key), cfg.server, ctx});
+  return ctx;
+}
+
+void TlsContexts::dropServers() {
+  for (size_t i = entries_.size(); i-- > 0;) {
+    if (entries_[i].server) {
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+}
+
+std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, TlsContexts& contexts, std::string* error) {
+  std::unique_ptr<TlsSession> s(new TlsSession());
+  s->ctx_ = contexts.get(cfg, error);
+  if (!s->ctx_) return nullptr;
+  ERR_clear_error();
+  s->verify_ = !cfg.server && cfg.verify;
+  s->ssl_ = SSL_new(s->ctx_->ctx);
   s->rbio_ = BIO_new(BIO_s_mem());
   s->wbio_ = BIO_new(BIO_s_mem());
   if (!s->ssl_ || !s->rbio_ || !s->wbio_) {
@@ -191,8 +256,7 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, std::string
 }
 
 TlsSession::~TlsSession() {
-  if (ssl_) SSL_free(ssl_);  // frees both BIOs
-  if (ctx_) SSL_CTX_free(ctx_);
+  if (ssl_) SSL_free(ssl_);  // frees both BIOs; then ctx_ lets go of the context
 }
 
 void TlsSession::feed(const char* p, size_t n) {

@@ -29,10 +29,51 @@ struct TlsConfig {
   std::string alpn;        // ALPN protocols, in the wire format (length-prefixed names); empty: none
 };
 
+// An SSL_CTX: what a configuration makes once (the key and certificate parsed, the trusted
+// certificates loaded), shared by every session made from that configuration.
+struct TlsContext {
+  TlsContext(SSL_CTX* c, std::shared_ptr<size_t> live) : ctx(c), live_(std::move(live)) { ++*live_; }
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  SSL_CTX* ctx;
+  std::string alpn;  // server: the protocols it offers, in its order of preference
+
+ private:
+  std::shared_ptr<size_t> live_;  // the engine's count of live contexts
+};
+
+// An engine's contexts, keyed by what shapes them: for a server the key, certificate, ca and
+// ALPN list; for a client the ca, whether it verifies, and the ALPN list. Per-connection things
+// (SNI, the name checked, the verdict) go on each session's SSL, never on a context. At most
+// kMax are kept, the least recently used dropped first; a session holds its own reference, so
+// a dropped context lives until its last session is gone.
+class TlsContexts {
+ public:
+  static constexpr size_t kMax = 16;
+  TlsContexts() : live_(std::make_shared<size_t>(0)) {}
+  // The context for `cfg`, made if none is kept; nullptr with the reason in *error.
+  std::shared_ptr<TlsContext> get(const TlsConfig& cfg, std::string* error);
+  // Lets go of the server contexts (the last listener closed): each is freed once its last
+  // socket is gone.
+  void dropServers();
+  // Contexts alive, kept or held by a session.
+  size_t live() const { return *live_; }
+
+ private:
+  struct Entry {
+    std::string key;
+    bool server;
+    std::shared_ptr<TlsContext> ctx;
+  };
+  std::vector<Entry> entries_;  // most recently used last
+  std::shared_ptr<size_t> live_;
+};
+
 class TlsSession {
  public:
-  // A session for `cfg`, or nullptr with the reason in *error.
-  static std::unique_ptr<TlsSession> create(const TlsConfig& cfg, std::string* error);
+  // A session for `cfg` on a context from `contexts`, or nullptr with the reason in *error.
+  static std::unique_ptr<TlsSession> create(const TlsConfig& cfg, TlsContexts& contexts, std::string* error);
   ~TlsSession();
 
   // Ciphertext received from the peer.
@@ -71,14 +112,13 @@ class TlsSession {
   void drainOutput();
   void failed(int ret);
 
-  SSL_CTX* ctx_ = nullptr;
+  std::shared_ptr<TlsContext> ctx_;
   SSL* ssl_ = nullptr;
   BIO* rbio_ = nullptr;  // ciphertext in (owned by ssl_)
   BIO* wbio_ = nullptr;  // ciphertext out (owned by ssl_)
   bool established_ = false;
   bool notifySent_ = false;
-  bool verify_ = false;
-  std::string alpn_;  // server: the protocols it offers, in its order of preference  // client: judge the peer's chain once the handshake is done
+  bool verify_ = false;  // client: judge the peer's chain once the handshake is done
   std::string code_;
   std::string message_;
 };

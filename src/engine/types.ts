@@ -376,6 +376,13 @@ export interface EngineStats {
   /** Open listeners. */
   listeners: number;
   /**
+   * OpenSSL contexts alive: one per TLS listener configuration, shared by every socket it
+   * accepts, and one per client configuration (`ca`, `rejectUnauthorized`, `alpn`), kept for
+   * reuse (at most 16). Server contexts go once no listener is open and their last socket has
+   * closed.
+   */
+  tlsContexts: number;
+  /**
    * Primitives (recv, send, accept, connect) given to a worker thread that it has not taken up
    * yet (each worker watches any number). Implementations: `threadpool` only.
    */
