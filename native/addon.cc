@@ -61,6 +61,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                            InstanceMethod<&NativeEngine::SetSocketOptions>("setSocketOptions"),
                            InstanceMethod<&NativeEngine::GetSocketOptions>("socketOptions"),
                            InstanceMethod<&NativeEngine::TlsInfo>("tlsInfo"),
+                           InstanceMethod<&NativeEngine::TlsSessionInfo>("tlsSessionInfo"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
                            InstanceMethod<&NativeEngine::Extras>("extras"),
                            InstanceMethod<&NativeEngine::SetTimeouts>("setTimeouts"),
@@ -622,6 +623,24 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     }
     std::string alpn = h->tls->alpnProtocol();
     a.Set(5u, alpn.empty() ? Napi::Value(Napi::Boolean::New(env, false)) : Napi::String::New(env, alpn));
+    return a;
+  }
+
+  // tlsSessionInfo(handle, withSession) -> [the SNI name (server: what the client asked for) or
+  // undefined, whether the session was resumed, the latest resumable session as DER or
+  // undefined (only when withSession)], or undefined: no TLS established.
+  Napi::Value TlsSessionInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || !h->tls || !h->tls->established()) return env.Undefined();
+    auto a = Napi::Array::New(env, 3);
+    std::string name = h->tls->servername();
+    if (!name.empty()) a.Set(0u, Napi::String::New(env, name));
+    a.Set(1u, Napi::Boolean::New(env, h->tls->sessionReused()));
+    if (info[1].ToBoolean()) {
+      std::string der = h->tls->sessionDer();
+      if (!der.empty()) a.Set(2u, Napi::Buffer<char>::Copy(env, der.data(), der.size()));
+    }
     return a;
   }
 

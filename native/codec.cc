@@ -233,6 +233,19 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
         auto b = alpn.As<Napi::Buffer<char>>();
         cfg.alpn.assign(b.Data(), b.Length());
       }
+      Napi::Value sni = o.Get("sni");  // [name, key, cert, name, key, cert, ...]
+      if (sni.IsArray()) {
+        auto arr = sni.As<Napi::Array>();
+        for (uint32_t i = 0; i + 2 < arr.Length(); i += 3) {
+          cfg.sni.push_back({arr.Get(i).As<Napi::String>().Utf8Value(), arr.Get(i + 1).As<Napi::String>().Utf8Value(),
+                             arr.Get(i + 2).As<Napi::String>().Utf8Value()});
+        }
+      }
+      Napi::Value session = o.Get("session");  // a Buffer: DER
+      if (session.IsBuffer()) {
+        auto b = session.As<Napi::Buffer<char>>();
+        cfg.session.assign(b.Data(), b.Length());
+      }
       std::string error;
       op->tls = TlsSession::create(cfg, core.tlsContexts(), &error);
       if (!op->tls) {

@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <cctype>
 #include <cstring>
 
 #include "core/byte_buffer.h"
@@ -77,6 +78,17 @@ bool addPemBundle(X509_STORE* store, const std::string& pem) {
 }  // namespace
 
 namespace {
+
+// The servername callback of a listener with SNI certificates: moves the session onto the
+// context the name picks (SSL_set_SSL_CTX takes its own reference); no match or no name: the
+// listener's own. Never refuses a handshake: a name with no certificate of its own gets the
+// default one, as node:tls does.
+int onServername(SSL* ssl, int*, void* arg) {
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (name == nullptr) return SSL_TLSEXT_ERR_OK;
+  if (TlsContext* c = static_cast<TlsContext*>(arg)->sniFor(name)) SSL_set_SSL_CTX(ssl, c->ctx);
+  return SSL_TLSEXT_ERR_OK;
+}
 
 // A new context for `cfg`; nullptr with the reason in *error.
 std::shared_ptr<TlsContext> makeContext(const TlsConfig& cfg, const std::shared_ptr<size_t>& live,
@@ -158,6 +170,26 @@ std::shared_ptr<TlsContext> makeContext(const TlsConfig& cfg, const std::shared_
         },
         s.get());
   }
+  if (cfg.server && !cfg.sni.empty()) {
+    // Each name's context is made as the listener's, with that name's key and certificate, so
+    // the ca (which certificates a client may present), ALPN and verification stay the same
+    // whichever the client asks for.
+    for (const TlsConfig::SniEntry& e : cfg.sni) {
+      TlsConfig one = cfg;
+      one.key = e.key;
+      one.cert = e.cert;
+      one.sni.clear();
+      std::string why;
+      std::shared_ptr<TlsContext> c = makeContext(one, live, &why);
+      if (!c) {
+        *error = "sni[\"" + e.name + "\"]: " + why;
+        return nullptr;
+      }
+      s->sni.emplace_back(e.name, std::move(c));
+    }
+    SSL_CTX_set_tlsext_servername_callback(s->ctx, onServername);
+    SSL_CTX_set_tlsext_servername_arg(s->ctx, s.get());
+  }
   return s;
 }
 
@@ -170,12 +202,17 @@ std::string contextKey(const TlsConfig& cfg) {
     k += v;
   };
   k += cfg.server ? 'S' : (cfg.verify ? 'V' : 'C');
-  if (cfg.server) {
-    part(cfg.key);
-    part(cfg.cert);
-  }
+  part(cfg.key);  // a client's own (mutual TLS): empty without
+  part(cfg.cert);
   part(cfg.ca);
   part(cfg.alpn);
+  k += std::to_string(cfg.sni.size());
+  k += ':';
+  for (const TlsConfig::SniEntry& e : cfg.sni) {
+    part(e.name);
+    part(e.key);
+    part(e.cert);
+  }
   return k;
 }
 
@@ -184,6 +221,22 @@ std::string contextKey(const TlsConfig& cfg) {
 TlsContext::~TlsContext() {
   SSL_CTX_free(ctx);
   --*live_;
+}
+
+TlsContext* TlsContext::sniFor(const char* name) const {
+  if (sni.empty()) return nullptr;
+  std::string n(name);
+  for (char& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  for (const auto& [pattern, c] : sni) {
+    if (pattern == n) return c.get();
+  }
+  size_t dot = n.find('.');
+  if (dot == std::string::npos || dot == 0) return nullptr;
+  std::string wild = "*" + n.substr(dot);
+  for (const auto& [pattern, c] : sni) {
+    if (pattern == wild) return c.get();
+  }
+  return nullptr;
 }
 
 std::shared_ptr<TlsContext> TlsContexts::get(const TlsConfig& cfg, std::string* error) {
@@ -198,7 +251,17 @@ std::shared_ptr<TlsContext> TlsContexts::get(const TlsConfig& cfg, std::string* 
   }
   std::shared_ptr<TlsContext> ctx = makeContext(cfg, live_, error);
   if (!ctx) return nullptr;
-  if (entries_.size() >= kMax) entries_.erase(entries_.begin());
+  // The least recently used of the same side goes: clients never push out a listener's.
+  size_t same = 0;
+  for (const Entry& e : entries_) same += e.server == cfg.server ? 1 : 0;
+  if (same >= (cfg.server ? kMaxServers : kMax)) {
+    for (size_t i = 0; i < entries_.size(); i++) {
+      if (entries_[i].server == cfg.server) {
+        entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+  }
   entries_.push_back(Entry{std::move(key), cfg.server, ctx});
   return ctx;
 }
@@ -237,11 +300,24 @@ std::unique_ptr<TlsSession> TlsSession::create(const TlsConfig& cfg, TlsContexts
       SSL_set_alpn_protos(s->ssl_, reinterpret_cast<const unsigned char*>(cfg.alpn.data()),
                           static_cast<unsigned>(cfg.alpn.size()));
     }
+    if (!cfg.session.empty()) {
+      // A session that cannot be read is passed over and the handshake is a full one, as
+      // node:tls does with such a `session`.
+      const auto* p = reinterpret_cast<const unsigned char*>(cfg.session.data());
+      SSL_SESSION* sess = d2i_SSL_SESSION(nullptr, &p, static_cast<long>(cfg.session.size()));
+      if (sess) {
+        SSL_set_session(s->ssl_, sess);  // takes its own reference
+        SSL_SESSION_free(sess);
+      }
+      ERR_clear_error();
+    }
     const std::string& name = cfg.servername;
     if (!name.empty()) {
       bool ip = isIpAddress(name);
       if (!ip) SSL_set_tlsext_host_name(s->ssl_, name.c_str());
       if (cfg.verify) {
+        s->checkName_ = name;
+        s->checkIp_ = ip;
         X509_VERIFY_PARAM* param = SSL_get0_param(s->ssl_);
         if (ip) {
           X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
@@ -306,6 +382,20 @@ int TlsSession::handshake() {
       message_ = v == X509_V_OK ? "the peer sent no certificate" : X509_verify_cert_error_string(v);
       return -1;
     }
+    if (verify_ && !checkName_.empty() && SSL_session_reused(ssl_) == 1) {
+      // A resumed session keeps the verdict of the handshake that made it, whose name may
+      // not be this connection's: the certificate is matched against this one's again.
+      X509* peer = SSL_get0_peer_certificate(ssl_);
+      int ok = checkIp_ ? X509_check_ip_asc(peer, checkName_.c_str(), 0)
+                        : X509_check_host(peer, checkName_.data(), checkName_.size(),
+                                          X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, nullptr);
+      if (ok != 1) {
+        ERR_clear_error();
+        code_ = "ERR_TLS_CERT_ALTNAME_INVALID";
+        message_ = "the resumed session's certificate does not match " + checkName_;
+        return -1;
+      }
+    }
     established_ = true;
     return 1;
   }
@@ -368,6 +458,27 @@ std::string TlsSession::alpnProtocol() const {
   unsigned int len = 0;
   SSL_get0_alpn_selected(ssl_, &p, &len);
   return p ? std::string(reinterpret_cast<const char*>(p), len) : std::string();
+}
+
+std::string TlsSession::servername() const {
+  const char* name = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+  return name ? std::string(name) : std::string();
+}
+
+std::string TlsSession::sessionDer() const {
+  SSL_SESSION* sess = SSL_get1_session(ssl_);
+  if (!sess) return std::string();
+  std::string der;
+  if (SSL_SESSION_is_resumable(sess) == 1) {
+    int len = i2d_SSL_SESSION(sess, nullptr);
+    if (len > 0) {
+      der.resize(static_cast<size_t>(len));
+      auto* p = reinterpret_cast<unsigned char*>(der.data());
+      if (i2d_SSL_SESSION(sess, &p) != len) der.clear();
+    }
+  }
+  SSL_SESSION_free(sess);
+  return der;
 }
 
 void TlsSession::credit(size_t n) {

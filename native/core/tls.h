@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace async_engine {
@@ -27,6 +28,15 @@ struct TlsConfig {
   std::string servername;  // client: SNI and the name the certificate must match
   bool verify = true;      // client: reject a certificate that does not verify
   std::string alpn;        // ALPN protocols, in the wire format (length-prefixed names); empty: none
+  // Server: a certificate per name the client asks for (SNI). `name` is lowercase, exact or a
+  // one-label wildcard ("*.example.test"); no match, or no SNI: the listener's key and cert.
+  struct SniEntry {
+    std::string name;
+    std::string key;   // PEM
+    std::string cert;  // PEM chain
+  };
+  std::vector<SniEntry> sni;
+  std::string session;  // client: a session to resume, DER (i2d_SSL_SESSION); empty: none
 };
 
 // An SSL_CTX: what a configuration makes once (the key and certificate parsed, the trusted
@@ -38,19 +48,30 @@ struct TlsContext {
   TlsContext& operator=(const TlsContext&) = delete;
   SSL_CTX* ctx;
   std::string alpn;  // server: the protocols it offers, in its order of preference
+  // Server: a context per SNI name (same ca, ALPN and verification, its own key and cert); the
+  // servername callback moves a session onto the one its name picks. Owned here, so they live
+  // as long as the listener's context and every session made from it.
+  std::vector<std::pair<std::string, std::shared_ptr<TlsContext>>> sni;
+  // The context for SNI name `name` (any case), or nullptr: exact names first, then a wildcard
+  // standing for the name's first label.
+  TlsContext* sniFor(const char* name) const;
 
  private:
   std::shared_ptr<size_t> live_;  // the engine's count of live contexts
 };
 
-// An engine's contexts, keyed by what shapes them: for a server the key, certificate, ca and
-// ALPN list; for a client the ca, whether it verifies, and the ALPN list. Per-connection things
-// (SNI, the name checked, the verdict) go on each session's SSL, never on a context. At most
-// kMax are kept, the least recently used dropped first; a session holds its own reference, so
-// a dropped context lives until its last session is gone.
+// An engine's contexts, keyed by what shapes them: for a server the key, certificate, SNI
+// certificates, ca and ALPN list; for a client the ca, whether it verifies, its own key and
+// certificate, and the ALPN list. Per-connection things (SNI, the name checked, the session
+// resumed, the verdict) go on each session's SSL, never on a context. At most kMax client
+// contexts are kept, the least recently used dropped first; server contexts are kept until the
+// last listener closes (up to kMaxServers), so a listener's context, and the session ticket key
+// in it, outlive any number of client configurations. A session holds its own reference, so a
+// dropped context lives until its last session is gone.
 class TlsContexts {
  public:
   static constexpr size_t kMax = 16;
+  static constexpr size_t kMaxServers = 256;
   TlsContexts() : live_(std::make_shared<size_t>(0)) {}
   // The context for `cfg`, made if none is kept; nullptr with the reason in *error.
   std::shared_ptr<TlsContext> get(const TlsConfig& cfg, std::string* error);
@@ -106,6 +127,12 @@ class TlsSession {
   SSL* ssl() const { return ssl_; }
   // The ALPN protocol agreed on; empty when none.
   std::string alpnProtocol() const;
+  // Server: the SNI name the client sent; empty when none.
+  std::string servername() const;
+  // Client: the latest resumable session as DER (i2d_SSL_SESSION); empty when there is none
+  // yet (TLS 1.3 tickets arrive after the handshake).
+  std::string sessionDer() const;
+  bool sessionReused() const { return ssl_ && SSL_session_reused(ssl_) == 1; }
 
  private:
   TlsSession() = default;
@@ -119,6 +146,8 @@ class TlsSession {
   bool established_ = false;
   bool notifySent_ = false;
   bool verify_ = false;  // client: judge the peer's chain once the handshake is done
+  std::string checkName_;  // client: the name (or IP) the certificate must match; empty: none
+  bool checkIp_ = false;   // checkName_ is an IP address
   std::string code_;
   std::string message_;
 };

@@ -120,6 +120,41 @@ export class Socket extends IoObject {
     return der === undefined ? undefined : new X509Certificate(der);
   }
 
+  #tlsSessionInfo(withSession: boolean): ReturnType<NativeEngine['tlsSessionInfo']> {
+    return this._encrypted && !this._closed
+      ? this._owner.native.tlsSessionInfo(this._handle, withSession)
+      : undefined;
+  }
+
+  /**
+   * The server name (SNI) of the TLS connection, as `tls.TLSSocket#servername`: on a socket a
+   * TLS listener accepted, the name the client asked for; on a client, the name it sent.
+   * Undefined without TLS or without a name (a client that sent none, or connected to an IP
+   * address).
+   */
+  get servername(): string | undefined {
+    return this.#tlsSessionInfo(false)?.[0];
+  }
+
+  /**
+   * The latest TLS session of a client socket, as `tls.TLSSocket#getSession()` gives it (DER of
+   * OpenSSL's SSL_SESSION), to pass as `tls.session` on a later connect to resume it; undefined
+   * without TLS or while there is none that can be resumed. TLS 1.3 sends its tickets after the
+   * handshake, so it is there once the socket has read past them (after the first read from the
+   * server); each read gives the latest.
+   */
+  get tlsSession(): Buffer | undefined {
+    return this.#tlsSessionInfo(true)?.[2];
+  }
+
+  /**
+   * Whether the TLS handshake resumed an earlier session (an abbreviated handshake) rather than
+   * making a new one, as `tls.TLSSocket#isSessionReused()`; false without TLS.
+   */
+  isSessionReused(): boolean {
+    return this.#tlsSessionInfo(false)?.[1] ?? false;
+  }
+
   /** Bytes received and not yet consumed by an op. */
   get bufferedBytes(): number {
     if (this._closed) return 0;

@@ -1,5 +1,6 @@
 // TLS options: what listen, connect and startTls take, checked and turned into what the native
 // side's handshake op reads (native/core/tls.h, TlsConfig).
+import { isIP } from 'node:net';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { invalidArgType, invalidArgValue } from './errors.js';
 import { checkKeys } from './validate.js';
@@ -26,6 +27,23 @@ export interface TlsServerOptions {
    * first the client also offers is chosen, none when there is none in common.
    */
   alpn?: string[];
+  /**
+   * Server name indication: a key and certificate per name a client may ask for, as
+   * `{ 'example.test': { key, cert }, '*.wild.test': { key, cert } }`. An exact name is tried
+   * first, then a wildcard standing for one leading label (`*.wild.test` serves `a.wild.test`,
+   * not `wild.test` nor `a.b.wild.test`); names match in any case. A client that sends no name,
+   * or one with no entry, gets the listener's own `key` and `cert`. The `ca` and `alpn` of the
+   * listener apply whichever certificate is served. See {@link Socket.servername}.
+   */
+  sni?: Record<string, TlsKeyPair>;
+}
+
+/** A private key and its certificate, PEM: one entry of {@link TlsServerOptions.sni}. */
+export interface TlsKeyPair {
+  /** The private key, PEM. */
+  key: Pem;
+  /** The certificate, PEM: the leaf first, then any intermediates. */
+  cert: Pem;
 }
 
 /** TLS options of a client: {@link AsyncEngine.connect}'s `tls` key, or `startTls`. */
@@ -44,6 +62,20 @@ export interface TlsClientOptions {
   rejectUnauthorized?: boolean;
   /** ALPN protocols to offer, in order of preference; see {@link Socket.alpnProtocol}. */
   alpn?: string[];
+  /**
+   * A session to resume, as {@link Socket.tlsSession} or `tls.TLSSocket#getSession()` gives it
+   * (DER of OpenSSL's SSL_SESSION). The server may accept it (an abbreviated handshake, see
+   * {@link Socket.isSessionReused}) or not (a full one). A buffer that is no session is passed
+   * over and the handshake is a full one, as `node:tls` does.
+   */
+  session?: Buffer;
+  /**
+   * The client's own private key, PEM (mutual TLS): sent with {@link TlsClientOptions.cert}
+   * when the server asks for a certificate. Both or neither.
+   */
+  key?: Pem;
+  /** The client's own certificate, PEM: the leaf first, then any intermediates. With `key`. */
+  cert?: Pem;
 }
 
 /** The `tls` key of {@link AsyncEngine.connect}'s address: connect, then a client handshake. */
@@ -67,14 +99,21 @@ export interface NativeTlsConfig {
   servername: string;
   verify: boolean;
   alpn?: Buffer;
+  /** Server: [name, key, cert] per SNI entry, flat. */
+  sni?: string[];
+  /** Client: a session to resume, DER. */
+  session?: Buffer;
 }
 
-const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca', 'alpn']);
+const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca', 'alpn', 'sni']);
 const CLIENT_KEYS: ReadonlySet<string> = new Set([
   'servername',
   'ca',
   'rejectUnauthorized',
   'alpn',
+  'session',
+  'key',
+  'cert',
 ]);
 const START_SERVER_KEYS: ReadonlySet<string> = new Set(['isServer', ...SERVER_KEYS]);
 const START_CLIENT_KEYS: ReadonlySet<string> = new Set(['isServer', ...CLIENT_KEYS]);
@@ -136,7 +175,58 @@ export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): Na
   } catch (e) {
     throw invalidArgValue(name, `cannot be used: ${(e as Error).message}`, '(PEM)');
   }
+  const sni = sniEntries(o.sni, `${name}.sni`);
+  if (sni !== undefined) cfg.sni = sni;
   return cfg;
+}
+
+// A host name as SNI carries it, or one with a leading one-label wildcard (`*.example.test`):
+// letters, digits and hyphens in labels of 1 to 63, at most 253 in all.
+const LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const SNI_NAME = new RegExp(`^(?:\\*\\.)?${LABEL}(?:\\.${LABEL})*$`);
+
+// A key pair that cannot be used is refused now, as the listener's own.
+function keyPair(v: unknown, name: string): { key: string; cert: string } {
+  const o = checkObject(v, name) as TlsKeyPair;
+  checkKeys(o, KEY_PAIR_KEYS, name);
+  if (o.key === undefined) throw invalidArgType(`${name}.key`, 'a string or Buffer (PEM)', o.key);
+  if (o.cert === undefined)
+    throw invalidArgType(`${name}.cert`, 'a string or Buffer (PEM)', o.cert);
+  const pair = { key: pem(o.key, `${name}.key`), cert: pem(o.cert, `${name}.cert`) };
+  try {
+    createSecureContext(pair);
+  } catch (e) {
+    throw invalidArgValue(name, `cannot be used: ${(e as Error).message}`, '(PEM)');
+  }
+  return pair;
+}
+
+const KEY_PAIR_KEYS: ReadonlySet<string> = new Set(['key', 'cert']);
+
+// SNI entries as the native side reads them: [name, key, cert, ...], names lowercase.
+function sniEntries(v: unknown, name: string): string[] | undefined {
+  if (v === undefined) return undefined;
+  const o = checkObject(v, name);
+  if (Array.isArray(o)) throw invalidArgType(name, 'an object of names to { key, cert }', v);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  for (const [host, pair] of Object.entries(o)) {
+    const lower = host.toLowerCase();
+    if (lower.length > 253 || !SNI_NAME.test(lower) || isIP(lower) !== 0) {
+      throw invalidArgValue(
+        name,
+        `has a name that is no host name (or *. and one): ${JSON.stringify(host)}`,
+        host,
+      );
+    }
+    if (seen.has(lower)) {
+      throw invalidArgValue(name, `names ${JSON.stringify(host)} twice (in any case)`, host);
+    }
+    seen.add(lower);
+    const { key, cert } = keyPair(pair, `${name}[${JSON.stringify(host)}]`);
+    out.push(lower, key, cert);
+  }
+  return out.length === 0 ? undefined : out;
 }
 
 /** @internal Checks a client's `tls` options; `host`: what the certificate must match by default. */
@@ -170,6 +260,23 @@ export function checkTlsClient(
   };
   const alpn = alpnWire(o.alpn, `${name}.alpn`);
   if (alpn !== undefined) cfg.alpn = alpn;
+  if (o.session !== undefined) {
+    if (!Buffer.isBuffer(o.session)) throw invalidArgType(`${name}.session`, 'a Buffer', o.session);
+    cfg.session = o.session;
+  }
+  if (o.key !== undefined || o.cert !== undefined) {
+    if (o.key === undefined || o.cert === undefined) {
+      const missing = o.key === undefined ? 'key' : 'cert';
+      throw invalidArgValue(
+        `${name}.${missing}`,
+        'must be given with the other of key and cert',
+        undefined,
+      );
+    }
+    const own = keyPair({ key: o.key, cert: o.cert }, name);
+    cfg.key = own.key;
+    cfg.cert = own.cert;
+  }
   return cfg;
 }
 

@@ -127,3 +127,67 @@ export function testCerts(): TestCerts {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+export interface ExtraCerts {
+  /** A CA ("SNI Test CA") and what it signed: example.test, *.wild.test, and a client leaf. */
+  sniCa: string;
+  example: KeyPair;
+  wild: KeyPair;
+  client: KeyPair;
+  /** Another CA ("Other CA") and a client leaf it signed. */
+  otherCa: string;
+  otherClient: KeyPair;
+}
+
+let extra: ExtraCerts | undefined;
+
+// A CA in `dir` (ca.key, ca.crt, and what `openssl ca` needs), as testCerts makes its own.
+function caIn(dir: string, cn: string): string {
+  openssl(dir, [
+    'req',
+    '-x509',
+    ...EC,
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '30',
+    '-subj',
+    '/CN=' + cn,
+  ]);
+  writeFileSync(join(dir, 'index.txt'), '');
+  writeFileSync(join(dir, 'serial'), '01\n');
+  writeFileSync(
+    join(dir, 'ca.cnf'),
+    '[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\n' +
+      'default_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n',
+  );
+  return readFileSync(join(dir, 'ca.crt'), 'latin1');
+}
+
+/**
+ * Certificates for SNI and mutual TLS (made on first use, then cached for the process): two CAs,
+ * leaves for example.test and *.wild.test, and a client leaf from each CA.
+ */
+export function extraCerts(): ExtraCerts {
+  if (extra) return extra;
+  const a = mkdtempSync(join(tmpdir(), 'ae-tls-a-'));
+  const b = mkdtempSync(join(tmpdir(), 'ae-tls-b-'));
+  try {
+    const sniCa = caIn(a, 'SNI Test CA');
+    const otherCa = caIn(b, 'Other CA');
+    extra = {
+      sniCa,
+      example: leafSignedBy(a, 'example.test', 'DNS:example.test'),
+      wild: leafSignedBy(a, 'wild', 'DNS:*.wild.test'),
+      client: leafSignedBy(a, 'client', 'DNS:client.test'),
+      otherCa,
+      otherClient: leafSignedBy(b, 'other-client', 'DNS:client.test'),
+    };
+    return extra;
+  } finally {
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+}

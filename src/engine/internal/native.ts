@@ -105,6 +105,11 @@ export interface NativeEngine {
   tlsInfo(
     handle: number,
   ): [string, string, string, string, Buffer | undefined, string | false] | undefined;
+  /** A TLS socket's [SNI name?, session reused, latest resumable session DER? (withSession)]. */
+  tlsSessionInfo(
+    handle: number,
+    withSession: boolean,
+  ): [string | undefined, boolean, Buffer | undefined] | undefined;
 }
 
 /**
