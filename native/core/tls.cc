@@ -101,8 +101,10 @@ std::shared_ptr<TlsContext> makeContext(const TlsConfig& cfg, const std::shared_
   }
   auto s = std::make_shared<TlsContext>(raw, live);
   // Sessions a client resumes (TLS 1.3 tickets, TLS 1.2 session ids) belong to this context.
+  // A server's only: a client checks that a session it resumes has its own context, and
+  // node:tls clients have none, so the sessions go both ways between the two.
   static const unsigned char kSessionContext[] = "async-engine";
-  SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
+  if (cfg.server) SSL_CTX_set_session_id_context(raw, kSessionContext, sizeof kSessionContext - 1);
   SSL_CTX_set_min_proto_version(s->ctx, TLS1_2_VERSION);
   // Renegotiation is refused (TLS 1.3 has none).
   SSL_CTX_set_options(s->ctx, SSL_OP_NO_RENEGOTIATION);
