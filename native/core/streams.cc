@@ -177,6 +177,10 @@ void EngineCore::onRecv(BackendHandle* b, ssize_t result, const char* data) {
 
 // The stream ended (EOF or an error) with `op` still short of its goal.
 void EngineCore::failReadAtEnd(Handle* h, Op* op) {
+  if (h->tlsFailed && h->tls && !h->tls->code().empty()) {
+    failTls(op, h->tls.get());  // with TLS's reason (an alert the peer sent, ...)
+    return;
+  }
   if (h->readError) {
     fail(op, h->readError, Syscall::kRecv);
     return;
