@@ -170,3 +170,30 @@ forEachImpl('SNI: bad sni options are refused synchronously', (t, engine) => {
   });
   t.is(engine.stats().tlsContexts, 0);
 });
+
+forEachImpl('SNI: startTls on the server side takes sni too', async (t, engine) => {
+  const { self } = testCerts();
+  const { example, sniCa } = extraCerts();
+  const listener = engine.listen({ port: 0 });
+  const acc = once<Socket>({}, 'plain accept');
+  engine.accept(listener, acc.cb);
+  const conn = once<Socket>({}, 'plain connect');
+  engine.connect({ host: '127.0.0.1', port: portOf(listener) }, conn.cb);
+  const plainServer = await expectOk(t, acc);
+  const plainClient = await expectOk(t, conn);
+  engine.close(listener);
+  const up = once<Socket>({}, 'server startTls');
+  engine.startTls(
+    plainServer,
+    { isServer: true, ...self, sni: { 'example.test': example } },
+    up.cb,
+  );
+  const down = once<Socket>({}, 'client startTls');
+  engine.startTls(plainClient, { servername: 'example.test', ca: sniCa }, down.cb);
+  const server = await expectOk(t, up);
+  const client = await expectOk(t, down);
+  t.is(client.peerCertificate()?.subject, 'CN=example.test');
+  t.is(server.servername, 'example.test');
+  engine.close(client);
+  engine.close(server);
+});
