@@ -48,15 +48,15 @@ export function tlsFromArgs(values, alpn) {
   }
   const tls = {};
   let generated;
+  if (caFile !== undefined) tls.ca = readPem(caFile, 'tls-ca-cert');
   if (certFile !== undefined) {
     tls.cert = readPem(certFile, 'tls-cert');
     tls.key = readPem(keyFile, 'tls-key');
   } else {
-    generated = selfSigned();
+    generated = selfSigned(); // last: nothing can fail after it
     tls.cert = readFileSync(generated.certFile, 'latin1');
     tls.key = readFileSync(generated.keyFile, 'latin1');
   }
-  if (caFile !== undefined) tls.ca = readPem(caFile, 'tls-ca-cert');
   if (alpn !== undefined) tls.alpn = alpn;
   return {
     tls,
