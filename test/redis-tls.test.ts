@@ -115,7 +115,7 @@ async function startDemo(
     kill: (signal) => void child.kill(signal),
   };
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner: ${stdout} ${stderr}`)), 15_000);
+    const timer = setTimeout(() => reject(new Error(`no banner: ${stdout} ${stderr}`)), 30_000);
     child.stdout.on('data', () => {
       const m = /listening on 127\.0\.0\.1:(\d+)(?: with \d+ workers)? over TLS\n/.exec(stdout);
       if (m) {
@@ -177,45 +177,49 @@ async function nodeRoundTrips(t: ExecutionContext, client: RespClient): Promise<
 }
 
 for (const impl of implsUnderTest()) {
-  test(`[${impl}] startRedisServer with tls: node:tls clients, pipelined and large, next to a silent connection`, async (t) => {
-    const certs = testCerts();
-    const engine = createEngine({ impl });
-    try {
-      const server = startRedisServer({ engine, port: 0, tls: certs.leaf });
+  test.serial(
+    `[${impl}] startRedisServer with tls: node:tls clients, pipelined and large, next to a silent connection`,
+    async (t) => {
+      const certs = testCerts();
+      const engine = createEngine({ impl });
       try {
-        const port = server.address.port;
-        // Connections that never send a ClientHello: the demo must go on accepting others.
-        const silent: net.Socket[] = [];
-        for (let i = 0; i < 3; i++) {
-          const s = net.connect({ host: '127.0.0.1', port });
-          s.on('error', () => {});
-          silent.push(s);
-        }
+        const server = startRedisServer({ engine, port: 0, tls: certs.leaf });
         try {
-          const { client, socket } = await withDeadline(
-            tlsClient(port, { ca: certs.ca }),
-            5_000,
-            'a TLS client behind silent connections',
-          );
-          t.true(socket.authorized);
-          await nodeRoundTrips(t, client);
-          const second = (await tlsClient(port, { ca: certs.ca })).client;
-          t.is(await second.call(multibulk('GET', 'k7')), 'v7', 'one keyspace for both');
-          client.destroy();
-          second.destroy();
+          const port = server.address.port;
+          // Connections that never send a ClientHello: the demo must go on accepting others.
+          const silent: net.Socket[] = [];
+          for (let i = 0; i < 3; i++) {
+            const s = net.connect({ host: '127.0.0.1', port });
+            s.on('error', () => {});
+            silent.push(s);
+          }
+          try {
+            const { client, socket } = await withDeadline(
+              tlsClient(port, { ca: certs.ca }),
+              // Under the 10 s the demo gives a handshake: the silent ones are never timed out.
+              9_000,
+              'a TLS client behind silent connections',
+            );
+            t.true(socket.authorized);
+            await nodeRoundTrips(t, client);
+            const second = (await tlsClient(port, { ca: certs.ca })).client;
+            t.is(await second.call(multibulk('GET', 'k7')), 'v7', 'one keyspace for both');
+            client.destroy();
+            second.destroy();
+          } finally {
+            for (const s of silent) s.destroy();
+          }
         } finally {
-          for (const s of silent) s.destroy();
+          server.close();
         }
       } finally {
-        server.close();
+        await engine.shutdown();
       }
-    } finally {
-      await engine.shutdown();
-    }
-  });
+    },
+  );
 
   if (haveCli || process.env.CI) {
-    test(`[${impl}] main.js --tls-cert --tls-key: redis-cli --tls --cacert`, async (t) => {
+    test.serial(`[${impl}] main.js --tls-cert --tls-key: redis-cli --tls --cacert`, async (t) => {
       if (!haveCli) {
         t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
         return;
@@ -236,160 +240,175 @@ for (const impl of implsUnderTest()) {
       t.is(await demo.exited, 0, demo.stderr());
     });
 
-    test(`[${impl}] main.js --tls alone: a self-signed pair, redis-cli --insecure and --cacert, node:tls, removed on exit`, async (t) => {
-      if (!haveCli) {
-        t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
-        return;
-      }
-      const demo = await startDemo(t, ['--impl', impl, '--tls']);
-      t.regex(
-        demo.stdout(),
-        /self-signed certificate for localhost and 127\.0\.0\.1 made with openssl/,
-      );
-      const dir = demo.dir!;
-      t.true(existsSync(join(dir, 'key.pem')));
-      const cert = join(dir, 'cert.pem');
-      await cliRoundTrips(t, ['--tls', '--insecure', '-p', String(demo.port)]);
-      t.is(
-        await redisCli(['--tls', '--cacert', cert, '-p', String(demo.port), 'get', 'counter']),
-        '200\n',
-      );
-      const { client, socket } = await tlsClient(demo.port, { ca: readFileSync(cert) });
-      t.true(socket.authorized, 'the generated certificate verifies for localhost');
-      await nodeRoundTrips(t, client);
-      client.destroy();
-      demo.kill('SIGTERM');
-      t.is(await demo.exited, 0, demo.stderr());
-      t.false(existsSync(dir), 'the generated pair is removed on exit');
-    });
+    test.serial(
+      `[${impl}] main.js --tls alone: a self-signed pair, redis-cli --insecure and --cacert, node:tls, removed on exit`,
+      async (t) => {
+        if (!haveCli) {
+          t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
+          return;
+        }
+        const demo = await startDemo(t, ['--impl', impl, '--tls']);
+        t.regex(
+          demo.stdout(),
+          /self-signed certificate for localhost and 127\.0\.0\.1 made with openssl/,
+        );
+        const dir = demo.dir!;
+        t.true(existsSync(join(dir, 'key.pem')));
+        const cert = join(dir, 'cert.pem');
+        await cliRoundTrips(t, ['--tls', '--insecure', '-p', String(demo.port)]);
+        t.is(
+          await redisCli(['--tls', '--cacert', cert, '-p', String(demo.port), 'get', 'counter']),
+          '200\n',
+        );
+        const { client, socket } = await tlsClient(demo.port, { ca: readFileSync(cert) });
+        t.true(socket.authorized, 'the generated certificate verifies for localhost');
+        await nodeRoundTrips(t, client);
+        client.destroy();
+        demo.kill('SIGTERM');
+        t.is(await demo.exited, 0, demo.stderr());
+        t.false(existsSync(dir), 'the generated pair is removed on exit');
+      },
+    );
 
-    test(`[${impl}] main.js --tls --tls-ca-cert: clients must present a certificate the CA signed`, async (t) => {
-      if (!haveCli) {
-        t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
-        return;
-      }
-      const files = certFiles(t);
-      const demo = await startDemo(t, [
-        '--impl',
-        impl,
-        '--tls-cert',
-        files.cert,
-        '--tls-key',
-        files.key,
-        '--tls-ca-cert',
-        files.ca,
-      ]);
-      const port = String(demo.port);
-      const withCert = ['--tls', '--cacert', files.ca, '--cert', files.cert, '--key', files.key];
-      t.is(await redisCli([...withCert, '-p', port, 'ping']), 'PONG\n');
-      await t.throwsAsync(redisCli(['--tls', '--cacert', files.ca, '-p', port, 'ping']));
-      // A certificate the CA did not sign is refused as well.
-      await t.throwsAsync(
-        redisCli([
-          '--tls',
-          '--cacert',
+    test.serial(
+      `[${impl}] main.js --tls --tls-ca-cert: clients must present a certificate the CA signed`,
+      async (t) => {
+        if (!haveCli) {
+          t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
+          return;
+        }
+        const files = certFiles(t);
+        const demo = await startDemo(t, [
+          '--impl',
+          impl,
+          '--tls-cert',
+          files.cert,
+          '--tls-key',
+          files.key,
+          '--tls-ca-cert',
           files.ca,
-          '--cert',
-          files.selfCert,
-          '--key',
-          files.selfKey,
-          '-p',
-          port,
-          'ping',
-        ]),
-      );
-      const { client } = await tlsClient(demo.port, {
-        ca: readFileSync(files.ca),
-        cert: readFileSync(files.cert),
-        key: readFileSync(files.key),
-      });
-      t.is(await client.call(inline('PING')), 'PONG');
-      client.destroy();
-      demo.kill('SIGTERM');
-      t.is(await demo.exited, 0, demo.stderr());
-    });
+        ]);
+        const port = String(demo.port);
+        const withCert = ['--tls', '--cacert', files.ca, '--cert', files.cert, '--key', files.key];
+        t.is(await redisCli([...withCert, '-p', port, 'ping']), 'PONG\n');
+        await t.throwsAsync(redisCli(['--tls', '--cacert', files.ca, '-p', port, 'ping']));
+        // A certificate the CA did not sign is refused as well.
+        await t.throwsAsync(
+          redisCli([
+            '--tls',
+            '--cacert',
+            files.ca,
+            '--cert',
+            files.selfCert,
+            '--key',
+            files.selfKey,
+            '-p',
+            port,
+            'ping',
+          ]),
+        );
+        const { client } = await tlsClient(demo.port, {
+          ca: readFileSync(files.ca),
+          cert: readFileSync(files.cert),
+          key: readFileSync(files.key),
+        });
+        t.is(await client.call(inline('PING')), 'PONG');
+        client.destroy();
+        demo.kill('SIGTERM');
+        t.is(await demo.exited, 0, demo.stderr());
+      },
+    );
 
-    test(`[${impl}] main.js --tls --workers 2: redis-cli --tls on many connections`, async (t) => {
-      if (!haveCli) {
-        t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
-        return;
-      }
-      const files = certFiles(t);
-      const demo = await startDemo(t, [
-        '--impl',
-        impl,
-        '--workers',
-        '2',
-        '--tls-cert',
-        files.cert,
-        '--tls-key',
-        files.key,
-      ]);
-      t.regex(demo.stdout(), /with 2 workers over TLS\n/);
-      const tlsArgs = ['--tls', '--cacert', files.ca, '-p', String(demo.port)];
-      for (let i = 0; i < 6; i++) t.is(await redisCli([...tlsArgs, 'ping', `w${i}`]), `w${i}\n`);
-      // Each worker has its own keyspace: SET then GET on one connection.
-      let pipe = '';
-      for (let i = 0; i < 50; i++)
-        pipe += multibulk('SET', `k${i}`, 'v') + multibulk('GET', `k${i}`);
-      t.regex(await redisCli([...tlsArgs, '--pipe'], pipe), /errors: 0, replies: 100/);
-      demo.kill('SIGTERM');
-      t.is(await demo.exited, 0, demo.stderr());
-      t.regex(demo.stdout(), /bye\n/);
-    });
+    test.serial(
+      `[${impl}] main.js --tls --workers 2: redis-cli --tls on many connections`,
+      async (t) => {
+        if (!haveCli) {
+          t.fail(`${REDIS_CLI} not found: install redis-tools (apt-get install redis-tools)`);
+          return;
+        }
+        const files = certFiles(t);
+        const demo = await startDemo(t, [
+          '--impl',
+          impl,
+          '--workers',
+          '2',
+          '--tls-cert',
+          files.cert,
+          '--tls-key',
+          files.key,
+        ]);
+        t.regex(demo.stdout(), /with 2 workers over TLS\n/);
+        const tlsArgs = ['--tls', '--cacert', files.ca, '-p', String(demo.port)];
+        for (let i = 0; i < 6; i++) t.is(await redisCli([...tlsArgs, 'ping', `w${i}`]), `w${i}\n`);
+        // Each worker has its own keyspace: SET then GET on one connection.
+        let pipe = '';
+        for (let i = 0; i < 50; i++)
+          pipe += multibulk('SET', `k${i}`, 'v') + multibulk('GET', `k${i}`);
+        t.regex(await redisCli([...tlsArgs, '--pipe'], pipe), /errors: 0, replies: 100/);
+        demo.kill('SIGTERM');
+        t.is(await demo.exited, 0, demo.stderr());
+        t.regex(demo.stdout(), /bye\n/);
+      },
+    );
   }
 
-  test(`[${impl}] main.js --tls without openssl: node:crypto makes the pair and says openssl is needed`, async (t) => {
-    // No PATH: `openssl` cannot be found (node itself is started by its full path).
-    const demo = await startDemo(t, ['--impl', impl, '--tls'], { ...process.env, PATH: '' });
-    t.regex(demo.stdout(), /made with node:crypto/);
-    t.regex(demo.stdout(), /openssl was not found.*openssl is needed/);
-    const cert = readFileSync(join(demo.dir!, 'cert.pem'));
-    const { client, socket } = await tlsClient(demo.port, { ca: cert });
-    t.true(socket.authorized, 'the node:crypto certificate verifies for localhost');
-    t.is(await client.call(multibulk('SET', 'a', 'b')), 'OK');
-    t.is(await client.call(multibulk('GET', 'a')), 'b');
-    client.destroy();
-    // An IP address is checked against the certificate's IP entries.
-    const byIp = await tlsClient(demo.port, { ca: cert, servername: undefined });
-    t.true(byIp.socket.authorized, 'and for 127.0.0.1');
-    byIp.client.destroy();
-    demo.kill('SIGTERM');
-    t.is(await demo.exited, 0, demo.stderr());
-    t.false(existsSync(demo.dir!));
-  });
+  test.serial(
+    `[${impl}] main.js --tls without openssl: node:crypto makes the pair and says openssl is needed`,
+    async (t) => {
+      // No PATH: `openssl` cannot be found (node itself is started by its full path).
+      const demo = await startDemo(t, ['--impl', impl, '--tls'], { ...process.env, PATH: '' });
+      t.regex(demo.stdout(), /made with node:crypto/);
+      t.regex(demo.stdout(), /openssl was not found.*openssl is needed/);
+      const cert = readFileSync(join(demo.dir!, 'cert.pem'));
+      const { client, socket } = await tlsClient(demo.port, { ca: cert });
+      t.true(socket.authorized, 'the node:crypto certificate verifies for localhost');
+      t.is(await client.call(multibulk('SET', 'a', 'b')), 'OK');
+      t.is(await client.call(multibulk('GET', 'a')), 'b');
+      client.destroy();
+      // An IP address is checked against the certificate's IP entries.
+      const byIp = await tlsClient(demo.port, { ca: cert, servername: undefined });
+      t.true(byIp.socket.authorized, 'and for 127.0.0.1');
+      byIp.client.destroy();
+      demo.kill('SIGTERM');
+      t.is(await demo.exited, 0, demo.stderr());
+      t.false(existsSync(demo.dir!));
+    },
+  );
 }
 
-test('main.js TLS flags: a cert without its key, an unreadable file, a file that is not PEM', async (t) => {
-  const files = certFiles(t);
-  const run = (args: string[]) =>
-    new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [MAIN_JS, '--port', '0', ...args],
-        { timeout: 15_000 },
-        (err, _out, stderr) =>
-          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
-      );
-    });
-  const cases: [string[], RegExp][] = [
-    [['--tls-cert', files.cert], /--tls-cert needs --tls-key/],
-    [['--tls', '--tls-key', files.key], /--tls-key needs --tls-cert/],
-    [
-      ['--tls-cert', '/nonexistent/cert.pem', '--tls-key', files.key],
-      /--tls-cert: cannot read \/nonexistent\/cert\.pem: ENOENT/,
-    ],
-    [['--tls-cert', files.cert, '--tls-key', MAIN_JS], /--tls-key: not PEM/],
-    [['--tls', '--tls-ca-cert', '/nonexistent/ca.pem'], /--tls-ca-cert: cannot read/],
-  ];
-  for (const [args, message] of cases) {
-    const { code, stderr } = await run(args);
-    t.is(code, 2, args.join(' '));
-    t.regex(stderr, message);
-    t.regex(stderr, /--tls-ca-cert FILE/, 'with the usage');
-  }
-  // A key that is not the certificate's: refused by listen, before anything is served.
-  const mismatched = await run(['--tls-cert', files.cert, '--tls-key', files.selfKey]);
-  t.is(mismatched.code, 1);
-  t.regex(mismatched.stderr, /cannot listen on .*ERR_INVALID_ARG_VALUE/);
-});
+test.serial(
+  'main.js TLS flags: a cert without its key, an unreadable file, a file that is not PEM',
+  async (t) => {
+    const files = certFiles(t);
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [MAIN_JS, '--port', '0', ...args],
+          { timeout: 30_000 },
+          (err, _out, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+    const cases: [string[], RegExp][] = [
+      [['--tls-cert', files.cert], /--tls-cert needs --tls-key/],
+      [['--tls', '--tls-key', files.key], /--tls-key needs --tls-cert/],
+      [
+        ['--tls-cert', '/nonexistent/cert.pem', '--tls-key', files.key],
+        /--tls-cert: cannot read \/nonexistent\/cert\.pem: ENOENT/,
+      ],
+      [['--tls-cert', files.cert, '--tls-key', MAIN_JS], /--tls-key: not PEM/],
+      [['--tls', '--tls-ca-cert', '/nonexistent/ca.pem'], /--tls-ca-cert: cannot read/],
+    ];
+    for (const [args, message] of cases) {
+      const { code, stderr } = await run(args);
+      t.is(code, 2, args.join(' '));
+      t.regex(stderr, message);
+      t.regex(stderr, /--tls-ca-cert FILE/, 'with the usage');
+    }
+    // A key that is not the certificate's: refused by listen, before anything is served.
+    const mismatched = await run(['--tls-cert', files.cert, '--tls-key', files.selfKey]);
+    t.is(mismatched.code, 1);
+    t.regex(mismatched.stderr, /cannot listen on .*ERR_INVALID_ARG_VALUE/);
+  },
+);
