@@ -32,6 +32,7 @@ const { startHttpServer } = (await import(
     engine: Engine;
     port?: number;
     tls?: { key: string; cert: string };
+    handshakeTimeout?: number;
   }): HttpDemoServer;
 };
 const MAIN_JS = fileURLToPath(new URL('../../examples/http-hello/main.js', import.meta.url));
@@ -130,6 +131,32 @@ for (const impl of implsUnderTest()) {
           } finally {
             for (const s of silent) s.destroy();
           }
+        } finally {
+          server.close();
+        }
+      } finally {
+        await engine.shutdown();
+      }
+    },
+  );
+
+  test.serial(
+    `[${impl}] startHttpServer with tls: more silent connections than waiting accepts are closed at the handshake timeout`,
+    async (t) => {
+      const certs = testCerts();
+      const engine = createEngine({ impl });
+      try {
+        const server = startHttpServer({ engine, port: 0, tls: certs.leaf, handshakeTimeout: 300 });
+        try {
+          const port = server.address.port;
+          // 12 > the 8 accepts waiting at once: every one of them holds a silent connection.
+          const silent = Array.from({ length: 12 }, () => {
+            const s = net.connect({ host: '127.0.0.1', port });
+            s.on('error', () => {});
+            return new Promise<void>((resolve) => s.on('close', () => resolve()));
+          });
+          await withDeadline(Promise.all(silent), 20_000, 'the server to close the silent ones');
+          await keepAliveRequests(t, port, certs.ca);
         } finally {
           server.close();
         }

@@ -30,6 +30,7 @@ interface ServerModule {
     engine: Engine;
     port?: number;
     tls?: { key: string; cert: string; ca?: string };
+    handshakeTimeout?: number;
   }): RedisDemoServer;
 }
 
@@ -209,6 +210,44 @@ for (const impl of implsUnderTest()) {
           } finally {
             for (const s of silent) s.destroy();
           }
+        } finally {
+          server.close();
+        }
+      } finally {
+        await engine.shutdown();
+      }
+    },
+  );
+
+  test.serial(
+    `[${impl}] startRedisServer with tls: more silent connections than waiting accepts are closed at the handshake timeout`,
+    async (t) => {
+      const certs = testCerts();
+      const engine = createEngine({ impl });
+      try {
+        const server = startRedisServer({
+          engine,
+          port: 0,
+          tls: certs.leaf,
+          handshakeTimeout: 300,
+        });
+        try {
+          const port = server.address.port;
+          // 12 > the 8 accepts waiting at once: every one of them holds a silent connection.
+          const silent = Array.from({ length: 12 }, () => {
+            const s = net.connect({ host: '127.0.0.1', port });
+            s.on('error', () => {});
+            return new Promise<void>((resolve) => s.on('close', () => resolve()));
+          });
+          await withDeadline(Promise.all(silent), 20_000, 'the server to close the silent ones');
+          const { client } = await withDeadline(
+            tlsClient(port, { ca: certs.ca }),
+            20_000,
+            'a TLS client after the silent ones',
+          );
+          t.is(await client.call(inline('PING')), 'PONG');
+          client.destroy();
+          t.is(server.accepted, 1, 'the silent ones never reached the server');
         } finally {
           server.close();
         }

@@ -134,11 +134,20 @@ class Connection {
  * @param {string} [options.host] default 127.0.0.1
  * @param {number} [options.port] default 8080; 0 picks a free port
  * @param {number} [options.backlog] default 511
+ * @param {number} [options.handshakeTimeout] with `tls`: ms a connection has to finish its
+ *   handshake before it is closed, default 10 s
  * @param {object} [options.tls] serve HTTPS: the listener's `tls` options (`key`, `cert`, `ca?`);
  *   ALPN offers `http/1.1` unless `tls.alpn` says otherwise
  * @returns {{ listener, address, connections, close(): void }}
  */
-export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backlog = 511, tls }) {
+export function startHttpServer({
+  engine,
+  host = '127.0.0.1',
+  port = 8080,
+  backlog = 511,
+  tls,
+  handshakeTimeout = HANDSHAKE_TIMEOUT_MS,
+}) {
   const listener = engine.listen({
     host,
     port,
@@ -168,7 +177,7 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
   // after a handshake timeout or an aborted connection, after 100 ms on other errors (EMFILE).
   function armTlsAccept() {
     const accepted = new Callback({
-      timeout: HANDSHAKE_TIMEOUT_MS,
+      timeout: handshakeTimeout,
       success: (sock) => {
         if (server.closed) return engine.close(sock);
         engine.accept(listener, accepted);

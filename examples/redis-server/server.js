@@ -363,6 +363,8 @@ function checkLimit(name, value) {
  *   thread) can listen on the same port and the kernel spreads connections across them
  * @param {object} [options.tls] serve TLS: the listener's `tls` options (`key`, `cert`, `ca?`,
  *   `alpn?`); each connection is read once its handshake is done
+ * @param {number} [options.handshakeTimeout] with `tls`: ms a connection has to finish its
+ *   handshake before it is closed, default 10 s
  * @returns {{ listener, address, store, connections, accepted: number,
  *   protocolErrors: number, requestLimitCloses: number, close(): void }}
  *   `accepted` counts the connections accepted so far, `protocolErrors` those closed after a
@@ -379,6 +381,7 @@ export function startRedisServer({
   store = new Map(),
   reusePort = false,
   tls,
+  handshakeTimeout = HANDSHAKE_TIMEOUT_MS,
 }) {
   checkLimit('maxLine', maxLine);
   checkLimit('maxBulk', maxBulk);
@@ -411,7 +414,7 @@ export function startRedisServer({
   // re-armed with the same Callback. A handshake that fails closes that connection unseen.
   function armTlsAccept() {
     const accepted = new Callback({
-      timeout: HANDSHAKE_TIMEOUT_MS,
+      timeout: handshakeTimeout,
       success: (sock) => {
         if (server.closed) return engine.close(sock);
         const conn = new Connection(server);
