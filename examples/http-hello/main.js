@@ -1,22 +1,30 @@
 // Runs the HTTP/1.1 `Hello, World!` server until SIGINT/SIGTERM.
 // Try it with `curl -i http://127.0.0.1:8080/` or `wrk -t1 -c50 -d5s http://127.0.0.1:8080/`.
+// HTTPS (ALPN http/1.1): `--tls` alone serves a self-signed pair made for localhost and
+// 127.0.0.1 in a temporary directory (the path is printed; `curl --cacert DIR/cert.pem
+// https://localhost:8080/`, or `curl -k`); `--tls --tls-cert cert.pem --tls-key key.pem` serves
+// your own (make one with `openssl req`, see README.md).
 import { parseArgs } from 'node:util';
 import { createEngine } from 'async-engine';
 import { startHttpServer } from './server.js';
+import { TLS_ARGS, TLS_USAGE, describeGenerated, tlsFromArgs } from '../tls-options.js';
 
 const USAGE = `usage: node examples/http-hello/main.js [options]
   --impl auto|completion|readiness|threadpool   engine implementation (default auto)
   --host HOST   address to bind (default 127.0.0.1)
   --port PORT   TCP port (default 8080; 0 picks one)
+${TLS_USAGE}
   -h, --help`;
 
 let values;
+let tls;
 try {
   ({ values } = parseArgs({
     options: {
       impl: { type: 'string', default: 'auto' },
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '8080' },
+      ...TLS_ARGS,
       help: { type: 'boolean', short: 'h', default: false },
     },
   }));
@@ -27,10 +35,15 @@ try {
   if (!/^\d+$/.test(values.port) || Number(values.port) > 65535) {
     throw new Error(`--port: not a port: ${values.port}`);
   }
+  tls = tlsFromArgs(values, ['http/1.1']);
 } catch (err) {
   console.error(`${err.message}\n${USAGE}`);
   process.exit(2);
 }
+
+const generated = describeGenerated(tls?.generated);
+if (generated !== undefined) console.log(generated);
+process.on('exit', () => tls?.remove());
 
 let engine;
 try {
@@ -41,7 +54,12 @@ try {
 }
 let server;
 try {
-  server = startHttpServer({ engine, host: values.host, port: Number(values.port) });
+  server = startHttpServer({
+    engine,
+    host: values.host,
+    port: Number(values.port),
+    tls: tls?.tls,
+  });
 } catch (err) {
   console.error(`cannot listen on ${values.host}:${values.port}: ${err.code ?? ''} ${err.message}`);
   await engine.shutdown();
@@ -50,7 +68,8 @@ try {
 
 const { address, port } = server.address;
 const shown = server.address.family === 'IPv6' ? `[${address}]:${port}` : `${address}:${port}`;
-console.log(`async-engine http-hello: impl=${engine.impl} listening on ${shown}`);
+const over = tls === undefined ? '' : ' over TLS (https)';
+console.log(`async-engine http-hello: impl=${engine.impl} listening on ${shown}${over}`);
 
 let stopping = false;
 async function stop(signal) {

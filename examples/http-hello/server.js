@@ -1,11 +1,20 @@
 // An HTTP/1.1 plaintext server on async-engine: keep-alive, each request (its head, through
 // `\r\n\r\n`, and the body its Content-Length gives) read with one readLengthPrefixed, every
-// request answered `Hello, World!`. The benchmarks' wrk target.
+// request answered `Hello, World!`. The benchmarks' wrk target. With `tls`, HTTPS: the same
+// server on a TLS listener, ALPN `http/1.1`.
 import { Callback } from 'async-engine';
 import { MAX_BODY, MAX_HEAD, errorResponse, helloResponse, parseHeadLines } from './http.js';
 
 /** Replies queued but not yet written past which a connection stops reading. */
 const HIGH_WATER = 64;
+
+/**
+ * Over TLS, an accept settles once its connection's handshake is done, so a client that never
+ * sends its hello would hold a lone accept (and serve()'s loop has one) forever. TLS_ACCEPTS
+ * accepts wait at once, each bounding the handshake with HANDSHAKE_TIMEOUT_MS.
+ */
+const TLS_ACCEPTS = 8;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /**
  * One connection: reads a request, answers it, reads the next one at once (pipelined requests
@@ -125,10 +134,17 @@ class Connection {
  * @param {string} [options.host] default 127.0.0.1
  * @param {number} [options.port] default 8080; 0 picks a free port
  * @param {number} [options.backlog] default 511
+ * @param {object} [options.tls] serve HTTPS: the listener's `tls` options (`key`, `cert`, `ca?`);
+ *   ALPN offers `http/1.1` unless `tls.alpn` says otherwise
  * @returns {{ listener, address, connections, close(): void }}
  */
-export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backlog = 511 }) {
-  const listener = engine.listen({ host, port, backlog });
+export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backlog = 511, tls }) {
+  const listener = engine.listen({
+    host,
+    port,
+    backlog,
+    ...(tls && { tls: { alpn: ['http/1.1'], ...tls } }),
+  });
   const server = {
     engine,
     listener,
@@ -138,12 +154,36 @@ export function startHttpServer({ engine, host = '127.0.0.1', port = 8080, backl
     close,
   };
 
-  // The accept loop: re-armed after each connection, waiting when out of fds; close() ends it.
-  engine.serve(listener, (sock) => {
+  function onConnection(sock) {
     const conn = new Connection(server, sock);
     server.connections.add(conn);
     conn.readRequest();
-  });
+  }
+
+  // The accept loop: re-armed after each connection, waiting when out of fds; close() ends it.
+  if (tls === undefined) engine.serve(listener, onConnection);
+  else for (let i = 0; i < TLS_ACCEPTS; i++) armTlsAccept();
+
+  // One of the TLS accepts: re-armed with the same Callback after each connection, at once
+  // after a handshake timeout or an aborted connection, after 100 ms on other errors (EMFILE).
+  function armTlsAccept() {
+    const accepted = new Callback({
+      timeout: HANDSHAKE_TIMEOUT_MS,
+      success: (sock) => {
+        if (server.closed) return engine.close(sock);
+        engine.accept(listener, accepted);
+        onConnection(sock);
+      },
+      failure: (err) => {
+        if (server.closed || err.code === 'ECANCELED' || err.code === 'EBADF') return;
+        const delay = err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT' ? 0 : 100;
+        engine.callLater(delay, () => {
+          if (!server.closed && !engine.closed) engine.accept(listener, accepted);
+        });
+      },
+    });
+    engine.accept(listener, accepted);
+  }
 
   /** Stops accepting and closes every connection. */
   function close() {

@@ -2,6 +2,9 @@
 // Try it with `redis-cli -p 6380 ping` or `redis-benchmark -p 6380 -t ping,set,get -q`.
 // `npm start -- --workers 2`: two worker threads, one engine each, sharing the port with
 // SO_REUSEPORT (each worker has its own keyspace; see README.md).
+// `npm start -- --tls`: over TLS, with a self-signed pair made for localhost and 127.0.0.1;
+// `--tls-cert cert.pem --tls-key key.pem` serve your own. Try `redis-cli --tls --insecure -p 6380`
+// or `redis-cli --tls --cacert cert.pem -p 6380 ping`.
 import net from 'node:net';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
@@ -9,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import { createEngine } from 'async-engine';
 import { DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, DEFAULT_MAX_REQUEST } from './protocol.js';
 import { startRedisServer } from './server.js';
+import { TLS_ARGS, TLS_USAGE, describeGenerated, tlsFromArgs } from '../tls-options.js';
 
 const USAGE = `usage: node examples/redis-server/main.js [options]
   --impl auto|completion|readiness|threadpool   engine implementation (default auto)
@@ -21,6 +25,7 @@ const USAGE = `usage: node examples/redis-server/main.js [options]
   --max-bulk BYTES     largest bulk argument (default 32m)
   --max-request BYTES  largest request as sent, all lines and arguments; a client whose
                        request would grow past it is closed (default 64m)
+${TLS_USAGE}
   -h, --help`;
 
 /** Parses `123`, `64k`, `64m`, `1g` (binary units) into bytes. */
@@ -38,6 +43,7 @@ let values;
 let maxLine;
 let maxBulk;
 let maxRequest;
+let tls;
 try {
   ({ values } = parseArgs({
     options: {
@@ -49,6 +55,7 @@ try {
       'max-line': { type: 'string', default: String(DEFAULT_MAX_LINE) },
       'max-bulk': { type: 'string', default: String(DEFAULT_MAX_BULK) },
       'max-request': { type: 'string', default: String(DEFAULT_MAX_REQUEST) },
+      ...TLS_ARGS,
       help: { type: 'boolean', short: 'h', default: false },
     },
   }));
@@ -68,10 +75,16 @@ try {
   maxLine = parseSize(values['max-line'], 'max-line');
   maxBulk = parseSize(values['max-bulk'], 'max-bulk');
   maxRequest = parseSize(values['max-request'], 'max-request');
+  tls = tlsFromArgs(values);
 } catch (err) {
   console.error(`${err.message}\n${USAGE}`);
   process.exit(2);
 }
+
+const generated = describeGenerated(tls?.generated);
+if (generated !== undefined) console.log(generated);
+// The generated pair's directory goes when the process ends, however it ends.
+process.on('exit', () => tls?.remove());
 
 const workerCount = Number(values.workers);
 if (workerCount === 1) await runSingle();
@@ -82,7 +95,8 @@ function banner(impl, address, suffix = '') {
     address.family === 'IPv6'
       ? `[${address.address}]:${address.port}`
       : `${address.address}:${address.port}`;
-  console.log(`async-engine redis demo: impl=${impl} listening on ${shown}${suffix}`);
+  const over = tls === undefined ? '' : ' over TLS';
+  console.log(`async-engine redis demo: impl=${impl} listening on ${shown}${suffix}${over}`);
 }
 
 /** One engine on the main thread: the default. */
@@ -103,6 +117,7 @@ async function runSingle() {
       maxLine,
       maxBulk,
       maxRequest,
+      tls: tls?.tls,
     });
   } catch (err) {
     console.error(
@@ -183,6 +198,7 @@ async function runWorkers(count) {
         maxLine,
         maxBulk,
         maxRequest,
+        tls: tls?.tls,
       },
     });
     const w = { index, worker, accepted: undefined, listening: false };

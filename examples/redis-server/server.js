@@ -37,6 +37,16 @@ const LINGER_QUIET_MS = 200;
 /** Bytes dropped per read while lingering. */
 const LINGER_CHUNK = 64 * 1024;
 
+/**
+ * Over TLS, an accept settles only once its connection's handshake is done, so a client that
+ * connects and never sends its hello would hold a lone accept forever and nobody else would
+ * get in. TLS_ACCEPTS accepts wait at once, each bounding the handshake with
+ * HANDSHAKE_TIMEOUT_MS (the accept's timeout bounds the wait for a connection and the
+ * handshake on their own; an accept that timed out is re-armed).
+ */
+const TLS_ACCEPTS = 8;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
 const OVERFLOW = errorReply('ERR increment or decrement would overflow');
 const SYNTAX = errorReply('ERR syntax error');
@@ -351,6 +361,8 @@ function checkLimit(name, value) {
  * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
  * @param {boolean} [options.reusePort] set SO_REUSEPORT, so that several engines (one per worker
  *   thread) can listen on the same port and the kernel spreads connections across them
+ * @param {object} [options.tls] serve TLS: the listener's `tls` options (`key`, `cert`, `ca?`,
+ *   `alpn?`); each connection is read once its handshake is done
  * @returns {{ listener, address, store, connections, accepted: number,
  *   protocolErrors: number, requestLimitCloses: number, close(): void }}
  *   `accepted` counts the connections accepted so far, `protocolErrors` those closed after a
@@ -366,11 +378,12 @@ export function startRedisServer({
   maxRequest = DEFAULT_MAX_REQUEST,
   store = new Map(),
   reusePort = false,
+  tls,
 }) {
   checkLimit('maxLine', maxLine);
   checkLimit('maxBulk', maxBulk);
   checkLimit('maxRequest', maxRequest);
-  const listener = engine.listen({ host, port, backlog, reusePort });
+  const listener = engine.listen({ host, port, backlog, reusePort, ...(tls && { tls }) });
   const server = {
     engine,
     listener,
@@ -391,6 +404,32 @@ export function startRedisServer({
     // A peer that gave up while queued (ECONNABORTED): next one at once. Anything else
     // (EMFILE, ENFILE, ...): try again in a while rather than spin.
     engine.callLater(err.code === 'ECONNABORTED' ? 0 : 100, armAccept);
+  }
+
+  // Over TLS: TLS_ACCEPTS plain accepts (the accept-then-expect-line chain takes no TLS
+  // listener), each reading its connection's first request once the handshake is done and
+  // re-armed with the same Callback. A handshake that fails closes that connection unseen.
+  function armTlsAccept() {
+    const accepted = new Callback({
+      timeout: HANDSHAKE_TIMEOUT_MS,
+      success: (sock) => {
+        if (server.closed) return engine.close(sock);
+        const conn = new Connection(server);
+        conn.sock = sock;
+        server.accepted++;
+        server.connections.add(conn);
+        engine.accept(listener, accepted);
+        conn.reader.next(sock);
+      },
+      failure: (err) => {
+        if (server.closed || err.code === 'ECANCELED' || err.code === 'EBADF') return;
+        const delay = err.code === 'ECONNABORTED' || err.code === 'ETIMEDOUT' ? 0 : 100;
+        engine.callLater(delay, () => {
+          if (!server.closed) engine.accept(listener, accepted);
+        });
+      },
+    });
+    engine.accept(listener, accepted);
   }
 
   // One accept-then-expect-line chain per connection: the accept stage's Callback stays tied
@@ -423,6 +462,7 @@ export function startRedisServer({
     for (const conn of server.connections) conn.destroy();
   }
 
-  armAccept();
+  if (tls === undefined) armAccept();
+  else for (let i = 0; i < TLS_ACCEPTS; i++) armTlsAccept();
   return server;
 }

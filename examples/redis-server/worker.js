@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createEngine } from 'async-engine';
 import { startRedisServer } from './server.js';
 
-const { impl, drive, host, port, maxLine, maxBulk, maxRequest } = workerData;
+const { impl, drive, host, port, maxLine, maxBulk, maxRequest, tls } = workerData;
 
 let engine;
 let server;
@@ -23,6 +23,7 @@ try {
     maxBulk,
     maxRequest,
     reusePort: true,
+    tls,
   });
 } catch (err) {
   parentPort.postMessage({ type: 'failed', message: err.message, code: err.code });
