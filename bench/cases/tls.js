@@ -354,8 +354,8 @@ function httpsSection(p, kit, r) {
     'the `node:net` baseline of the HTTP case served by `tls.createServer`',
     '(`bench/baselines/http-net.js` with a certificate: the same hand framing over node:tls). The',
     'wrk opens its 50 connections at the start of every run, so each measured run includes 50',
-    'full handshakes besides its requests (a small share of a run of thousands of requests; the',
-    'handshake section below gives their cost on their own). Client command:',
+    'full handshakes besides its requests (their share of the CPU is estimated at the end of this',
+    'section, from the handshake figures). Client command:',
     '',
     '```sh',
     ...p.commands,
@@ -502,11 +502,68 @@ function handshakeSection(p, kit) {
   return { md, charts: {} };
 }
 
+/** The handshake server that stands for a contender of the HTTPS or Redis parts. */
+function handshakeTwin(name) {
+  return ['completion', 'readiness', 'threadpool', 'poll'].includes(name) ? name : 'node:tls';
+}
+
+/**
+ * Per contender, the share of a measured run's server CPU that its connections' handshakes
+ * account for: `connections` handshakes at the handshake part's median cost, over the run's
+ * median requests at its median CPU per request.
+ */
+function handshakeShares(part, group, hs, connections) {
+  const hg = hs?.groups[0];
+  if (!hg) return [];
+  return part.contenders.flatMap((c) => {
+    const m = group.summary[c.name]?.metrics;
+    const h = hg.summary[handshakeTwin(c.name)]?.metrics.cpuUsPerHandshake.median;
+    if (!m?.requests.n || !Number.isFinite(h)) return [];
+    const share = (connections * h) / (m.requests.median * m.cpuUsPerReq.median);
+    return Number.isFinite(share) ? [`${c.name} ${(share * 100).toFixed(1)} %`] : [];
+  });
+}
+
+function meaning(r) {
+  const lines = [
+    '### What these figures mean',
+    '',
+    `**Machine caveat.** ${r.machine.cores} cores shared with other work (load average`,
+    `${r.machine.loadAverage.join(' ')} at the start of this case), the load generator on the same`,
+    'cores as the server: absolute figures move a lot from run to run, and only the ratios taken',
+    'round by round (contender next to baseline) mean much. A ratio range that straddles 1 is no',
+    'difference this run can show.',
+    '',
+    'Every server here does its cryptography in the same OpenSSL (the engine resolves its symbols',
+    'from the `node` binary), with the same TLS 1.3 cipher, so the record work per byte is the',
+    'same; what the CPU per request compares is what surrounds it. `node:https` decrypts in',
+    'node:tls (its TLSWrap), hands each chunk of plaintext to JavaScript as a stream event, and',
+    'parses it with node:http; the `tls` rows keep node:tls but frame by hand, which shows how much',
+    'of `node:https` is the HTTP layer and how much the TLS stream. The engine decrypts into the',
+    'socket’s input buffer in native code, frames there (`readLengthPrefixed` for HTTP, the RESP',
+    'reads of the Redis demo), and only finished requests cross into JavaScript; its replies are',
+    'encrypted on the write path and sent with the same gathered sends as plain bytes.',
+    '`redis-server --tls-port` is the native ceiling: C, with no JavaScript at all.',
+  ];
+  const g = r.https?.groups[0];
+  const shares = g ? handshakeShares(r.https, g, r.handshakes, 50) : [];
+  if (shares.length) {
+    lines.push(
+      '',
+      'Handshakes inside the measured runs: wrk opens 50 connections per run, so by the handshake',
+      `part’s figures they account for about ${shares.join(', ')} of each HTTPS run’s server`,
+      'CPU (node:tls’s handshake cost stands for both node baselines). The CPU per request above',
+      'overstates the steady-state cost of a request by that much; the shares being of one order for',
+      'every server, the ratios move less. `npm run bench:full` runs wrk longer, which shrinks them.',
+    );
+  }
+  return lines;
+}
+
 export function render(r, kit) {
   const md = [
-    `Certificate: ${r.certificate}. Every part runs its contenders interleaved, as the other cases`,
-    'do; TLS servers use Node’s OpenSSL (the engine links the same symbols), so the cipher work is',
-    'the same library everywhere and the differences are in what surrounds it.',
+    `Certificate: ${r.certificate}. Each part runs its contenders interleaved, as the other`,
+    'cases do, with server CPU per request (or per handshake) as the headline.',
   ];
   const charts = {};
   const failures = [];
@@ -525,6 +582,7 @@ export function render(r, kit) {
       if (note.includes('did not start')) failures.push(`${tag}: ${note.slice(0, 300)}`);
     }
   }
+  md.push('', ...meaning(r));
   if (failures.length) md.push('', 'Failed runs:', '', ...failures.map((f) => `- ${f}`));
   return { markdown: md.join('\n'), charts };
 }
