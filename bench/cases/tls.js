@@ -502,6 +502,40 @@ function handshakeSection(p, kit) {
   return { md, charts: {} };
 }
 
+/** The headline: the issue's HTTPS target and the handshake comparison, from this run. */
+export function headline(r) {
+  const g = r.https?.groups[0];
+  if (!g) return '';
+  const base = r.https.baseline;
+  const cells = r.https.contenders
+    .filter((c) => c.engine && g.summary[c.name]?.ratios.cpuUsPerReq.n)
+    .map((c) => `\`${c.name}\` ${g.summary[c.name].ratios.cpuUsPerReq.median.toFixed(2)}×`);
+  const lines = [
+    '',
+    '## Headline: HTTPS server CPU per request, `wrk -c 50` keep-alive',
+    '',
+    `Server CPU per request ÷ \`${base}\`'s, median of ${r.rounds} interleaved rounds (${r.mode}`,
+    `pass, ${r.machine.date.slice(0, 10)}); the target is at most ${TARGET}×: ${cells.join(', ') || 'not measured'}.`,
+  ];
+  const hg = r.handshakes?.groups[0];
+  if (hg) {
+    const hs = r.handshakes.contenders
+      .filter((c) => c.engine && hg.summary[c.name]?.ratios.cpuUsPerHandshake.n)
+      .map(
+        (c) => `\`${c.name}\` ${hg.summary[c.name].ratios.cpuUsPerHandshake.median.toFixed(2)}×`,
+      );
+    if (hs.length) {
+      lines.push(
+        '',
+        `Server CPU per full TLS handshake ÷ \`${r.handshakes.baseline}\`'s: ${hs.join(', ')}.`,
+        `Measured on ${r.machine.cores} cores shared with other work (load average ${r.machine.loadAverage[0]}`,
+        'at the start): details, the Redis protocol over TLS and the caveats in the TLS section.',
+      );
+    }
+  }
+  return lines.join('\n');
+}
+
 /** The handshake server that stands for a contender of the HTTPS or Redis parts. */
 function handshakeTwin(name) {
   return ['completion', 'readiness', 'threadpool', 'poll'].includes(name) ? name : 'node:tls';
