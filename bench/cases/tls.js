@@ -494,6 +494,8 @@ function handshakeSection(p, kit) {
     'servers of `bench/tls-handshakes.js`, run with `--listen`). The client is `node:tls` in the',
     'runner, and on one connection at a time it is the client, not the server, that sets the',
     'pace: handshakes/s measures the pair; server CPU per handshake measures the server.',
+    '`node bench/tls-handshakes.js [N] [rounds]` makes the same comparison on its own, each',
+    'server in a child process that reports its `process.cpuUsage()`.',
     '',
     ...p.commands.map((c) => `Client: ${c}.`),
     '',
