@@ -198,7 +198,7 @@ export async function writeReport({ root = ROOT } = {}) {
       'node bench/report.js         # this file again from bench/results/*.json',
       '```',
       '',
-      'The runner installs `redis-tools`, `redis-server`, `wrk` and `fio` with apt-get when they are missing',
+      'The runner installs `redis-tools`, `redis-server`, `wrk`, `fio` and `openssl` with apt-get when they are missing',
       '(as root; otherwise it prints the command and skips the cases that need them). Each',
       "case's exact client command lines are listed in its section; the programs under test are:",
     );

@@ -2,6 +2,9 @@
 // listener (one per implementation) and against a node:tls server, interleaved round by round.
 // Each server runs in its own child process, which reports its CPU time; the figures printed are
 // handshakes/s and server CPU per handshake. Run by hand: node bench/tls-handshakes.js [N] [rounds]
+// The tls case of `npm run bench` runs the same servers as standalone processes:
+//   node bench/tls-handshakes.js --listen KIND --port P --tls-cert FILE --tls-key FILE
+// (KIND an engine impl or `node`), and makes the handshakes itself.
 import { execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -68,8 +71,43 @@ async function measure(kind, n, pair) {
   return { rate: n / secs, cpuUs: cpuUs / n };
 }
 
+/** Serves handshakes on a fixed port until SIGINT/SIGTERM, for bench/cases/tls.js. */
+async function listen(kind, port, key, cert) {
+  if (kind === 'node') {
+    const server = tls.createServer({ key, cert }, (s) => {
+      s.on('error', () => {});
+      s.end();
+    });
+    server.on('tlsClientError', () => {});
+    await new Promise((r) => server.listen(port, '127.0.0.1', r));
+  } else {
+    const { createEngine } = await import('../dist/index.js');
+    const engine = createEngine({ impl: kind });
+    const listener = engine.listen({ host: '127.0.0.1', port, tls: { key, cert } });
+    const next = () =>
+      engine.accept(listener, {
+        success: (sock) => {
+          engine.close(sock);
+          next();
+        },
+        failure: () => next(),
+      });
+    next();
+  }
+  console.log(`tls-handshakes ${kind} listening on 127.0.0.1:${port}`);
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
+}
+
 if (process.argv[2] === '--serve') {
   await serve(process.argv[3], process.env.TLS_KEY, process.env.TLS_CERT);
+} else if (process.argv[2] === '--listen') {
+  const arg = (name) => process.argv[process.argv.indexOf(name) + 1];
+  await listen(
+    process.argv[3],
+    Number(arg('--port')),
+    readFileSync(arg('--tls-key'), 'utf8'),
+    readFileSync(arg('--tls-cert'), 'utf8'),
+  );
 } else {
   const n = Number(process.argv[2] ?? 300);
   const rounds = Number(process.argv[3] ?? 3);

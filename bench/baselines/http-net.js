@@ -1,8 +1,12 @@
 // Baseline for the HTTP benchmark: examples/http-hello's behaviour on plain node:net, framing
 // request heads by hand (find `\r\n\r\n` in the buffered bytes). Replies to the requests of
-// one 'data' event go out in one write.
+// one 'data' event go out in one write. With --tls-cert and --tls-key it serves HTTPS on
+// node:tls (tls.createServer), the same framing over the decrypted stream.
 // usage: node bench/baselines/http-net.js [--port 8082] [--host 127.0.0.1]
+//          [--tls-cert FILE --tls-key FILE]
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 import {
   MAX_HEAD,
@@ -15,10 +19,13 @@ const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '8082' },
     host: { type: 'string', default: '127.0.0.1' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
+const secure = Boolean(values['tls-cert'] && values['tls-key']);
 
-const server = net.createServer((sock) => {
+function serve(sock) {
   let buf = Buffer.alloc(0);
   let skip = 0; // body bytes still to discard
   sock.on('error', () => sock.destroy());
@@ -59,9 +66,18 @@ const server = net.createServer((sock) => {
     if (out.length === 1) sock.write(out[0]);
     else if (out.length > 1) sock.write(Buffer.concat(out));
   });
-});
+}
+
+const server = secure
+  ? tls.createServer(
+      { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) },
+      serve,
+    )
+  : net.createServer(serve);
+// A client that fails its handshake (or a readiness probe that connects and leaves) is dropped.
+server.on('tlsClientError', () => {});
 server.listen(Number(values.port), values.host, () => {
   const { address, port } = server.address();
-  console.log(`node:net http baseline listening on ${address}:${port}`);
+  console.log(`node:${secure ? 'tls' : 'net'} http baseline listening on ${address}:${port}`);
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

@@ -1,15 +1,22 @@
 // Baseline for the Redis benchmarks: the demo's RESP2 subset on plain node:net, with no engine.
 // Inline and multibulk requests, pipelining; replies to one 'data' event go out in one write.
+// With --tls-cert and --tls-key it serves over node:tls (tls.createServer), the same parsing.
 // usage: node bench/baselines/net-redis-server.js [--port 6390] [--host 127.0.0.1]
+//          [--tls-cert FILE --tls-key FILE]
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
   options: {
     port: { type: 'string', default: '6390' },
     host: { type: 'string', default: '127.0.0.1' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
+const secure = Boolean(values['tls-cert'] && values['tls-key']);
 const store = new Map();
 const CONFIG = { save: '', appendonly: 'no' };
 const err = (m) => `-ERR ${m}\r\n`;
@@ -112,7 +119,7 @@ function parse(buf, pos, out) {
   }
 }
 
-const server = net.createServer((sock) => {
+function serve(sock) {
   let buf = Buffer.alloc(0);
   sock.on('error', () => sock.destroy());
   sock.on('data', (chunk) => {
@@ -132,9 +139,17 @@ const server = net.createServer((sock) => {
     }
     if (reply) sock.write(Buffer.from(reply, 'latin1'));
   });
-});
+}
+
+const server = secure
+  ? tls.createServer(
+      { cert: readFileSync(values['tls-cert']), key: readFileSync(values['tls-key']) },
+      serve,
+    )
+  : net.createServer(serve);
+server.on('tlsClientError', () => {});
 server.listen(Number(values.port), values.host, () => {
   const { address, port } = server.address();
-  console.log(`node:net redis baseline listening on ${address}:${port}`);
+  console.log(`node:${secure ? 'tls' : 'net'} redis baseline listening on ${address}:${port}`);
 });
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));

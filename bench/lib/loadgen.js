@@ -3,9 +3,13 @@
 import { HOST } from './servers.js';
 import { run } from './exec.js';
 
-/** The redis-benchmark command line for one workload. */
-export function redisBenchmarkArgs({ port, test, clients, pipeline, requests }) {
+/**
+ * The redis-benchmark command line for one workload; with `cacert`, over TLS (`--tls`, the
+ * server's certificate checked against that file).
+ */
+export function redisBenchmarkArgs({ port, test, clients, pipeline, requests, cacert }) {
   return [
+    ...(cacert ? ['--tls', '--cacert', cacert] : []),
     '-h',
     HOST,
     '-p',
@@ -48,7 +52,7 @@ export async function redisBenchmark(params, { timeoutMs = 60_000 } = {}) {
 }
 
 /** The wrk command line. */
-export function wrkArgs({ port, threads, connections, seconds, path = '/' }) {
+export function wrkArgs({ port, threads, connections, seconds, path = '/', scheme = 'http' }) {
   return [
     '-t',
     String(threads),
@@ -57,7 +61,7 @@ export function wrkArgs({ port, threads, connections, seconds, path = '/' }) {
     '-d',
     `${seconds}s`,
     '--latency',
-    `http://${HOST}:${port}${path}`,
+    `${scheme}://${HOST}:${port}${path}`,
   ];
 }
 
@@ -98,16 +102,24 @@ export async function wrk(params) {
  * The measure/finish/describe steps of an interleaved redis-benchmark case: each run's request
  * count is sized from the one before it (`sizing`: seconds of wall time and of server CPU to
  * aim for, and the most wall time allowed), and every run reports server CPU per request, req/s
- * and latency. `before(server, contender)` runs ahead of each measurement, when given.
+ * and latency. `before(server, contender)` runs ahead of each measurement, when given; `cacert`
+ * makes every run a TLS one.
  */
-export function redisBenchmarkSteps({ sizing, full, before }) {
+export function redisBenchmarkSteps({ sizing, full, before, cacert }) {
   const sizes = new Map(); // `${workload}|${contender}` → requests for the next run
   return {
     async measure(server, c, w) {
       if (before) await before(server, c);
       const requests = sizes.get(`${w.id}|${c.name}`) ?? w.first;
       const r = await redisBenchmark(
-        { port: server.port, test: w.test, clients: w.clients, pipeline: w.pipeline, requests },
+        {
+          port: server.port,
+          test: w.test,
+          clients: w.clients,
+          pipeline: w.pipeline,
+          requests,
+          cacert,
+        },
         { timeoutMs: full ? 120_000 : 30_000 },
       );
       return { ...r, requests };

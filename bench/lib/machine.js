@@ -27,6 +27,7 @@ export function machineFacts({ impls = [] } = {}) {
   if (which('redis-server')) tools['redis-server'] = toolVersion('redis-server');
   if (which('wrk')) tools.wrk = toolVersion('wrk', ['-v']);
   if (which('fio')) tools.fio = toolVersion('fio');
+  if (which('openssl')) tools.openssl = toolVersion('openssl', ['version']);
   return {
     date: new Date().toISOString(),
     kernel: `${os.type()} ${os.release()}`,
