@@ -541,8 +541,11 @@ export async function soak(options) {
   }
 
   // No connection open on either side, every server-side close done, for up to 10 s.
+  // Once the engines failed to get back to idle, later checkpoints wait only briefly: the run
+  // has failed already and goes on to report the figures.
+  let quiesceMs = 10_000;
   async function quiesce(fdTarget) {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + quiesceMs;
     for (;;) {
       const idle =
         server.stats().sockets === 0 &&
@@ -550,7 +553,19 @@ export async function soak(options) {
         client.stats().opsInFlight === 0 &&
         nodeConns.size === 0 &&
         (fdTarget === undefined || fdCount() <= fdTarget);
-      if (idle || Date.now() > deadline) return;
+      if (idle) return;
+      if (Date.now() > deadline) {
+        if (quiesceMs > 500) {
+          fail(
+            `not idle ${quiesceMs} ms after handshake ${next}: sockets ${server.stats().sockets} ` +
+              `server, ${client.stats().sockets} client; client ops ${client.stats().opsInFlight}; ` +
+              `node:tls peers ${nodeConns.size}; fds ${fdCount()}` +
+              (fdTarget === undefined ? '' : ` (${fdTarget} after the warm-up)`),
+          );
+        }
+        quiesceMs = 500;
+        return;
+      }
       await sleep(20);
     }
   }
