@@ -16,6 +16,7 @@ import {
   once,
   onCleanup,
   portOf,
+  sleep,
   tcpPair,
   withDeadline,
 } from './helpers/harness.js';
@@ -369,5 +370,57 @@ forEachImpl(
       },
     );
     engine.close(pair.sock);
+  },
+);
+
+forEachImpl(
+  'cancel and AbortSignal reach the handshake stage of a chain: the connection is closed',
+  async (t, engine) => {
+    const listener = selfListener(engine);
+    const silent = (): Promise<void> => {
+      const c = net.connect(portOf(listener), '127.0.0.1');
+      onCleanup(engine, () => void c.destroy());
+      c.on('error', () => {});
+      c.resume();
+      return new Promise<void>((r) => c.on('close', () => r()));
+    };
+    // cancel() on the first Callback while the handshake waits for a ClientHello.
+    const s1 = once<Socket>({}, 'socket');
+    const s2 = once<string>({}, 'line');
+    engine.acceptThenExpectLine(listener, null, [s1.cb, s2.cb]);
+    const closed = silent();
+    // The accept completes at once; the handshake then waits for a ClientHello.
+    await sleep(100);
+    t.true(s1.cancel());
+    await expectErr(t, s1, 'ECANCELED');
+    await expectErr(t, s2, 'ECANCELED');
+    await withDeadline(closed, 10_000, 'the silent peer to see the connection closed');
+    // An AbortSignal on the Promise form: AbortError, no socket handed over.
+    const ac = new AbortController();
+    const r = engine.promises.acceptThenWrite(listener, 'x', { signal: ac.signal });
+    const closed2 = silent();
+    await sleep(100);
+    ac.abort();
+    const err = (await t.throwsAsync(r)) as Error & { socket?: unknown };
+    t.is(err.name, 'AbortError');
+    t.is(err.socket, undefined);
+    await withDeadline(closed2, 10_000, 'the second silent peer to see the connection closed');
+    engine.close(listener);
+  },
+);
+
+forEachImpl(
+  'a promise chain whose handshake fails rejects with its code and no socket',
+  async (t, engine) => {
+    const listener = selfListener(engine);
+    const r = engine.promises.acceptThenExpectLine(listener, null, { timeout: 10_000 });
+    const c = net.connect(portOf(listener), '127.0.0.1');
+    onCleanup(engine, () => void c.destroy());
+    c.on('error', () => {});
+    c.write('GET / HTTP/1.1\r\n\r\n');
+    const err = (await t.throwsAsync(r)) as Error & { code?: string; socket?: unknown };
+    t.is(err.code, 'EPROTO');
+    t.is(err.socket, undefined);
+    engine.close(listener);
   },
 );
