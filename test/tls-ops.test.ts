@@ -4,6 +4,7 @@
 // an engine TLS listener (the engine side is the server), and the engine itself (the engine
 // side is a TLS client of its own TLS listener).
 import { createHash, randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import * as tls from 'node:tls';
 import { type Socket, toDuplex } from 'async-engine';
 import {
@@ -17,6 +18,7 @@ import {
   onCleanup,
   portOf,
   sleep,
+  waitUntil,
   withDeadline,
 } from './helpers/harness.js';
 import { testCerts } from './helpers/tls-certs.js';
@@ -463,3 +465,54 @@ forEachImpl('engine.serve and promises.serve on a TLS listener', async (t, engin
   );
   engine.close(l2);
 });
+
+forEachImpl(
+  'serve on a TLS listener: a peer that never sends its ClientHello holds up no other connection',
+  async (t, engine) => {
+    const { self } = testCerts();
+    const p = engine.promises;
+    const listener = engine.listen({ port: 0, tls: { key: self.key, cert: self.cert } });
+    const errors: string[] = [];
+    const h = engine.serve(
+      listener,
+      (sock) => {
+        void p.expectLine(sock, null).then(async (line) => {
+          await p.write(sock, `${line}!\n`);
+          engine.close(sock);
+        });
+      },
+      { onError: (e) => errors.push((e as { code?: string }).code ?? '?') },
+    );
+    // First a silent peer, then a plaintext one, then a real client.
+    const silent = net.connect(portOf(listener), '127.0.0.1');
+    silent.on('error', () => {});
+    onCleanup(engine, () => void silent.destroy());
+    await new Promise((r) => silent.once('connect', r));
+    const plain = net.connect(portOf(listener), '127.0.0.1');
+    plain.on('error', () => {});
+    onCleanup(engine, () => void plain.destroy());
+    plain.end('GET / HTTP/1.1\r\n\r\n');
+    const c = tls.connect({
+      host: '127.0.0.1',
+      port: portOf(listener),
+      ca: self.cert,
+      servername: 'localhost',
+    });
+    c.on('error', () => {});
+    onCleanup(engine, () => void c.destroy());
+    const answer = new Promise<string>((resolve) => {
+      let s = '';
+      c.on('data', (b: Buffer) => {
+        s += b.toString();
+        if (s.endsWith('\n')) resolve(s);
+      });
+    });
+    c.write('served\n');
+    t.is(await withDeadline(answer, 10_000, 'the real client to be served'), 'served!\n');
+    t.true(await waitUntil(() => errors.includes('EPROTO')), 'the plaintext peer is reported');
+    // The silent peer's connection is live (mid-handshake) until the loop's engine closes it.
+    t.true(h.connections >= 1);
+    h.stop();
+    engine.close(listener);
+  },
+);

@@ -1336,6 +1336,35 @@ export class AsyncEngine {
     armSignal(signal, c, c, this.#failures);
   }
 
+  /**
+   * @internal serve's accept on a TLS listener: the connection before its handshake, which
+   * `_serveHandshake` runs next to the loop's next accept, so a peer slow to handshake holds up
+   * no other connection.
+   */
+  _serveAccept(listener: Listener, cb: Callback<Socket>): void {
+    const c = callbackOf<Socket>(cb, undefined);
+    const handle = listenerHandle(listener, this);
+    this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
+  }
+
+  /** @internal Whether a listener runs TLS. */
+  _isTlsListener(listener: Listener): boolean {
+    return this.#listenerTls.has(listener);
+  }
+
+  /**
+   * @internal The listener's server handshake on a connection `_serveAccept` took, with the
+   * listener's `handshakeTimeout`; a handshake that fails closes the connection.
+   */
+  _serveHandshake(listener: Listener, sock: Socket, cb: Callback<Socket>): void {
+    const tls = this.#listenerTls.get(listener);
+    if (tls === undefined) throw invalidArgValue('listener', 'does not run TLS', listener);
+    const c = callbackOf<Socket>(cb, undefined);
+    const rec = this.#handshakeStage(c, sock, tls, socketHandle(sock, this));
+    this.#closeOnFail.add(rec);
+    this.#start(rec);
+  }
+
   // A handshake op: its own (a stage after accept or connect, whose socket it closes when it
   // fails: the caller never got that socket), or startTls's on a socket the caller has.
   #handshakeStage(
