@@ -516,3 +516,31 @@ forEachImpl(
     engine.close(listener);
   },
 );
+
+forEachImpl(
+  'serve on a TLS listener with handshakeTimeout: a silent peer is reported with ETIMEDOUT and closed',
+  async (t, engine) => {
+    const { self } = testCerts();
+    const listener = engine.listen({
+      port: 0,
+      tls: { key: self.key, cert: self.cert, handshakeTimeout: 150 },
+    });
+    const errors: string[] = [];
+    let served = 0;
+    const h = engine.serve(listener, () => served++, {
+      onError: (e) => errors.push((e as { code?: string }).code ?? '?'),
+    });
+    const silent = net.connect(portOf(listener), '127.0.0.1');
+    silent.on('error', () => {});
+    silent.resume();
+    onCleanup(engine, () => void silent.destroy());
+    const closed = new Promise<void>((r) => silent.on('close', () => r()));
+    await withDeadline(closed, 10_000, 'the silent peer to see the connection closed');
+    t.true(await waitUntil(() => errors.length > 0));
+    t.deepEqual(errors, ['ETIMEDOUT']);
+    t.true(await waitUntil(() => h.connections === 0), 'the connection is no longer counted');
+    t.is(served, 0);
+    h.stop();
+    engine.close(listener);
+  },
+);
