@@ -134,20 +134,6 @@ forEachImpl('listen and startTls check their TLS options synchronously', async (
   t.throws(() => engine.listen({ port: 0, tls: { key: 'k', cert: 'c', sni: {} } as never }), {
     code: 'ERR_INVALID_ARG_VALUE',
   });
-  // The accept and connect chains have no handshake stage: TLS there is refused, not ignored.
-  const listener = engine.listen({ port: 0, tls: testCerts().leaf });
-  t.throws(() => engine.acceptThenWrite(listener, 'x', [once<Socket>().cb, once<number>().cb]), {
-    code: 'ERR_INVALID_ARG_VALUE',
-  });
-  engine.close(listener);
-  t.throws(
-    () =>
-      engine.connectThenWriteLine({ host: '127.0.0.1', port: 1, tls: {} } as never, 'x', [
-        once<Socket>().cb,
-        once<number>().cb,
-      ]),
-    { code: 'ERR_INVALID_ARG_VALUE' },
-  );
   const pair = await tcpPair(engine);
   t.throws(() => engine.startTls(pair.sock, { isServer: 'yes' } as never, once<Socket>().cb), {
     code: 'ERR_INVALID_ARG_TYPE',

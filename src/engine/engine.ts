@@ -24,6 +24,7 @@ import {
   checkStartTls,
   checkTlsClient,
   checkTlsServer,
+  handshakeTimeoutOf,
 } from './tls.js';
 import { checkImplOptions, chooseImpl, impls } from '../impl/registry.js';
 import { type ChainState, OpRecord } from './internal/op-record.js';
@@ -271,26 +272,7 @@ export class AsyncEngine {
     const opts = optionsOf(a, b, OPTION_KEYS.common);
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
-    const handle = listenerHandle(listener, this);
-    const tls = this.#listenerTls.get(listener);
-    if (tls === undefined) {
-      this.#start(
-        new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined),
-      );
-    } else {
-      // A TLS listener: accept, then the server handshake, each with the timeout.
-      const accept = new OpRecord(
-        Kind.Accept,
-        null,
-        undefined,
-        handle,
-        c._timeout,
-        undefined,
-        undefined,
-      );
-      accept.internal = true;
-      this.#chain([accept, this.#handshakeStage(c, undefined, tls)]);
-    }
+    this.#chain(this.#acceptStages(listener, c));
     armSignal(signal, c, c, this.#failures);
   }
 
@@ -316,29 +298,7 @@ export class AsyncEngine {
     const opts = optionsOf(a, b, OPTION_KEYS.common);
     applyTimeout(opts, c);
     const signal = checkSignal(opts);
-    let stages = this.#connectStages(address, c);
-    let connect = stages[stages.length - 1]!;
-    const tlsOpts = (address as TlsConnectOption).tls;
-    let tls: NativeTlsConfig | undefined;
-    if (tlsOpts !== undefined) {
-      tls = checkTlsClient(tlsOpts, 'address.tls', connect.peerHost!);
-      // The connect becomes an internal stage (its failure is the Callback's), then the
-      // client handshake, with the timeout of its own.
-      const inner = new OpRecord(
-        Kind.Connect,
-        null,
-        undefined,
-        0,
-        c._timeout,
-        connect.a,
-        connect.b,
-      );
-      inner.peerHost = connect.peerHost;
-      inner.peerPort = connect.peerPort;
-      inner.internal = true;
-      connect = inner;
-      stages = [...stages.slice(0, -1), inner, this.#handshakeStage(c, undefined, tls)];
-    }
+    const [stages, connect] = this.#connectTlsStages(address, c);
     const sockOpts = socketOptionsIn(address, 'address');
     if (sockOpts !== undefined) this.#connectOptions.set(connect, sockOpts);
     this.#chain(stages);
@@ -1096,7 +1056,11 @@ export class AsyncEngine {
 
   // ---- chains ----
 
-  /** Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`. */
+  /**
+   * Accepts a connection, then writes `data` to it: `[cbSocket, cbWritten]`.
+   * On a TLS listener the server handshake runs between: `cbSocket` gets the socket once it
+   * is done (see {@link accept}).
+   */
   acceptThenWrite(listener: Listener, data: WriteData, cbs: AcceptedChain<number>): void;
   acceptThenWrite(
     listener: Listener,
@@ -1109,17 +1073,19 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
-    const handle = listenerHandle(listener, this);
-    this.#noTlsChain(listener);
     const bytes = toBytes(data);
     this.#chain([
-      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      ...this.#acceptStages(listener, c1!),
       new OpRecord(Kind.Write, c2, undefined, 0, c2._timeout, bytes, undefined),
     ]);
     armSignal(signal, c1!, c2!, this.#failures);
   }
 
-  /** Accepts a connection, then reads one line from it: `[cbSocket, cbLine]`. */
+  /**
+   * Accepts a connection, then reads one line from it: `[cbSocket, cbLine]`.
+   * On a TLS listener the server handshake runs between: `cbSocket` gets the socket once it
+   * is done (see {@link accept}).
+   */
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
@@ -1136,10 +1102,8 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
-    const handle = listenerHandle(listener, this);
-    this.#noTlsChain(listener);
     this.#chain([
-      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      ...this.#acceptStages(listener, c1!),
       this.#lineStage(c2!, undefined, 0, expect, opts),
     ]);
     armSignal(signal, c1!, c2!, this.#failures);
@@ -1148,6 +1112,8 @@ export class AsyncEngine {
   /**
    * Accepts a connection, then reads until `regex` matches what it sent (across lines):
    * `[cbSocket, cbMatch]`, the match as in {@link readUntilRegex}.
+   * On a TLS listener the server handshake runs between: `cbSocket` gets the socket once it
+   * is done (see {@link accept}).
    */
   acceptThenExpectMultilineRegex(
     listener: Listener,
@@ -1165,10 +1131,8 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
-    const handle = listenerHandle(listener, this);
-    this.#noTlsChain(listener);
     this.#chain([
-      new OpRecord(Kind.Accept, c1, undefined, handle, c1._timeout, undefined, undefined),
+      ...this.#acceptStages(listener, c1!),
       this.#regexStage(c2!, undefined, 0, regex, opts),
     ]);
     armSignal(signal, c1!, c2!, this.#failures);
@@ -1214,20 +1178,24 @@ export class AsyncEngine {
     armSignal(signal, c1!, c2!, this.#failures);
   }
 
-  /** Connects, then reads one line (a greeting): `[cbSocket, cbLine]`. */
+  /**
+   * Connects, then reads one line (a greeting): `[cbSocket, cbLine]`.
+   * With `address.tls` the client handshake runs between: `cbSocket` gets the socket once it
+   * is done (see {@link connect}).
+   */
   connectThenExpectLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
     cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
     options: ChainReadOptions,
     cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
     a: unknown,
     b?: unknown,
@@ -1236,26 +1204,29 @@ export class AsyncEngine {
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
-    this.#noTlsChain(address);
-    const connect = this.#connectStages(address, c1!);
+    const [connect] = this.#connectTlsStages(address, c1!);
     this.#chain([...connect, this.#lineStage(c2!, undefined, 0, expect, opts)]);
     armSignal(signal, c1!, c2!, this.#failures);
   }
 
-  /** Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`. */
+  /**
+   * Connects, then writes `line` followed by `\r\n`: `[cbSocket, cbWritten]`.
+   * With `address.tls` the client handshake runs between: `cbSocket` gets the socket once it
+   * is done (see {@link connect}).
+   */
   connectThenWriteLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     line: string | Buffer,
     cbs: AcceptedChain<number>,
   ): void;
   connectThenWriteLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     line: string | Buffer,
     options: CommonOptions,
     cbs: AcceptedChain<number>,
   ): void;
   connectThenWriteLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     line: string | Buffer,
     a: unknown,
     b?: unknown,
@@ -1265,8 +1236,7 @@ export class AsyncEngine {
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
     const bytes = lineBytes(line);
-    this.#noTlsChain(address);
-    const connect = this.#connectStages(address, c1!);
+    const [connect] = this.#connectTlsStages(address, c1!);
     const write = new OpRecord(Kind.Write, c2, undefined, 0, c2!._timeout, bytes, undefined);
     this.#chain([...connect, write]);
     armSignal(signal, c1!, c2!, this.#failures);
@@ -1366,6 +1336,35 @@ export class AsyncEngine {
     armSignal(signal, c, c, this.#failures);
   }
 
+  /**
+   * @internal serve's accept on a TLS listener: the connection before its handshake, which
+   * `_serveHandshake` runs next to the loop's next accept, so a peer slow to handshake holds up
+   * no other connection.
+   */
+  _serveAccept(listener: Listener, cb: Callback<Socket>): void {
+    const c = callbackOf<Socket>(cb, undefined);
+    const handle = listenerHandle(listener, this);
+    this.#start(new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined));
+  }
+
+  /** @internal Whether a listener runs TLS. */
+  _isTlsListener(listener: Listener): boolean {
+    return this.#listenerTls.has(listener);
+  }
+
+  /**
+   * @internal The listener's server handshake on a connection `_serveAccept` took, with the
+   * listener's `handshakeTimeout`; a handshake that fails closes the connection.
+   */
+  _serveHandshake(listener: Listener, sock: Socket, cb: Callback<Socket>): void {
+    const tls = this.#listenerTls.get(listener);
+    if (tls === undefined) throw invalidArgValue('listener', 'does not run TLS', listener);
+    const c = callbackOf<Socket>(cb, undefined);
+    const rec = this.#handshakeStage(c, sock, tls, socketHandle(sock, this));
+    this.#closeOnFail.add(rec);
+    this.#start(rec);
+  }
+
   // A handshake op: its own (a stage after accept or connect, whose socket it closes when it
   // fails: the caller never got that socket), or startTls's on a socket the caller has.
   #handshakeStage(
@@ -1374,29 +1373,51 @@ export class AsyncEngine {
     tls: NativeTlsConfig,
     handle = 0,
   ): OpRecord {
-    const rec = new OpRecord(Kind.TlsHandshake, c, sock, handle, c._timeout, tls, undefined);
+    const timeout = handshakeTimeoutOf(tls, c._timeout);
+    const rec = new OpRecord(Kind.TlsHandshake, c, sock, handle, timeout, tls, undefined);
     if (sock === undefined) this.#closeOnFail.add(rec);
     return rec;
   }
 
-  // The accept and connect chains have no handshake stage: a TLS listener or a `tls` address
-  // there would hand out a socket that speaks plaintext, so they are refused.
-  #noTlsChain(target: Listener | object): void {
-    const tls =
-      target instanceof Listener
-        ? this.#listenerTls.has(target)
-        : (target as TlsConnectOption).tls !== undefined;
-    if (tls) {
-      throw invalidArgValue(
-        target instanceof Listener ? 'listener' : 'address.tls',
-        'TLS is not taken by this chain: use accept or connect, then the read or write',
-        target instanceof Listener ? 'a TLS listener' : '(TLS options)',
-      );
+  // An accept's stages: on a TLS listener the accept becomes internal (its failure is the
+  // Callback's), then the server handshake, whose success hands the Callback the socket.
+  #acceptStages(listener: Listener, c: Callback<Socket>): OpRecord[] {
+    const handle = listenerHandle(listener, this);
+    const tls = this.#listenerTls.get(listener);
+    if (tls === undefined) {
+      return [new OpRecord(Kind.Accept, c, undefined, handle, c._timeout, undefined, undefined)];
     }
+    const accept = new OpRecord(
+      Kind.Accept,
+      null,
+      undefined,
+      handle,
+      c._timeout,
+      undefined,
+      undefined,
+    );
+    accept.internal = true;
+    return [accept, this.#handshakeStage(c, undefined, tls)];
+  }
+
+  // A connect's stages (the name lookup, if any, and the connect), and with `tls` the client
+  // handshake after them, the connect then internal as above. Also the connect stage itself.
+  #connectTlsStages(address: unknown, c: Callback<Socket>): [OpRecord[], OpRecord] {
+    const stages = this.#connectStages(address, c);
+    const connect = stages[stages.length - 1]!;
+    const tlsOpts = (address as TlsConnectOption).tls;
+    if (tlsOpts === undefined) return [stages, connect];
+    const tls = checkTlsClient(tlsOpts, 'address.tls', connect.peerHost!);
+    const inner = new OpRecord(Kind.Connect, null, undefined, 0, c._timeout, connect.a, connect.b);
+    inner.peerHost = connect.peerHost;
+    inner.peerPort = connect.peerPort;
+    inner.internal = true;
+    return [[...stages.slice(0, -1), inner, this.#handshakeStage(c, undefined, tls)], inner];
   }
 
   readonly #listenerTls = new WeakMap<Listener, NativeTlsConfig>();
   readonly #closeOnFail = new WeakSet<OpRecord>();
+  readonly #handshakeFailed = new WeakSet<ChainState>();
 
   // ---- bare callbacks and the loop ----
 
@@ -1984,9 +2005,13 @@ export class AsyncEngine {
         rec.chain.error = err;
         rec.chain.errorIsInternal = rec.internal;
       }
-      // A handshake after accept or connect failed: its socket was never the caller's.
+      // A handshake after accept or connect failed: its socket was never the caller's, nor is
+      // it the later stages'.
       if (this.#closeOnFail.has(rec)) {
         if (io instanceof Socket && !io._closed) this.close(io);
+        io = undefined;
+        if (rec.chain) this.#handshakeFailed.add(rec.chain);
+      } else if (rec.chain && this.#handshakeFailed.has(rec.chain)) {
         io = undefined;
       }
       // Its socket, as success would get it: none for an accept or connect that failed.

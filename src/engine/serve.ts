@@ -134,6 +134,10 @@ export function serve(
   }
 
   const live = new Set<Socket>();
+  // A TLS listener's connections are accepted plain and then handshake next to the loop, which
+  // goes on accepting: a peer that is slow to handshake (or never does) holds up nobody else,
+  // and a failed handshake is that connection's failure, not the accept's.
+  const tls = engine._isTlsListener(listener);
   let stopped = false;
   let ended = false;
   let paused = false; // waiting for a live connection to close
@@ -177,12 +181,8 @@ export function serve(
         return;
       }
       adopt(sock);
-      try {
-        onConnection(sock);
-      } catch (e) {
-        engine.close(sock);
-        report(e, sock);
-      }
+      if (tls) handshake(sock);
+      else start(sock);
       next();
     },
     failure: (err) => {
@@ -222,7 +222,8 @@ export function serve(
   const arm = (cb: Callback<any>, ms: number): void => {
     current = cb;
     try {
-      if (cb === accept) engine.accept(listener, accept);
+      if (cb === accept && tls) engine._serveAccept(listener, accept);
+      else if (cb === accept) engine.accept(listener, accept);
       else engine._sleep(ms, wait);
     } catch (e) {
       // The engine refused the op (it was shut down meanwhile): nothing is armed.
@@ -248,6 +249,35 @@ export function serve(
   function countLive(): number {
     for (const s of live) if (s.closed) live.delete(s); // closed by shutdown
     return live.size;
+  }
+
+  function start(sock: Socket): void {
+    try {
+      onConnection(sock);
+    } catch (e) {
+      engine.close(sock);
+      report(e, sock);
+    }
+  }
+
+  // The server handshake of a TLS listener's connection, counted live meanwhile; it fails by
+  // closing the connection (so the loop may resume), reported as a failure of that connection.
+  function handshake(sock: Socket): void {
+    try {
+      engine._serveHandshake(
+        listener,
+        sock,
+        new Callback<Socket>({
+          success: () => start(sock),
+          failure: (err) => {
+            if (!engine.closed) report(err);
+          },
+        }),
+      );
+    } catch (e) {
+      engine.close(sock);
+      if (!engine.closed) report(e, sock);
+    }
   }
 
   // A served socket: counted until it is closed, and closed when a failure on it is dropped.

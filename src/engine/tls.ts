@@ -3,7 +3,7 @@
 import { isIP } from 'node:net';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { invalidArgType, invalidArgValue } from './errors.js';
-import { checkKeys } from './validate.js';
+import { checkDelay, checkKeys } from './validate.js';
 
 /** PEM text: a string, or a Buffer holding it. */
 export type Pem = string | Buffer;
@@ -36,6 +36,14 @@ export interface TlsServerOptions {
    * listener apply whichever certificate is served. See {@link Socket.servername}.
    */
   sni?: Record<string, TlsKeyPair>;
+  /**
+   * How long the handshake may take, in ms (as `node:tls`'s `handshakeTimeout`), from the moment
+   * it starts (after the accept or the connect): past it, the Callback's `failure` gets
+   * `ETIMEDOUT`, and after an accept or a connect the connection is closed (the caller never got
+   * it). `0`: no deadline for the handshake. Not given: the op's or chain's `timeout` bounds the
+   * handshake as it bounds every stage. Any finite number >= 0.
+   */
+  handshakeTimeout?: number;
 }
 
 /** A private key and its certificate, PEM: one entry of {@link TlsServerOptions.sni}. */
@@ -76,6 +84,14 @@ export interface TlsClientOptions {
   key?: Pem;
   /** The client's own certificate, PEM: the leaf first, then any intermediates. With `key`. */
   cert?: Pem;
+  /**
+   * How long the handshake may take, in ms (as `node:tls`'s `handshakeTimeout`), from the moment
+   * it starts (after the accept or the connect): past it, the Callback's `failure` gets
+   * `ETIMEDOUT`, and after an accept or a connect the connection is closed (the caller never got
+   * it). `0`: no deadline for the handshake. Not given: the op's or chain's `timeout` bounds the
+   * handshake as it bounds every stage. Any finite number >= 0.
+   */
+  handshakeTimeout?: number;
 }
 
 /** The `tls` key of {@link AsyncEngine.connect}'s address: connect, then a client handshake. */
@@ -105,7 +121,14 @@ export interface NativeTlsConfig {
   session?: Buffer;
 }
 
-const SERVER_KEYS: ReadonlySet<string> = new Set(['key', 'cert', 'ca', 'alpn', 'sni']);
+const SERVER_KEYS: ReadonlySet<string> = new Set([
+  'key',
+  'cert',
+  'ca',
+  'alpn',
+  'sni',
+  'handshakeTimeout',
+]);
 const CLIENT_KEYS: ReadonlySet<string> = new Set([
   'servername',
   'ca',
@@ -114,6 +137,7 @@ const CLIENT_KEYS: ReadonlySet<string> = new Set([
   'session',
   'key',
   'cert',
+  'handshakeTimeout',
 ]);
 const START_SERVER_KEYS: ReadonlySet<string> = new Set(['isServer', ...SERVER_KEYS]);
 const START_CLIENT_KEYS: ReadonlySet<string> = new Set(['isServer', ...CLIENT_KEYS]);
@@ -169,6 +193,7 @@ export function checkTlsServer(v: unknown, name: string, keys = SERVER_KEYS): Na
   };
   const alpn = alpnWire(o.alpn, `${name}.alpn`);
   if (alpn !== undefined) cfg.alpn = alpn;
+  keepHandshakeTimeout(cfg, o.handshakeTimeout, name);
   // A key or certificate that cannot be used is refused now, not at the first handshake.
   try {
     createSecureContext({ key: cfg.key, cert: cfg.cert, ...(cfg.ca ? { ca: cfg.ca } : {}) });
@@ -277,6 +302,7 @@ export function checkTlsClient(
     cfg.key = own.key;
     cfg.cert = own.cert;
   }
+  keepHandshakeTimeout(cfg, o.handshakeTimeout, name);
   return cfg;
 }
 
@@ -289,4 +315,21 @@ export function checkStartTls(v: unknown, host: string): NativeTlsConfig {
   return o.isServer === true
     ? checkTlsServer(o, 'options', START_SERVER_KEYS)
     : checkTlsClient(o, 'options', host, START_CLIENT_KEYS);
+}
+
+// ---- the handshake's own timeout ----
+
+// A configuration's handshake deadline stays on the JavaScript side: the native side gets it as
+// the handshake op's timeout, like every op's.
+const handshakeTimeouts = new WeakMap<NativeTlsConfig, number>();
+
+function keepHandshakeTimeout(cfg: NativeTlsConfig, v: unknown, name: string): void {
+  if (v === undefined) return;
+  checkDelay(v, `${name}.handshakeTimeout`);
+  handshakeTimeouts.set(cfg, v as number);
+}
+
+/** @internal The handshake's deadline in ms: its own `handshakeTimeout`, else `fallback`. */
+export function handshakeTimeoutOf(cfg: NativeTlsConfig, fallback: number): number {
+  return handshakeTimeouts.get(cfg) ?? fallback;
 }

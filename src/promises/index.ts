@@ -388,7 +388,11 @@ export class EnginePromises {
 
   // ---- chains ----
 
-  /** Accepts a connection, then writes `data`: the bytes written and the new socket. */
+  /**
+   * Accepts a connection, then writes `data`: the bytes written and the new socket. On a TLS
+   * listener the handshake runs between; the chains below take TLS the same way (a TLS
+   * listener, `address.tls`).
+   */
   acceptThenWrite(
     listener: Listener,
     data: WriteData,
@@ -435,7 +439,7 @@ export class EnginePromises {
 
   /** Connects, then reads one line (a greeting): the line and the new socket. */
   connectThenExpectLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
     options?: PromiseOpOptions,
   ): Promise<ChainResult<string>> {
@@ -446,7 +450,7 @@ export class EnginePromises {
 
   /** Connects, then writes `line` and `\r\n`: the bytes written and the new socket. */
   connectThenWriteLine(
-    address: ConnectAddress,
+    address: ConnectAddress & TlsConnectOption,
     line: string | Buffer,
     options?: SignalOptions,
   ): Promise<ChainResult<number>> {

@@ -116,6 +116,13 @@ engine.connectThenWriteLine({ path: '/tmp/good.sock' }, 'EHLO', { timeout: 5 }, 
   () => {},
   () => {},
 ]);
+// The accept and connect chains take TLS: a TLS listener, `address.tls` (handshakeTimeout too).
+engine.connectThenWriteLine(
+  { host: 'localhost', port, tls: { servername: 'localhost', handshakeTimeout: 5_000 } },
+  'EHLO',
+  [() => {}, () => {}],
+);
+void engine.promises.connectThenExpectLine({ host: 'localhost', port, tls: {} }, /^220/);
 engine.getaddrinfoThenConnect('localhost', 80, { timeout: 5 }, [
   (addrs, none: undefined) => addrs.length,
   (s: Socket, same: Socket) => engine.close(s),
