@@ -20,6 +20,13 @@ import {
   tcpPair,
   withDeadline,
 } from './helpers/harness.js';
+import test from 'ava';
+import {
+  DEFAULT_SERVER_HANDSHAKE_TIMEOUT,
+  checkTlsClient,
+  checkTlsServer,
+  handshakeTimeoutOf,
+} from '../src/engine/tls.js';
 import { testCerts } from './helpers/tls-certs.js';
 
 noFdLeaks();
@@ -424,3 +431,49 @@ forEachImpl(
     engine.close(listener);
   },
 );
+
+forEachImpl(
+  'close(listener) cancels an accept that is in its handshake: ECANCELED, the connection closed',
+  async (t, engine) => {
+    const listener = selfListener(engine);
+    const a = once<Socket>({}, 'accept');
+    engine.accept(listener, a.cb);
+    const s1 = once<Socket>({}, 'socket');
+    const s2 = once<string>({}, 'line');
+    engine.acceptThenExpectLine(listener, null, [s1.cb, s2.cb]);
+    // Two peers that start a TLS record and never finish it: OpenSSL waits for the rest.
+    const peers = [0, 1].map(() => {
+      const c = net.connect(portOf(listener), '127.0.0.1');
+      onCleanup(engine, () => void c.destroy());
+      c.on('error', () => {});
+      c.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xc8, 0x01]));
+      return new Promise<void>((r) => c.on('close', () => r()));
+    });
+    // Both accepts have taken their connection and wait in the handshake.
+    await withDeadline(
+      (async () => {
+        while (engine.stats().sockets < 2) await sleep(5);
+      })(),
+      10_000,
+      'both connections to be accepted',
+    );
+    engine.close(listener);
+    await expectErr(t, a, 'ECANCELED', 10_000);
+    await expectErr(t, s1, 'ECANCELED', 10_000);
+    await expectErr(t, s2, 'ECANCELED', 10_000);
+    await withDeadline(Promise.all(peers), 10_000, 'the peers to see their connections closed');
+    t.is(engine.stats().sockets, 0);
+  },
+);
+
+test('a server handshake with no deadline of its own nor the op’s has node:tls’s 120 s', (t) => {
+  const { self } = testCerts();
+  const server = checkTlsServer({ key: self.key, cert: self.cert }, 'tls');
+  t.is(handshakeTimeoutOf(server, 0), DEFAULT_SERVER_HANDSHAKE_TIMEOUT);
+  t.is(DEFAULT_SERVER_HANDSHAKE_TIMEOUT, 120_000);
+  t.is(handshakeTimeoutOf(server, 500), 500, "the op's timeout when it has one");
+  const none = checkTlsServer({ key: self.key, cert: self.cert, handshakeTimeout: 0 }, 'tls');
+  t.is(handshakeTimeoutOf(none, 0), 0, 'handshakeTimeout: 0 is no deadline');
+  const client = checkTlsClient({}, 'tls', 'localhost');
+  t.is(handshakeTimeoutOf(client, 0), 0, 'a client has none, as node:tls clients');
+});

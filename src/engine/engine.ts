@@ -255,6 +255,7 @@ export class AsyncEngine {
     if (io instanceof Socket) dropHeld(io);
     this.#sockets.delete(io._handle);
     this.native.close(io._handle);
+    if (io instanceof Listener) this.#cancelAcceptHandshakes(io);
     runCloseHooks(io);
   }
 
@@ -1365,6 +1366,15 @@ export class AsyncEngine {
     this.#start(rec);
   }
 
+  // A closed TLS listener's accepts that had taken a connection and were in its handshake: they
+  // fail with ECANCELED as the listener's other pending ops do, and their connections close.
+  #cancelAcceptHandshakes(listener: Listener): void {
+    const pending = this.#acceptHandshakes.get(listener);
+    if (pending === undefined) return;
+    this.#acceptHandshakes.delete(listener);
+    for (const rec of pending) if (this.#ops.get(rec.id) === rec) this.native.cancel(rec.id);
+  }
+
   // A handshake op: its own (a stage after accept or connect, whose socket it closes when it
   // fails: the caller never got that socket), or startTls's on a socket the caller has.
   #handshakeStage(
@@ -1397,7 +1407,13 @@ export class AsyncEngine {
       undefined,
     );
     accept.internal = true;
-    return [accept, this.#handshakeStage(c, undefined, tls)];
+    const handshake = this.#handshakeStage(c, undefined, tls);
+    // Closing the listener cancels it: to its caller it is still the listener's accept.
+    let pending = this.#acceptHandshakes.get(listener);
+    if (pending === undefined) this.#acceptHandshakes.set(listener, (pending = new Set()));
+    pending.add(handshake);
+    handshake.listener = listener;
+    return [accept, handshake];
   }
 
   // A connect's stages (the name lookup, if any, and the connect), and with `tls` the client
@@ -1416,6 +1432,8 @@ export class AsyncEngine {
   }
 
   readonly #listenerTls = new WeakMap<Listener, NativeTlsConfig>();
+  // The handshakes of a TLS listener's accepts (and chains) that are in flight, by listener.
+  readonly #acceptHandshakes = new WeakMap<Listener, Set<OpRecord>>();
   readonly #closeOnFail = new WeakSet<OpRecord>();
   readonly #handshakeFailed = new WeakSet<ChainState>();
 
@@ -1937,6 +1955,7 @@ export class AsyncEngine {
 
   #settle(id: number, rec: OpRecord, result: number, payload: unknown): void {
     this.#ops.delete(id);
+    if (rec.listener !== undefined) this.#acceptHandshakes.get(rec.listener)?.delete(rec);
     const cb = rec.cb;
     if (rec.chain) this.#retarget(rec.chain, id);
     else if (cb !== null && cb._id === id) cb._target = null;

@@ -41,7 +41,8 @@ export interface TlsServerOptions {
    * it starts (after the accept or the connect): past it, the Callback's `failure` gets
    * `ETIMEDOUT`, and after an accept or a connect the connection is closed (the caller never got
    * it). `0`: no deadline for the handshake. Not given: the op's or chain's `timeout` bounds the
-   * handshake as it bounds every stage. Any finite number >= 0.
+   * handshake as it bounds every stage, and with none either, 120 s (as `node:tls` servers).
+   * Any finite number >= 0.
    */
   handshakeTimeout?: number;
 }
@@ -329,7 +330,20 @@ function keepHandshakeTimeout(cfg: NativeTlsConfig, v: unknown, name: string): v
   handshakeTimeouts.set(cfg, v as number);
 }
 
-/** @internal The handshake's deadline in ms: its own `handshakeTimeout`, else `fallback`. */
+/**
+ * A server handshake's deadline when neither its `handshakeTimeout` nor the op's `timeout` gives
+ * one: 120 s, as `node:tls` servers have. Without it a peer that connects and never sends its
+ * ClientHello would hold its connection (and a `serve` loop's slot) until it goes away.
+ */
+export const DEFAULT_SERVER_HANDSHAKE_TIMEOUT = 120_000;
+
+/**
+ * @internal The handshake's deadline in ms: its own `handshakeTimeout`, else `fallback` (the
+ * op's), else for a server {@link DEFAULT_SERVER_HANDSHAKE_TIMEOUT}.
+ */
 export function handshakeTimeoutOf(cfg: NativeTlsConfig, fallback: number): number {
-  return handshakeTimeouts.get(cfg) ?? fallback;
+  const own = handshakeTimeouts.get(cfg) ?? fallback;
+  return own === 0 && cfg.server && !handshakeTimeouts.has(cfg)
+    ? DEFAULT_SERVER_HANDSHAKE_TIMEOUT
+    : own;
 }

@@ -4,7 +4,7 @@
 // `b` (their meaning per kind is NativeOp's); the other fields decode and settle its outcome.
 import type { Callback } from '../callback.js';
 import type { EngineError } from '../errors.js';
-import type { File, Socket } from '../io.js';
+import type { File, Listener, Socket } from '../io.js';
 import type { LineExpectation } from '../types.js';
 import type { PrefixState } from './framing.js';
 import type { Kind } from './native.js';
@@ -50,6 +50,8 @@ export class OpRecord {
   // The failure decided in JavaScript mid-op: what its RegExp's exec threw, a length-prefixed
   // read's refused header.
   failWith: EngineError | undefined = undefined;
+  // The handshake stage of a TLS listener's accept: that listener, whose close cancels it.
+  listener: Listener | undefined = undefined;
   constructor(
     readonly kind: Kind,
     readonly cb: Callback<any> | null,
