@@ -5,12 +5,11 @@
 // The tls case of `npm run bench` runs the same servers as standalone processes:
 //   node bench/tls-handshakes.js --listen KIND --port P --tls-cert FILE --tls-key FILE
 // (KIND an engine impl or `node`), and makes the handshakes itself.
-import { execFileSync, fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { makeCertPair } from './lib/certs.js';
 
 const self = fileURLToPath(import.meta.url);
 
@@ -111,35 +110,9 @@ if (process.argv[2] === '--serve') {
 } else {
   const n = Number(process.argv[2] ?? 300);
   const rounds = Number(process.argv[3] ?? 3);
-  const dir = mkdtempSync(join(tmpdir(), 'tls-bench-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'key.pem',
-      '-out',
-      'cert.pem',
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    ],
-    { cwd: dir, stdio: 'ignore' },
-  );
-  const pair = {
-    key: readFileSync(join(dir, 'key.pem'), 'utf8'),
-    cert: readFileSync(join(dir, 'cert.pem'), 'utf8'),
-  };
-  rmSync(dir, { recursive: true, force: true });
+  const made = makeCertPair();
+  made.remove();
+  const pair = { key: made.key, cert: made.cert };
   const kinds = ['completion', 'readiness', 'poll', 'threadpool'];
   const results = new Map();
   for (let r = 0; r < rounds; r++) {

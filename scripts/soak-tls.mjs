@@ -10,13 +10,12 @@
 // bounded number of connections at once; each handshake is one scenario. Figures are taken
 // after a warm-up (the first tenth), halfway through the rest and after each eighth of the
 // second half, each time with no connection open and after a full gc. `soak()` is also what test/tls-soak.test.ts runs, short.
-import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readdirSync, readlinkSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { makeCertPair } from '../bench/lib/certs.js';
 
 const self = fileURLToPath(import.meta.url);
 const MiB = 1024 * 1024;
@@ -70,40 +69,11 @@ function fdDiff(before, after) {
     .join(', ');
 }
 
-/** A self-signed localhost / 127.0.0.1 pair made with the openssl CLI. */
+/** A self-signed localhost / 127.0.0.1 pair made with the openssl CLI (bench/lib/certs.js). */
 export function makeCerts() {
-  const dir = mkdtempSync(join(tmpdir(), 'soak-tls-'));
-  try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-keyout',
-        'k.pem',
-        '-out',
-        'c.pem',
-        '-days',
-        '30',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    return {
-      key: readFileSync(join(dir, 'k.pem'), 'latin1'),
-      cert: readFileSync(join(dir, 'c.pem'), 'latin1'),
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const pair = makeCertPair();
+  pair.remove();
+  return { key: pair.key, cert: pair.cert };
 }
 
 /** Deterministic PRNG (mulberry32). */
