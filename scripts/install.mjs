@@ -2,8 +2,10 @@
 // prebuild in prebuilds/<platform>-<arch>/ whose tags match this Node: napi, and glibc or musl)
 // when it loads in a child process; compiles with scripts/build-native.mjs (node-gyp, python3,
 // make and a C++20 compiler) only when none matches or the match does not load.
-// `npm install --build-from-source` (npm_config_build_from_source) always compiles.
+// `npm install --build-from-source` (npm_config_build_from_source) always compiles, and so does
+// an install where build/ was configured before (a development clone).
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +23,10 @@ function compile(why) {
 
 const fromSource = process.env.npm_config_build_from_source;
 if (fromSource === 'true' || fromSource === 'async-engine') compile('--build-from-source');
+
+// A configured node-gyp build (a clone where the addon was compiled before): keep it current
+// (an incremental make), as `npm run build` does, rather than load a stale binary.
+if (existsSync(join(root, 'build', 'config.gypi'))) compile('build/ is configured here');
 
 // Load it in a child, so that a binary that crashes on load cannot take the install with it.
 const probe = `
