@@ -40,5 +40,6 @@ if (r.status === 0) {
   console.log(`async-engine: using ${relative(root, r.stdout)}`);
   process.exit(0);
 }
-const reason = (r.stderr || '').split('\n').find((l) => /^\w*Error: /.test(l)) ?? `exit ${r.status}`;
+const reason =
+  (r.stderr || '').split('\n').find((l) => /^\w*Error: /.test(l)) ?? `exit ${r.status}`;
 compile(`no prebuilt addon loads here (${reason.trim()})`);
