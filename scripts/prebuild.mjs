@@ -61,6 +61,8 @@ writeFileSync(
   JSON.stringify({ includes: ['../binding.gyp'] }, null, 2) + '\n',
 );
 
+// Run it with the oldest Node the package supports (20): the addon calls the OpenSSL and libuv of
+// the node binary that loads it, so it must not use a function only newer Nodes export.
 // Build against the headers that came with this Node when they are there (no download); with
 // NAPI_VERSION pinned, the headers' Node version does not matter to the binary.
 const env = { ...process.env, PREBUILD_NODE_GYP: gyp };
