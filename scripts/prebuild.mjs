@@ -63,6 +63,13 @@ writeFileSync(
 
 // Run it with the oldest Node the package supports (20): the addon calls the OpenSSL and libuv of
 // the node binary that loads it, so it must not use a function only newer Nodes export.
+if (Number(process.versions.node.split('.')[0]) > 20) {
+  console.warn(
+    `async-engine: building the prebuild with Node ${process.versions.node}; build it with Node 20 ` +
+      'so that it loads in every Node >= 20 (OpenSSL 3.0 functions only).',
+  );
+}
+
 // Build against the headers that came with this Node when they are there (no download); with
 // NAPI_VERSION pinned, the headers' Node version does not matter to the binary.
 const env = { ...process.env, PREBUILD_NODE_GYP: gyp };
