@@ -168,7 +168,45 @@ export interface OpKindInfo {
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const require = createRequire(import.meta.url);
-const load = require('node-gyp-build') as (dir: string) => unknown;
+const gypBuild = require('node-gyp-build') as { path(dir: string): string };
+
+/** What to run where the addon is missing or does not load, and what that needs. */
+const rebuildHint =
+  'Run `npm rebuild async-engine` in the project that depends on it (it compiles the addon with ' +
+  'node-gyp, which needs python3, make and a C++20 compiler such as g++ 12), or install a ' +
+  'package tarball that carries a prebuilt addon for this platform (`npm pack` makes one).';
+
+/**
+ * Loads the addon node-gyp-build picks (build/Release, build/Debug, or the prebuild in
+ * prebuilds/<platform>-<arch>/ whose tags match this Node), and where that fails says why (no
+ * build for this platform, architecture and C library, or the dynamic loader's own error) and
+ * what to run.
+ */
+function loadBuilt(): unknown {
+  let file: string;
+  try {
+    file = gypBuild.path(root);
+  } catch (e) {
+    const libc = (e as Error).message.match(/libc=(\w+)/)?.[1] ?? 'unknown';
+    const dir = (e as Error).message.match(/loaded from: (.*)/)?.[1]?.trim() ?? root;
+    throw new Error(
+      `async-engine: no native addon was built for ${process.platform}-${process.arch} ` +
+        `(libc ${libc}, Node ${process.versions.node}) in ${dir}: neither build/Release nor a ` +
+        `matching prebuilds/ entry exists (an install with --ignore-scripts, or a package ` +
+        `without prebuilds for this platform). ${rebuildHint}`,
+      { cause: e },
+    );
+  }
+  try {
+    return require(file);
+  } catch (e) {
+    throw new Error(
+      `async-engine: the native addon ${file} did not load: ${(e as Error).message.trim()}. ` +
+        `${rebuildHint}`,
+      { cause: e },
+    );
+  }
+}
 
 /**
  * Test-only: `ASYNC_ENGINE_ADDON=/abs/path/async_engine.node` loads that addon file instead of
@@ -177,7 +215,7 @@ const load = require('node-gyp-build') as (dir: string) => unknown;
  */
 function loadAddon(): unknown {
   const file = process.env.ASYNC_ENGINE_ADDON;
-  if (file === undefined || file === '') return load(root);
+  if (file === undefined || file === '') return loadBuilt();
   if (!isAbsolute(file)) {
     throw new Error(
       `ASYNC_ENGINE_ADDON must be an absolute path to a .node file, got ${JSON.stringify(file)}`,
