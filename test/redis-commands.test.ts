@@ -290,6 +290,33 @@ async function tableHolds(t: ExecutionContext, server: RedisChild): Promise<void
   }
 }
 
+/** RESP for `redis-cli --pipe`: SET pipe:i v-i for i < n, then an INCR per key of one counter. */
+function massInsertion(n: number): string {
+  const resp = (...args: string[]) =>
+    `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('');
+  let out = '';
+  for (let i = 0; i < n; i++)
+    out += resp('SET', `pipe:${i}`, `v-${i}`) + resp('INCR', 'pipe:count');
+  return out;
+}
+
+/** `redis-cli --pipe` with 2,000 commands on `server`, then reads back; stops the server. */
+async function pipeWorks(t: ExecutionContext, server: RedisChild): Promise<void> {
+  try {
+    t.is(await cli(server.port, ['FLUSHALL']), 'OK\n');
+    const out = await cli(server.port, ['--pipe'], {
+      stdin: massInsertion(1000),
+      timeoutMs: 30_000,
+    });
+    t.regex(out, /errors: 0, replies: 2000\n$/);
+    t.is(await cli(server.port, ['DBSIZE']), '(integer) 1001\n');
+    t.is(await cli(server.port, ['GET', 'pipe:999']), '"v-999"\n');
+    t.is(await cli(server.port, ['GET', 'pipe:count']), '"1000"\n');
+  } finally {
+    await server.stop();
+  }
+}
+
 const haveCli = existsSync(REDIS_CLI);
 const haveServer = existsSync(REDIS_SERVER);
 
@@ -301,6 +328,14 @@ test('the table holds for redis-server', async (t) => {
   await tableHolds(t, await startRedisServer());
 });
 
+test('redis-cli --pipe mass insertion into redis-server', async (t) => {
+  if (!haveCli || !haveServer) {
+    t.fail(`${REDIS_CLI} and ${REDIS_SERVER} are needed: apt-get install redis-server`);
+    return;
+  }
+  await pipeWorks(t, await startRedisServer());
+});
+
 for (const impl of implsUnderTest()) {
   test(`[${impl}] the table holds for the demo`, async (t) => {
     if (!haveCli) {
@@ -308,5 +343,13 @@ for (const impl of implsUnderTest()) {
       return;
     }
     await tableHolds(t, await startDemo(impl));
+  });
+
+  test(`[${impl}] redis-cli --pipe mass insertion into the demo`, async (t) => {
+    if (!haveCli) {
+      t.fail(`${REDIS_CLI} not found: apt-get install redis-tools`);
+      return;
+    }
+    await pipeWorks(t, await startDemo(impl));
   });
 }
