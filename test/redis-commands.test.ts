@@ -112,9 +112,10 @@ export const TABLE: Row[] = [
   row('PEXPIRE gone 50', '(integer) 1'),
   row('GET gone', '(nil)', { sleepMs: 250 }),
   // ... and active: a key nobody touches leaves DBSIZE on its own (database 9 holds only it).
-  row('SET lonely v PX 100', 'OK', { db: 9 }),
+  // (2 s: long enough that the key is surely still there for the DBSIZE right after the SET.)
+  row('SET lonely v PX 2000', 'OK', { db: 9 }),
   row('DBSIZE', '(integer) 1', { db: 9 }),
-  row('DBSIZE', '(integer) 0', { db: 9, sleepMs: 150, untilMs: 3_000 }),
+  row('DBSIZE', '(integer) 0', { db: 9, sleepMs: 2_000, untilMs: 5_000 }),
   // EXPIRE with 0 or a negative time deletes the key.
   row('SET doomed v', 'OK'),
   row('EXPIRE doomed 0', '(integer) 1'),
