@@ -1,7 +1,8 @@
 // The Redis demo's commands with redis-cli as the client: one table of command lines and
 // redis-cli's exact `--no-raw` output (so integer, bulk, nil, array and error replies differ).
 // The same table runs against a real redis-server first (proof the expected shapes are
-// redis-server's), then against the demo (examples/redis-server/main.js) on every impl.
+// redis-server's), then against the demo (examples/redis-server/main.js) on every impl. The
+// tests run one at a time: the expiry rows read the clock, and fewer busy servers keep them honest.
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
@@ -321,7 +322,7 @@ async function pipeWorks(t: ExecutionContext, server: RedisChild): Promise<void>
 const haveCli = existsSync(REDIS_CLI);
 const haveServer = existsSync(REDIS_SERVER);
 
-test('the table holds for redis-server', async (t) => {
+test.serial('the table holds for redis-server', async (t) => {
   if (!haveCli || !haveServer) {
     t.fail(`${REDIS_CLI} and ${REDIS_SERVER} are needed: apt-get install redis-server`);
     return;
@@ -329,7 +330,7 @@ test('the table holds for redis-server', async (t) => {
   await tableHolds(t, await startRedisServer());
 });
 
-test('redis-cli --pipe mass insertion into redis-server', async (t) => {
+test.serial('redis-cli --pipe mass insertion into redis-server', async (t) => {
   if (!haveCli || !haveServer) {
     t.fail(`${REDIS_CLI} and ${REDIS_SERVER} are needed: apt-get install redis-server`);
     return;
@@ -338,7 +339,7 @@ test('redis-cli --pipe mass insertion into redis-server', async (t) => {
 });
 
 for (const impl of implsUnderTest()) {
-  test(`[${impl}] the table holds for the demo`, async (t) => {
+  test.serial(`[${impl}] the table holds for the demo`, async (t) => {
     if (!haveCli) {
       t.fail(`${REDIS_CLI} not found: apt-get install redis-tools`);
       return;
@@ -346,7 +347,7 @@ for (const impl of implsUnderTest()) {
     await tableHolds(t, await startDemo(impl));
   });
 
-  test(`[${impl}] redis-cli --pipe mass insertion into the demo`, async (t) => {
+  test.serial(`[${impl}] redis-cli --pipe mass insertion into the demo`, async (t) => {
     if (!haveCli) {
       t.fail(`${REDIS_CLI} not found: apt-get install redis-tools`);
       return;

@@ -56,6 +56,9 @@ export function cli(
         else resolve(stdout + stderr);
       },
     );
+    // redis-cli may exit before it reads all its input (a refused connection, say): the
+    // resulting EPIPE is not this run's answer, its output is.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(options.stdin ?? '');
   });
 }
