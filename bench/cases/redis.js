@@ -353,7 +353,34 @@ export function reading(r, kit) {
       ]);
     }
   }
+  const out = [];
+  const d = r.defaultList;
+  if (d) {
+    const rows2 = d.contenders
+      .filter((c) => c.name !== d.baseline)
+      .map((c) => {
+        const ratios = d.groups
+          .map((g) => g.summary[c.name]?.ratios.cpuUsPerReq)
+          .filter((x) => x?.n)
+          .map((x) => x.median)
+          .sort((a, b) => a - b);
+        const mid = ratios.length ? ratios[Math.floor((ratios.length - 1) / 2)] : NaN;
+        return [
+          c.engine ? `**${c.name}**` : c.name,
+          `${ratios.length} of ${d.groups.length}`,
+          ratios.length ? `${mid.toFixed(2)}×` : '–',
+          ratios.length ? `${ratios[0].toFixed(2)}×–${ratios.at(-1).toFixed(2)}×` : '–',
+        ];
+      });
+    out.push(
+      `**Redis protocol, redis-benchmark's default test list** (\`-c 50 -P 1\`): server CPU per ` +
+        `request ÷ \`${d.baseline}\`'s, per test the median of the per-round ratios; below, the ` +
+        'median and range of those over the tests run.\n\n' +
+        kit.table(['Server', 'Tests run', 'Median over tests', 'Range'], rows2),
+    );
+  }
   return [
+    ...out,
     `**Redis protocol** (redis-benchmark): server CPU per request ÷ \`${base}\`'s, median of the ` +
       'per-round ratios (below 1: cheaper than the baseline). Requests per second and latency ' +
       'are in the section below.\n\n' +
