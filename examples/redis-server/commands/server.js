@@ -108,7 +108,7 @@ const SECTIONS = {
       `async_engine_worker:${server.workerIndex}`,
       `async_engine_workers:${server.workerCount}`,
       // With --workers N each worker serves its own keyspace: say so where clients look.
-      `async_engine_keyspace:${server.workerCount > 1 ? 'per-worker' : 'shared'}`,
+      `async_engine_keyspace:${server.workerCount > 1 ? 'per-worker' : 'single'}`,
     ];
   },
   clients(server) {
