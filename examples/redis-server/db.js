@@ -152,10 +152,10 @@ export class Database {
   }
 
   /** The value at `key`, or undefined; a key past its deadline is deleted first (lazy expiry). */
-  get(key, now = Date.now()) {
+  get(key, now) {
     if (this.expires.size !== 0) {
       const at = this.expires.get(key);
-      if (at !== undefined && at <= now) {
+      if (at !== undefined && at <= (now ?? Date.now())) {
         this.dict.delete(key);
         this.expires.delete(key);
         return undefined;
