@@ -166,3 +166,48 @@ forEachImpl(
     t.is(result.stdout, 'closed\n');
   },
 );
+
+forEachImpl(
+  'SCAN returns every key present for the whole walk while keys come and go',
+  async (t, engine) => {
+    await withServer(engine, {}, async (c) => {
+      let batch = '';
+      // The keys to delete come first in the walk: deleting them shifts every later key, which
+      // a cursor counting positions would then skip.
+      for (let i = 0; i < 100; i++) batch += multibulk('RPUSH', `gone:${i}`, 'v');
+      for (let i = 0; i < 500; i++) batch += multibulk('SET', `stay:${i}`, 'v');
+      c.send(batch);
+      await c.read(600);
+      const seen = new Set<string>();
+      let cursor = '0';
+      let calls = 0;
+      do {
+        const [next, keys] = (await c.call(multibulk('SCAN', cursor, 'COUNT', '25'))) as [
+          string,
+          string[],
+        ];
+        for (const key of keys) seen.add(key);
+        // Between calls: delete five of the keys walked first, and add one.
+        if (calls < 20) {
+          const del = Array.from({ length: 5 }, (_, i) => `gone:${calls * 5 + i}`);
+          t.is(await c.call(multibulk('DEL', ...del)), 5);
+          t.is(await c.call(multibulk('SET', `new:${calls}`, 'v')), 'OK');
+        }
+        cursor = next;
+        calls++;
+      } while (cursor !== '0' && calls < 1000);
+      t.is(cursor, '0', 'the walk ended');
+      for (let i = 0; i < 500; i++) t.true(seen.has(`stay:${i}`), `stay:${i} returned`);
+      // MATCH and TYPE filter what a walk returns.
+      const [, lists] = (await c.call(
+        multibulk('SCAN', '0', 'COUNT', '10000', 'TYPE', 'list', 'MATCH', 'gone:9?'),
+      )) as [string, string[]];
+      t.deepEqual(lists, []);
+      const [, strings] = (await c.call(
+        multibulk('SCAN', '0', 'COUNT', '10000', 'TYPE', 'string', 'MATCH', 'stay:1[0-2]'),
+      )) as [string, string[]];
+      t.deepEqual(strings.sort(), ['stay:10', 'stay:11', 'stay:12']);
+      t.deepEqual(await c.call(multibulk('SCAN', 'x')), { error: 'ERR invalid cursor' });
+    });
+  },
+);
