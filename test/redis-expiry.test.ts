@@ -1,7 +1,8 @@
 // The Redis demo's keyspace (examples/redis-server/db.js) on every impl: lazy expiry (a key past
 // its deadline goes when touched), active expiry (the cycle on the engine's timers deletes keys
 // nobody touches), SELECT with 16 databases per connection, and the expiry timer that must not
-// keep a process alive once the server is closed.
+// keep a process alive once the server is closed, SCAN cursors, and INFO under --workers.
+import { spawn } from 'node:child_process';
 import { forEachImpl, runNodeScript, sleep } from './helpers/harness.js';
 import { RespClient, multibulk } from './helpers/resp.js';
 import type { Engine } from './helpers/harness.js';
@@ -211,3 +212,34 @@ forEachImpl(
     });
   },
 );
+
+forEachImpl('--workers 2: INFO says the keyspace is per worker', async (t, _engine, impl) => {
+  const main = new URL('../../examples/redis-server/main.js', import.meta.url);
+  const child = spawn(
+    process.execPath,
+    [main.pathname, '--impl', impl, '--port', '0', '--workers', '2'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  try {
+    const deadline = Date.now() + 15_000;
+    let m: RegExpExecArray | null = null;
+    while (!(m = /listening on 127\.0\.0\.1:(\d+) with 2 workers/.exec(stdout))) {
+      if (Date.now() > deadline || child.exitCode !== null) break;
+      await sleep(20);
+    }
+    t.truthy(m, stdout);
+    const c = await RespClient.connect(Number(m![1]));
+    const info = (await c.call(multibulk('INFO', 'server'))) as string;
+    t.regex(info, /\r\nasync_engine_workers:2\r\n/);
+    t.regex(info, /\r\nasync_engine_worker:[12]\r\n/);
+    t.regex(info, /\r\nasync_engine_keyspace:per-worker\r\n/);
+    c.destroy();
+    child.kill('SIGTERM');
+    t.is(await exited, 0);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
