@@ -152,10 +152,10 @@ export class Database {
   }
 
   /** The value at `key`, or undefined; a key past its deadline is deleted first (lazy expiry). */
-  get(key, now = Date.now()) {
+  get(key, now) {
     if (this.expires.size !== 0) {
       const at = this.expires.get(key);
-      if (at !== undefined && at <= now) {
+      if (at !== undefined && at <= (now ?? Date.now())) {
         this.dict.delete(key);
         this.expires.delete(key);
         return undefined;
@@ -220,7 +220,8 @@ export class Database {
     for (let round = 0; round < EXPIRE_ROUNDS && this.expires.size !== 0; round++) {
       let sampled = 0;
       let expired = 0;
-      while (sampled < EXPIRE_SAMPLE && sampled < this.expires.size) {
+      const want = Math.min(EXPIRE_SAMPLE, this.expires.size);
+      while (sampled < want) {
         this.expireCursor ??= this.expires.entries();
         const step = this.expireCursor.next();
         if (step.done) {

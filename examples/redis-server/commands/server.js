@@ -13,7 +13,7 @@ import {
   nestedReply,
 } from '../protocol.js';
 import { DATABASES, EXPIRE_PERIOD_MS, globMatch, parseInt64 } from '../db.js';
-import { QUIT, arityError, unknownSubcommand } from './replies.js';
+import { QUIT, SYNTAX, arityError, unknownSubcommand } from './replies.js';
 
 /** The redis-server release whose replies the demo follows (HELLO, INFO). */
 export const REDIS_VERSION = '7.0.15';
@@ -27,6 +27,7 @@ const NO_PASSWORD = errorReply(
   'ERR AUTH <password> called without any password configured for the default user. ' +
     'Are you sure your configuration is correct?',
 );
+const WRONGPASS = errorReply('WRONGPASS invalid username-password pair or user is disabled.');
 const MULTIPLEXING = {
   completion: 'io_uring',
   readiness: 'epoll',
@@ -108,7 +109,7 @@ const SECTIONS = {
       `async_engine_worker:${server.workerIndex}`,
       `async_engine_workers:${server.workerCount}`,
       // With --workers N each worker serves its own keyspace: say so where clients look.
-      `async_engine_keyspace:${server.workerCount > 1 ? 'per-worker' : 'shared'}`,
+      `async_engine_keyspace:${server.workerCount > 1 ? 'per-worker' : 'single'}`,
     ];
   },
   clients(server) {
@@ -191,6 +192,13 @@ function config(args, client) {
     return arrayReply(pairs);
   }
   if (sub === 'resetstat') return OK;
+  if (sub === 'set') {
+    // Nothing here can be changed at run time.
+    if (args.length < 4) return subArity('config', 'set');
+    return errorReply(
+      `ERR Unknown option or number of arguments for CONFIG SET - '${args[2].slice(0, 128)}'`,
+    );
+  }
   return unknownSubcommand('config', args[1]);
 }
 
@@ -211,6 +219,7 @@ function clientCommand(args, client) {
         ? bulkReply(clientLine(client, Date.now()))
         : subArity('client', sub);
     case 'list': {
+      if (args.length !== 2) return SYNTAX;
       const now = Date.now();
       let text = '';
       for (const conn of client.server.connections) text += clientLine(conn.client, now);
@@ -231,7 +240,7 @@ function hello(args, client) {
     if (ver !== 2) return NOPROTO;
     for (let i = 2; i < args.length; i++) {
       const opt = args[i].toUpperCase();
-      if (opt === 'AUTH' && i + 2 < args.length) return NO_PASSWORD;
+      if (opt === 'AUTH' && i + 2 < args.length) return WRONGPASS;
       if (opt === 'SETNAME' && i + 1 < args.length) {
         if (!validName(args[i + 1])) return BAD_NAME;
         client.name = args[++i];
@@ -269,7 +278,13 @@ export const commands = {
   },
   echo: { arity: 2, run: (args) => bulkReply(args[1]) },
   quit: { arity: -1, run: () => QUIT },
-  auth: { arity: -2, run: (args) => (args.length > 3 ? arityError('auth') : NO_PASSWORD) },
+  auth: {
+    arity: -2,
+    run(args) {
+      if (args.length > 3) return arityError('auth');
+      return args.length === 2 ? NO_PASSWORD : WRONGPASS; // no users, no passwords
+    },
+  },
   hello: { arity: -1, run: hello },
   client: { arity: -2, run: clientCommand },
   info: { arity: -1, run: info },

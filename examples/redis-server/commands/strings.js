@@ -57,6 +57,22 @@ function setOptions(args, now) {
   return o;
 }
 
+/** SETEX / PSETEX key time value: SET with EX / PX, with their own error text. */
+function setWithExpiry(name, unitMs) {
+  const invalid = errorReply(`ERR invalid expire time in '${name}' command`);
+  return {
+    arity: 4,
+    run(args, client) {
+      const n = parseInt64(args[2]);
+      if (n === undefined) return NOT_INTEGER;
+      if (typeof n !== 'number' || n <= 0 || n * unitMs > MAX_EXPIRE_MS) return invalid;
+      client.db.set(args[1], args[3]);
+      client.db.setExpire(args[1], Date.now() + n * unitMs);
+      return OK;
+    },
+  };
+}
+
 export const commands = {
   get: {
     arity: 2,
@@ -92,6 +108,16 @@ export const commands = {
       return reply;
     },
   },
+  setnx: {
+    arity: 3,
+    run(args, client) {
+      if (client.db.has(args[1])) return integerReply(0);
+      client.db.set(args[1], args[2]);
+      return integerReply(1);
+    },
+  },
+  setex: setWithExpiry('setex', 1000),
+  psetex: setWithExpiry('psetex', 1),
   getset: {
     arity: 3,
     run(args, client) {
