@@ -2,7 +2,9 @@
 // impl, the node:net baseline and redis-server, the server's CPU time per request measured.
 import { redisServers, shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
+import { run as exec } from '../lib/exec.js';
 import { redisBenchmarkArgs, redisBenchmarkSteps } from '../lib/loadgen.js';
+import { HOST } from '../lib/servers.js';
 
 export const name = 'redis';
 export const title = 'Redis protocol: redis-benchmark';
@@ -12,6 +14,35 @@ export const needs = ['redis-benchmark'];
 export const wants = ['redis-server'];
 
 export const TESTS = ['ping_inline', 'ping_mbulk', 'set', 'get'];
+
+/**
+ * redis-benchmark's default test list (what it runs with no `-t`), each run on its own with
+ * `-t`. The LRANGE tests first fill the list with as many LPUSHes as LRANGEs; both are served
+ * by the server in the same run, so their CPU per request is over both.
+ */
+export const DEFAULT_TESTS = [
+  'ping_inline',
+  'ping_mbulk',
+  'set',
+  'get',
+  'incr',
+  'lpush',
+  'rpush',
+  'lpop',
+  'rpop',
+  'sadd',
+  'hset',
+  'spop',
+  'zadd',
+  'zpopmin',
+  'lrange_100',
+  'lrange_300',
+  'lrange_500',
+  'lrange_600',
+  'mset',
+];
+/** The default list's client shape and first request counts (quick, full). */
+const DEFAULT_CONFIG = { clients: 50, pipeline: 1, quick: 2_000, full: 10_000 };
 
 /** The three client shapes, with the calibration run's request count per mode. */
 const CONFIGS = [
@@ -61,8 +92,12 @@ export async function run(ctx) {
     calibrate: true,
     ...redisBenchmarkSteps({ sizing, full }),
   });
+  const defaultList = ctx.tools['redis-server']
+    ? await runDefaultList(ctx, sizing, full)
+    : undefined;
   return {
     ...result,
+    defaultList,
     contenders: contenders.map((c) => ({
       name: c.name,
       label: c.label,
@@ -74,6 +109,56 @@ export async function run(ctx) {
       `TEST in ${TESTS.join(', ')}; (C, P) in ${CONFIGS.map((c) => `(${c.clients}, ${c.pipeline})`).join(', ')}`,
     ],
     sizing,
+  };
+}
+
+/**
+ * The whole default test list, `-c 50 -P 1`, on the demo on every impl and on redis-server (the
+ * reference every ratio is to), interleaved; the keyspace is emptied before each run, outside
+ * the CPU window, so no run pays for the lists an earlier one grew.
+ */
+async function runDefaultList(ctx, sizing, full) {
+  const contenders = redisServers(ctx.impls, { redisServer: true })
+    .filter((c) => c.name !== 'net')
+    .map((c) => (c.name === 'redis-server' ? { ...c, baseline: true } : c));
+  const cfg = DEFAULT_CONFIG;
+  const workloads = DEFAULT_TESTS.map((test) => ({
+    id: workloadId(test, cfg.clients, cfg.pipeline),
+    test,
+    clients: cfg.clients,
+    pipeline: cfg.pipeline,
+    first: full ? cfg.full : cfg.quick,
+  }));
+  const steps = redisBenchmarkSteps({ sizing, full });
+  const result = await interleaved({
+    ctx,
+    contenders,
+    workloads,
+    metrics: METRICS,
+    calibrate: true,
+    failuresPerWorkload: true,
+    async prepare(server) {
+      await exec('redis-cli', ['-h', HOST, '-p', String(server.port), 'FLUSHALL'], {
+        timeoutMs: 30_000,
+      });
+    },
+    async measure(server, c, w) {
+      const r = await steps.measure(server, c, w);
+      // The LRANGE tests' fill: as many LPUSHes, served in the same run.
+      return w.test.startsWith('lrange') ? { ...r, requests: 2 * r.requests } : r;
+    },
+    finish: steps.finish,
+    describe: steps.describe,
+  });
+  return {
+    ...result,
+    contenders: contenders.map((c) => ({
+      name: c.name,
+      label: c.label,
+      engine: Boolean(c.engine),
+      command: shown(c),
+    })),
+    command: `redis-benchmark ${redisBenchmarkArgs({ port: 'PORT', test: 'TEST', clients: cfg.clients, pipeline: cfg.pipeline, requests: 'N' }).join(' ')}`,
   };
 }
 
@@ -248,6 +333,7 @@ export function render(r, kit) {
     ),
   );
   if (failures.length) md.push('', 'Failed runs:', '', ...failures.map((f) => `- ${f}`));
+  if (r.defaultList) md.push('', renderDefaultList(r, kit, charts));
   return { markdown: md.join('\n'), charts };
 }
 
@@ -267,10 +353,102 @@ export function reading(r, kit) {
       ]);
     }
   }
+  const out = [];
+  const d = r.defaultList;
+  if (d) {
+    const rows2 = d.contenders
+      .filter((c) => c.name !== d.baseline)
+      .map((c) => {
+        const ratios = d.groups
+          .map((g) => g.summary[c.name]?.ratios.cpuUsPerReq)
+          .filter((x) => x?.n)
+          .map((x) => x.median)
+          .sort((a, b) => a - b);
+        const mid = ratios.length ? ratios[Math.floor((ratios.length - 1) / 2)] : NaN;
+        return [
+          c.engine ? `**${c.name}**` : c.name,
+          `${ratios.length} of ${d.groups.length}`,
+          ratios.length ? `${mid.toFixed(2)}×` : '–',
+          ratios.length ? `${ratios[0].toFixed(2)}×–${ratios.at(-1).toFixed(2)}×` : '–',
+        ];
+      });
+    out.push(
+      `**Redis protocol, redis-benchmark's default test list** (\`-c 50 -P 1\`): server CPU per ` +
+        `request ÷ \`${d.baseline}\`'s, per test the median of the per-round ratios; below, the ` +
+        'median and range of those over the tests run.\n\n' +
+        kit.table(['Server', 'Tests run', 'Median over tests', 'Range'], rows2),
+    );
+  }
   return [
+    ...out,
     `**Redis protocol** (redis-benchmark): server CPU per request ÷ \`${base}\`'s, median of the ` +
       'per-round ratios (below 1: cheaper than the baseline). Requests per second and latency ' +
       'are in the section below.\n\n' +
       kit.table(['Clients', 'Server', ...tests], rows, ['l', 'l', ...tests.map(() => 'r')]),
   ];
+}
+
+/** The default test list's section: CPU per request and req/s, each as a ratio to redis-server's. */
+function renderDefaultList(r, kit, charts) {
+  const d = { ...r.defaultList, rounds: r.rounds };
+  const base = d.baseline;
+  const impls = d.contenders.filter((c) => c.name !== base);
+  const md = [
+    "### redis-benchmark's default test list against `redis-server`",
+    '',
+    "Every test of redis-benchmark's default list (what it runs with no `-t`), one `-t` at a time,",
+    `at \`-c 50 -P 1\`, against the demo on each impl and \`${base}\` (the reference: ratios are to`,
+    'its figures, median of the per-round ratios), interleaved; the keyspace is emptied before each',
+    "run, outside the CPU window. An LRANGE test's CPU per request is over its LPUSH fill and its",
+    'LRANGEs together (redis-benchmark fills the list first, in the same run). Client command:',
+    '',
+    '```sh',
+    d.command,
+    '```',
+    '',
+  ];
+  const file = 'redis-default-list-cpu.svg';
+  charts[file] = kit.barChart({
+    title:
+      "Server CPU µs per request, redis-benchmark's default list, -c 50 -P 1 (lower is better)",
+    unit: 'µs',
+    groups: d.groups.map((g) => ({ label: g.test, bars: kit.barsFor(d, g, 'cpuUsPerReq') })),
+    note: `median and min–max of ${r.rounds} rounds, ${r.mode} pass, ${r.machine.date.slice(0, 10)}`,
+  });
+  md.push(`![Server CPU per request, default test list](benchmarks/${file})`, '');
+  const rows = d.groups.map((g) => {
+    const s = g.summary[base];
+    return [
+      g.test,
+      s?.metrics.cpuUsPerReq.n ? kit.fmt(s.metrics.cpuUsPerReq.median) : 'failed',
+      ...impls.map((c) => {
+        const x = g.summary[c.name];
+        return x?.ratios.cpuUsPerReq.n ? kit.ratioCell(x.ratios.cpuUsPerReq) : 'failed';
+      }),
+      s?.metrics.rps.n ? kit.fmt(s.metrics.rps.median) : 'failed',
+      ...impls.map((c) => {
+        const x = g.summary[c.name];
+        return x?.ratios.rps.n ? kit.ratioCell(x.ratios.rps).split(' ')[0] : 'failed';
+      }),
+    ];
+  });
+  md.push(
+    kit.table(
+      [
+        'Test',
+        `${base} CPU µs/req`,
+        ...impls.map((c) => `${c.name} CPU ×`),
+        `${base} req/s`,
+        ...impls.map((c) => `${c.name} req/s ×`),
+      ],
+      rows,
+    ),
+  );
+  const failures = d.groups.flatMap((g) =>
+    Object.entries(g.summary).flatMap(([name, s]) =>
+      s.failures.map((f) => `${name}, ${g.id}, ${f}`),
+    ),
+  );
+  if (failures.length) md.push('', 'Failed runs:', '', ...failures.map((f) => `- ${f}`));
+  return md.join('\n');
 }

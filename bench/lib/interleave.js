@@ -16,6 +16,10 @@ const MAX_FAILURES = 3;
  * @param {object[]} o.metrics          `{ key, ratio? }` for Series
  * @param {string[]} [o.refs]           more contenders to compute ratios against
  * @param {(server, contender) => Promise<void>} [o.warmup]
+ * @param {(server, contender, workload) => Promise<void>} [o.prepare]  runs before each
+ *   measurement, outside the server CPU window (emptying the keyspace, say)
+ * @param {boolean} [o.failuresPerWorkload]  count failures per contender and workload, so a
+ *   contender that cannot run one workload (an unknown command, say) still runs the others
  * @param {boolean} [o.calibrate]      run one unrecorded round first (warm-up, and sizing for
  *   cases whose `finish` sizes the next run from the last one)
  * @param {(server, contender, workload, round) => Promise<object>} o.measure  a client run;
@@ -29,6 +33,7 @@ export async function interleaved(o) {
   const series = new Map(workloads.map((w) => [w.id, new Series(baseline, metrics)]));
   const servers = new Map();
   const failures = new Map(contenders.map((c) => [c.name, 0]));
+  const failureKey = (c, w) => (o.failuresPerWorkload && w ? `${c.name}|${w.id}` : c.name);
   const notes = [];
 
   async function start(c) {
@@ -56,7 +61,10 @@ export async function interleaved(o) {
       for (const w of workloads) {
         for (const c of contenders) {
           const s = round < 0 ? new Series(baseline, metrics) : series.get(w.id);
-          if (failures.get(c.name) >= MAX_FAILURES) {
+          if (
+            failures.get(c.name) >= MAX_FAILURES ||
+            (failures.get(failureKey(c, w)) ?? 0) >= MAX_FAILURES
+          ) {
             s.fail(c.name, round, 'skipped: failed before');
             continue;
           }
@@ -67,12 +75,13 @@ export async function interleaved(o) {
             continue;
           }
           try {
+            if (o.prepare) await o.prepare(server, c, w);
             const result = await withServerCpu(server, () => o.measure(server, c, w, round));
             const m = o.finish(result, w, c);
             s.add(c.name, round, m);
             ctx.log(`  ${tag} ${w.id.padEnd(22)} ${c.name.padEnd(13)} ${o.describe(m)}`);
           } catch (err) {
-            failures.set(c.name, failures.get(c.name) + 1);
+            failures.set(failureKey(c, w), (failures.get(failureKey(c, w)) ?? 0) + 1);
             s.fail(c.name, round, err.message);
             notes.push(
               `${c.name}, ${w.id}, ${round < 0 ? 'calibration' : `round ${round + 1}`}: ${err.message}`,

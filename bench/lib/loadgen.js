@@ -34,7 +34,12 @@ export async function redisBenchmark(params, { timeoutMs = 60_000 } = {}) {
   const r = await run('redis-benchmark', redisBenchmarkArgs(params), { timeoutMs });
   if (r.timedOut) throw new Error(`redis-benchmark overran ${timeoutMs / 1000} s`);
   // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-  const line = r.stdout.split('\n').find((l) => l.startsWith('"') && !l.startsWith('"test"'));
+  // A test may print more than one line (the LRANGE tests fill the list with LPUSH first): take
+  // the one named after the test, else the first.
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('"') && !l.startsWith('"test"'));
+  const named = `"${String(params.test).toUpperCase()}`;
+  const line =
+    lines.find((l) => l.startsWith(`${named}"`) || l.startsWith(`${named} (`)) ?? lines[0];
   if (r.code !== 0 || !line) {
     throw new Error(
       `redis-benchmark failed (${r.code}): ${(r.stderr || r.stdout).trim().slice(-300)}`,

@@ -199,6 +199,8 @@ async function runWorkers(count) {
         maxBulk,
         maxRequest,
         tls: tls?.tls,
+        workerIndex: index,
+        workerCount: count,
       },
     });
     const w = { index, worker, accepted: undefined, listening: false };

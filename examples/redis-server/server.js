@@ -1,20 +1,19 @@
 // A small Redis-compatible (RESP2) server on async-engine: accept-then-expect-line chains,
-// a RespReader per connection, and an in-memory string store shared by every connection.
+// a RespReader per connection, and one keyspace (16 databases, typed values, expiry) shared
+// by every connection of the server. The commands live in commands/, the keyspace in db.js.
 import { Callback } from 'async-engine';
 import {
   DEFAULT_MAX_BULK,
   DEFAULT_MAX_LINE,
   DEFAULT_MAX_REQUEST,
-  EMPTY_ARRAY,
-  NULL_BULK,
   OK,
-  PONG,
   RespReader,
-  arrayReply,
-  bulkReply,
   errorReply,
-  integerReply,
 } from './protocol.js';
+import { EXPIRE_PERIOD_MS, Keyspace } from './db.js';
+import { QUIT, executeCommand } from './commands/index.js';
+
+export { executeCommand } from './commands/index.js';
 
 /**
  * Queued reply bytes past which a connection stops reading until its writes drain. A client
@@ -47,144 +46,6 @@ const LINGER_CHUNK = 64 * 1024;
 const TLS_ACCEPTS = 8;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-const NOT_INTEGER = errorReply('ERR value is not an integer or out of range');
-const OVERFLOW = errorReply('ERR increment or decrement would overflow');
-const SYNTAX = errorReply('ERR syntax error');
-const INT64_MAX = 9223372036854775807n;
-const INT64_MIN = -9223372036854775808n;
-const INT64_TEXT = /^(?:0|-?[1-9][0-9]{0,18})$/;
-
-/** Marker returned by QUIT: reply +OK, then close. */
-const QUIT = Symbol('quit');
-
-function arityError(name) {
-  return errorReply(`ERR wrong number of arguments for '${name}' command`);
-}
-
-/** Redis's reply to a command it does not know, with the first arguments quoted. */
-function unknownCommand(args) {
-  let shown = '';
-  for (let i = 1; i < args.length && shown.length < 128; i++) {
-    shown += `'${args[i].slice(0, 128 - shown.length)}' `;
-  }
-  return errorReply(
-    `ERR unknown command '${args[0].slice(0, 128)}', with args beginning with: ${shown}`,
-  );
-}
-
-/** INCR on a stored latin1 string: the new value as a string, or an error reply Buffer. */
-function increment(value) {
-  if (value === undefined) return '1';
-  if (!INT64_TEXT.test(value)) return NOT_INTEGER;
-  if (value.length < 16) return String(Number(value) + 1); // |value| < 1e15: exact in a double
-  const n = BigInt(value);
-  if (n > INT64_MAX || n < INT64_MIN) return NOT_INTEGER;
-  if (n === INT64_MAX) return OVERFLOW;
-  return String(n + 1n);
-}
-
-/**
- * The command table: name → { arity, run(args, store) }. arity follows Redis: n > 0 means
- * exactly n words (command included), -n means at least n.
- */
-const COMMANDS = {
-  ping: {
-    arity: -1,
-    run(args) {
-      if (args.length === 1) return PONG;
-      if (args.length === 2) return bulkReply(args[1]);
-      return arityError('ping');
-    },
-  },
-  echo: { arity: 2, run: (args) => bulkReply(args[1]) },
-  set: {
-    arity: -3,
-    run(args, store) {
-      if (args.length !== 3) return SYNTAX; // no EX/PX/NX/XX/GET options in this demo
-      store.set(args[1], args[2]);
-      return OK;
-    },
-  },
-  get: { arity: 2, run: (args, store) => bulkReply(store.get(args[1])) },
-  del: {
-    arity: -2,
-    run(args, store) {
-      let n = 0;
-      for (let i = 1; i < args.length; i++) if (store.delete(args[i])) n++;
-      return integerReply(n);
-    },
-  },
-  exists: {
-    arity: -2,
-    run(args, store) {
-      let n = 0;
-      for (let i = 1; i < args.length; i++) if (store.has(args[i])) n++;
-      return integerReply(n);
-    },
-  },
-  incr: {
-    arity: 2,
-    run(args, store) {
-      const next = increment(store.get(args[1]));
-      if (typeof next !== 'string') return next;
-      store.set(args[1], next);
-      return integerReply(next);
-    },
-  },
-  command: {
-    // redis-cli sends COMMAND DOCS on connect; an empty answer makes it skip its hints.
-    arity: -1,
-    run(args) {
-      if (args.length === 1) return EMPTY_ARRAY;
-      const sub = args[1].toLowerCase();
-      if (sub === 'docs' || sub === 'info' || sub === 'list') return EMPTY_ARRAY;
-      if (sub === 'count') return integerReply(COMMAND_COUNT);
-      return errorReply(`ERR unknown subcommand '${args[1].slice(0, 128)}'. Try COMMAND HELP.`);
-    },
-  },
-  config: {
-    // redis-benchmark asks CONFIG GET save / appendonly and warns unless it gets a pair back;
-    // those two answer as a Redis without persistence does, any other name matches nothing.
-    arity: -2,
-    run(args) {
-      if (args[1].toLowerCase() === 'get') {
-        if (args.length < 3) return arityError('config|get');
-        const pairs = [];
-        for (let i = 2; i < args.length; i++) {
-          const value = CONFIG[args[i].toLowerCase()];
-          if (value !== undefined) pairs.push(args[i].toLowerCase(), value);
-        }
-        return pairs.length === 0 ? EMPTY_ARRAY : arrayReply(pairs);
-      }
-      return errorReply(`ERR unknown subcommand '${args[1].slice(0, 128)}'. Try CONFIG HELP.`);
-    },
-  },
-  quit: { arity: -1, run: () => QUIT },
-};
-const COMMAND_COUNT = Object.keys(COMMANDS).length;
-const CONFIG = { save: '', appendonly: 'no' };
-
-// Look-ups by the name as sent: lower and upper case hit directly, others are lower-cased.
-const TABLE = new Map();
-for (const [name, spec] of Object.entries(COMMANDS)) {
-  const entry = { ...spec, arityError: arityError(name) };
-  TABLE.set(name, entry);
-  TABLE.set(name.toUpperCase(), entry);
-}
-
-/**
- * Runs one request against `store` (a Map of latin1 strings) and returns the reply Buffer,
- * or the QUIT marker.
- */
-export function executeCommand(args, store) {
-  const name = args[0];
-  const cmd = TABLE.get(name) ?? TABLE.get(name.toLowerCase());
-  if (cmd === undefined) return unknownCommand(args);
-  const { arity } = cmd;
-  if (arity > 0 ? args.length !== arity : args.length < -arity) return cmd.arityError;
-  return cmd.run(args, store);
-}
-
 /**
  * One client connection: reads requests with a RespReader, answers each one, and keeps at
  * most one write in flight; replies produced meanwhile are queued and written together.
@@ -204,6 +65,18 @@ class Connection {
     this.lingerAfterWrite = false; // drop the peer's input a while before closing
     this.closed = false;
     this.writer = undefined; // the write Callback, made with the first reply
+    // What commands see of this connection: its selected database (SELECT), its name (CLIENT
+    // SETNAME), and the server's keyspace and counters.
+    this.client = {
+      id: ++server.clientSerial,
+      name: undefined,
+      dbIndex: 0,
+      db: server.keyspace.db(0),
+      keyspace: server.keyspace,
+      server,
+      sock: undefined,
+      createdAt: Date.now(),
+    };
   }
 
   get writeCallback() {
@@ -216,7 +89,7 @@ class Connection {
 
   // RespReader handler: one complete request.
   onRequest(args, reader) {
-    const reply = executeCommand(args, this.server.store);
+    const reply = executeCommand(args, this.client);
     if (reply === QUIT) {
       this.send(OK);
       this.end();
@@ -358,15 +231,23 @@ function checkLimit(name, value) {
  *   a reply, as Redis does past client-query-buffer-limit
  * Each limit must be an integer from 1 up: otherwise a TypeError (ERR_INVALID_ARG_TYPE) or a
  * RangeError (ERR_OUT_OF_RANGE) is thrown before anything listens.
- * @param {Map<string,string>} [options.store] the key space (latin1 strings), default a new Map
+ * @param {Keyspace} [options.keyspace] the 16 databases this server serves (db.js), default a
+ *   new one
+ * @param {boolean} [options.activeExpiry] run Redis's active expiry cycle every
+ *   EXPIRE_PERIOD_MS on the engine's timers (default true); without it keys past their deadline
+ *   go only when they are touched (lazy expiry, which always runs)
+ * @param {number} [options.workerIndex] with `--workers N`, this server's worker (1 to N), for
+ *   INFO; default 1
+ * @param {number} [options.workerCount] with `--workers N`, N, for INFO; default 1
  * @param {boolean} [options.reusePort] set SO_REUSEPORT, so that several engines (one per worker
  *   thread) can listen on the same port and the kernel spreads connections across them
  * @param {object} [options.tls] serve TLS: the listener's `tls` options (`key`, `cert`, `ca?`,
  *   `alpn?`); each connection is read once its handshake is done
  * @param {number} [options.handshakeTimeout] with `tls`: ms a connection has to finish its
  *   handshake before it is closed, default 10 s
- * @returns {{ listener, address, store, connections, accepted: number,
+ * @returns {{ listener, address, keyspace, store, connections, accepted: number,
  *   protocolErrors: number, requestLimitCloses: number, close(): void }}
+ *   `store` is `keyspace` under its former name (its `size` counts the keys of every database)
  *   `accepted` counts the connections accepted so far, `protocolErrors` those closed after a
  *   `-ERR Protocol error` reply, `requestLimitCloses` those closed for passing `maxRequest`
  */
@@ -378,7 +259,10 @@ export function startRedisServer({
   maxLine = DEFAULT_MAX_LINE,
   maxBulk = DEFAULT_MAX_BULK,
   maxRequest = DEFAULT_MAX_REQUEST,
-  store = new Map(),
+  keyspace = new Keyspace(),
+  activeExpiry = true,
+  workerIndex = 1,
+  workerCount = 1,
   reusePort = false,
   tls,
   handshakeTimeout = HANDSHAKE_TIMEOUT_MS,
@@ -391,9 +275,18 @@ export function startRedisServer({
     engine,
     listener,
     address: listener.address(),
-    store,
+    keyspace,
+    store: keyspace,
     connections: new Set(),
     accepted: 0,
+    commandsProcessed: 0,
+    clientSerial: 0,
+    startedAt: Date.now(),
+    workerIndex,
+    workerCount,
+    scanCursors: new Map(), // SCAN's live walks, by cursor (commands/keys.js)
+    scanSerial: 0,
+    expiryTimer: undefined,
     protocolErrors: 0,
     requestLimitCloses: 0,
     limits: { maxLine, maxBulk, maxRequest },
@@ -419,6 +312,7 @@ export function startRedisServer({
         if (server.closed) return engine.close(sock);
         const conn = new Connection(server);
         conn.sock = sock;
+        conn.client.sock = sock;
         server.accepted++;
         server.connections.add(conn);
         engine.accept(listener, accepted);
@@ -444,6 +338,7 @@ export function startRedisServer({
     const accepted = new Callback({
       success: (sock) => {
         conn.sock = sock;
+        conn.client.sock = sock;
         conn.reader.sock = sock;
         server.accepted++;
         server.connections.add(conn);
@@ -457,14 +352,27 @@ export function startRedisServer({
     ]);
   }
 
+  // Active expiry: one bounded cycle (db.js) per EXPIRE_PERIOD_MS on the engine's timers. The
+  // pending timer would keep the process alive, so close() cancels it; shutdown() drops it.
+  function expireTick() {
+    server.expiryTimer = undefined;
+    if (server.closed || engine.closed) return;
+    keyspace.activeExpireCycle();
+    server.expiryTimer = engine.callLater(EXPIRE_PERIOD_MS, expireTick);
+  }
+
   /** Stops accepting and closes every connection (their pending ops fail ECANCELED). */
   function close() {
     if (server.closed) return;
     server.closed = true;
+    server.expiryTimer?.cancel();
+    server.expiryTimer = undefined;
+    server.scanCursors.clear();
     engine.close(listener);
     for (const conn of server.connections) conn.destroy();
   }
 
+  if (activeExpiry) server.expiryTimer = engine.callLater(EXPIRE_PERIOD_MS, expireTick);
   if (tls === undefined) armAccept();
   else for (let i = 0; i < TLS_ACCEPTS; i++) armTlsAccept();
   return server;

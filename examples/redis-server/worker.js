@@ -9,7 +9,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createEngine } from 'async-engine';
 import { startRedisServer } from './server.js';
 
-const { impl, drive, host, port, maxLine, maxBulk, maxRequest, tls } = workerData;
+const { impl, drive, host, port, maxLine, maxBulk, maxRequest, tls, workerIndex, workerCount } =
+  workerData;
 
 let engine;
 let server;
@@ -24,6 +25,8 @@ try {
     maxRequest,
     reusePort: true,
     tls,
+    workerIndex,
+    workerCount,
   });
 } catch (err) {
   parentPort.postMessage({ type: 'failed', message: err.message, code: err.code });
