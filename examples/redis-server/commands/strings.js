@@ -163,7 +163,7 @@ export const commands = {
       if (delta === undefined) return NOT_INTEGER;
       // -(-2^63) does not fit: Redis refuses it with the same error.
       if (delta === -9223372036854775808n) return errorReply('ERR decrement would overflow');
-      return incrementBy(client, args[1], typeof delta === 'bigint' ? -delta : -delta);
+      return incrementBy(client, args[1], -delta);
     },
   },
   append: {
