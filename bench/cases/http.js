@@ -3,7 +3,7 @@
 // per request.
 import { httpServers, shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
-import { wrk, wrkArgs } from '../lib/loadgen.js';
+import { wrkArgs, wrkHooks } from '../lib/loadgen.js';
 
 export const name = 'http';
 export const title = 'HTTP/1.1 plaintext: wrk';
@@ -31,23 +31,7 @@ export async function run(ctx) {
     contenders,
     workloads,
     metrics: METRICS,
-    async warmup(server) {
-      await wrk({ port: server.port, ...load, seconds: 1 });
-    },
-    measure: (server, c, w) => wrk({ port: server.port, ...w }),
-    finish: (r) => ({
-      cpuUsPerReq: (r.serverCpuS * 1e6) / r.requests,
-      rps: r.rps,
-      p50Ms: r.p50Ms,
-      p99Ms: r.p99Ms,
-      requests: r.requests,
-      serverCpuS: r.serverCpuS,
-      errors: r.errors + r.non2xx,
-    }),
-    describe: (m) =>
-      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
-      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms` +
-      (m.errors ? `  ${m.errors} errors` : ''),
+    ...wrkHooks(load),
   });
   return {
     ...result,

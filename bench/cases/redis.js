@@ -265,7 +265,6 @@ export function headline(r, kit) {
 
 export function render(r, kit) {
   const base = r.baseline;
-  const hasRedis = r.contenders.some((c) => c.name === 'redis-server');
   const md = [
     '`redis-benchmark` against the Redis-protocol demo (`examples/redis-server`) on each impl,',
     `a plain \`node:net\` server of the same protocol subset (\`bench/baselines/net-redis-server.js\`,`,
@@ -291,41 +290,7 @@ export function render(r, kit) {
       `![Server CPU per request, -c ${cfg.clients} -P ${cfg.pipeline}](benchmarks/${file})`,
       '',
     );
-    const rows = [];
-    for (const g of cfg.groups) {
-      r.contenders.forEach((c, i) => {
-        const s = g.summary[c.name];
-        if (!s) return;
-        rows.push([
-          i === 0 ? `**${g.test}**` : '',
-          c.name === base ? `${c.name} (baseline)` : c.name,
-          kit.cell(s.metrics.cpuUsPerReq),
-          kit.ratioCell(s.ratios.cpuUsPerReq),
-          ...(hasRedis ? [kit.ratioCell(s.vs['redis-server']?.cpuUsPerReq)] : []),
-          kit.cell(s.metrics.rps),
-          kit.ratioCell(s.ratios.rps),
-          kit.cell(s.metrics.p50Ms),
-          kit.cell(s.metrics.p99Ms),
-        ]);
-      });
-    }
-    md.push(
-      kit.table(
-        [
-          'Test',
-          'Server',
-          'CPU µs/req',
-          `× ${base}`,
-          ...(hasRedis ? ['× redis-server'] : []),
-          'req/s',
-          `× ${base}`,
-          'p50 ms',
-          'p99 ms',
-        ],
-        rows,
-        ['l', 'l', 'r', 'r', ...(hasRedis ? ['r'] : []), 'r', 'r', 'r', 'r'],
-      ),
-    );
+    md.push(kit.redisGroupsTable(r, cfg.groups, base));
   }
   const failures = r.groups.flatMap((g) =>
     Object.entries(g.summary).flatMap(([name, s]) =>

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { makeCertPair } from '../lib/certs.js';
 import { shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
-import { redisBenchmarkArgs, redisBenchmarkSteps, wrk, wrkArgs } from '../lib/loadgen.js';
+import { redisBenchmarkArgs, redisBenchmarkSteps, wrkArgs, wrkHooks } from '../lib/loadgen.js';
 import { HOST } from '../lib/servers.js';
 
 export const name = 'tls';
@@ -204,23 +204,7 @@ export async function run(ctx) {
       workloads: [{ id: `wrk -t1 -c${load.connections} https`, ...load, seconds }],
       metrics: HTTP_METRICS,
       refs: ['tls'],
-      async warmup(server) {
-        await wrk({ port: server.port, ...load, seconds: 1 });
-      },
-      measure: (server, c, w) => wrk({ port: server.port, ...w }),
-      finish: (r) => ({
-        cpuUsPerReq: (r.serverCpuS * 1e6) / r.requests,
-        rps: r.rps,
-        p50Ms: r.p50Ms,
-        p99Ms: r.p99Ms,
-        requests: r.requests,
-        serverCpuS: r.serverCpuS,
-        errors: r.errors + r.non2xx,
-      }),
-      describe: (m) =>
-        `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
-        `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms` +
-        (m.errors ? `  ${m.errors} errors` : ''),
+      ...wrkHooks(load),
     });
 
     // -- Redis protocol: redis-benchmark --tls
@@ -397,7 +381,6 @@ function httpsSection(p, kit, r) {
 
 function redisSection(p, kit, r) {
   const base = p.baseline;
-  const hasRedis = p.contenders.some((c) => c.name === 'redis-server');
   const md = [
     '### Redis protocol: redis-benchmark --tls',
     '',
@@ -428,45 +411,13 @@ function redisSection(p, kit, r) {
       groups: groups.map((g) => ({ label: g.test, bars: kit.barsFor(p, g, 'cpuUsPerReq') })),
       note: `median and min–max of ${r.rounds} rounds, ${r.mode} pass, ${r.machine.date.slice(0, 10)}`,
     });
-    const rows = [];
-    for (const g of groups) {
-      p.contenders.forEach((c, i) => {
-        const s = g.summary[c.name];
-        if (!s) return;
-        rows.push([
-          i === 0 ? `**${g.test}**` : '',
-          c.name === base ? `${c.name} (baseline)` : c.name,
-          kit.cell(s.metrics.cpuUsPerReq),
-          kit.ratioCell(s.ratios.cpuUsPerReq),
-          ...(hasRedis ? [kit.ratioCell(s.vs['redis-server']?.cpuUsPerReq)] : []),
-          kit.cell(s.metrics.rps),
-          kit.ratioCell(s.ratios.rps),
-          kit.cell(s.metrics.p50Ms),
-          kit.cell(s.metrics.p99Ms),
-        ]);
-      });
-    }
     md.push(
       '',
       `#### \`-c ${clients} -P ${pipeline}\``,
       '',
       `![Server CPU per request, redis-benchmark --tls -c ${clients} -P ${pipeline}](benchmarks/${file})`,
       '',
-      kit.table(
-        [
-          'Test',
-          'Server',
-          'CPU µs/req',
-          `× ${base}`,
-          ...(hasRedis ? ['× redis-server'] : []),
-          'req/s',
-          `× ${base}`,
-          'p50 ms',
-          'p99 ms',
-        ],
-        rows,
-        ['l', 'l', 'r', 'r', ...(hasRedis ? ['r'] : []), 'r', 'r', 'r', 'r'],
-      ),
+      kit.redisGroupsTable(p, groups, base),
     );
   }
   return { md, charts };

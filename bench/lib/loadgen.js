@@ -149,3 +149,29 @@ export function redisBenchmarkSteps({ sizing, full, before, cacert }) {
       `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms`,
   };
 }
+
+/**
+ * The interleave hooks of a wrk workload (`load`: threads and connections): a one-second warm-up,
+ * the measured run, CPU per request from the server's CPU time, and the line logged per run.
+ */
+export function wrkHooks(load) {
+  return {
+    async warmup(server) {
+      await wrk({ port: server.port, ...load, seconds: 1 });
+    },
+    measure: (server, c, w) => wrk({ port: server.port, ...w }),
+    finish: (r) => ({
+      cpuUsPerReq: (r.serverCpuS * 1e6) / r.requests,
+      rps: r.rps,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      requests: r.requests,
+      serverCpuS: r.serverCpuS,
+      errors: r.errors + r.non2xx,
+    }),
+    describe: (m) =>
+      `${Math.round(m.rps).toLocaleString('en-US').padStart(9)} req/s ` +
+      `${m.cpuUsPerReq.toFixed(2).padStart(7)} µs/req  p50 ${m.p50Ms} p99 ${m.p99Ms} ms` +
+      (m.errors ? `  ${m.errors} errors` : ''),
+  };
+}

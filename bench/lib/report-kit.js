@@ -151,3 +151,44 @@ export function barsFor(result, group, metric) {
     };
   });
 }
+
+/**
+ * The table of a redis-benchmark pass: per test, each contender's CPU per request, its ratio to
+ * `base` (and to `redis-server` when it ran), requests per second and latency.
+ */
+export function redisGroupsTable(result, groups, base) {
+  const hasRedis = result.contenders.some((c) => c.name === 'redis-server');
+  const rows = [];
+  for (const g of groups) {
+    result.contenders.forEach((c, i) => {
+      const s = g.summary[c.name];
+      if (!s) return;
+      rows.push([
+        i === 0 ? `**${g.test}**` : '',
+        c.name === base ? `${c.name} (baseline)` : c.name,
+        cell(s.metrics.cpuUsPerReq),
+        ratioCell(s.ratios.cpuUsPerReq),
+        ...(hasRedis ? [ratioCell(s.vs['redis-server']?.cpuUsPerReq)] : []),
+        cell(s.metrics.rps),
+        ratioCell(s.ratios.rps),
+        cell(s.metrics.p50Ms),
+        cell(s.metrics.p99Ms),
+      ]);
+    });
+  }
+  return table(
+    [
+      'Test',
+      'Server',
+      'CPU µs/req',
+      `× ${base}`,
+      ...(hasRedis ? ['× redis-server'] : []),
+      'req/s',
+      `× ${base}`,
+      'p50 ms',
+      'p99 ms',
+    ],
+    rows,
+    ['l', 'l', 'r', 'r', ...(hasRedis ? ['r'] : []), 'r', 'r', 'r', 'r'],
+  );
+}
