@@ -13,6 +13,10 @@ import { runNodeScript } from './helpers/harness.js';
 const work = mkdtempSync(join(tmpdir(), 'async-engine-load-'));
 test.after.always(() => rmSync(work, { recursive: true, force: true }));
 
+// The ASan lane points every process at its instrumented addon (ASYNC_ENGINE_ADDON), which
+// would bypass the search these cases are about.
+const NO_OVERRIDE = { ASYNC_ENGINE_ADDON: '' };
+
 const importIt = `
 try {
   await import(process.env.ENGINE_URL);
@@ -26,7 +30,7 @@ try {
 test('no build for this platform: the error names the platform and says to run npm rebuild', async (t) => {
   const empty = join(work, 'empty');
   mkdirSync(empty);
-  const r = await runNodeScript(importIt, { ASYNC_ENGINE_PREBUILD: empty });
+  const r = await runNodeScript(importIt, { ASYNC_ENGINE_PREBUILD: empty, ...NO_OVERRIDE });
   t.is(r.code, 3, r.stdout + r.stderr);
   t.regex(
     r.stdout,
@@ -48,7 +52,10 @@ test('a build that does not load: the error carries the dlopen text and says to 
     file,
     'this is not an ELF shared object, but it is long enough to be read as a header\n',
   );
-  const r = await runNodeScript(importIt, { ASYNC_ENGINE_PREBUILD: join(work, 'broken') });
+  const r = await runNodeScript(importIt, {
+    ASYNC_ENGINE_PREBUILD: join(work, 'broken'),
+    ...NO_OVERRIDE,
+  });
   t.is(r.code, 3, r.stdout + r.stderr);
   t.true(r.stdout.includes(`the native addon ${file} did not load: `), r.stdout);
   t.regex(r.stdout, /invalid ELF header/);
