@@ -124,6 +124,28 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
     }
     case OpKind::kReadLine:
       op->maxBytes = maxBytes(a);
+      if (b.IsArray()) {
+        // With pre-registered replies: [asString, expect (a Buffer, true: a RegExp, or null:
+        // any line), reply
+        // (a Buffer), how many mismatches get it (-1: unbounded)].
+        auto arr = b.As<Napi::Array>();
+        Napi::Value s = arr.Get(0u), e = arr.Get(1u), r = arr.Get(2u);
+        op->asString = s.IsBoolean() && s.As<Napi::Boolean>();
+        op->filtered = true;
+        // expect true: a RegExp, matched in JavaScript line by line.
+        op->expectJs = e.IsBoolean() && e.As<Napi::Boolean>();
+        op->expectAny = !e.IsBuffer() && !op->expectJs;
+        if (e.IsBuffer()) {
+          auto buf = e.As<Napi::Buffer<char>>();
+          op->expect.assign(buf.Data(), buf.Length());
+        }
+        if (r.IsBuffer()) {
+          auto buf = r.As<Napi::Buffer<char>>();
+          op->reply.assign(buf.Data(), buf.Data() + buf.Length());
+        }
+        op->mismatchLeft = arr.Get(3u).As<Napi::Number>().Int64Value();
+        break;
+      }
       op->asString = b.IsBoolean() && b.As<Napi::Boolean>();
       break;
     case OpKind::kReadRegex:

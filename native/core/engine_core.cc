@@ -372,6 +372,10 @@ void EngineCore::unlink(Op* op) {
 }
 
 void EngineCore::finish(Op* op, Completion&& c) {
+  if (op->id < 0) {
+    replyDone(op, c);  // a core-owned write: no completion
+    return;
+  }
   unlink(op);
   c.id = op->id;
   Handle* h = op->h;

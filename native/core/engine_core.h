@@ -97,6 +97,7 @@ struct Handle : BackendHandle {
   bool recvPending = false;
   bool sendPending = false;
   bool writeQueued = false;  // in the engine's list of sockets with corked writes
+  size_t replyPending = 0;   // bytes of pre-registered replies queued and not yet sent
   // Half-close: a shutdown(SHUT_WR) in flight (a backend that completes later), for the op with
   // this id; and the sending side already shut down (a later end succeeds at once).
   bool shutdownPending = false;
@@ -167,6 +168,19 @@ struct OpFields {
   size_t n = 0;            // readChunk size, readExactly count, a length-prefixed record's length
   size_t scanFrom = 0;     // framing: bytes already searched without a match
   size_t linesEnd = 0;     // readUntilLineglob: the end of the lines collected so far
+  // expectLine with onMismatch: a line other than `expect` (any line but one equal to it; with
+  // expectAny none) gets `reply` written by the core and is consumed, while mismatchLeft (-1:
+  // unbounded) lasts; the next one settles the op, and JavaScript reports ERR_MISMATCH.
+  // A RegExp expect (expectJs) is matched in JavaScript: each line is reported as progress and
+  // waits for a verdict (1: deliver it, lineAccepted; 2: reply to it and consume it).
+  bool filtered = false;
+  bool expectAny = false;
+  bool expectJs = false;
+  bool lineAccepted = false;
+  int64_t mismatchLeft = -1;
+  // A core-owned write (a reply; negative id, no completion): the read op it answers for,
+  // which fails with the write's error if the write fails.
+  int64_t owner = 0;
 
   // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
   // So does a length-prefixed read's header; its verdict is the record's length (into `n`).
@@ -197,6 +211,8 @@ struct OpFields {
 
 struct Op : OpFields {
   std::string pattern;             // readUntil delimiter, readUntilLineglob glob, a header's delimiter
+  std::string expect;              // expectLine with onMismatch: the line that matches
+  std::vector<char> reply;         // expectLine with onMismatch: the bytes a mismatched line gets
   std::vector<std::string> delims; // readUntil with several delimiters (pattern unused)
   std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
   std::string collected;           // readExactly, readAll at a file position: the bytes so far
@@ -217,6 +233,8 @@ struct Op : OpFields {
   void reset() {
     static_cast<OpFields&>(*this) = OpFields{};
     pattern.clear();
+    expect.clear();
+    reply.clear();
     delims.clear();
     lines.clear();
     collected.clear();
@@ -352,6 +370,8 @@ class EngineCore : public Sink {
   // or 0 to wait for more bytes. For a length-prefixed read: > 0 is the whole record's length
   // (header included), read when all of it is buffered. Returns false when the op is gone
   // (cancelled or timed out).
+  // A line op with a RegExp expect answers each line it reported (lineVerdict): 1 deliver it,
+  // 2 reply to it and consume it.
   bool regexVerdict(int64_t id, int64_t verdict);
 
   // Bulk hand-over of a socket's input to JavaScript, which frames buffered ops itself. Both
@@ -456,6 +476,9 @@ class EngineCore : public Sink {
   void tlsSent(Handle* h, size_t n);
   void tlsCloseNotify(Handle* h);
   void failReadAtEnd(Handle* h, Op* op);
+  bool queueReply(Handle* h, Op* op);
+  bool lineVerdict(Op* op, int64_t verdict);
+  void replyDone(Op* op, const Completion& c);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);
   void creditSent(Handle* h, size_t sent);
@@ -516,6 +539,7 @@ class EngineCore : public Sink {
   IdTable<Handle> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
   uint64_t nextHandle_ = 1;
+  int64_t nextInternal_ = -2;  // core-owned ops' ids count down from -2 (-1 is the id table's)
   size_t sockets_ = 0;
   size_t listeners_ = 0;
   TlsContexts tlsContexts_;

@@ -33,6 +33,7 @@ import {
   type PrefixSpec,
   type PrefixState,
   headerOf,
+  lineError,
   recordLength,
   recordOf,
   regexVerdict,
@@ -74,6 +75,7 @@ import {
   checkEncoding,
   checkExpect,
   checkFile,
+  checkOnMismatch,
   checkFunction,
   checkGlob,
   checkInt,
@@ -109,6 +111,7 @@ import {
 import type {
   AddrInfo,
   BoundedOptions,
+  ChainLineOptions,
   ChainReadOptions,
   CommonOptions,
   ConnectAddress,
@@ -121,6 +124,7 @@ import type {
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
+  LineOptions,
   ListenOptions,
   ListenerAddress,
   OpOptions,
@@ -609,7 +613,9 @@ export class AsyncEngine {
   /**
    * Reads one line (`\n` or `\r\n`, stripped): `success(string)`. `expect`: `null` accepts any
    * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
-   * `err.line` (the line is consumed).
+   * `err.line` (the line is consumed). With `options.onMismatch` ({@link MismatchReply}), a line
+   * that does not match gets the reply written and is consumed, and the op reads on, with no
+   * callback, up to `onMismatch.max` times (sockets only).
    */
   expectLine<H extends Socket | File>(
     sock: H,
@@ -619,18 +625,19 @@ export class AsyncEngine {
   expectLine<H extends Socket | File>(
     sock: H,
     expect: LineExpectation,
-    options: OpOptions,
+    options: LineOptions,
     cb: CallbackLike<string, NoInfer<H>, NoInfer<H>>,
   ): void;
   expectLine(sock: Socket | File, expect: LineExpectation, a: unknown, b?: unknown): void {
     const cb = callbackOf<string>(a, b);
-    const opts = optionsOf(a, b, OPTION_KEYS.decoded);
+    const opts = optionsOf(a, b, OPTION_KEYS.line);
     checkExpect(expect);
     checkPosition(sock, opts, false);
     applyTimeout(opts, cb);
     const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
-    if (holds(sock)) {
+    // With pre-registered replies the line is framed natively, where the replies are written.
+    if ((opts as LineOptions).onMismatch === undefined && holds(sock)) {
       // A whole line among the held bytes settles here, with no record and no crossing; it is
       // checked against `expect` as it is delivered, like the line stage's.
       const encoding = encodingOf(opts, this.#encoding);
@@ -1095,11 +1102,11 @@ export class AsyncEngine {
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: AcceptedChain<string>,
   ): void;
   acceptThenExpectLine(listener: Listener, expect: LineExpectation, a: unknown, b?: unknown): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1153,7 +1160,7 @@ export class AsyncEngine {
     sock: H,
     data: WriteData,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: [
       CallbackLike<number, NoInfer<H>, NoInfer<H>>,
       CallbackLike<string, NoInfer<H>, NoInfer<H>>,
@@ -1166,7 +1173,7 @@ export class AsyncEngine {
     a: unknown,
     b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1192,7 +1199,7 @@ export class AsyncEngine {
   connectThenExpectLine(
     address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
@@ -1201,7 +1208,7 @@ export class AsyncEngine {
     a: unknown,
     b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1636,7 +1643,9 @@ export class AsyncEngine {
   // ---- stages: an op's record, made from its checked arguments ----
 
   // A line read (expectLine, alone or ending a chain): its line is decoded with the op's
-  // encoding and checked against `expect` (lineError) as it settles.
+  // encoding and checked against `expect` (lineError) as it settles. With onMismatch the native
+  // side gets [utf8, expect, reply, max]: a string expect as bytes, which it matches itself, or
+  // true for a RegExp, which #lineVerdict matches line by line.
   #lineStage(
     cb: Callback<string>,
     sock: Socket | File | undefined,
@@ -1648,7 +1657,17 @@ export class AsyncEngine {
     const encoding = encodingOf(opts, this.#encoding);
     const maxBytes = limitOf(opts, this.#maxBytes);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, utf8);
+    const filter = checkOnMismatch((opts as LineOptions).onMismatch);
+    let b: unknown = utf8;
+    if (filter !== undefined) {
+      if (sock instanceof File) {
+        throw invalidArgValue('options.onMismatch', 'is for sockets, not Files', filter);
+      }
+      const e = typeof expect === 'string' ? Buffer.from(expect, encoding) : expect !== null;
+      b = [utf8, expect === null ? null : e, filter.reply, filter.max];
+    }
+    const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, b);
+    if (filter !== undefined) rec.repliesLeft = filter.max;
     rec.expect = expect as LineExpectation;
     rec.encoding = encoding;
     return rec;
@@ -1919,6 +1938,10 @@ export class AsyncEngine {
           payload = payloads?.[i];
         }
         if (result === Code.Progress) {
+          if (rec.kind === Kind.ReadLine) {
+            this.#lineVerdict(id, rec, (payload as [Buffer])[0]);
+            continue;
+          }
           // Answered already (a report that left before the answer arrived): nothing to do.
           if (rec.answered) continue;
           try {
@@ -1950,6 +1973,21 @@ export class AsyncEngine {
     if (verdict === 0) return;
     if (m !== undefined) rec.match = m;
     rec.answered = true;
+    this.native.regexVerdict(id, verdict);
+  }
+
+  // A line op with pre-registered replies and a RegExp expect reports each line: a mismatch gets
+  // the reply (2) while replies last; anything else settles the op with the line (1), checked
+  // against its expectation as every line is.
+  #lineVerdict(id: number, rec: OpRecord, bytes: Buffer): void {
+    let verdict = 1;
+    if (rec.repliesLeft !== 0) {
+      const err = lineError(bytes.toString(rec.encoding), rec.expect);
+      if (err?.code === 'ERR_MISMATCH') {
+        verdict = 2;
+        if (rec.repliesLeft > 0) rec.repliesLeft--;
+      }
+    }
     this.native.regexVerdict(id, verdict);
   }
 

@@ -242,6 +242,36 @@ export type BoundedOptions = Pick<OpOptions, 'maxBytes' | 'position' | 'timeout'
 export type ChainReadOptions = Pick<OpOptions, 'maxBytes' | 'encoding' | 'timeout' | 'signal'>;
 
 /**
+ * A pre-registered reply (`onMismatch` of the line ops that take an `expect`): a line that does
+ * not match `expect` gets `reply` written, is consumed, and the op goes on waiting, with no
+ * JavaScript called. A string or `null` expect is matched by the native side, which queues the
+ * reply behind the writes already queued on the socket; a RegExp expect is matched in
+ * JavaScript as the line arrives, where regexes are matched for every line op, and the engine
+ * writes the reply and reads on itself.
+ */
+export interface MismatchReply {
+  /** The bytes a mismatched line gets (a string is written as UTF-8). */
+  reply: string | Buffer;
+  /**
+   * How many mismatched lines get the reply, an integer from 0 up, or `Infinity` (the default).
+   * The next mismatch fails the op with `ERR_MISMATCH` and `err.line`, with no reply.
+   */
+  max?: number;
+}
+
+/** Options of `expectLine`: {@link OpOptions} and `onMismatch`. */
+export interface LineOptions extends OpOptions {
+  /** A pre-registered reply for lines that do not match `expect`. */
+  onMismatch?: MismatchReply;
+}
+
+/** Options of the chains that end in a line read (`acceptThenExpectLine`, ...). */
+export type ChainLineOptions = ChainReadOptions & {
+  /** A pre-registered reply for lines that do not match `expect`. */
+  onMismatch?: MismatchReply;
+};
+
+/**
  * How {@link AsyncEngine.readLengthPrefixed} cuts a record: a header, then a body whose length
  * the header gives (RESP's `$5\r\nhello\r\n`, memcached's `VALUE k 0 5\r\n...`, an HTTP/1
  * message with `Content-Length`).

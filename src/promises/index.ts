@@ -15,6 +15,7 @@ import type {
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
+  MismatchReply,
   OpOptions,
   OpenOptions,
   ReadUntilResult,
@@ -331,11 +332,15 @@ export class EnginePromises {
     );
   }
 
-  /** Reads one line and checks it against `expect`: the line, terminator stripped. */
+  /**
+   * Reads one line and checks it against `expect`: the line, terminator stripped. With
+   * `onMismatch`, lines that do not match get its reply and are consumed (see `engine.expectLine`);
+   * so do the chains below that end in a line.
+   */
   expectLine(
     sock: Socket | File,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<string> {
     return single(options, (cb, o) => this.#engine.expectLine(sock, expect, o, cb));
   }
@@ -407,7 +412,7 @@ export class EnginePromises {
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectLine(listener, expect, o, cbs),
@@ -430,7 +435,7 @@ export class EnginePromises {
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, sock, (cbs, o) =>
       this.#engine.writeThenExpectLine(sock, data, expect, o, cbs),
@@ -441,7 +446,7 @@ export class EnginePromises {
   connectThenExpectLine(
     address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, undefined, (cbs, o) =>
       this.#engine.connectThenExpectLine(address, expect, o, cbs),
