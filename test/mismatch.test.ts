@@ -335,3 +335,23 @@ forEachImpl('onMismatch is for sockets: a File refuses it', async (t, engine) =>
   });
   engine.close(f);
 });
+
+forEachImpl(
+  'a string expect matches the decoded line, as without onMismatch: U+FFFD and other encodings',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // An invalid UTF-8 byte decodes to U+FFFD, so the line equals '\uFFFD'.
+    await p.write(Buffer.from([0x62, 0x0a, 0xff, 0x0a, 0x41, 0x42, 0x0a, 0x61, 0x0a]));
+    const r1 = once<string>();
+    engine.expectLine(p.sock, '\uFFFD', { onMismatch: { reply: REPLY } }, r1.cb);
+    t.is(await expectOk(t, r1), '\uFFFD');
+    // Hex: the line 'AB' decodes to '4142'.
+    const r2 = once<string>();
+    engine.expectLine(p.sock, '4142', { encoding: 'hex', onMismatch: { reply: REPLY } }, r2.cb);
+    t.is(await expectOk(t, r2), '4142');
+    const r3 = once<string>();
+    engine.expectLine(p.sock, 'a', { onMismatch: { reply: REPLY } }, r3.cb);
+    t.is(await expectOk(t, r3), 'a');
+    t.is((await p.waitForBytes(REPLY.length)).toString(), REPLY, 'one reply: for the line b');
+  },
+);

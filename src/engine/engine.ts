@@ -1663,8 +1663,12 @@ export class AsyncEngine {
       if (sock instanceof File) {
         throw invalidArgValue('options.onMismatch', 'is for sockets, not Files', filter);
       }
-      const e = typeof expect === 'string' ? Buffer.from(expect, encoding) : expect !== null;
-      b = [utf8, expect === null ? null : e, filter.reply, filter.max];
+      b = [
+        utf8,
+        expect === null ? null : nativeExpect(expect as string | RegExp, encoding),
+        filter.reply,
+        filter.max,
+      ];
     }
     const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, b);
     if (filter !== undefined) rec.repliesLeft = filter.max;
@@ -2092,6 +2096,18 @@ export class AsyncEngine {
       else c._target = null;
     }
   }
+}
+
+// A line expectation as the native side matches it: a string as its bytes, when comparing
+// bytes is comparing decoded lines (UTF-8 with no U+FFFD, which invalid bytes also decode to;
+// latin1); otherwise true: JavaScript matches each line (#lineVerdict), as it does a RegExp.
+function nativeExpect(expect: string | RegExp, encoding: BufferEncoding): Buffer | true {
+  if (typeof expect !== 'string') return true;
+  const utf8 = encoding === 'utf8' || encoding === 'utf-8';
+  if (!utf8 && encoding !== 'latin1' && encoding !== 'binary') return true;
+  const bytes = Buffer.from(expect, encoding);
+  if (bytes.toString(encoding) !== expect || (utf8 && expect.includes('\uFFFD'))) return true;
+  return bytes;
 }
 
 // Read ops that consume a socket's input buffer.
