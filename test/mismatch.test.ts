@@ -355,3 +355,18 @@ forEachImpl(
     t.is((await p.waitForBytes(REPLY.length)).toString(), REPLY, 'one reply: for the line b');
   },
 );
+
+forEachImpl(
+  'replies a peer does not read are bounded: past 1 MiB waiting the op fails with ERR_LIMIT',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    p.client.pause(); // reads nothing: the replies back up
+    engine.setSocketOptions(p.sock, { sendBufferSize: 4096 });
+    const big = Buffer.alloc(64 * 1024, 'r');
+    const r = once<string>();
+    engine.expectLine(p.sock, 'GOOD', { onMismatch: { reply: big } }, r.cb);
+    await p.write('x\n'.repeat(200));
+    await expectErr(t, r, 'ERR_LIMIT');
+    t.true(p.sock.pendingWriteBytes <= 1024 * 1024, `${p.sock.pendingWriteBytes} bytes waiting`);
+  },
+);
