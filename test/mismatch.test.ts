@@ -381,14 +381,14 @@ forEachImpl(
     for (let i = 0; i < 10; i++) await p.write(`bad ${i}\r\n`.repeat(10));
     await p.write('GOOD\r\n');
     t.is(await expectOk(t, r), 'GOOD');
+    const crossings = engine.stats().completions - before;
+    t.log(`100 mismatched lines and the match: ${crossings} completion(s) delivered`);
+    t.is(crossings, 1, 'one completion: the match');
     // Each reply exactly once: the peer has the 100 replies, then what is written after them.
     const w = once<number>();
     engine.write(p.sock, 'end\n', w.cb);
     await expectOk(t, w);
     const want = REPLY.repeat(100) + 'end\n';
     t.is((await p.waitForBytes(want.length)).toString(), want);
-    const crossings = engine.stats().completions - before;
-    t.log(`100 mismatched lines and the match: ${crossings} completion(s) delivered`);
-    t.is(crossings, 1, 'one completion: the match');
   },
 );
