@@ -309,6 +309,7 @@ export const OPTION_KEYS = {
     'backlog',
     'reusePort',
     'ipv6Only',
+    'deferAccept',
     'tls',
     // SocketOptions, for every accepted socket
     'noDelay',
@@ -318,6 +319,7 @@ export const OPTION_KEYS = {
     'sendBufferSize',
   ]) as ReadonlySet<string>,
   runOnce: new Set(['timeout']) as ReadonlySet<string>,
+  acceptWhen: new Set(['reply', 'timeout', 'maxBytes', 'signal']) as ReadonlySet<string>,
 } as const;
 
 /**
