@@ -12,6 +12,7 @@ import {
   noFdLeaks,
   once,
   portOf,
+  shutdownEngine,
   sleep,
   waitUntil,
   withDeadline,
@@ -153,11 +154,11 @@ forEachImpl(
     const first = once<string>();
     engine.acceptWhen(l, null, first.cb);
     const peers: NetPeer[] = [];
-    for (let i = 0; i < 3; i++) {
-      const p = await netClient(engine, { port });
-      await p.write(`client ${i}\n`);
-      peers.push(p);
-    }
+    for (let i = 0; i < 3; i++) peers.push(await netClient(engine, { port }));
+    // All three are being judged before any sends its line: those that pass after the first
+    // are kept natively for the next acceptWhen.
+    t.true(await waitUntil(() => engine.stats().sockets === 3), 'three connections judged');
+    await Promise.all(peers.map((p, i) => p.write(`client ${i}\n`)));
     const lines = [await expectOk(t, first)];
     const socks = [first.calls[0]!.sock as Socket];
     for (let i = 1; i < 3; i++) {
@@ -267,3 +268,55 @@ forEachImpl(
     engine.close(l);
   },
 );
+
+forEachImpl(
+  'acceptWhen: connections kept for the next acceptWhen are closed with the listener',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    const acc = once<string>();
+    engine.acceptWhen(l, null, acc.cb);
+    const peers: NetPeer[] = [];
+    for (let i = 0; i < 3; i++) peers.push(await netClient(engine, { port }));
+    // All three are being judged before any sends its line: those that pass after the first
+    // are kept natively for the next acceptWhen.
+    t.true(await waitUntil(() => engine.stats().sockets === 3), 'three connections judged');
+    await Promise.all(peers.map((p, i) => p.write(`client ${i}\n`)));
+    await expectOk(t, acc);
+    await sleep(100);
+    t.is(engine.stats().sockets, 3, 'the two others are held natively, unseen by JavaScript');
+    engine.close(l);
+    const delivered = acc.calls[0]!.sock as Socket;
+    const k = Number((acc.calls[0]!.value as string).slice(-1));
+    for (let i = 0; i < 3; i++) {
+      if (i === k) continue;
+      await withDeadline(peers[i]!.ended, 10_000, `client ${i} to be closed`);
+    }
+    t.is(engine.stats().sockets, 1, 'only the delivered connection is left');
+    t.true(await sameConnection(engine, delivered, peers[k]!));
+    engine.close(delivered);
+  },
+);
+
+forEachImpl('acceptWhen: shutdown closes connections being judged and kept', async (t, engine) => {
+  const l = engine.listen();
+  const port = portOf(l);
+  const acc = once<string>();
+  engine.acceptWhen(l, 'GO', acc.cb);
+  const slow = [await netClient(engine, { port }), await netClient(engine, { port })];
+  t.true(await waitUntil(() => engine.stats().sockets === 2), 'two connections judged');
+  await Promise.all(slow.map((p) => p.write('G')));
+  const good = await netClient(engine, { port });
+  await good.write('GO\n');
+  await expectOk(t, acc);
+  // No acceptWhen waits now: the first slow one passes and is kept, the second stays judged.
+  await slow[0]!.write('O\n');
+  await sleep(100);
+  t.is(engine.stats().sockets, 3);
+  t.is(acc.calls.length, 1);
+  await shutdownEngine(engine);
+  for (const p of slow) {
+    await withDeadline(p.ended, 10_000, 'a held connection to be closed at shutdown');
+    t.is(p.received().length, 0);
+  }
+});

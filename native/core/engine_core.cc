@@ -179,7 +179,7 @@ void EngineCore::close(uint64_t id) {
     }
     auto passed = std::move(h->passed);
     h->passed.clear();
-    for (auto& p : passed) close(p.first->id);
+    for (auto& p : passed) close(p.first);
   }
   if (h->kind == HandleKind::kListener) unlinkUnixPath(h->fd);
   handles_.erase(static_cast<int64_t>(h->id));

@@ -147,11 +147,12 @@ struct Handle : BackendHandle {
   // acceptWhen (net.cc). A candidate: a connection accepted under a filter whose first line is
   // not judged yet; JavaScript has not seen it. `candidateOf` is its listener. A listener keeps
   // its candidates, the connections that passed while no acceptWhen waited (with their lines,
-  // in the order they passed) and the filter the next connections get.
+  // in the order they passed; by handle id, as shutdown may close one first) and the filter the
+  // next connections get.
   Handle* candidateOf = nullptr;
   std::shared_ptr<const AcceptFilter> filter;
   std::vector<Handle*> candidates;
-  std::deque<std::pair<Handle*, std::string>> passed;
+  std::deque<std::pair<uint64_t, std::string>> passed;
 
   // Connect in progress.
   Op* connecting = nullptr;

@@ -94,9 +94,9 @@ void EngineCore::pumpAccepts(Handle* l) {
     Op* head = l->accepts.front();
     if (head->kind == OpKind::kAcceptWhen) {
       if (!l->passed.empty()) {
-        auto [h, line] = std::move(l->passed.front());
+        auto [id, line] = std::move(l->passed.front());
         l->passed.pop_front();
-        deliverPassed(head, h, std::move(line));
+        if (Handle* h = handle(id)) deliverPassed(head, h, std::move(line));
         continue;
       }
       // Bounded: past this many connections being judged or waiting, new ones wait in the
@@ -326,7 +326,7 @@ void EngineCore::passCandidate(Handle* h, std::string line) {
   if (!l->accepts.empty() && l->accepts.front()->kind == OpKind::kAcceptWhen) {
     deliverPassed(l->accepts.front(), h, std::move(line));
   } else {
-    l->passed.emplace_back(h, std::move(line));
+    l->passed.emplace_back(h->id, std::move(line));
   }
 }
 
