@@ -279,6 +279,28 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       }
       break;
     }
+    case OpKind::kAcceptWhen: {
+      auto arr = a.As<Napi::Array>();
+      auto f = std::make_shared<AcceptFilter>();
+      Napi::Value expect = arr.Get(0u);
+      if (expect.IsBuffer()) {
+        auto buf = expect.As<Napi::Buffer<char>>();
+        f->expect.assign(buf.Data(), buf.Length());
+      } else {
+        f->any = true;
+      }
+      Napi::Value reply = arr.Get(1u);
+      if (reply.IsBuffer()) {
+        auto buf = reply.As<Napi::Buffer<char>>();
+        f->reply.assign(buf.Data(), buf.Length());
+      }
+      double ms = arr.Get(2u).As<Napi::Number>().DoubleValue();
+      constexpr double kMaxMs = 4.0e12;  // saturates, as an op's deadline does
+      f->timeoutNs = ms > 0 ? static_cast<int64_t>((ms < kMaxMs ? ms : kMaxMs) * 1e6) : 0;
+      f->maxBytes = maxBytes(b);
+      op->filter = std::move(f);
+      break;
+    }
     case OpKind::kAccept:
     case OpKind::kSleep:
     case OpKind::kSoon:
@@ -429,6 +451,13 @@ Napi::Value BatchEncoder::payload(Napi::Env env, Completion& c) {
       auto a = Napi::Array::New(env, 2);
       a.Set(0u, Napi::Number::New(env, static_cast<double>(c.handle)));
       a.Set(1u, Napi::Number::New(env, c.fd));
+      return a;
+    }
+    case PayloadKind::kSocketLine: {
+      auto a = Napi::Array::New(env, 3);
+      a.Set(0u, Napi::Number::New(env, static_cast<double>(c.handle)));
+      a.Set(1u, Napi::Number::New(env, c.fd));
+      a.Set(2u, Napi::Buffer<char>::Copy(env, c.data.data(), c.data.size()));
       return a;
     }
     case PayloadKind::kLines:

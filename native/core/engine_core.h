@@ -53,6 +53,20 @@ struct Op;
 struct Handle;
 class FilePool;
 
+// acceptWhen's filter (net.cc): what a connection's first line must be for JavaScript to see the
+// connection, and what is done with one that fails. Shared by the op that set it and by every
+// connection accepted under it.
+struct AcceptFilter {
+  bool any = false;           // expect null: any complete first line passes
+  std::string expect;         // the line, without its terminator
+  std::string reply;          // written to a refused connection before it is closed; may be empty
+  int64_t timeoutNs = 0;      // a connection silent this long is refused; 0: never
+  size_t maxBytes = SIZE_MAX; // a first line longer than this is refused
+};
+
+// Why acceptWhen refused a connection (stats().filteredConnections).
+enum class Refusal : uint8_t { kMismatch, kTimeout, kTooLong };
+
 // Socket options set with setsockopt(2) (engine.setSocketOptions, and listen's options for every
 // accepted socket). A negative field is left as it is.
 struct SocketOptions {
@@ -130,6 +144,16 @@ struct Handle : BackendHandle {
   bool acceptBackoff = false;  // out of fds: accepts wait for a retry
   // Listener: the options every accepted socket gets (TCP_NODELAY on unless asked otherwise).
   SocketOptions acceptOptions{1};
+
+  // acceptWhen (net.cc). A candidate: a connection accepted under a filter whose first line is
+  // not judged yet; JavaScript has not seen it. `candidateOf` is its listener. A listener keeps
+  // its candidates, the connections that passed while no acceptWhen waited (with their lines,
+  // in the order they passed; by handle id, as shutdown may close one first) and the filter the
+  // next connections get.
+  Handle* candidateOf = nullptr;
+  std::shared_ptr<const AcceptFilter> filter;
+  std::vector<Handle*> candidates;
+  std::deque<std::pair<uint64_t, std::string>> passed;
 
   // Connect in progress.
   Op* connecting = nullptr;
@@ -228,6 +252,8 @@ struct Op : OpFields {
   std::string service;
   // A TLS handshake: the session to install on its socket.
   std::unique_ptr<TlsSession> tls;
+  // acceptWhen: its filter.
+  std::shared_ptr<const AcceptFilter> filter;
 
   // Back to a fresh op, keeping small buffers for the next one.
   void reset() {
@@ -249,6 +275,7 @@ struct Op : OpFields {
     host.clear();
     service.clear();
     tls.reset();
+    filter.reset();
   }
 };
 
@@ -265,6 +292,7 @@ enum class PayloadKind : uint8_t {
   kWritten,       // written: a failed write's bytes the kernel took
   kResolveError,  // gaiError, gaiErrno
   kStat,          // data: a struct statx
+  kSocketLine,    // handle, fd, data: a connection acceptWhen let through, and its first line
 };
 
 // One finished op (or a progress report), as handed to JavaScript. Each field has one meaning.
@@ -297,6 +325,11 @@ struct Stats {
   uint64_t fileFastPath = 0;   // file reads and writes served inline (RWF_NOWAIT)
   uint64_t fileFallbacks = 0;  // file requests run by the file worker pool
   uint64_t fileOps = 0;        // file requests the backend ran itself (a ring)
+  // Connections acceptWhen refused and closed: first line not the one expected (or none before
+  // EOF), silent past the filter's timeout, first line over its maxBytes.
+  uint64_t filteredMismatch = 0;
+  uint64_t filteredTimeout = 0;
+  uint64_t filteredTooLong = 0;
 };
 
 // The caller's memory of a readInto. JavaScript may detach or shrink a buffer while the op
@@ -348,8 +381,9 @@ class EngineCore : public Sink {
 
   // Handles.
   // Returns the listener's fd, or -errno and the system call that failed in *syscall.
-  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, uint64_t* id,
-                 const char** syscall);
+  // deferAccept: TCP_DEFER_ACCEPT in seconds (0: off; ignored on a Unix socket).
+  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, int deferAccept,
+                 uint64_t* id, const char** syscall);
   int64_t adopt(int fd, uint64_t* id);
   // Socket options (net.cc): on a socket, set now (0, or -errno of the setsockopt that failed);
   // on a listener, kept for every socket it accepts from now on.
@@ -489,6 +523,15 @@ class EngineCore : public Sink {
   static int applySocketOptions(int fd, const SocketOptions& o);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
+  void accepted(Op* op, int fd);
+  void startAcceptWhen(Op* op);
+  void addCandidate(Op* op, int fd);
+  void judgeCandidate(Handle* h);
+  void candidateEvent(Handle* h, bool timedOut);
+  void passCandidate(Handle* h, std::string line);
+  void refuseCandidate(Handle* h, Refusal why);
+  void dropCandidate(Handle* h);
+  void deliverPassed(Op* op, Handle* h, std::string&& line);
   void shedPendingConnections(Handle* l);
   static bool outOfFds(ssize_t r);
   void deferAccepts(Handle* l);

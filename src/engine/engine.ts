@@ -52,6 +52,7 @@ import {
   unreadHeld,
 } from './internal/held.js';
 import { ReadyQueue } from './internal/ready.js';
+import { checkAcceptWhen, deferAcceptOf } from './internal/accept-when.js';
 import { type ServeHandle, type ServeOptions, runCloseHooks, serve } from './serve.js';
 import { failureOf, resultValue } from './internal/results.js';
 import { checkSocketTimeouts } from './internal/socket-timeouts.js';
@@ -109,6 +110,8 @@ import {
   toBytes,
 } from './validate.js';
 import type {
+  AcceptExpectation,
+  AcceptWhenOptions,
   AddrInfo,
   BoundedOptions,
   ChainLineOptions,
@@ -127,6 +130,7 @@ import type {
   LineOptions,
   ListenOptions,
   ListenerAddress,
+  ListenerOptionValues,
   OpOptions,
   OpenOptions,
   PositionOptions,
@@ -214,9 +218,10 @@ export class AsyncEngine {
     this.#checkOpen();
     const { host, port, backlog, reusePort, ipv6Only, socketOptions } = checkListenOptions(options);
     const tls = options.tls === undefined ? undefined : checkTlsServer(options.tls, 'options.tls');
+    const deferAccept = port < 0 ? 0 : deferAcceptOf(options.deferAccept);
     let ids: [number, number];
     try {
-      ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
+      ids = this.native.listen(host, port, backlog, reusePort, ipv6Only, deferAccept);
     } catch (e) {
       const err = fromThrown(e);
       throw err instanceof EngineError ? withAddress(err, host, port) : err;
@@ -1444,6 +1449,86 @@ export class AsyncEngine {
   readonly #closeOnFail = new WeakSet<OpRecord>();
   readonly #handshakeFailed = new WeakSet<ChainState>();
 
+  // ---- accept filters ----
+
+  /**
+   * Accepts the next connection whose first line (`\n` or `\r\n`, stripped) is `expect`:
+   * `success(line, socket)`, the line a string (a Buffer when `expect` is bytes) and the socket
+   * with any bytes after that line still to read. `expect`: a string (compared as UTF-8), a
+   * Buffer, or `null` for any complete line. The engine accepts every waiting connection and
+   * reads its first line natively; one whose line does not match, that stays silent past
+   * `options.timeout`, or whose line is over `options.maxBytes`, gets `options.reply` (if given)
+   * and is closed there: no JavaScript runs for it, and `stats().filteredConnections` counts it.
+   * The op waits, like `accept`, until one connection passes. Connections that pass while no
+   * `acceptWhen` waits are kept (in order) for the next one; at most 1024 connections are judged
+   * at once per listener, the rest wait in the kernel's backlog. The Callback's `timeout` is the
+   * op's deadline. TCP and Unix listeners; not a TLS listener (a TypeError).
+   */
+  acceptWhen(
+    listener: Listener,
+    expect: string | null,
+    cb: CallbackLike<string, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: string | null,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<string, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: Uint8Array,
+    cb: CallbackLike<Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: Uint8Array,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: AcceptExpectation,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<string | Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(listener: Listener, expect: unknown, a: unknown, b?: unknown): void {
+    const c = callbackOf<string | Buffer>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.acceptWhen) as AcceptWhenOptions;
+    const signal = checkSignal(opts);
+    const args = checkAcceptWhen(expect, opts, this.#maxBytes);
+    const handle = listenerHandle(listener, this);
+    if (this.#listenerTls.has(listener)) {
+      throw invalidArgValue('listener', 'must not be a TLS listener for acceptWhen', listener);
+    }
+    const rec = new OpRecord(
+      Kind.AcceptWhen,
+      c,
+      undefined,
+      handle,
+      c._timeout,
+      args.a,
+      args.maxBytes,
+    );
+    rec.lineAsBytes = args.lineAsBytes;
+    this.#start(rec);
+    armSignal(signal, c, c, this.#failures);
+  }
+
+  /**
+   * A listener's options as the kernel reports them now (`getsockopt`). Throws `EBADF` on a
+   * closed listener.
+   */
+  listenerOptions(listener: Listener): ListenerOptionValues {
+    this.#checkOpen();
+    const handle = listenerHandle(listener, this);
+    try {
+      return { deferAccept: this.native.deferAccept(handle) };
+    } catch (e) {
+      throw fromThrown(e);
+    }
+  }
+
   // ---- bare callbacks and the loop ----
 
   /** Runs `fn` on a later turn, in the order of `callSoon` calls. */
@@ -2028,6 +2113,13 @@ export class AsyncEngine {
               if (isSocketRead(r.kind) && this.#ops.get(r.id) === r) this.#countRead(r);
             }
           }
+          break;
+        }
+        case Kind.AcceptWhen: {
+          const [handle, fd, line] = payload as [number, number, Buffer];
+          io = new Socket(this, handle, fd);
+          this.#sockets.set(handle, io);
+          value = rec.lineAsBytes ? line : line.toString('utf8');
           break;
         }
         case Kind.TlsHandshake:

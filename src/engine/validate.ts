@@ -326,6 +326,7 @@ export const OPTION_KEYS = {
     'backlog',
     'reusePort',
     'ipv6Only',
+    'deferAccept',
     'tls',
     // SocketOptions, for every accepted socket
     'noDelay',
@@ -335,6 +336,7 @@ export const OPTION_KEYS = {
     'sendBufferSize',
   ]) as ReadonlySet<string>,
   runOnce: new Set(['timeout']) as ReadonlySet<string>,
+  acceptWhen: new Set(['reply', 'timeout', 'maxBytes', 'signal']) as ReadonlySet<string>,
 } as const;
 
 /**

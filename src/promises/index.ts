@@ -8,6 +8,8 @@ import { type ChunksOptions, type LinesOptions, chunks, lines } from './iterate.
 import type { File, Listener, Socket } from '../engine/io.js';
 import type { StartTlsOptions, TlsConnectOption } from '../engine/tls.js';
 import type {
+  AcceptExpectation,
+  AcceptWhenOptions,
   AddrInfo,
   ConnectAddress,
   FileStat,
@@ -532,6 +534,50 @@ export class EnginePromises {
     // A timer with a Callback: shutdown cancels it like any op, and it rejects with ECANCELED.
     // It takes no `timeout` (the delay is its deadline).
     return single<void>(options, (cb) => this.#engine._sleep(ms, cb), undefined);
+  }
+
+  // ---- accept filters ----
+
+  /**
+   * `acceptWhen`: the next connection whose first line is `expect`, as `{ line, socket }` (the
+   * socket yours to close). `options.timeout` is each connection's time to send its first line,
+   * as the callback form's; the op itself has no deadline. Aborted, it rejects with an
+   * `AbortError`.
+   */
+  acceptWhen(
+    listener: Listener,
+    expect: AcceptExpectation,
+    options?: AcceptWhenOptions,
+  ): Promise<{ line: string | Buffer; socket: Socket }> {
+    return new Promise((resolve, reject) => {
+      if (options !== undefined && (options === null || typeof options !== 'object')) {
+        throw invalidArgType('options', 'an object', options);
+      }
+      const { signal, ...opOptions } = options ?? {};
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw invalidArgType('options.signal', 'an AbortSignal', signal);
+      }
+      if (signal?.aborted) {
+        reject(abortError(signal.reason));
+        return;
+      }
+      let cancelled = false;
+      const onAbort = (): void => {
+        cancelled = cb.cancel();
+      };
+      const cb = new Callback<string | Buffer, Socket, undefined>({
+        success: (line, socket) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve({ line, socket: socket! });
+        },
+        failure: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(cancelled ? abortError(signal!.reason, err) : err);
+        },
+      });
+      this.#engine.acceptWhen(listener, expect, opOptions, cb);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 }
 

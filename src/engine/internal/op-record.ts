@@ -25,6 +25,8 @@ export class OpRecord {
   regex: RegExp | undefined = undefined;
   match: RegExpExecArray | undefined = undefined;
   encoding: BufferEncoding = 'utf8';
+  // acceptWhen: its line delivered as bytes (its expect was given as bytes).
+  lineAsBytes = false;
   chain: ChainState | undefined = undefined;
   path: string | undefined = undefined; // open
   direct = false; // open
