@@ -30,6 +30,7 @@ export const enum Kind {
   Shutdown = 18,
   Peek = 19,
   TlsHandshake = 20,
+  ReadLines = 21,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
