@@ -3,6 +3,7 @@
 // connectionLost exactly once with the reason, expect/onMismatch, maxBytes, idleTimeout, a
 // partial last line, shutdown with connections open, and bad arguments.
 import test from 'ava';
+import tls from 'node:tls';
 import { type EngineError, type LineHandler, type Socket, createEngine } from 'async-engine';
 import {
   type Engine,
@@ -15,6 +16,7 @@ import {
   waitUntil,
   withDeadline,
 } from './helpers/harness.js';
+import { testCerts } from './helpers/tls-certs.js';
 
 noFdLeaks();
 
@@ -293,6 +295,53 @@ forEachImpl(
     t.is(r.made, 2);
   },
 );
+
+forEachImpl('on a TLS listener: lines in order over TLS, and answers', async (t, engine) => {
+  const { self } = testCerts();
+  const listener = engine.listen({
+    host: '127.0.0.1',
+    port: 0,
+    tls: { key: self.key, cert: self.cert },
+  });
+  const r = recorder((line, sock) => engine.write(sock, `${line.toUpperCase()}\n`, () => {}));
+  engine.serveLines(listener, r.handler);
+  const client = tls.connect({
+    host: '127.0.0.1',
+    port: portOf(listener),
+    ca: self.cert,
+    servername: 'localhost',
+  });
+  client.on('error', () => {});
+  let received = '';
+  client.on('data', (b: Buffer) => (received += b.toString()));
+  const lines = Array.from({ length: 2000 }, (_, i) => `t${i}`);
+  client.write(lines.map((l) => `${l}\n`).join(''));
+  t.true(await waitUntil(() => received.length >= lines.join('\n').length + 1, 15_000));
+  t.deepEqual(r.lines, lines);
+  t.is(received, lines.map((l) => `${l.toUpperCase()}\n`).join(''));
+  client.end();
+  await lost(r);
+  t.deepEqual(r.lost, [undefined]);
+  client.destroy();
+  engine.close(listener);
+});
+
+forEachImpl('engine.promises.serveLines resolves once serving stops', async (t, engine) => {
+  const listener = listen(engine);
+  const r = recorder();
+  const ac = new AbortController();
+  const done = engine.promises.serveLines(listener, { signal: ac.signal }, r.handler);
+  const peer = await netClient(engine, { port: portOf(listener) });
+  await peer.write('p\nq\n');
+  t.true(await waitUntil(() => r.lines.length === 2));
+  ac.abort();
+  await withDeadline(done, 5_000, 'done');
+  t.deepEqual(r.lines, ['p', 'q']);
+  peer.client.end();
+  await lost(r);
+  t.deepEqual(r.lost, [undefined], 'the live connection is served until it ends');
+  engine.close(listener);
+});
 
 test('serveLines: bad arguments throw synchronously', async (t) => {
   const engine = createEngine({ impl: 'poll' });
