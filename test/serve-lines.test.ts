@@ -94,6 +94,25 @@ forEachImpl(
   { timeout: 120_000 },
 );
 
+forEachImpl(
+  'empty lines, more buffered than one batch takes: none lost, in order',
+  async (t, engine) => {
+    const listener = listen(engine);
+    const r = recorder();
+    engine.serveLines(listener, r.handler);
+    const N = 50_000; // one receive holds more empty lines than one batch delivers (4096)
+    const peer = await netClient(engine, { port: portOf(listener) });
+    await peer.write(`${'\n'.repeat(N)}\r\nend\n`);
+    peer.client.end();
+    await lost(r);
+    t.is(r.lines.length, N + 2);
+    t.true(r.lines.slice(0, N + 1).every((l) => l === ''));
+    t.is(r.lines[N + 1], 'end');
+    t.deepEqual(r.lost, [undefined]);
+    engine.close(listener);
+  },
+);
+
 forEachImpl('any chunking of the input gives the same lines', async (t, engine) => {
   const listener = listen(engine);
   const r = recorder();
