@@ -266,6 +266,26 @@ forEachImpl(
   },
 );
 
+forEachImpl(
+  'an end the loop decides does not wait for a peer that reads nothing',
+  async (t, engine) => {
+    const listener = listen(engine);
+    const big = Buffer.alloc(64 * 1024 * 1024, 0x61);
+    const r = recorder((_line, sock) => engine.write(sock, big, { failure: () => {} }));
+    engine.serveLines(listener, { expect: 'ok', idleTimeout: 200 }, r.handler);
+    const peer = await netClient(engine, { port: portOf(listener) });
+    peer.client.pause();
+    peer.client.removeAllListeners('data');
+    await peer.write('ok\nbad\n');
+    await lost(r);
+    t.deepEqual(r.lines, ['ok']);
+    t.is((r.lost[0] as EngineError).code, 'ERR_MISMATCH');
+    t.is(engine.stats().sockets, 0);
+    peer.client.destroy();
+    engine.close(listener);
+  },
+);
+
 forEachImpl('idleTimeout: a silent connection ends with ETIMEDOUT', async (t, engine) => {
   const listener = listen(engine);
   const r = recorder();

@@ -66,6 +66,9 @@ export interface ServeLinesOptions extends ServeOptions {
 
 // The most lines one native read delivers: bounds the batch a single wake-up hands over.
 const LINES_PER_BATCH = 4096;
+// How long an end the loop decides waits for its queued writes with the peer taking no byte of
+// them, without an idleTimeout.
+const END_WAIT_MS = 10_000;
 
 const LINE_KEYS = new Set(['expect', 'onMismatch', 'maxBytes', 'idleTimeout']);
 
@@ -162,13 +165,16 @@ export function serveLines(
     // The one end of a connection: its socket closed, then connectionLost, once. A handler that
     // threw has its socket closed at once (and the error reported); an end the loop decides
     // (a mismatch, a line too long, the peer leaving mid-line, the idle timeout) first lets the
-    // writes already queued go out, then sends FIN and closes.
+    // writes already queued go out, then sends FIN and closes; a peer that stops taking them
+    // for idleTimeout (10 s without one) is closed then.
     const end = (err: Error | undefined, thrown = false): void => {
       if (lost) return;
       lost = true;
       if (!thrown && err !== undefined && !sock.closed && !engine.closed) {
         const close = (): void => lose(err, false);
         try {
+          // A peer that takes none of those bytes for that long is not waited for.
+          engine.setTimeouts(sock, { idle: 0, write: idle > 0 ? idle : END_WAIT_MS });
           engine.end(sock, new Callback<void>({ success: close, failure: close }));
           return;
         } catch {
