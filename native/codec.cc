@@ -151,6 +151,10 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
     case OpKind::kReadRegex:
       op->maxBytes = maxBytes(a);
       break;
+    case OpKind::kReadLines:
+      op->maxBytes = maxBytes(a);
+      op->n = count(b);
+      break;
     case OpKind::kReadPrefixed:
       if (a.IsBuffer()) {
         auto buf = a.As<Napi::Buffer<char>>();

@@ -23,6 +23,7 @@ export type {
 export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type { ServeHandle, ServeOptions } from './engine/serve.js';
+export type { LineHandler, ServeLinesOptions } from './engine/serve-lines.js';
 export type { ChunksOptions, LinesOptions } from './promises/iterate.js';
 export type {
   AddrInfo,

@@ -492,6 +492,7 @@ class EngineCore : public Sink {
   bool frameNone(Handle* h, Op* op);
   bool frameUntil(Handle* h, Op* op);
   bool frameLine(Handle* h, Op* op);
+  bool frameLines(Handle* h, Op* op);
   bool frameGlob(Handle* h, Op* op);
   bool frameRegex(Handle* h, Op* op);
   bool frameChunk(Handle* h, Op* op);

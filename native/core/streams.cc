@@ -371,6 +371,51 @@ void EngineCore::replyDone(Op* w, const Completion& c) {
   resumeAfter(h, wasHead, false);
 }
 
+// Every complete line buffered (up to op->n lines and about kLinesBatchBytes bytes) in one
+// completion, for serveLines: a crossing carries many lines, not one. The first line alone
+// decides an error (ERR_LIMIT); a bad line after good ones waits for the next op, so the good
+// ones are delivered first and nothing after the bad one is consumed.
+namespace {
+constexpr size_t kLinesBatchBytes = 256 * 1024;
+
+void appendU32(std::string* s, uint32_t v) {
+  char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+               static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
+  s->append(b, 4);
+}
+}  // namespace
+
+bool EngineCore::frameLines(Handle* h, Op* op) {
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  size_t bound = std::min<size_t>(op->maxBytes, UINT32_MAX);
+  Frame first = async_engine::frameLine(p, len, bound, &op->scanFrom);
+  if (first.status == FrameStatus::kNeedMore) return false;
+  if (first.status == FrameStatus::kOverLimit) {
+    fail(op, kErrLimit);
+    return true;
+  }
+  Completion c;
+  c.kind = PayloadKind::kBytes;
+  std::vector<uint32_t> lengths;
+  size_t at = 0;
+  Frame f = first;
+  for (;;) {
+    c.data.append(p + at, f.content);
+    lengths.push_back(static_cast<uint32_t>(f.content));
+    at += f.end;
+    if (lengths.size() >= std::max<size_t>(op->n, 1) || c.data.size() >= kLinesBatchBytes) break;
+    size_t scan = 0;
+    f = async_engine::frameLine(p + at, len - at, bound, &scan);
+    if (f.status != FrameStatus::kFound) break;
+  }
+  for (uint32_t n : lengths) appendU32(&c.data, n);
+  c.result = static_cast<int64_t>(lengths.size());
+  h->in.consume(at);
+  finish(op, std::move(c));
+  return true;
+}
+
 bool EngineCore::frameGlob(Handle* h, Op* op) {
   const char* p = h->in.data();
   size_t len = h->in.size();

@@ -4,6 +4,7 @@ import { Callback } from '../engine/callback.js';
 import { type AsyncEngine, registerPromises } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import { type ServeOptions, servePromises } from '../engine/serve.js';
+import type { LineHandler, ServeLinesOptions } from '../engine/serve-lines.js';
 import { type ChunksOptions, type LinesOptions, chunks, lines } from './iterate.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type { StartTlsOptions, TlsConnectOption } from '../engine/tls.js';
@@ -578,6 +579,21 @@ export class EnginePromises {
       this.#engine.acceptWhen(listener, expect, opOptions, cb);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  // ---- line protocol handlers ----
+
+  /**
+   * `engine.serveLines` as a promise: serves `listener` with the line protocol `handler` and
+   * resolves once serving stops (`options.signal`, `engine.close(listener)`, shutdown). Throws
+   * synchronously what `engine.serveLines` throws.
+   */
+  serveLines(listener: Listener, options: ServeLinesOptions, handler: LineHandler): Promise<void>;
+  serveLines(listener: Listener, handler: LineHandler): Promise<void>;
+  serveLines(listener: Listener, a: unknown, b?: unknown): Promise<void> {
+    const [options, handler] = b === undefined ? [{}, a] : [a, b];
+    return this.#engine.serveLines(listener, options as ServeLinesOptions, handler as LineHandler)
+      .done;
   }
 }
 

@@ -31,6 +31,7 @@ export const enum Kind {
   Peek = 19,
   TlsHandshake = 20,
   AcceptWhen = 21,
+  ReadLines = 22,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
