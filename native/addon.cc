@@ -1,6 +1,8 @@
 // N-API bindings: the NativeEngine class that the TypeScript engine drives, and the module's
 // exports. An op's argument layout and the batch format are the codec's (codec.h), the Node
 // event-loop integration of `auto` drive is uv_drive.h's, socket addresses are address.h's.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -60,6 +62,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
                            InstanceMethod<&NativeEngine::Address>("address"),
                            InstanceMethod<&NativeEngine::SetSocketOptions>("setSocketOptions"),
                            InstanceMethod<&NativeEngine::GetSocketOptions>("socketOptions"),
+                           InstanceMethod<&NativeEngine::DeferAccept>("deferAccept"),
                            InstanceMethod<&NativeEngine::TlsInfo>("tlsInfo"),
                            InstanceMethod<&NativeEngine::TlsSessionInfo>("tlsSessionInfo"),
                            InstanceMethod<&NativeEngine::Pending>("pending"),
@@ -326,7 +329,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     return true;
   }
 
-  // listen(host|path, port (-1 for a path), backlog, reusePort) -> [handle, fd]
+  // listen(host|path, port (-1 for a path), backlog, reusePort, ipv6Only, deferAccept seconds
+  // (0: off)) -> [handle, fd]
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!checkOpen(env)) return env.Undefined();
@@ -335,6 +339,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     int backlog = info[2].As<Napi::Number>().Int32Value();
     bool reusePort = info[3].As<Napi::Boolean>();
     bool ipv6Only = info[4].As<Napi::Boolean>();
+    int deferAccept = info[5].IsNumber() ? info[5].As<Napi::Number>().Int32Value() : 0;
     sockaddr_storage ss;
     socklen_t len;
     if (!parseAddress(host, port, &ss, &len)) {
@@ -343,7 +348,8 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     }
     uint64_t id = 0;
     const char* syscall = "listen";
-    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, ipv6Only, &id, &syscall);
+    int64_t fd = core_.listen(reinterpret_cast<sockaddr*>(&ss), len, backlog, reusePort, ipv6Only, deferAccept, &id,
+                              &syscall);
     if (fd < 0) {
       errnoError(env, fd, syscall).ThrowAsJavaScriptException();
       return env.Undefined();
@@ -506,6 +512,11 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     o.Set("fileFastPath", Napi::Number::New(env, static_cast<double>(s.fileFastPath)));
     o.Set("fileFallbacks", Napi::Number::New(env, static_cast<double>(s.fileFallbacks)));
     o.Set("fileOps", Napi::Number::New(env, static_cast<double>(s.fileOps)));
+    auto filtered = Napi::Object::New(env);
+    filtered.Set("mismatch", Napi::Number::New(env, static_cast<double>(s.filteredMismatch)));
+    filtered.Set("timeout", Napi::Number::New(env, static_cast<double>(s.filteredTimeout)));
+    filtered.Set("tooLong", Napi::Number::New(env, static_cast<double>(s.filteredTooLong)));
+    o.Set("filteredConnections", filtered);
     o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
     o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));
     o.Set("listeners", Napi::Number::New(env, static_cast<double>(core_.listeners())));
@@ -598,6 +609,24 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     a.Set(3u, Napi::Number::New(env, o.receiveBuffer));
     a.Set(4u, Napi::Number::New(env, o.sendBuffer));
     return a;
+  }
+
+  // deferAccept(listener handle) -> TCP_DEFER_ACCEPT as the kernel reports it, in seconds (0: off)
+  Napi::Value DeferAccept(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Handle* h = torn_ ? nullptr : core_.handle(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    if (!h || h->kind != HandleKind::kListener) {
+      errnoError(env, -EBADF, "getsockopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (::getsockopt(h->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len) < 0) {
+      if (errno == EOPNOTSUPP || errno == ENOPROTOOPT) return Napi::Number::New(env, 0);  // a Unix listener
+      errnoError(env, -errno, "getsockopt").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, v);
   }
 
   // tlsInfo(handle) -> [protocol version, cipher (OpenSSL's name), its IANA name, the cipher's

@@ -124,10 +124,36 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
     }
     case OpKind::kReadLine:
       op->maxBytes = maxBytes(a);
+      if (b.IsArray()) {
+        // With pre-registered replies: [asString, expect (a Buffer, true: a RegExp, or null:
+        // any line), reply
+        // (a Buffer), how many mismatches get it (-1: unbounded)].
+        auto arr = b.As<Napi::Array>();
+        Napi::Value s = arr.Get(0u), e = arr.Get(1u), r = arr.Get(2u);
+        op->asString = s.IsBoolean() && s.As<Napi::Boolean>();
+        op->filtered = true;
+        // expect true: a RegExp, matched in JavaScript line by line.
+        op->expectJs = e.IsBoolean() && e.As<Napi::Boolean>();
+        op->expectAny = !e.IsBuffer() && !op->expectJs;
+        if (e.IsBuffer()) {
+          auto buf = e.As<Napi::Buffer<char>>();
+          op->expect.assign(buf.Data(), buf.Length());
+        }
+        if (r.IsBuffer()) {
+          auto buf = r.As<Napi::Buffer<char>>();
+          op->reply.assign(buf.Data(), buf.Data() + buf.Length());
+        }
+        op->mismatchLeft = arr.Get(3u).As<Napi::Number>().Int64Value();
+        break;
+      }
       op->asString = b.IsBoolean() && b.As<Napi::Boolean>();
       break;
     case OpKind::kReadRegex:
       op->maxBytes = maxBytes(a);
+      break;
+    case OpKind::kReadLines:
+      op->maxBytes = maxBytes(a);
+      op->n = count(b);
       break;
     case OpKind::kReadPrefixed:
       if (a.IsBuffer()) {
@@ -255,6 +281,28 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
         err.ThrowAsJavaScriptException();
         return nullptr;
       }
+      break;
+    }
+    case OpKind::kAcceptWhen: {
+      auto arr = a.As<Napi::Array>();
+      auto f = std::make_shared<AcceptFilter>();
+      Napi::Value expect = arr.Get(0u);
+      if (expect.IsBuffer()) {
+        auto buf = expect.As<Napi::Buffer<char>>();
+        f->expect.assign(buf.Data(), buf.Length());
+      } else {
+        f->any = true;
+      }
+      Napi::Value reply = arr.Get(1u);
+      if (reply.IsBuffer()) {
+        auto buf = reply.As<Napi::Buffer<char>>();
+        f->reply.assign(buf.Data(), buf.Length());
+      }
+      double ms = arr.Get(2u).As<Napi::Number>().DoubleValue();
+      constexpr double kMaxMs = 4.0e12;  // saturates, as an op's deadline does
+      f->timeoutNs = ms > 0 ? static_cast<int64_t>((ms < kMaxMs ? ms : kMaxMs) * 1e6) : 0;
+      f->maxBytes = maxBytes(b);
+      op->filter = std::move(f);
       break;
     }
     case OpKind::kAccept:
@@ -407,6 +455,13 @@ Napi::Value BatchEncoder::payload(Napi::Env env, Completion& c) {
       auto a = Napi::Array::New(env, 2);
       a.Set(0u, Napi::Number::New(env, static_cast<double>(c.handle)));
       a.Set(1u, Napi::Number::New(env, c.fd));
+      return a;
+    }
+    case PayloadKind::kSocketLine: {
+      auto a = Napi::Array::New(env, 3);
+      a.Set(0u, Napi::Number::New(env, static_cast<double>(c.handle)));
+      a.Set(1u, Napi::Number::New(env, c.fd));
+      a.Set(2u, Napi::Buffer<char>::Copy(env, c.data.data(), c.data.size()));
       return a;
     }
     case PayloadKind::kLines:

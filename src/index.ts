@@ -23,10 +23,13 @@ export type {
 export { EnginePromises } from './promises/index.js';
 export type { PromiseOpOptions, ChainResult } from './promises/index.js';
 export type { ServeHandle, ServeOptions } from './engine/serve.js';
+export type { LineHandler, ServeLinesOptions } from './engine/serve-lines.js';
 export type { ChunksOptions, LinesOptions } from './promises/iterate.js';
 export type {
   AddrInfo,
   BoundedOptions,
+  AcceptExpectation,
+  AcceptWhenOptions,
   ChainReadOptions,
   CommonOptions,
   ConnectAddress,
@@ -35,6 +38,7 @@ export type {
   EngineStats,
   ImplAvailability,
   FileStat,
+  FilteredConnections,
   FsyncOptions,
   ImplName,
   ListenOptions,
@@ -43,7 +47,11 @@ export type {
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
+  LineOptions,
+  ChainLineOptions,
+  MismatchReply,
   ListenerAddress,
+  ListenerOptionValues,
   OpOptions,
   OpenOptions,
   PositionOptions,

@@ -281,6 +281,8 @@ const framingOpArb: fc.Arbitrary<ModelOp> = fc.oneof(
     expect: fc.constantFrom<string | RegExp | null>(null, null, 'OK', 'END', '', /^E/, /OK$/, /\0/),
     maxBytes: maxBytesArb,
     encoding: fc.constantFrom<'utf8' | 'latin1'>('utf8', 'utf8', 'latin1'),
+    // Pre-registered replies: none mostly; else how many mismatched lines get one (-1: all).
+    onMismatch: fc.constantFrom<number | undefined>(undefined, undefined, undefined, 0, 1, 2, -1),
   }),
   fc.record({
     kind: fc.constant('readExactly' as const),
@@ -624,13 +626,16 @@ function submitOp(engine: Engine, sock: Socket | File, op: ModelOp, tr: Tracked<
       return engine.readUntil(sock, op.delimiters, opts({ maxBytes: op.maxBytes }), cb);
     case 'peek':
       return engine.peek(sock as Socket, op.n, cb);
-    case 'expectLine':
+    case 'expectLine': {
+      const m = op.onMismatch;
+      const onMismatch = m === undefined ? undefined : { reply: 'R\n', max: m < 0 ? Infinity : m };
       return engine.expectLine(
         sock,
         op.expect,
-        opts({ maxBytes: op.maxBytes, encoding: op.encoding }),
+        opts({ maxBytes: op.maxBytes, encoding: op.encoding, onMismatch }),
         cb,
       );
+    }
     case 'readExactly':
       return engine.readExactly(sock, op.n, cb);
     case 'readChunk':
@@ -748,13 +753,26 @@ async function runScenario(
   tally: Record<string, number>,
   paths: Paths | undefined,
 ): Promise<string | null> {
-  // peek reads sockets only.
-  if (source.kind === 'file') s = { ...s, ops: s.ops.filter((op) => op.kind !== 'peek') };
+  // peek reads sockets only, and so does an expectLine with pre-registered replies.
+  if (source.kind === 'file') {
+    s = {
+      ...s,
+      ops: s.ops
+        .filter((op) => op.kind !== 'peek')
+        .map((op) => (op.kind === 'expectLine' ? { ...op, onMismatch: undefined } : op)),
+    };
+  }
   const { sock, writer, done } = await openSource(engine, s, source);
   const socket = source.kind === 'socket' ? (sock as Socket) : undefined;
   const buffered = (): number => (socket === undefined ? 0 : socket.bufferedBytes);
   const none: Interrupt = { cancel: 'none', delay: 0, timeout: 0 };
-  const interrupt = (i: number): Interrupt => s.interrupts[i] ?? none;
+  // An op with pre-registered replies may have consumed lines before a cancel or timeout: those
+  // are left uninterrupted, so that what every op consumed stays known.
+  const interrupt = (i: number): Interrupt => {
+    const op = s.ops[i];
+    if (op?.kind === 'expectLine' && op.onMismatch !== undefined) return none;
+    return s.interrupts[i] ?? none;
+  };
   /** What each op's cancel() returned, once called. */
   const cancelled: Array<boolean | undefined> = [];
   const submitted: boolean[] = [];
@@ -951,6 +969,8 @@ async function runScenario(
       if (actual.code !== exp.code) return where();
       if (exp.code === 'ERR_INCOMPLETE') {
         if (!Buffer.isBuffer(actual.partial) || !actual.partial.equals(exp.partial)) return where();
+        // Lines replied to before it (onMismatch), then the partial bytes.
+        consumed.push(rem.subarray(0, exp.consumed - exp.partial.length));
         consumed.push(actual.partial);
       } else if (exp.code === 'ERR_MISMATCH') {
         if (actual.line !== exp.line) return where();
@@ -960,6 +980,10 @@ async function runScenario(
         return where();
       } else if (exp.code === 'ERR_USER_CODE' && !(o.err?.cause instanceof Error)) {
         return `${where()}: err.cause is not what the length rule threw`;
+      } else if (exp.code === 'ERR_LIMIT' && exp.consumed > 0) {
+        // Lines replied to (onMismatch) before the one over the bound.
+        consumed.push(rem.subarray(0, exp.consumed));
+        lastOwn.at += exp.consumed;
       }
     }
     if (!('chunkOf' in exp) && !('peekOf' in exp)) pos += exp.consumed;

@@ -139,6 +139,7 @@ Handle* EngineCore::handle(uint64_t id) {
 void EngineCore::close(uint64_t id) {
   Handle* h = handle(id);
   if (!h) return;
+  if (h->candidateOf) dropCandidate(h);
   if (h->tls) tlsCloseNotify(h);
   h->closed = true;
   socketTimers_.remove(&h->idleTimer);
@@ -168,6 +169,18 @@ void EngineCore::close(uint64_t id) {
   }
   for (int fd : h->backlog) ::close(fd);
   h->backlog.clear();
+  if (h->kind == HandleKind::kListener) {
+    // acceptWhen's connections, judged or waiting for the next acceptWhen, are nobody's now.
+    std::vector<Handle*> candidates;
+    candidates.swap(h->candidates);
+    for (Handle* c : candidates) {
+      c->candidateOf = nullptr;
+      close(c->id);
+    }
+    auto passed = std::move(h->passed);
+    h->passed.clear();
+    for (auto& p : passed) close(p.first);
+  }
   if (h->kind == HandleKind::kListener) unlinkUnixPath(h->fd);
   handles_.erase(static_cast<int64_t>(h->id));
   if (h->kind == HandleKind::kListener) {
@@ -372,6 +385,10 @@ void EngineCore::unlink(Op* op) {
 }
 
 void EngineCore::finish(Op* op, Completion&& c) {
+  if (op->id < 0) {
+    replyDone(op, c);  // a core-owned write: no completion
+    return;
+  }
   unlink(op);
   c.id = op->id;
   Handle* h = op->h;
@@ -596,6 +613,7 @@ void EngineCore::armSocketTimer(SocketTimer* t) {
 // Bytes moved on `h` (received, or taken by the kernel from its writes when `wrote`): its armed
 // timers count from now. Only the time is noted; a timer that comes due later sees it.
 void EngineCore::progressed(Handle* h, bool wrote) {
+  if (h->candidateOf) return;  // an acceptWhen candidate's timeout counts from its accept
   if (h->idleTimer.periodNs == 0 && (!wrote || h->writeTimer.periodNs == 0)) return;
   int64_t now = nowNs();
   h->idleTimer.since = now;
@@ -609,6 +627,10 @@ void EngineCore::progressed(Handle* h, bool wrote) {
 // failed (a sticky write error, as after EPIPE).
 void EngineCore::socketTimerDue(SocketTimer* t, int64_t now) {
   Handle* h = t->h;
+  if (h->candidateOf) {
+    candidateEvent(h, true);  // an acceptWhen candidate with no first line in time
+    return;
+  }
   if (t->since + t->periodNs > now) {
     t->deadline = t->since + t->periodNs;
     t->timerSeq = ++timerSeq_;

@@ -53,6 +53,20 @@ struct Op;
 struct Handle;
 class FilePool;
 
+// acceptWhen's filter (net.cc): what a connection's first line must be for JavaScript to see the
+// connection, and what is done with one that fails. Shared by the op that set it and by every
+// connection accepted under it.
+struct AcceptFilter {
+  bool any = false;           // expect null: any complete first line passes
+  std::string expect;         // the line, without its terminator
+  std::string reply;          // written to a refused connection before it is closed; may be empty
+  int64_t timeoutNs = 0;      // a connection silent this long is refused; 0: never
+  size_t maxBytes = SIZE_MAX; // a first line longer than this is refused
+};
+
+// Why acceptWhen refused a connection (stats().filteredConnections).
+enum class Refusal : uint8_t { kMismatch, kTimeout, kTooLong };
+
 // Socket options set with setsockopt(2) (engine.setSocketOptions, and listen's options for every
 // accepted socket). A negative field is left as it is.
 struct SocketOptions {
@@ -97,6 +111,7 @@ struct Handle : BackendHandle {
   bool recvPending = false;
   bool sendPending = false;
   bool writeQueued = false;  // in the engine's list of sockets with corked writes
+  size_t replyPending = 0;   // bytes of pre-registered replies queued and not yet sent
   // Half-close: a shutdown(SHUT_WR) in flight (a backend that completes later), for the op with
   // this id; and the sending side already shut down (a later end succeeds at once).
   bool shutdownPending = false;
@@ -129,6 +144,16 @@ struct Handle : BackendHandle {
   bool acceptBackoff = false;  // out of fds: accepts wait for a retry
   // Listener: the options every accepted socket gets (TCP_NODELAY on unless asked otherwise).
   SocketOptions acceptOptions{1};
+
+  // acceptWhen (net.cc). A candidate: a connection accepted under a filter whose first line is
+  // not judged yet; JavaScript has not seen it. `candidateOf` is its listener. A listener keeps
+  // its candidates, the connections that passed while no acceptWhen waited (with their lines,
+  // in the order they passed; by handle id, as shutdown may close one first) and the filter the
+  // next connections get.
+  Handle* candidateOf = nullptr;
+  std::shared_ptr<const AcceptFilter> filter;
+  std::vector<Handle*> candidates;
+  std::deque<std::pair<uint64_t, std::string>> passed;
 
   // Connect in progress.
   Op* connecting = nullptr;
@@ -167,6 +192,19 @@ struct OpFields {
   size_t n = 0;            // readChunk size, readExactly count, a length-prefixed record's length
   size_t scanFrom = 0;     // framing: bytes already searched without a match
   size_t linesEnd = 0;     // readUntilLineglob: the end of the lines collected so far
+  // expectLine with onMismatch: a line other than `expect` (any line but one equal to it; with
+  // expectAny none) gets `reply` written by the core and is consumed, while mismatchLeft (-1:
+  // unbounded) lasts; the next one settles the op, and JavaScript reports ERR_MISMATCH.
+  // A RegExp expect (expectJs) is matched in JavaScript: each line is reported as progress and
+  // waits for a verdict (1: deliver it, lineAccepted; 2: reply to it and consume it).
+  bool filtered = false;
+  bool expectAny = false;
+  bool expectJs = false;
+  bool lineAccepted = false;
+  int64_t mismatchLeft = -1;
+  // A core-owned write (a reply; negative id, no completion): the read op it answers for,
+  // which fails with the write's error if the write fails.
+  int64_t owner = 0;
 
   // Regex reads are matched in JavaScript: the op reports progress and waits for a verdict.
   // So does a length-prefixed read's header; its verdict is the record's length (into `n`).
@@ -197,6 +235,8 @@ struct OpFields {
 
 struct Op : OpFields {
   std::string pattern;             // readUntil delimiter, readUntilLineglob glob, a header's delimiter
+  std::string expect;              // expectLine with onMismatch: the line that matches
+  std::vector<char> reply;         // expectLine with onMismatch: the bytes a mismatched line gets
   std::vector<std::string> delims; // readUntil with several delimiters (pattern unused)
   std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
   std::string collected;           // readExactly, readAll at a file position: the bytes so far
@@ -212,11 +252,15 @@ struct Op : OpFields {
   std::string service;
   // A TLS handshake: the session to install on its socket.
   std::unique_ptr<TlsSession> tls;
+  // acceptWhen: its filter.
+  std::shared_ptr<const AcceptFilter> filter;
 
   // Back to a fresh op, keeping small buffers for the next one.
   void reset() {
     static_cast<OpFields&>(*this) = OpFields{};
     pattern.clear();
+    expect.clear();
+    reply.clear();
     delims.clear();
     lines.clear();
     collected.clear();
@@ -231,6 +275,7 @@ struct Op : OpFields {
     host.clear();
     service.clear();
     tls.reset();
+    filter.reset();
   }
 };
 
@@ -247,6 +292,7 @@ enum class PayloadKind : uint8_t {
   kWritten,       // written: a failed write's bytes the kernel took
   kResolveError,  // gaiError, gaiErrno
   kStat,          // data: a struct statx
+  kSocketLine,    // handle, fd, data: a connection acceptWhen let through, and its first line
 };
 
 // One finished op (or a progress report), as handed to JavaScript. Each field has one meaning.
@@ -279,6 +325,11 @@ struct Stats {
   uint64_t fileFastPath = 0;   // file reads and writes served inline (RWF_NOWAIT)
   uint64_t fileFallbacks = 0;  // file requests run by the file worker pool
   uint64_t fileOps = 0;        // file requests the backend ran itself (a ring)
+  // Connections acceptWhen refused and closed: first line not the one expected (or none before
+  // EOF), silent past the filter's timeout, first line over its maxBytes.
+  uint64_t filteredMismatch = 0;
+  uint64_t filteredTimeout = 0;
+  uint64_t filteredTooLong = 0;
 };
 
 // The caller's memory of a readInto. JavaScript may detach or shrink a buffer while the op
@@ -330,8 +381,9 @@ class EngineCore : public Sink {
 
   // Handles.
   // Returns the listener's fd, or -errno and the system call that failed in *syscall.
-  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, uint64_t* id,
-                 const char** syscall);
+  // deferAccept: TCP_DEFER_ACCEPT in seconds (0: off; ignored on a Unix socket).
+  int64_t listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort, bool ipv6Only, int deferAccept,
+                 uint64_t* id, const char** syscall);
   int64_t adopt(int fd, uint64_t* id);
   // Socket options (net.cc): on a socket, set now (0, or -errno of the setsockopt that failed);
   // on a listener, kept for every socket it accepts from now on.
@@ -352,6 +404,8 @@ class EngineCore : public Sink {
   // or 0 to wait for more bytes. For a length-prefixed read: > 0 is the whole record's length
   // (header included), read when all of it is buffered. Returns false when the op is gone
   // (cancelled or timed out).
+  // A line op with a RegExp expect answers each line it reported (lineVerdict): 1 deliver it,
+  // 2 reply to it and consume it.
   bool regexVerdict(int64_t id, int64_t verdict);
 
   // Bulk hand-over of a socket's input to JavaScript, which frames buffered ops itself. Both
@@ -438,6 +492,7 @@ class EngineCore : public Sink {
   bool frameNone(Handle* h, Op* op);
   bool frameUntil(Handle* h, Op* op);
   bool frameLine(Handle* h, Op* op);
+  bool frameLines(Handle* h, Op* op);
   bool frameGlob(Handle* h, Op* op);
   bool frameRegex(Handle* h, Op* op);
   bool frameChunk(Handle* h, Op* op);
@@ -456,6 +511,9 @@ class EngineCore : public Sink {
   void tlsSent(Handle* h, size_t n);
   void tlsCloseNotify(Handle* h);
   void failReadAtEnd(Handle* h, Op* op);
+  bool queueReply(Handle* h, Op* op);
+  bool lineVerdict(Op* op, int64_t verdict);
+  void replyDone(Op* op, const Completion& c);
   void pumpWrites(Handle* h);
   bool sendQueued(Handle* h);
   void creditSent(Handle* h, size_t sent);
@@ -466,6 +524,15 @@ class EngineCore : public Sink {
   static int applySocketOptions(int fd, const SocketOptions& o);
   void pumpAccepts(Handle* l);
   void deliverAccepted(Op* op, int fd);
+  void accepted(Op* op, int fd);
+  void startAcceptWhen(Op* op);
+  void addCandidate(Op* op, int fd);
+  void judgeCandidate(Handle* h);
+  void candidateEvent(Handle* h, bool timedOut);
+  void passCandidate(Handle* h, std::string line);
+  void refuseCandidate(Handle* h, Refusal why);
+  void dropCandidate(Handle* h);
+  void deliverPassed(Op* op, Handle* h, std::string&& line);
   void shedPendingConnections(Handle* l);
   static bool outOfFds(ssize_t r);
   void deferAccepts(Handle* l);
@@ -516,6 +583,7 @@ class EngineCore : public Sink {
   IdTable<Handle> handles_;
   std::vector<Handle*> zombies_;  // closed, still owed primitive reports
   uint64_t nextHandle_ = 1;
+  int64_t nextInternal_ = -2;  // core-owned ops' ids count down from -2 (-1 is the id table's)
   size_t sockets_ = 0;
   size_t listeners_ = 0;
   TlsContexts tlsContexts_;

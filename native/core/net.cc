@@ -10,15 +10,22 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstring>
 
 #include "core/engine_core.h"
+#include "core/framing.h"
 
 namespace async_engine {
+
+namespace {
+// acceptWhen: the most connections a listener judges at once.
+constexpr size_t kMaxCandidates = 1024;
+}  // namespace
 
 // ---- handles ----
 
 int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, bool reusePort,
-                           bool ipv6Only, uint64_t* id, const char** syscall) {
+                           bool ipv6Only, int deferAccept, uint64_t* id, const char** syscall) {
   int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *syscall = "socket";
@@ -37,6 +44,11 @@ int64_t EngineCore::listen(const sockaddr* addr, socklen_t len, int backlog, boo
     // An IPv6 listener takes IPv4 clients too (as `net` listens), unless asked for IPv6 only.
     int v6only = ipv6Only ? 1 : 0;
     if (addr->sa_family == AF_INET6 && ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) < 0) {
+      return failed("setsockopt");
+    }
+    // The kernel completes a connection's accept only once it has sent data (or after about
+    // this many seconds of retransmitted SYN-ACKs).
+    if (deferAccept > 0 && ::setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &deferAccept, sizeof deferAccept) < 0) {
       return failed("setsockopt");
     }
   }
@@ -79,10 +91,22 @@ void EngineCore::unlinkUnixPath(int fd) {
 
 void EngineCore::pumpAccepts(Handle* l) {
   while (!l->accepts.empty()) {
+    Op* head = l->accepts.front();
+    if (head->kind == OpKind::kAcceptWhen) {
+      if (!l->passed.empty()) {
+        auto [id, line] = std::move(l->passed.front());
+        l->passed.pop_front();
+        if (Handle* h = handle(id)) deliverPassed(head, h, std::move(line));
+        continue;
+      }
+      // Bounded: past this many connections being judged or waiting, new ones wait in the
+      // kernel's backlog until one is refused or delivered.
+      if (l->candidates.size() >= kMaxCandidates) return;
+    }
     if (!l->backlog.empty()) {
       int fd = l->backlog.front();
       l->backlog.pop_front();
-      deliverAccepted(l->accepts.front(), fd);
+      accepted(head, fd);
       continue;
     }
     if (l->acceptPending || l->acceptBackoff) return;
@@ -96,10 +120,20 @@ void EngineCore::pumpAccepts(Handle* l) {
         deferAccepts(l);
         return;
       }
-      fail(l->accepts.front(), r, Syscall::kAccept);
+      fail(head, r, Syscall::kAccept);
       continue;
     }
-    deliverAccepted(l->accepts.front(), static_cast<int>(r));
+    accepted(head, static_cast<int>(r));
+  }
+}
+
+// A connection accepted for `op`: delivered to an accept, judged by its first line for an
+// acceptWhen.
+void EngineCore::accepted(Op* op, int fd) {
+  if (op->kind == OpKind::kAcceptWhen) {
+    addCandidate(op, fd);
+  } else {
+    deliverAccepted(op, fd);
   }
 }
 
@@ -177,7 +211,7 @@ void EngineCore::onAccept(BackendHandle* b, ssize_t r) {
     if (l->accepts.empty()) {
       l->backlog.push_back(static_cast<int>(r));  // its op was cancelled: keep it for the next
     } else {
-      deliverAccepted(l->accepts.front(), static_cast<int>(r));
+      accepted(l->accepts.front(), static_cast<int>(r));
     }
   } else if (outOfFds(r)) {
     deferAccepts(l);
@@ -186,6 +220,156 @@ void EngineCore::onAccept(BackendHandle* b, ssize_t r) {
     fail(l->accepts.front(), r, Syscall::kAccept);
   }
   pumpAccepts(l);
+}
+
+// ---- acceptWhen: connections judged by their first line before JavaScript sees them ----
+//
+// An acceptWhen accepts every waiting connection as a candidate: a socket of the core's own, in
+// its listener's list, whose first line the core reads as it arrives (judgeCandidate, from the
+// socket's receive reports). A line that passes the filter settles the op with the connection;
+// a candidate that passes while no acceptWhen waits joins the listener's `passed` queue for the
+// next one. A candidate that fails (a line that is not the one expected, EOF or an error before
+// a line, no line within the filter's timeout, a line over its maxBytes) gets the filter's
+// reply and is closed here: JavaScript never hears of it. The timeout is the candidate's idle
+// timer, counted from the accept (bytes received do not restart it).
+
+void EngineCore::startAcceptWhen(Op* op) {
+  Handle* l = op->h;
+  // The next connections are judged by the newest filter; those under way keep theirs.
+  if (l && !l->closed && l->kind == HandleKind::kListener) l->filter = op->filter;
+  startOnHandle(op);
+}
+
+void EngineCore::addCandidate(Op* op, int fd) {
+  Handle* l = op->h;
+  applySocketOptions(fd, l->acceptOptions);
+  int rc = 0;
+  Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
+  if (!h) {
+    fail(op, rc, Syscall::kAccept);
+    return;
+  }
+  h->candidateOf = l;
+  h->filter = l->filter ? l->filter : op->filter;
+  l->candidates.push_back(h);
+  if (h->filter->timeoutNs > 0) {
+    h->idleTimer.periodNs = h->filter->timeoutNs;
+    armSocketTimer(&h->idleTimer);
+  }
+  judgeCandidate(h);
+}
+
+// Judges a candidate's first line once it is buffered, receiving while it is not. A refused
+// candidate is closed (and may be freed); one still waiting has its bytes in its own buffer.
+void EngineCore::judgeCandidate(Handle* h) {
+  const AcceptFilter& f = *h->filter;
+  for (;;) {
+    size_t scan = 0;
+    Frame fr = async_engine::frameLine(h->in.data(), h->in.size(), f.maxBytes, &scan);
+    if (fr.status == FrameStatus::kOverLimit) {
+      refuseCandidate(h, Refusal::kTooLong);
+      return;
+    }
+    if (fr.status == FrameStatus::kFound) {
+      const char* p = h->in.data();
+      bool ok = f.any || (fr.content == f.expect.size() && std::memcmp(p, f.expect.data(), fr.content) == 0);
+      if (!ok) {
+        refuseCandidate(h, Refusal::kMismatch);
+        return;
+      }
+      std::string line(p, fr.content);
+      h->in.consume(fr.end);
+      h->in.settle();
+      passCandidate(h, std::move(line));
+      return;
+    }
+    if (h->eof || h->readError) {
+      refuseCandidate(h, Refusal::kMismatch);
+      return;
+    }
+    if (h->recvPending) return;
+    h->in.settle();
+    const char* data = nullptr;
+    ssize_t r = backend_->recv(h, &data);
+    if (r == kPending) {
+      h->recvPending = true;
+      return;
+    }
+    recvResult(h, r, data);
+  }
+}
+
+// A receive report or the timeout on a candidate; then its listener may take in more.
+void EngineCore::candidateEvent(Handle* h, bool timedOut) {
+  Handle* l = h->candidateOf;
+  if (timedOut) {
+    refuseCandidate(h, Refusal::kTimeout);
+  } else {
+    judgeCandidate(h);  // the handle may be gone after this
+  }
+  if (!l->closed) pumpAccepts(l);
+}
+
+void EngineCore::dropCandidate(Handle* h) {
+  Handle* l = h->candidateOf;
+  h->candidateOf = nullptr;
+  auto it = std::find(l->candidates.begin(), l->candidates.end(), h);
+  if (it != l->candidates.end()) l->candidates.erase(it);
+  socketTimers_.remove(&h->idleTimer);
+  h->idleTimer.periodNs = 0;
+}
+
+void EngineCore::passCandidate(Handle* h, std::string line) {
+  Handle* l = h->candidateOf;
+  dropCandidate(h);
+  h->filter.reset();
+  if (!l->accepts.empty() && l->accepts.front()->kind == OpKind::kAcceptWhen) {
+    deliverPassed(l->accepts.front(), h, std::move(line));
+  } else {
+    l->passed.emplace_back(h->id, std::move(line));
+  }
+}
+
+void EngineCore::deliverPassed(Op* op, Handle* h, std::string&& line) {
+  Completion c;
+  c.kind = PayloadKind::kSocketLine;
+  c.handle = h->id;
+  c.fd = h->fd;
+  c.data = std::move(line);
+  c.result = 0;
+  finish(op, std::move(c));
+}
+
+// The reply, if any, is one send on a connection that has written nothing yet: it fits in the
+// socket's send buffer unless it is larger than that (the rest is then dropped). What the peer
+// sent that was not read is drained first, so that the close is a FIN and not a reset that
+// could discard the reply before the peer reads it.
+void EngineCore::refuseCandidate(Handle* h, Refusal why) {
+  std::shared_ptr<const AcceptFilter> f = h->filter;
+  dropCandidate(h);
+  h->filter.reset();
+  switch (why) {
+    case Refusal::kMismatch:
+      stats_.filteredMismatch++;
+      break;
+    case Refusal::kTimeout:
+      stats_.filteredTimeout++;
+      break;
+    case Refusal::kTooLong:
+      stats_.filteredTooLong++;
+      break;
+  }
+  if (f && !f->reply.empty() && !h->readError) {
+    ::send(h->fd, f->reply.data(), f->reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    stats_.coreSyscalls++;
+  }
+  for (int i = 0; i < 16 && !h->eof && !h->readError && !h->recvPending; i++) {
+    char* buf = scratch_.data();
+    ssize_t n = ::recv(h->fd, buf, scratch_.size(), MSG_DONTWAIT);
+    stats_.coreSyscalls++;
+    if (n <= 0) break;
+  }
+  close(h->id);
 }
 
 void EngineCore::startConnect(Op* op) {

@@ -1,6 +1,6 @@
 // Live ops and handles by id: an open-addressing hash table (linear probing, tombstones), so
 // that the two or three ops a request makes and settles cost no allocation each, as a
-// node-based map's would. Ids are positive.
+// node-based map's would. Ids are positive (JavaScript's) or below -1 (the core's own ops).
 #pragma once
 
 #include <cstddef>
@@ -65,7 +65,7 @@ class IdTable {
   template <typename F>
   void forEach(F&& f) const {
     for (const Slot& s : slots_) {
-      if (s.id > 0) f(s.id, s.op);
+      if (live(s.id)) f(s.id, s.op);
     }
   }
 
@@ -77,6 +77,9 @@ class IdTable {
     T* op = nullptr;
   };
 
+  // Every id but the two markers: JavaScript's ops are positive, the core's own negative.
+  static bool live(int64_t id) { return id != kEmpty && id != kGone; }
+
   static size_t hash(int64_t id) { return static_cast<size_t>(static_cast<uint64_t>(id) * 0x9E3779B97F4A7C15ull >> 16); }
 
   // Rebuilds without tombstones, at `cap` slots (a power of two).
@@ -86,7 +89,7 @@ class IdTable {
     slots_.assign(cap, Slot{});
     size_ = used_ = 0;
     for (const Slot& s : old) {
-      if (s.id > 0) insert(s.id, s.op);
+      if (live(s.id)) insert(s.id, s.op);
     }
   }
 

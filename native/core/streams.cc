@@ -21,6 +21,7 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   if (!op) return false;
   // A regex read answers only a match or a failure, and may answer any report (the native side
   // does not wait for a "no match yet"); a length-prefixed read answers its one header report.
+  if (op->filtered && op->expectJs) return lineVerdict(op, verdict);
   bool isLength = hasFlag(op->kind, kVerdictIsLength);
   if (!hasFlag(op->kind, kVerdict) || (isLength && !op->awaitingVerdict)) return false;
   op->awaitingVerdict = false;
@@ -49,6 +50,26 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
       h->in.consume(h->in.size());
     }
     finish(op, std::move(c));
+  }
+  if (!h->closed) pumpReads(h);
+  return true;
+}
+
+// A line JavaScript matched against its RegExp: 1 delivers it (a match, or the mismatch that
+// fails the op), 2 replies to it and consumes it, and the op frames the next line.
+bool EngineCore::lineVerdict(Op* op, int64_t verdict) {
+  if (!op->awaitingVerdict) return false;
+  op->awaitingVerdict = false;
+  Handle* h = op->h;
+  if (verdict == 2) {
+    h->in.consume(std::min(op->reportedLen, h->in.size()));
+    op->scanFrom = 0;
+    if (!queueReply(h, op)) {
+      if (!h->closed) pumpReads(h);
+      return true;
+    }
+  } else {
+    op->lineAccepted = true;
   }
   if (!h->closed) pumpReads(h);
   return true;
@@ -118,6 +139,10 @@ void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
 // Received bytes are framed where they landed; whatever is left is copied into the socket's
 // buffer before that memory is received into again, and before returning.
 void EngineCore::pumpReads(Handle* h) {
+  if (h->candidateOf) {
+    candidateEvent(h, false);  // acceptWhen (net.cc): no op reads it, the core judges its first line
+    return;
+  }
   pumpReadsLoop(h);
   h->in.settle();
 }
@@ -262,15 +287,131 @@ bool EngineCore::frameUntil(Handle* h, Op* op) {
 }
 
 bool EngineCore::frameLine(Handle* h, Op* op) {
+  if (op->awaitingVerdict) return false;
+  for (;;) {
+    const char* p = h->in.data();
+    Frame f = async_engine::frameLine(p, h->in.size(), op->maxBytes, &op->scanFrom);
+    if (f.status == FrameStatus::kNeedMore) return false;
+    if (f.status == FrameStatus::kOverLimit) {
+      fail(op, kErrLimit);
+      return true;
+    }
+    if (op->filtered && op->expectJs && !op->lineAccepted) {
+      // JavaScript matches the line (left buffered) and answers with lineVerdict.
+      op->awaitingVerdict = true;
+      op->reportedLen = f.end;
+      Completion pr;
+      pr.id = op->id;
+      pr.result = kProgress;
+      pr.kind = PayloadKind::kProgress;
+      pr.data.assign(p, f.content);
+      ready_.push_back(std::move(pr));
+      return false;
+    }
+    // A pre-registered reply: a mismatched line is answered and consumed here, and the op
+    // frames the next one, while its replies last. The last mismatch settles the op with its
+    // line (JavaScript reports it as ERR_MISMATCH), with no reply.
+    bool mismatch = op->filtered && !op->expectAny && !op->expectJs &&
+                    (f.content != op->expect.size() || std::memcmp(p, op->expect.data(), f.content) != 0);
+    if (mismatch && op->mismatchLeft != 0) {
+      h->in.consume(f.end);
+      op->scanFrom = 0;
+      if (op->mismatchLeft > 0) op->mismatchLeft--;
+      if (!queueReply(h, op)) return true;  // it failed the op
+      continue;
+    }
+    Completion c = framed(p, f.content, op->asString ? PayloadKind::kString : PayloadKind::kBytes);
+    h->in.consume(f.end);
+    finish(op, std::move(c));
+    return true;
+  }
+}
+
+// Replies the peer does not read may wait in the write queue up to this many bytes; past it the
+// line op fails with ERR_LIMIT rather than let them grow without bound.
+constexpr size_t kMaxReplyPending = 1024 * 1024;
+
+// Queues op's reply as a core-owned write, behind the writes already queued (on a TLS socket it
+// joins the record stream in the same order). Returns false when it failed the op instead.
+bool EngineCore::queueReply(Handle* h, Op* op) {
+  if (op->reply.empty()) return true;
+  if (h->writeError || h->replyPending + op->reply.size() > kMaxReplyPending) {
+    if (h->writeError) {
+      fail(op, h->writeError, h->writeError == kErrTimedOut ? Syscall::kWrite : Syscall::kSend);
+    } else {
+      fail(op, kErrLimit);
+    }
+    return false;
+  }
+  Op* w = newOp();
+  w->kind = OpKind::kWrite;
+  w->id = nextInternal_--;
+  w->h = h;
+  w->owner = op->id;
+  w->data = op->reply;
+  h->replyPending += w->data.size();
+  ops_.insert(w->id, w);
+  start(w);
+  return true;
+}
+
+// A core-owned reply write ended. Nothing reaches JavaScript; a failure (not a cancel: its
+// socket closed) fails the read op it answered for, with the write's error.
+void EngineCore::replyDone(Op* w, const Completion& c) {
+  Handle* h = w->h;
+  if (h) h->replyPending -= std::min(h->replyPending, w->data.size());
+  int64_t owner = w->owner;
+  unlink(w);
+  freeOp(w);
+  if (c.result >= 0 || c.result == kErrCanceled || !h || h->closed) return;
+  Op* r = ops_.find(owner);
+  if (!r) return;
+  bool wasHead = !h->reads.empty() && h->reads.front() == r;
+  fail(r, c.result, c.syscall);
+  resumeAfter(h, wasHead, false);
+}
+
+// Every complete line buffered (up to op->n lines and about kLinesBatchBytes bytes) in one
+// completion, for serveLines: a crossing carries many lines, not one. The first line alone
+// decides an error (ERR_LIMIT); a bad line after good ones waits for the next op, so the good
+// ones are delivered first and nothing after the bad one is consumed.
+namespace {
+constexpr size_t kLinesBatchBytes = 256 * 1024;
+
+void appendU32(std::string* s, uint32_t v) {
+  char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+               static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
+  s->append(b, 4);
+}
+}  // namespace
+
+bool EngineCore::frameLines(Handle* h, Op* op) {
   const char* p = h->in.data();
-  Frame f = async_engine::frameLine(p, h->in.size(), op->maxBytes, &op->scanFrom);
-  if (f.status == FrameStatus::kNeedMore) return false;
-  if (f.status == FrameStatus::kOverLimit) {
+  size_t len = h->in.size();
+  size_t bound = std::min<size_t>(op->maxBytes, UINT32_MAX);
+  Frame first = async_engine::frameLine(p, len, bound, &op->scanFrom);
+  if (first.status == FrameStatus::kNeedMore) return false;
+  if (first.status == FrameStatus::kOverLimit) {
     fail(op, kErrLimit);
     return true;
   }
-  Completion c = framed(p, f.content, op->asString ? PayloadKind::kString : PayloadKind::kBytes);
-  h->in.consume(f.end);
+  Completion c;
+  c.kind = PayloadKind::kBytes;
+  std::vector<uint32_t> lengths;
+  size_t at = 0;
+  Frame f = first;
+  for (;;) {
+    c.data.append(p + at, f.content);
+    lengths.push_back(static_cast<uint32_t>(f.content));
+    at += f.end;
+    if (lengths.size() >= std::max<size_t>(op->n, 1) || c.data.size() >= kLinesBatchBytes) break;
+    size_t scan = 0;
+    f = async_engine::frameLine(p + at, len - at, bound, &scan);
+    if (f.status != FrameStatus::kFound) break;
+  }
+  for (uint32_t n : lengths) appendU32(&c.data, n);
+  c.result = static_cast<int64_t>(lengths.size());
+  h->in.consume(at);
   finish(op, std::move(c));
   return true;
 }

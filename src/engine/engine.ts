@@ -33,6 +33,7 @@ import {
   type PrefixSpec,
   type PrefixState,
   headerOf,
+  lineError,
   recordLength,
   recordOf,
   regexVerdict,
@@ -51,6 +52,9 @@ import {
   unreadHeld,
 } from './internal/held.js';
 import { ReadyQueue } from './internal/ready.js';
+import { checkAcceptWhen, deferAcceptOf } from './internal/accept-when.js';
+import { type LineHandler, type ServeLinesOptions, serveLines } from './serve-lines.js';
+import { linesOf } from './internal/lines.js';
 import { type ServeHandle, type ServeOptions, runCloseHooks, serve } from './serve.js';
 import { failureOf, resultValue } from './internal/results.js';
 import { checkSocketTimeouts } from './internal/socket-timeouts.js';
@@ -74,6 +78,7 @@ import {
   checkEncoding,
   checkExpect,
   checkFile,
+  checkOnMismatch,
   checkFunction,
   checkGlob,
   checkInt,
@@ -107,8 +112,11 @@ import {
   toBytes,
 } from './validate.js';
 import type {
+  AcceptExpectation,
+  AcceptWhenOptions,
   AddrInfo,
   BoundedOptions,
+  ChainLineOptions,
   ChainReadOptions,
   CommonOptions,
   ConnectAddress,
@@ -121,8 +129,10 @@ import type {
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
+  LineOptions,
   ListenOptions,
   ListenerAddress,
+  ListenerOptionValues,
   OpOptions,
   OpenOptions,
   PositionOptions,
@@ -210,9 +220,10 @@ export class AsyncEngine {
     this.#checkOpen();
     const { host, port, backlog, reusePort, ipv6Only, socketOptions } = checkListenOptions(options);
     const tls = options.tls === undefined ? undefined : checkTlsServer(options.tls, 'options.tls');
+    const deferAccept = port < 0 ? 0 : deferAcceptOf(options.deferAccept);
     let ids: [number, number];
     try {
-      ids = this.native.listen(host, port, backlog, reusePort, ipv6Only);
+      ids = this.native.listen(host, port, backlog, reusePort, ipv6Only, deferAccept);
     } catch (e) {
       const err = fromThrown(e);
       throw err instanceof EngineError ? withAddress(err, host, port) : err;
@@ -609,7 +620,9 @@ export class AsyncEngine {
   /**
    * Reads one line (`\n` or `\r\n`, stripped): `success(string)`. `expect`: `null` accepts any
    * line, a string must equal it, a RegExp must match it; otherwise `ERR_MISMATCH` with
-   * `err.line` (the line is consumed).
+   * `err.line` (the line is consumed). With `options.onMismatch` ({@link MismatchReply}), a line
+   * that does not match gets the reply written and is consumed, and the op reads on, with no
+   * callback, up to `onMismatch.max` times (sockets only).
    */
   expectLine<H extends Socket | File>(
     sock: H,
@@ -619,18 +632,19 @@ export class AsyncEngine {
   expectLine<H extends Socket | File>(
     sock: H,
     expect: LineExpectation,
-    options: OpOptions,
+    options: LineOptions,
     cb: CallbackLike<string, NoInfer<H>, NoInfer<H>>,
   ): void;
   expectLine(sock: Socket | File, expect: LineExpectation, a: unknown, b?: unknown): void {
     const cb = callbackOf<string>(a, b);
-    const opts = optionsOf(a, b, OPTION_KEYS.decoded);
+    const opts = optionsOf(a, b, OPTION_KEYS.line);
     checkExpect(expect);
     checkPosition(sock, opts, false);
     applyTimeout(opts, cb);
     const signal = checkSignal(opts);
     const handle = socketHandle(sock, this);
-    if (holds(sock)) {
+    // With pre-registered replies the line is framed natively, where the replies are written.
+    if ((opts as LineOptions).onMismatch === undefined && holds(sock)) {
       // A whole line among the held bytes settles here, with no record and no crossing; it is
       // checked against `expect` as it is delivered, like the line stage's.
       const encoding = encodingOf(opts, this.#encoding);
@@ -1095,11 +1109,11 @@ export class AsyncEngine {
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: AcceptedChain<string>,
   ): void;
   acceptThenExpectLine(listener: Listener, expect: LineExpectation, a: unknown, b?: unknown): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1153,7 +1167,7 @@ export class AsyncEngine {
     sock: H,
     data: WriteData,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: [
       CallbackLike<number, NoInfer<H>, NoInfer<H>>,
       CallbackLike<string, NoInfer<H>, NoInfer<H>>,
@@ -1166,7 +1180,7 @@ export class AsyncEngine {
     a: unknown,
     b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1192,7 +1206,7 @@ export class AsyncEngine {
   connectThenExpectLine(
     address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
-    options: ChainReadOptions,
+    options: ChainLineOptions,
     cbs: AcceptedChain<string>,
   ): void;
   connectThenExpectLine(
@@ -1201,7 +1215,7 @@ export class AsyncEngine {
     a: unknown,
     b?: unknown,
   ): void {
-    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainRead);
+    const [opts, cbs] = optionsAndCallbacks(a, b, OPTION_KEYS.chainLine);
     const [c1, c2] = checkCallbacks(cbs, 2);
     applyTimeout(opts, c1!, c2!);
     const signal = checkSignal(opts);
@@ -1437,6 +1451,124 @@ export class AsyncEngine {
   readonly #closeOnFail = new WeakSet<OpRecord>();
   readonly #handshakeFailed = new WeakSet<ChainState>();
 
+  // ---- accept filters ----
+
+  /**
+   * Accepts the next connection whose first line (`\n` or `\r\n`, stripped) is `expect`:
+   * `success(line, socket)`, the line a string (a Buffer when `expect` is bytes) and the socket
+   * with any bytes after that line still to read. `expect`: a string (compared as UTF-8), a
+   * Buffer, or `null` for any complete line. The engine accepts every waiting connection and
+   * reads its first line natively; one whose line does not match, that stays silent past
+   * `options.timeout`, or whose line is over `options.maxBytes`, gets `options.reply` (if given)
+   * and is closed there: no JavaScript runs for it, and `stats().filteredConnections` counts it.
+   * The op waits, like `accept`, until one connection passes. Connections that pass while no
+   * `acceptWhen` waits are kept (in order) for the next one; at most 1024 connections are judged
+   * at once per listener, the rest wait in the kernel's backlog. The Callback's `timeout` is the
+   * op's deadline. TCP and Unix listeners; not a TLS listener (a TypeError).
+   */
+  acceptWhen(
+    listener: Listener,
+    expect: string | null,
+    cb: CallbackLike<string, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: string | null,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<string, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: Uint8Array,
+    cb: CallbackLike<Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: Uint8Array,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(
+    listener: Listener,
+    expect: AcceptExpectation,
+    options: AcceptWhenOptions,
+    cb: CallbackLike<string | Buffer, Socket, undefined>,
+  ): void;
+  acceptWhen(listener: Listener, expect: unknown, a: unknown, b?: unknown): void {
+    const c = callbackOf<string | Buffer>(a, b);
+    const opts = optionsOf(a, b, OPTION_KEYS.acceptWhen) as AcceptWhenOptions;
+    const signal = checkSignal(opts);
+    const args = checkAcceptWhen(expect, opts, this.#maxBytes);
+    const handle = listenerHandle(listener, this);
+    if (this.#listenerTls.has(listener)) {
+      throw invalidArgValue('listener', 'must not be a TLS listener for acceptWhen', listener);
+    }
+    const rec = new OpRecord(
+      Kind.AcceptWhen,
+      c,
+      undefined,
+      handle,
+      c._timeout,
+      args.a,
+      args.maxBytes,
+    );
+    rec.lineAsBytes = args.lineAsBytes;
+    this.#start(rec);
+    armSignal(signal, c, c, this.#failures);
+  }
+
+  /**
+   * A listener's options as the kernel reports them now (`getsockopt`). Throws `EBADF` on a
+   * closed listener.
+   */
+  listenerOptions(listener: Listener): ListenerOptionValues {
+    this.#checkOpen();
+    const handle = listenerHandle(listener, this);
+    try {
+      return { deferAccept: this.native.deferAccept(handle) };
+    } catch (e) {
+      throw fromThrown(e);
+    }
+  }
+
+  // ---- line protocol handlers ----
+
+  /**
+   * Serves a listener with a line protocol handler, in the style of Twisted's `LineReceiver`:
+   * the loop of {@link serve} accepts, then for each connection calls
+   * `handler.connectionMade(socket)`, `handler.lineReceived(line, socket)` for each line in
+   * order, and `handler.connectionLost(socket, err)` exactly once when it is over. Every complete
+   * line buffered crosses from native code at once (up to 4096 per crossing), so a peer that
+   * pipelines many lines costs few wake-ups of JavaScript (`stats().completions`). A handler
+   * method that throws closes its connection (reported to `options.onError`). `options`: those
+   * of `serve`, plus `expect`, `onMismatch`, `maxBytes` and `idleTimeout`
+   * ({@link ServeLinesOptions}).
+   */
+  serveLines(listener: Listener, options: ServeLinesOptions, handler: LineHandler): ServeHandle;
+  serveLines(listener: Listener, handler: LineHandler): ServeHandle;
+  serveLines(listener: Listener, a: unknown, b?: unknown): ServeHandle {
+    const [options, handler] = b === undefined ? [{}, a] : [a, b];
+    return serveLines(this, listener, options as ServeLinesOptions, handler as LineHandler);
+  }
+
+  /**
+   * @internal One batch read of lines for serveLines: every complete line buffered (at least
+   * one, at most `count`), each at most `maxBytes` bytes (undefined: the engine's bound).
+   */
+  _readLines(
+    sock: Socket,
+    maxBytes: number | undefined,
+    count: number,
+    cb: Callback<string[]>,
+  ): void {
+    const c = checkCallback<string[]>(cb);
+    const handle = socketHandle(sock, this);
+    const bound = maxBytes ?? this.#maxBytes;
+    const rec = new OpRecord(Kind.ReadLines, c, sock, handle, c._timeout, bound, count);
+    rec.encoding = this.#encoding;
+    this.#start(rec);
+  }
+
   // ---- bare callbacks and the loop ----
 
   /** Runs `fn` on a later turn, in the order of `callSoon` calls. */
@@ -1636,7 +1768,9 @@ export class AsyncEngine {
   // ---- stages: an op's record, made from its checked arguments ----
 
   // A line read (expectLine, alone or ending a chain): its line is decoded with the op's
-  // encoding and checked against `expect` (lineError) as it settles.
+  // encoding and checked against `expect` (lineError) as it settles. With onMismatch the native
+  // side gets [utf8, expect, reply, max]: a string expect as bytes, which it matches itself, or
+  // true for a RegExp, which #lineVerdict matches line by line.
   #lineStage(
     cb: Callback<string>,
     sock: Socket | File | undefined,
@@ -1648,7 +1782,21 @@ export class AsyncEngine {
     const encoding = encodingOf(opts, this.#encoding);
     const maxBytes = limitOf(opts, this.#maxBytes);
     const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-    const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, utf8);
+    const filter = checkOnMismatch((opts as LineOptions).onMismatch);
+    let b: unknown = utf8;
+    if (filter !== undefined) {
+      if (sock instanceof File) {
+        throw invalidArgValue('options.onMismatch', 'is for sockets, not Files', filter);
+      }
+      b = [
+        utf8,
+        expect === null ? null : nativeExpect(expect as string | RegExp, encoding),
+        filter.reply,
+        filter.max,
+      ];
+    }
+    const rec = new OpRecord(Kind.ReadLine, cb, sock, handle, cb._timeout, maxBytes, b);
+    if (filter !== undefined) rec.repliesLeft = filter.max;
     rec.expect = expect as LineExpectation;
     rec.encoding = encoding;
     return rec;
@@ -1862,7 +2010,9 @@ export class AsyncEngine {
     rec.counted = false;
     const sock = rec.sock as Socket;
     if (--sock._nreads !== 0 || rest <= 0 || sock._closed || this.#closed) return;
-    if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll) return;
+    if (rec.kind === Kind.ReadGlob || rec.kind === Kind.ReadAll || rec.kind === Kind.ReadLines) {
+      return;
+    }
     takeHeld(sock, rest, this.native);
   }
 
@@ -1911,6 +2061,8 @@ export class AsyncEngine {
           const end = off + f[5 * i + 3]!;
           if (rec.kind === Kind.ReadLine && result >= 0) {
             payload = arena.toString(rec.encoding, off, end);
+          } else if (rec.kind === Kind.ReadLines && result >= 0) {
+            payload = linesOf(arena, off, end, result, rec.encoding);
           } else {
             payload = Buffer.allocUnsafe(end - off);
             arena.copy(payload as Buffer, 0, off, end);
@@ -1919,6 +2071,10 @@ export class AsyncEngine {
           payload = payloads?.[i];
         }
         if (result === Code.Progress) {
+          if (rec.kind === Kind.ReadLine) {
+            this.#lineVerdict(id, rec, (payload as [Buffer])[0]);
+            continue;
+          }
           // Answered already (a report that left before the answer arrived): nothing to do.
           if (rec.answered) continue;
           try {
@@ -1950,6 +2106,21 @@ export class AsyncEngine {
     if (verdict === 0) return;
     if (m !== undefined) rec.match = m;
     rec.answered = true;
+    this.native.regexVerdict(id, verdict);
+  }
+
+  // A line op with pre-registered replies and a RegExp expect reports each line: a mismatch gets
+  // the reply (2) while replies last; anything else settles the op with the line (1), checked
+  // against its expectation as every line is.
+  #lineVerdict(id: number, rec: OpRecord, bytes: Buffer): void {
+    let verdict = 1;
+    if (rec.repliesLeft !== 0) {
+      const err = lineError(bytes.toString(rec.encoding), rec.expect);
+      if (err?.code === 'ERR_MISMATCH') {
+        verdict = 2;
+        if (rec.repliesLeft > 0) rec.repliesLeft--;
+      }
+    }
     this.native.regexVerdict(id, verdict);
   }
 
@@ -1986,6 +2157,13 @@ export class AsyncEngine {
               if (isSocketRead(r.kind) && this.#ops.get(r.id) === r) this.#countRead(r);
             }
           }
+          break;
+        }
+        case Kind.AcceptWhen: {
+          const [handle, fd, line] = payload as [number, number, Buffer];
+          io = new Socket(this, handle, fd);
+          this.#sockets.set(handle, io);
+          value = rec.lineAsBytes ? line : line.toString('utf8');
           break;
         }
         case Kind.TlsHandshake:
@@ -2056,13 +2234,26 @@ export class AsyncEngine {
   }
 }
 
+// A line expectation as the native side matches it: a string as its bytes, when comparing
+// bytes is comparing decoded lines (UTF-8 with no U+FFFD, which invalid bytes also decode to;
+// latin1); otherwise true: JavaScript matches each line (#lineVerdict), as it does a RegExp.
+function nativeExpect(expect: string | RegExp, encoding: BufferEncoding): Buffer | true {
+  if (typeof expect !== 'string') return true;
+  const utf8 = encoding === 'utf8' || encoding === 'utf-8';
+  if (!utf8 && encoding !== 'latin1' && encoding !== 'binary') return true;
+  const bytes = Buffer.from(expect, encoding);
+  if (bytes.toString(encoding) !== expect || (utf8 && expect.includes('\uFFFD'))) return true;
+  return bytes;
+}
+
 // Read ops that consume a socket's input buffer.
 function isSocketRead(kind: Kind): boolean {
   return (
     (kind >= Kind.ReadUntil && kind <= Kind.ReadAll) ||
     kind === Kind.ReadPrefixed ||
     kind === Kind.Peek ||
-    kind === Kind.TlsHandshake
+    kind === Kind.TlsHandshake ||
+    kind === Kind.ReadLines
   );
 }
 

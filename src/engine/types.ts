@@ -154,6 +154,13 @@ export interface ListenOptions extends SocketOptions {
    */
   ipv6Only?: boolean;
   /**
+   * `TCP_DEFER_ACCEPT`: the kernel completes a connection's accept only once the client has sent
+   * data, so a client that connects and says nothing costs no accept. `true` defers up to 30
+   * seconds, a number of seconds (an integer from 1 to 2147483647) that long; past it the
+   * kernel accepts the connection anyway. Default `false`. TCP only (ignored for a Unix socket).
+   */
+  deferAccept?: boolean | number;
+  /**
    * Serve TLS: every socket accepted runs the server handshake before the accept succeeds (a
    * failed handshake fails the accept and closes that connection). See docs/tls.md.
    */
@@ -240,6 +247,36 @@ export type BoundedOptions = Pick<OpOptions, 'maxBytes' | 'position' | 'timeout'
 
 /** Options of the chains that end in a line or regex read (`connectThenExpectLine`, ...). */
 export type ChainReadOptions = Pick<OpOptions, 'maxBytes' | 'encoding' | 'timeout' | 'signal'>;
+
+/**
+ * A pre-registered reply (`onMismatch` of the line ops that take an `expect`): a line that does
+ * not match `expect` gets `reply` written, is consumed, and the op goes on waiting, with no
+ * JavaScript called. A string or `null` expect is matched by the native side, which queues the
+ * reply behind the writes already queued on the socket; a RegExp expect is matched in
+ * JavaScript as the line arrives, where regexes are matched for every line op, and the engine
+ * writes the reply and reads on itself.
+ */
+export interface MismatchReply {
+  /** The bytes a mismatched line gets (a string is written as UTF-8). */
+  reply: string | Buffer;
+  /**
+   * How many mismatched lines get the reply, an integer from 0 up, or `Infinity` (the default).
+   * The next mismatch fails the op with `ERR_MISMATCH` and `err.line`, with no reply.
+   */
+  max?: number;
+}
+
+/** Options of `expectLine`: {@link OpOptions} and `onMismatch`. */
+export interface LineOptions extends OpOptions {
+  /** A pre-registered reply for lines that do not match `expect`. */
+  onMismatch?: MismatchReply;
+}
+
+/** Options of the chains that end in a line read (`acceptThenExpectLine`, ...). */
+export type ChainLineOptions = ChainReadOptions & {
+  /** A pre-registered reply for lines that do not match `expect`. */
+  onMismatch?: MismatchReply;
+};
 
 /**
  * How {@link AsyncEngine.readLengthPrefixed} cuts a record: a header, then a body whose length
@@ -428,6 +465,57 @@ export interface EngineStats {
   fileOps: number;
   /** Worker threads of `submitWork` alive now (0 until the first task). */
   workThreads: number;
+  /**
+   * Connections `acceptWhen` refused and closed natively, never seen by JavaScript, by reason.
+   */
+  filteredConnections: FilteredConnections;
+}
+
+/** {@link EngineStats.filteredConnections}: connections `acceptWhen` refused, by reason. */
+export interface FilteredConnections {
+  /** The first line was not the one expected, or the client closed (or failed) before one. */
+  mismatch: number;
+  /** No complete first line within the filter's `timeout`. */
+  timeout: number;
+  /** The first line was longer than the filter's `maxBytes`. */
+  tooLong: number;
+}
+
+/**
+ * Options of {@link AsyncEngine.acceptWhen}: what becomes of a connection whose first line does
+ * not pass, and the op's `signal`. (The op's own deadline is its Callback's `timeout`.)
+ */
+export interface AcceptWhenOptions {
+  /**
+   * Written to a refused connection just before it is closed (a mismatched line, a silent
+   * client, a line over `maxBytes`); default none. One non-blocking send on a connection that
+   * has written nothing yet: up to the socket's send buffer (hundreds of KiB) goes out.
+   */
+  reply?: string | Buffer | Uint8Array;
+  /**
+   * Milliseconds a connection has, from its accept, to send its whole first line; past it, it
+   * is refused. Any finite number >= 0; `0` (default): no limit.
+   */
+  timeout?: number;
+  /**
+   * Bound on the first line (without its terminator), an integer from 1 to 2**53 - 1, or
+   * `Infinity`; a longer one is refused. Default: the engine's `maxBytes`.
+   */
+  maxBytes?: number;
+  /** Cancels the op when aborted, as {@link CommonOptions.signal} does. */
+  signal?: AbortSignal;
+}
+
+/**
+ * `acceptWhen`'s `expect`: the first line exactly, without its terminator (a string, compared as
+ * UTF-8, or bytes), or `null`: any line.
+ */
+export type AcceptExpectation = string | Uint8Array | null;
+
+/** {@link AsyncEngine.listenerOptions}: a listener's options as the kernel reports them. */
+export interface ListenerOptionValues {
+  /** `TCP_DEFER_ACCEPT` in seconds as the kernel rounds it (to its SYN-ACK retries); 0: off. */
+  deferAccept: number;
 }
 
 /** A handle to something scheduled by `callSoon` / `callLater`. */

@@ -288,6 +288,23 @@ export const OPTION_KEYS = {
   ]) as ReadonlySet<string>,
   /** writeThenExpectLine, acceptThenExpectLine, ...: the read stage's */
   chainRead: new Set(['maxBytes', 'encoding', 'timeout', 'signal']) as ReadonlySet<string>,
+  /** expectLine */
+  line: new Set([
+    'maxBytes',
+    'encoding',
+    'position',
+    'timeout',
+    'signal',
+    'onMismatch',
+  ]) as ReadonlySet<string>,
+  /** writeThenExpectLine, acceptThenExpectLine, connectThenExpectLine: the line stage's */
+  chainLine: new Set([
+    'maxBytes',
+    'encoding',
+    'timeout',
+    'signal',
+    'onMismatch',
+  ]) as ReadonlySet<string>,
   open: new Set(['flags', 'mode', 'direct', 'timeout', 'signal']) as ReadonlySet<string>,
   fsync: new Set(['dataOnly', 'timeout', 'signal']) as ReadonlySet<string>,
   lengthPrefixed: new Set([
@@ -309,6 +326,7 @@ export const OPTION_KEYS = {
     'backlog',
     'reusePort',
     'ipv6Only',
+    'deferAccept',
     'tls',
     // SocketOptions, for every accepted socket
     'noDelay',
@@ -318,6 +336,7 @@ export const OPTION_KEYS = {
     'sendBufferSize',
   ]) as ReadonlySet<string>,
   runOnce: new Set(['timeout']) as ReadonlySet<string>,
+  acceptWhen: new Set(['reply', 'timeout', 'maxBytes', 'signal']) as ReadonlySet<string>,
 } as const;
 
 /**
@@ -606,6 +625,33 @@ export function checkExpect(expect: unknown): void {
   if (expect !== null && typeof expect !== 'string' && !(expect instanceof RegExp)) {
     throw invalidArgType('expect', 'a string, RegExp or null', expect);
   }
+}
+
+const MISMATCH_KEYS: ReadonlySet<string> = new Set(['reply', 'max']);
+
+/**
+ * `options.onMismatch`: the reply's bytes and how many mismatched lines get it (-1: unbounded),
+ * or undefined when it is absent.
+ */
+export function checkOnMismatch(v: unknown): { reply: Buffer; max: number } | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null) {
+    throw invalidArgType('options.onMismatch', 'an object', v);
+  }
+  checkKeys(v, MISMATCH_KEYS, 'options.onMismatch');
+  const { reply, max } = v as { reply?: unknown; max?: unknown };
+  if (typeof reply !== 'string' && !Buffer.isBuffer(reply)) {
+    throw invalidArgType('options.onMismatch.reply', 'a string or Buffer', reply);
+  }
+  let n = -1;
+  if (max !== undefined && max !== Infinity) {
+    if (typeof max !== 'number') throw invalidArgType('options.onMismatch.max', 'a number', max);
+    if (!Number.isSafeInteger(max) || max < 0) {
+      throw outOfRange('options.onMismatch.max', 'an integer from 0 up, or Infinity', max);
+    }
+    n = max;
+  }
+  return { reply: typeof reply === 'string' ? Buffer.from(reply) : Buffer.from(reply), max: n };
 }
 
 export function checkGlob(glob: unknown): asserts glob is string {

@@ -4,10 +4,13 @@ import { Callback } from '../engine/callback.js';
 import { type AsyncEngine, registerPromises } from '../engine/engine.js';
 import { EngineError, invalidArgType, invalidArgValue } from '../engine/errors.js';
 import { type ServeOptions, servePromises } from '../engine/serve.js';
+import type { LineHandler, ServeLinesOptions } from '../engine/serve-lines.js';
 import { type ChunksOptions, type LinesOptions, chunks, lines } from './iterate.js';
 import type { File, Listener, Socket } from '../engine/io.js';
 import type { StartTlsOptions, TlsConnectOption } from '../engine/tls.js';
 import type {
+  AcceptExpectation,
+  AcceptWhenOptions,
   AddrInfo,
   ConnectAddress,
   FileStat,
@@ -15,6 +18,7 @@ import type {
   LengthPrefixedOptions,
   LengthPrefixedRecord,
   LineExpectation,
+  MismatchReply,
   OpOptions,
   OpenOptions,
   ReadUntilResult,
@@ -331,11 +335,15 @@ export class EnginePromises {
     );
   }
 
-  /** Reads one line and checks it against `expect`: the line, terminator stripped. */
+  /**
+   * Reads one line and checks it against `expect`: the line, terminator stripped. With
+   * `onMismatch`, lines that do not match get its reply and are consumed (see `engine.expectLine`);
+   * so do the chains below that end in a line.
+   */
   expectLine(
     sock: Socket | File,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<string> {
     return single(options, (cb, o) => this.#engine.expectLine(sock, expect, o, cb));
   }
@@ -407,7 +415,7 @@ export class EnginePromises {
   acceptThenExpectLine(
     listener: Listener,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, undefined, (cbs, o) =>
       this.#engine.acceptThenExpectLine(listener, expect, o, cbs),
@@ -430,7 +438,7 @@ export class EnginePromises {
     sock: Socket | File,
     data: WriteData,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, sock, (cbs, o) =>
       this.#engine.writeThenExpectLine(sock, data, expect, o, cbs),
@@ -441,7 +449,7 @@ export class EnginePromises {
   connectThenExpectLine(
     address: ConnectAddress & TlsConnectOption,
     expect: LineExpectation,
-    options?: PromiseOpOptions,
+    options?: PromiseOpOptions & { onMismatch?: MismatchReply },
   ): Promise<ChainResult<string>> {
     return chain(options, undefined, (cbs, o) =>
       this.#engine.connectThenExpectLine(address, expect, o, cbs),
@@ -527,6 +535,65 @@ export class EnginePromises {
     // A timer with a Callback: shutdown cancels it like any op, and it rejects with ECANCELED.
     // It takes no `timeout` (the delay is its deadline).
     return single<void>(options, (cb) => this.#engine._sleep(ms, cb), undefined);
+  }
+
+  // ---- accept filters ----
+
+  /**
+   * `acceptWhen`: the next connection whose first line is `expect`, as `{ line, socket }` (the
+   * socket yours to close). `options.timeout` is each connection's time to send its first line,
+   * as the callback form's; the op itself has no deadline. Aborted, it rejects with an
+   * `AbortError`.
+   */
+  acceptWhen(
+    listener: Listener,
+    expect: AcceptExpectation,
+    options?: AcceptWhenOptions,
+  ): Promise<{ line: string | Buffer; socket: Socket }> {
+    return new Promise((resolve, reject) => {
+      if (options !== undefined && (options === null || typeof options !== 'object')) {
+        throw invalidArgType('options', 'an object', options);
+      }
+      const { signal, ...opOptions } = options ?? {};
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw invalidArgType('options.signal', 'an AbortSignal', signal);
+      }
+      if (signal?.aborted) {
+        reject(abortError(signal.reason));
+        return;
+      }
+      let cancelled = false;
+      const onAbort = (): void => {
+        cancelled = cb.cancel();
+      };
+      const cb = new Callback<string | Buffer, Socket, undefined>({
+        success: (line, socket) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve({ line, socket: socket! });
+        },
+        failure: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(cancelled ? abortError(signal!.reason, err) : err);
+        },
+      });
+      this.#engine.acceptWhen(listener, expect, opOptions, cb);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  // ---- line protocol handlers ----
+
+  /**
+   * `engine.serveLines` as a promise: serves `listener` with the line protocol `handler` and
+   * resolves once serving stops (`options.signal`, `engine.close(listener)`, shutdown). Throws
+   * synchronously what `engine.serveLines` throws.
+   */
+  serveLines(listener: Listener, options: ServeLinesOptions, handler: LineHandler): Promise<void>;
+  serveLines(listener: Listener, handler: LineHandler): Promise<void>;
+  serveLines(listener: Listener, a: unknown, b?: unknown): Promise<void> {
+    const [options, handler] = b === undefined ? [{}, a] : [a, b];
+    return this.#engine.serveLines(listener, options as ServeLinesOptions, handler as LineHandler)
+      .done;
   }
 }
 

@@ -13,6 +13,8 @@ export type ModelOp =
       expect: string | RegExp | null;
       maxBytes?: number;
       encoding?: 'utf8' | 'latin1';
+      /** onMismatch's max (-1: unbounded): mismatched lines before it are consumed, replied to. */
+      onMismatch?: number;
     }
   | { kind: 'readExactly'; n: number }
   | { kind: 'readChunk'; size: number }
@@ -79,11 +81,14 @@ export type Expected =
   | { ok: true; chunkOf: number }
   /** peek with bytes left: a copy of any 1..max leading bytes, none consumed. */
   | { ok: true; peekOf: number }
-  /** ERR_LIMIT, and readLengthPrefixed's bad lengths: nothing consumed; `line`: the header. */
+  /**
+   * ERR_LIMIT, and readLengthPrefixed's bad lengths: nothing consumed (but the mismatched lines
+   * an expectLine with onMismatch replied to first); `line`: the header.
+   */
   | {
       ok: false;
       code: 'ERR_LIMIT' | 'ERR_INVALID_LENGTH' | 'ERR_USER_CODE';
-      consumed: 0;
+      consumed: number;
       line?: string;
     }
   | { ok: false; code: 'ERR_INCOMPLETE'; partial: Buffer; consumed: number }
@@ -164,15 +169,27 @@ export function expectedOutcome(op: ModelOp, rem: Buffer): Expected {
       if (rem.length === 0) return { ok: true, value: Buffer.alloc(0), consumed: 0 };
       return { ok: true, peekOf: Math.min(op.n, rem.length) };
     case 'expectLine': {
-      const f = frameLine(rem, op.maxBytes ?? DEFAULT_MAX_BYTES);
-      if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: 0 };
-      if (f === 'eof') return incomplete(rem);
-      const line = rem.subarray(0, f.content).toString(op.encoding ?? 'utf8');
-      if (!lineMatches(line, op.expect)) {
-        // A mismatched line is consumed; err.line has it.
-        return { ok: false, code: 'ERR_MISMATCH', line, consumed: f.end };
+      // With onMismatch, the first `onMismatch` mismatched lines (all: -1) are consumed (they get
+      // the reply) and the op goes on with the next line.
+      let skipped = 0;
+      let replies = op.onMismatch ?? 0;
+      for (;;) {
+        const r = rem.subarray(skipped);
+        const f = frameLine(r, op.maxBytes ?? DEFAULT_MAX_BYTES);
+        if (f === 'limit') return { ok: false, code: 'ERR_LIMIT', consumed: skipped };
+        if (f === 'eof') return { ...incomplete(r), consumed: rem.length } as Expected;
+        const line = r.subarray(0, f.content).toString(op.encoding ?? 'utf8');
+        if (!lineMatches(line, op.expect)) {
+          if (replies !== 0) {
+            if (replies > 0) replies--;
+            skipped += f.end;
+            continue;
+          }
+          // A mismatched line is consumed; err.line has it.
+          return { ok: false, code: 'ERR_MISMATCH', line, consumed: skipped + f.end };
+        }
+        return { ok: true, value: line, consumed: skipped + f.end };
       }
-      return { ok: true, value: line, consumed: f.end };
     }
     case 'readExactly':
       if (rem.length >= op.n) return { ok: true, value: rem.subarray(0, op.n), consumed: op.n };

@@ -215,3 +215,29 @@ TEST(random_ops_match_a_model) {
     CHECK_EQ(t.size(), model.size());
   }
 }
+
+// The core's own ops have negative ids (below -1, the tombstone marker): they survive the
+// table's growth and forEach visits them, beside positive ones.
+TEST(negative_ids_survive_growth_and_are_visited) {
+  IdTable<Op> t;
+  std::vector<Op> ops;
+  ops.reserve(400);
+  for (int64_t i = 1; i <= 200; i++) ops.push_back(Op{i});
+  for (int64_t i = 2; i <= 201; i++) ops.push_back(Op{-i});
+  for (Op& o : ops) t.insert(o.id, &o);
+  // Churn: erase and reinsert the negative ones, leaving tombstones that force rehashes.
+  for (int round = 0; round < 3; round++) {
+    for (size_t k = 200; k < ops.size(); k++) t.erase(ops[k].id);
+    for (size_t k = 200; k < ops.size(); k++) t.insert(ops[k].id, &ops[k]);
+  }
+  CHECK_EQ(t.size(), ops.size());
+  for (Op& o : ops) CHECK(t.find(o.id) == &o);
+  size_t seen = 0, negative = 0;
+  t.forEach([&](int64_t id, Op* op) {
+    CHECK_EQ(op->id, id);
+    seen++;
+    if (id < 0) negative++;
+  });
+  CHECK_EQ(seen, ops.size());
+  CHECK_EQ(negative, 200u);
+}

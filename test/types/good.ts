@@ -171,3 +171,21 @@ async function promised(): Promise<void> {
 }
 
 export { anyListener, describe, known, narrowed, plainPort, promised, unixPath };
+
+// acceptWhen: a string (or null) expectation delivers the line as a string, bytes as a Buffer.
+engine.acceptWhen(listener, 'HELO', {
+  success: (line: string, sock: Socket) => line.length + sock.bytesRead,
+});
+engine.acceptWhen(
+  listener,
+  null,
+  { reply: '500\r\n', timeout: 1000, maxBytes: 512 },
+  {
+    success: (line: string) => line.toUpperCase(),
+  },
+);
+engine.acceptWhen(listener, Buffer.from('HELO'), {
+  success: (line: Buffer) => line.byteLength,
+});
+const deferred: number = engine.listenerOptions(engine.listen({ deferAccept: true })).deferAccept;
+void deferred;

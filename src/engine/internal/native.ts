@@ -30,6 +30,8 @@ export const enum Kind {
   Shutdown = 18,
   Peek = 19,
   TlsHandshake = 20,
+  AcceptWhen = 21,
+  ReadLines = 22,
   /** submitWork: a JavaScript-side op, never seen by the native side. */
   Work = 100,
 }
@@ -64,7 +66,10 @@ export interface NativeEngine {
     backlog: number,
     reusePort: boolean,
     ipv6Only: boolean,
+    deferAccept: number,
   ): [number, number];
+  /** TCP_DEFER_ACCEPT of a listener, in seconds as the kernel reports it (0: off). */
+  deferAccept(handle: number): number;
   adopt(fd: number): number;
   close(handle: number): void;
   submit(kind: Kind, id: number, handle: number, timeoutMs: number, a: unknown, b: unknown): void;

@@ -25,6 +25,8 @@ export class OpRecord {
   regex: RegExp | undefined = undefined;
   match: RegExpExecArray | undefined = undefined;
   encoding: BufferEncoding = 'utf8';
+  // acceptWhen: its line delivered as bytes (its expect was given as bytes).
+  lineAsBytes = false;
   chain: ChainState | undefined = undefined;
   path: string | undefined = undefined; // open
   direct = false; // open
@@ -43,6 +45,8 @@ export class OpRecord {
   // A regex or length-prefixed read whose report JavaScript has answered: later reports (sent
   // before the answer arrived) are stale.
   answered = false;
+  // expectLine with onMismatch: how many more mismatched lines get the reply (-1: unbounded).
+  repliesLeft = 0;
   // readUntil with several delimiters: the list as given (its success names the one found).
   delimiters: ReadonlyArray<string | Buffer> | undefined = undefined;
   // readLengthPrefixed: how to cut the record, and the header once known.

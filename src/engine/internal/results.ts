@@ -5,6 +5,7 @@ import { constants as fsConstants } from 'node:fs';
 import { type EngineError, errorFromNative, withAddress, withHostname } from '../errors.js';
 import type { AddrInfo, FileStat, ReadUntilResult, RegexResult } from '../types.js';
 import { lineError, recordOf } from './framing.js';
+import { linesOf } from './lines.js';
 import { Kind } from './native.js';
 import type { OpRecord } from './op-record.js';
 
@@ -35,6 +36,11 @@ export function resultValue(rec: OpRecord, result: number, payload: unknown): un
         typeof payload === 'string' ? payload : (payload as Buffer).toString(rec.encoding);
       return lineError(line, rec.expect) ?? line;
     }
+    case Kind.ReadLines:
+      // A batch too large for the arena came as a Buffer of its own.
+      return Buffer.isBuffer(payload)
+        ? linesOf(payload, 0, payload.length, result, rec.encoding)
+        : payload;
     case Kind.ReadGlob: {
       const lines = payload as Array<string | Buffer>;
       return lines.map((l) => (typeof l === 'string' ? l : l.toString(rec.encoding)));

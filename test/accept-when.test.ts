@@ -1,0 +1,322 @@
+// acceptWhen: connections judged natively by their first line (a refused one gets the reply and
+// is closed without reaching JavaScript, counted in stats().filteredConnections), and listen's
+// deferAccept (TCP_DEFER_ACCEPT).
+import type { Socket } from 'async-engine';
+import {
+  type Engine,
+  type NetPeer,
+  expectErr,
+  expectOk,
+  forEachImpl,
+  netClient,
+  noFdLeaks,
+  once,
+  portOf,
+  shutdownEngine,
+  sleep,
+  waitUntil,
+  withDeadline,
+} from './helpers/harness.js';
+
+noFdLeaks();
+
+// A client that sends `data` and waits until the server closes its connection.
+async function refusedClient(engine: Engine, port: number, data: string): Promise<Buffer> {
+  const peer = await netClient(engine, { port });
+  if (data !== '') await peer.write(data);
+  await withDeadline(peer.ended, 10_000, 'the server to close a refused connection');
+  return peer.received();
+}
+
+// The socket speaks to `peer`: a line written on it arrives there.
+async function sameConnection(engine: Engine, sock: Socket, peer: NetPeer): Promise<boolean> {
+  const w = once<number>();
+  engine.write(sock, 'hi there\n', w.cb);
+  await w.result();
+  const got = await peer.waitForBytes(9);
+  return got.toString().endsWith('hi there\n');
+}
+
+forEachImpl(
+  'acceptWhen: a matching first line delivers the line and the socket',
+  async (t, engine) => {
+    const l = engine.listen();
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO me', acc.cb);
+    const peer = await netClient(engine, { port: portOf(l) });
+    await peer.write('HELO me\r\nMAIL FROM:<a@b>\n');
+    const o = await acc.result();
+    t.true(o.ok);
+    t.is(o.value, 'HELO me');
+    const sock = o.sock as Socket;
+    // The bytes after the first line are the socket's next ones.
+    const next = once<string>();
+    engine.expectLine(sock, null, next.cb);
+    t.is(await expectOk(t, next), 'MAIL FROM:<a@b>');
+    t.true(await sameConnection(engine, sock, peer));
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 0, timeout: 0, tooLong: 0 });
+    engine.close(sock);
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: a mismatched connection gets the reply, is closed and never reaches JavaScript',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO', { reply: '500 say HELO\r\n' }, acc.cb);
+    // The peer pipelines more lines behind the bad one: the reply still goes out, then the close.
+    const got = await refusedClient(engine, port, 'GET / HTTP/1.0\r\nHost: x\r\n\r\n');
+    t.is(got.toString(), '500 say HELO\r\n');
+    t.is(acc.calls.length, 0, 'the refused connection settled nothing');
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 1, timeout: 0, tooLong: 0 });
+    const good = await netClient(engine, { port });
+    await good.write('HELO\n');
+    const o = await acc.result();
+    t.true(o.ok);
+    t.is(o.value, 'HELO');
+    t.true(await sameConnection(engine, o.sock as Socket, good));
+    t.is(engine.stats().sockets, 1, 'only the good connection is open');
+    engine.close(o.sock as Socket);
+    engine.close(l);
+  },
+);
+
+forEachImpl('acceptWhen: a good connection after 100 bad ones is delivered', async (t, engine) => {
+  const l = engine.listen();
+  const port = portOf(l);
+  const acc = once<Buffer>();
+  engine.acceptWhen(l, Buffer.from('EHLO ok'), { reply: 'nope\n' }, acc.cb);
+  for (let round = 0; round < 10; round++) {
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => refusedClient(engine, port, `junk ${round} ${i}\n`)),
+    );
+    for (const r of replies) t.is(r.toString(), 'nope\n');
+  }
+  t.is(acc.calls.length, 0);
+  t.is(engine.stats().filteredConnections.mismatch, 100);
+  const good = await netClient(engine, { port });
+  await good.write('EHLO ok\r\n');
+  const line = await expectOk(t, acc);
+  t.true(Buffer.isBuffer(line), 'a Buffer expect delivers the line as bytes');
+  t.is(line.toString(), 'EHLO ok');
+  t.is(engine.stats().sockets, 1);
+  engine.close(acc.calls[0]!.sock as Socket);
+  engine.close(l);
+});
+
+forEachImpl(
+  'acceptWhen: a silent connection is refused at its timeout, with the reply',
+  async (t, engine) => {
+    const l = engine.listen();
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HI', { reply: '421 too slow\r\n', timeout: 50 }, acc.cb);
+    const peer = await netClient(engine, { port: portOf(l) });
+    await peer.write('H'); // bytes but no line: the timeout counts from the accept
+    await withDeadline(peer.ended, 10_000, 'the silent connection to be closed');
+    t.is(peer.received().toString(), '421 too slow\r\n');
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 0, timeout: 1, tooLong: 0 });
+    t.is(acc.calls.length, 0);
+    t.true(acc.cancel());
+    await expectErr(t, acc, 'ECANCELED');
+    engine.close(l);
+  },
+);
+
+forEachImpl('acceptWhen: a first line over maxBytes is refused', async (t, engine) => {
+  const l = engine.listen();
+  const port = portOf(l);
+  const acc = once<string>();
+  engine.acceptWhen(l, null, { maxBytes: 8, reply: 'too long\n' }, acc.cb);
+  // No terminator at all, and a terminated line one byte too long.
+  t.is((await refusedClient(engine, port, 'x'.repeat(100))).toString(), 'too long\n');
+  t.is((await refusedClient(engine, port, '123456789\n')).toString(), 'too long\n');
+  t.deepEqual(engine.stats().filteredConnections, { mismatch: 0, timeout: 0, tooLong: 2 });
+  // A client that ends its side before a whole line is a mismatch.
+  const quitter = await netClient(engine, { port });
+  quitter.client.end('abc');
+  await withDeadline(quitter.ended, 10_000, 'the half-closed connection to be closed');
+  t.deepEqual(engine.stats().filteredConnections, { mismatch: 1, timeout: 0, tooLong: 2 });
+  const good = await netClient(engine, { port });
+  await good.write('12345678\n');
+  t.is(await expectOk(t, acc), '12345678');
+  engine.close(acc.calls[0]!.sock as Socket);
+  engine.close(l);
+});
+
+forEachImpl(
+  'acceptWhen: connections that pass together are each delivered once, in order',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    const first = once<string>();
+    engine.acceptWhen(l, null, first.cb);
+    const peers: NetPeer[] = [];
+    for (let i = 0; i < 3; i++) peers.push(await netClient(engine, { port }));
+    // All three are being judged before any sends its line: those that pass after the first
+    // are kept natively for the next acceptWhen.
+    t.true(await waitUntil(() => engine.stats().sockets === 3), 'three connections judged');
+    await Promise.all(peers.map((p, i) => p.write(`client ${i}\n`)));
+    const lines = [await expectOk(t, first)];
+    const socks = [first.calls[0]!.sock as Socket];
+    for (let i = 1; i < 3; i++) {
+      const acc = once<string>();
+      engine.acceptWhen(l, null, acc.cb);
+      lines.push(await expectOk(t, acc));
+      socks.push(acc.calls[0]!.sock as Socket);
+    }
+    t.deepEqual([...lines].sort(), ['client 0', 'client 1', 'client 2']);
+    for (let i = 0; i < 3; i++) {
+      const k = Number(lines[i]!.slice(-1));
+      t.true(await sameConnection(engine, socks[i]!, peers[k]!), `socket ${i} is client ${k}'s`);
+      engine.close(socks[i]!);
+    }
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: closing the listener closes the connections being judged',
+  async (t, engine) => {
+    const l = engine.listen();
+    const acc = once<string>();
+    engine.acceptWhen(l, 'X', acc.cb);
+    const peer = await netClient(engine, { port: portOf(l) });
+    await peer.write('partial');
+    t.true(await waitUntil(() => engine.stats().sockets === 1), 'the candidate is held natively');
+    engine.close(l);
+    await expectErr(t, acc, 'ECANCELED');
+    await withDeadline(peer.ended, 10_000, 'the candidate to be closed');
+    t.is(engine.stats().sockets, 0);
+    t.is(peer.received().length, 0, 'no reply: the listener closed, nothing was refused');
+  },
+);
+
+forEachImpl(
+  'acceptWhen: the promise form resolves with the line and the socket',
+  async (t, engine) => {
+    const l = engine.listen();
+    const pending = engine.promises.acceptWhen(l, 'PING', { reply: 'ERR\n' });
+    await refusedClient(engine, portOf(l), 'PONG\n');
+    const peer = await netClient(engine, { port: portOf(l) });
+    await peer.write('PING\n');
+    const { line, socket } = await withDeadline(pending, 10_000, 'acceptWhen');
+    t.is(line, 'PING');
+    t.true(await sameConnection(engine, socket, peer));
+    engine.close(socket);
+    const ac = new AbortController();
+    const aborted = engine.promises.acceptWhen(l, null, { signal: ac.signal });
+    ac.abort();
+    await t.throwsAsync(aborted, { name: 'AbortError' });
+    engine.close(l);
+  },
+);
+
+forEachImpl('acceptWhen: bad arguments throw synchronously', (t, engine) => {
+  const l = engine.listen();
+  const cb = (): void => {};
+  t.throws(() => engine.acceptWhen(l, 42 as never, cb), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => engine.acceptWhen(l, /x/ as never, cb), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => engine.acceptWhen(l, 'a\nb', cb), { code: 'ERR_INVALID_ARG_VALUE' });
+  t.throws(() => engine.acceptWhen(l, 'x', { reply: 5 as never }, cb), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+  t.throws(() => engine.acceptWhen(l, 'x', { timeout: -1 }, cb), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => engine.acceptWhen(l, 'x', { maxBytes: 0 }, cb), { code: 'ERR_OUT_OF_RANGE' });
+  t.throws(() => engine.acceptWhen(l, 'toolong', { maxBytes: 3 }, cb), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
+  t.throws(() => engine.acceptWhen(l, 'x', { encoding: 'hex' } as never, cb), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
+  t.throws(() => engine.listen({ deferAccept: 'yes' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  t.throws(() => engine.listen({ deferAccept: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+  t.is(engine.stats().opsInFlight, 0, 'nothing was submitted');
+  engine.close(l);
+});
+
+forEachImpl('deferAccept sets TCP_DEFER_ACCEPT on the listener', (t, engine) => {
+  const plain = engine.listen();
+  t.is(engine.listenerOptions(plain).deferAccept, 0);
+  const deferred = engine.listen({ deferAccept: true });
+  t.true(engine.listenerOptions(deferred).deferAccept >= 30);
+  const five = engine.listen({ deferAccept: 5 });
+  t.true(engine.listenerOptions(five).deferAccept >= 5);
+  engine.close(plain);
+  engine.close(deferred);
+  engine.close(five);
+});
+
+forEachImpl(
+  'deferAccept: an accept stays pending until the client sends data',
+  async (t, engine) => {
+    const l = engine.listen({ deferAccept: true });
+    const acc = once<Socket>();
+    engine.accept(l, acc.cb);
+    const peer = await netClient(engine, { port: portOf(l) });
+    // The client's handshake is done; the server's accept must not be.
+    await sleep(300);
+    t.is(acc.calls.length, 0, 'no accept before the client sent data');
+    await peer.write('first\n');
+    const sock = await expectOk(t, acc);
+    const line = once<string>();
+    engine.expectLine(sock, 'first', line.cb);
+    t.is(await expectOk(t, line), 'first');
+    engine.close(sock);
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: connections kept for the next acceptWhen are closed with the listener',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    const acc = once<string>();
+    engine.acceptWhen(l, null, acc.cb);
+    const peers: NetPeer[] = [];
+    for (let i = 0; i < 3; i++) peers.push(await netClient(engine, { port }));
+    // All three are being judged before any sends its line: those that pass after the first
+    // are kept natively for the next acceptWhen.
+    t.true(await waitUntil(() => engine.stats().sockets === 3), 'three connections judged');
+    await Promise.all(peers.map((p, i) => p.write(`client ${i}\n`)));
+    await expectOk(t, acc);
+    await sleep(100);
+    t.is(engine.stats().sockets, 3, 'the two others are held natively, unseen by JavaScript');
+    engine.close(l);
+    const delivered = acc.calls[0]!.sock as Socket;
+    const k = Number((acc.calls[0]!.value as string).slice(-1));
+    for (let i = 0; i < 3; i++) {
+      if (i === k) continue;
+      await withDeadline(peers[i]!.ended, 10_000, `client ${i} to be closed`);
+    }
+    t.is(engine.stats().sockets, 1, 'only the delivered connection is left');
+    t.true(await sameConnection(engine, delivered, peers[k]!));
+    engine.close(delivered);
+  },
+);
+
+forEachImpl('acceptWhen: shutdown closes connections being judged and kept', async (t, engine) => {
+  const l = engine.listen();
+  const port = portOf(l);
+  const acc = once<string>();
+  engine.acceptWhen(l, 'GO', acc.cb);
+  const slow = [await netClient(engine, { port }), await netClient(engine, { port })];
+  t.true(await waitUntil(() => engine.stats().sockets === 2), 'two connections judged');
+  await Promise.all(slow.map((p) => p.write('G')));
+  const good = await netClient(engine, { port });
+  await good.write('GO\n');
+  await expectOk(t, acc);
+  // No acceptWhen waits now: the first slow one passes and is kept, the second stays judged.
+  await slow[0]!.write('O\n');
+  await sleep(100);
+  t.is(engine.stats().sockets, 3);
+  t.is(acc.calls.length, 1);
+  await shutdownEngine(engine);
+  for (const p of slow) {
+    await withDeadline(p.ended, 10_000, 'a held connection to be closed at shutdown');
+    t.is(p.received().length, 0);
+  }
+});
