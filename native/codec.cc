@@ -153,6 +153,24 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       break;
     case OpKind::kReadLines:
       op->maxBytes = maxBytes(a);
+      if (b.IsArray()) {
+        // With a string expect matched here: [count, expect (a Buffer), reply (a Buffer, or
+        // null: none), how many mismatches get it (-1: unbounded)].
+        auto arr = b.As<Napi::Array>();
+        op->n = count(arr.Get(0u));
+        op->filtered = true;
+        Napi::Value e = arr.Get(1u), r = arr.Get(2u);
+        if (e.IsBuffer()) {
+          auto buf = e.As<Napi::Buffer<char>>();
+          op->expect.assign(buf.Data(), buf.Length());
+        }
+        if (r.IsBuffer()) {
+          auto buf = r.As<Napi::Buffer<char>>();
+          op->reply.assign(buf.Data(), buf.Data() + buf.Length());
+        }
+        op->mismatchLeft = r.IsBuffer() ? arr.Get(3u).As<Napi::Number>().Int64Value() : 0;
+        break;
+      }
       op->n = count(b);
       break;
     case OpKind::kReadPrefixed:

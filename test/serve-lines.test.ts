@@ -136,6 +136,63 @@ forEachImpl('any chunking of the input gives the same lines', async (t, engine) 
 });
 
 forEachImpl(
+  'any chunking with a string expect and replies: every answer in the order of the lines',
+  async (t, engine) => {
+    for (const [seed, max] of [
+      [3, Infinity],
+      [4, 25],
+      [5, 0],
+    ] as const) {
+      const listener = listen(engine);
+      const r = recorder((_line, sock) => engine.write(sock, 'ok\n', () => {}));
+      engine.serveLines(listener, { expect: 'PING', onMismatch: { reply: 'R\n', max } }, r.handler);
+      const rand = prng(seed);
+      const lines = Array.from({ length: 300 }, (_, i) => (rand() < 0.6 ? 'PING' : `bad${i}`));
+      // The model: a match is answered by the handler, a mismatch by the reply while they last;
+      // the next mismatch ends the connection.
+      let want = '';
+      let replies = 0;
+      const delivered: string[] = [];
+      let ending: string | undefined;
+      let sent = 0;
+      for (const l of lines) {
+        sent++;
+        if (l === 'PING') {
+          delivered.push(l);
+          want += 'ok\n';
+        } else if (replies < max) {
+          replies++;
+          want += 'R\n';
+        } else {
+          ending = l;
+          break;
+        }
+      }
+      // The peer sends nothing after the line that ends the connection (closing a socket with
+      // input unread would reset it, and the peer could lose the last answers).
+      const text = lines.slice(0, sent).map((l) => (rand() < 0.5 ? `${l}\r\n` : `${l}\n`));
+      const bytes = Buffer.from(text.join(''));
+      const peer = await netClient(engine, { port: portOf(listener) });
+      peer.client.setNoDelay(true);
+      for (let at = 0; at < bytes.length;) {
+        const n = 1 + Math.floor(rand() * 40);
+        await peer.write(bytes.subarray(at, at + n));
+        at += n;
+        if (rand() < 0.2) await sleep(1);
+      }
+      if (ending === undefined) peer.client.end();
+      await lost(r);
+      await withDeadline(peer.ended, 10_000, 'the server to close');
+      t.deepEqual(r.lines, delivered, `seed ${seed}: the lines delivered`);
+      t.is(peer.received().toString(), want, `seed ${seed}: the answers, in order`);
+      const err = r.lost[0] as EngineError | undefined;
+      t.is(err?.line, ending, `seed ${seed}: how the connection ended`);
+      engine.close(listener);
+    }
+  },
+);
+
+forEachImpl(
   'lineReceived may write and may close: no later line is delivered',
   async (t, engine) => {
     const listener = listen(engine);
@@ -227,6 +284,61 @@ forEachImpl(
     const err = r.lost[0] as EngineError;
     t.is(err.code, 'ERR_MISMATCH');
     t.is(err.line, 'bad3');
+    engine.close(listener);
+  },
+);
+
+forEachImpl(
+  'a string expect with onMismatch: replies in order, max honoured, then ERR_MISMATCH with the line',
+  async (t, engine) => {
+    const listener = listen(engine);
+    const r = recorder((line, sock) => engine.write(sock, `ok ${line}\n`, () => {}));
+    engine.serveLines(
+      listener,
+      { expect: 'PING', onMismatch: { reply: '500 no\n', max: 2 } },
+      r.handler,
+    );
+    const peer = await netClient(engine, { port: portOf(listener) });
+    await peer.write('PING\nbad1\r\nPING\r\nbad2\nbad3\nPING\n');
+    await withDeadline(peer.ended, 10_000, 'the server to close');
+    await lost(r);
+    t.deepEqual(r.lines, ['PING', 'PING']);
+    t.is(peer.received().toString(), 'ok PING\n500 no\nok PING\n500 no\n');
+    t.is(r.lost.length, 1);
+    const err = r.lost[0] as EngineError;
+    t.is(err.code, 'ERR_MISMATCH');
+    t.is(err.line, 'bad3');
+    engine.close(listener);
+  },
+);
+
+forEachImpl(
+  'a string expect: mismatched lines and their replies never cross into JavaScript',
+  async (t, engine) => {
+    const listener = listen(engine);
+    let sock: Socket | undefined;
+    const r = recorder();
+    const made = r.handler.connectionMade!;
+    r.handler.connectionMade = (s) => {
+      sock = s;
+      made(s);
+    };
+    engine.serveLines(listener, { expect: 'PING', onMismatch: { reply: '500 no\n' } }, r.handler);
+    const peer = await netClient(engine, { port: portOf(listener) });
+    t.true(await waitUntil(() => sock !== undefined), 'connectionMade');
+    const before = engine.stats().completions;
+    for (let i = 0; i < 10; i++) await peer.write(`bad ${i}\r\n`.repeat(10));
+    await peer.write('PING\n');
+    t.true(await waitUntil(() => r.lines.length === 1), 'the matching line');
+    const crossings = engine.stats().completions - before;
+    t.log(`100 mismatched lines and the match: ${crossings} completion(s) delivered`);
+    t.is(crossings, 1, 'one completion: the batch with the match');
+    t.deepEqual(r.lines, ['PING']);
+    const want = '500 no\n'.repeat(100);
+    t.is((await peer.waitForBytes(want.length)).toString(), want);
+    engine.close(sock!);
+    await lost(r);
+    t.deepEqual(r.lost, [undefined]);
     engine.close(listener);
   },
 );

@@ -195,6 +195,7 @@ struct OpFields {
   // expectLine with onMismatch: a line other than `expect` (any line but one equal to it; with
   // expectAny none) gets `reply` written by the core and is consumed, while mismatchLeft (-1:
   // unbounded) lasts; the next one settles the op, and JavaScript reports ERR_MISMATCH.
+  // serveLines' batch read (ReadLines) filters the same way, and ends its batch with that line.
   // A RegExp expect (expectJs) is matched in JavaScript: each line is reported as progress and
   // waits for a verdict (1: deliver it, lineAccepted; 2: reply to it and consume it).
   bool filtered = false;
@@ -202,6 +203,7 @@ struct OpFields {
   bool expectJs = false;
   bool lineAccepted = false;
   int64_t mismatchLeft = -1;
+  uint32_t replied = 0;  // serveLines' batch read: mismatched lines answered so far
   // A core-owned write (a reply; negative id, no completion): the read op it answers for,
   // which fails with the write's error if the write fails.
   int64_t owner = 0;

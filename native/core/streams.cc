@@ -375,6 +375,12 @@ void EngineCore::replyDone(Op* w, const Completion& c) {
 // completion, for serveLines: a crossing carries many lines, not one. The first line alone
 // decides an error (ERR_LIMIT); a bad line after good ones waits for the next op, so the good
 // ones are delivered first and nothing after the bad one is consumed.
+// With a string expect (filtered), a mismatched line is answered with the reply and consumed
+// here while replies last (as frameLine does), never delivered, as long as no line of the batch
+// comes before it (the reply then waits for the next batch read, behind what JavaScript writes
+// for those lines); one past them (or any, with no reply) ends the batch as its last line, and
+// JavaScript ends the connection with ERR_MISMATCH.
+// A filtered batch ends with one more uint32: how many lines the op answered.
 namespace {
 constexpr size_t kLinesBatchBytes = 256 * 1024;
 
@@ -386,30 +392,52 @@ void appendU32(std::string* s, uint32_t v) {
 }  // namespace
 
 bool EngineCore::frameLines(Handle* h, Op* op) {
-  const char* p = h->in.data();
-  size_t len = h->in.size();
   size_t bound = std::min<size_t>(op->maxBytes, UINT32_MAX);
-  Frame first = async_engine::frameLine(p, len, bound, &op->scanFrom);
-  if (first.status == FrameStatus::kNeedMore) return false;
-  if (first.status == FrameStatus::kOverLimit) {
-    fail(op, kErrLimit);
-    return true;
-  }
   Completion c;
   c.kind = PayloadKind::kBytes;
   std::vector<uint32_t> lengths;
   size_t at = 0;
-  Frame f = first;
   for (;;) {
-    c.data.append(p + at, f.content);
+    const char* p = h->in.data() + at;
+    size_t len = h->in.size() - at;
+    // The first line delivered keeps its scan position across wake-ups; later ones are looked
+    // for in what is buffered now.
+    size_t scan = 0;
+    Frame f = async_engine::frameLine(p, len, bound, lengths.empty() ? &op->scanFrom : &scan);
+    if (f.status == FrameStatus::kNeedMore && lengths.empty()) {
+      h->in.consume(at);
+      return false;
+    }
+    if (f.status == FrameStatus::kOverLimit && lengths.empty()) {
+      h->in.consume(at);
+      fail(op, kErrLimit);
+      return true;
+    }
+    if (f.status != FrameStatus::kFound) break;
+    bool mismatch = op->filtered && (f.content != op->expect.size() ||
+                                     std::memcmp(p, op->expect.data(), f.content) != 0);
+    if (mismatch && op->mismatchLeft != 0) {
+      // Its reply must follow what JavaScript writes for the lines before it: after a line to
+      // deliver, it waits for the next batch read.
+      if (!lengths.empty()) break;
+      at += f.end;
+      op->scanFrom = 0;
+      if (op->mismatchLeft > 0) op->mismatchLeft--;
+      op->replied++;
+      if (!queueReply(h, op)) {
+        h->in.consume(at);
+        return true;  // it failed the op
+      }
+      continue;
+    }
+    c.data.append(p, f.content);
     lengths.push_back(static_cast<uint32_t>(f.content));
     at += f.end;
+    if (mismatch) break;  // the last line of the connection: JavaScript reports it
     if (lengths.size() >= std::max<size_t>(op->n, 1) || c.data.size() >= kLinesBatchBytes) break;
-    size_t scan = 0;
-    f = async_engine::frameLine(p + at, len - at, bound, &scan);
-    if (f.status != FrameStatus::kFound) break;
   }
   for (uint32_t n : lengths) appendU32(&c.data, n);
+  if (op->filtered) appendU32(&c.data, op->replied);
   c.result = static_cast<int64_t>(lengths.size());
   h->in.consume(at);
   finish(op, std::move(c));

@@ -34,6 +34,7 @@ import {
   type PrefixState,
   headerOf,
   lineError,
+  nativeExpect,
   recordLength,
   recordOf,
   regexVerdict,
@@ -54,7 +55,7 @@ import {
 import { ReadyQueue } from './internal/ready.js';
 import { checkAcceptWhen, deferAcceptOf } from './internal/accept-when.js';
 import { type LineHandler, type ServeLinesOptions, serveLines } from './serve-lines.js';
-import { linesOf } from './internal/lines.js';
+import { type LineBatch, type LineFilter, linesOf } from './internal/lines.js';
 import { type ServeHandle, type ServeOptions, runCloseHooks, serve } from './serve.js';
 import { failureOf, resultValue } from './internal/results.js';
 import { checkSocketTimeouts } from './internal/socket-timeouts.js';
@@ -1553,18 +1554,24 @@ export class AsyncEngine {
 
   /**
    * @internal One batch read of lines for serveLines: every complete line buffered (at least
-   * one, at most `count`), each at most `maxBytes` bytes (undefined: the engine's bound).
+   * one, at most `count`), each at most `maxBytes` bytes (undefined: the engine's bound). With
+   * `filter` and an expect the native side can compare as bytes, a line other than it gets the
+   * reply written natively and is not delivered, `left` times (-1: unbounded); the next ends
+   * the batch, and the batch's `replied` counts the replies. Otherwise every line is delivered.
    */
   _readLines(
     sock: Socket,
     maxBytes: number | undefined,
     count: number,
-    cb: Callback<string[]>,
+    filter: LineFilter | undefined,
+    cb: Callback<LineBatch>,
   ): void {
-    const c = checkCallback<string[]>(cb);
+    const c = checkCallback<LineBatch>(cb);
     const handle = socketHandle(sock, this);
     const bound = maxBytes ?? this.#maxBytes;
-    const rec = new OpRecord(Kind.ReadLines, c, sock, handle, c._timeout, bound, count);
+    const bytes = filter === undefined ? true : nativeExpect(filter.expect, this.#encoding);
+    const b = bytes === true ? count : [count, bytes, filter!.reply ?? null, filter!.left];
+    const rec = new OpRecord(Kind.ReadLines, c, sock, handle, c._timeout, bound, b);
     rec.encoding = this.#encoding;
     this.#start(rec);
   }
@@ -2062,7 +2069,7 @@ export class AsyncEngine {
           if (rec.kind === Kind.ReadLine && result >= 0) {
             payload = arena.toString(rec.encoding, off, end);
           } else if (rec.kind === Kind.ReadLines && result >= 0) {
-            payload = linesOf(arena, off, end, result, rec.encoding);
+            payload = linesOf(arena, off, end, result, rec.encoding, Array.isArray(rec.b));
           } else {
             payload = Buffer.allocUnsafe(end - off);
             arena.copy(payload as Buffer, 0, off, end);
@@ -2232,18 +2239,6 @@ export class AsyncEngine {
       else c._target = null;
     }
   }
-}
-
-// A line expectation as the native side matches it: a string as its bytes, when comparing
-// bytes is comparing decoded lines (UTF-8 with no U+FFFD, which invalid bytes also decode to;
-// latin1); otherwise true: JavaScript matches each line (#lineVerdict), as it does a RegExp.
-function nativeExpect(expect: string | RegExp, encoding: BufferEncoding): Buffer | true {
-  if (typeof expect !== 'string') return true;
-  const utf8 = encoding === 'utf8' || encoding === 'utf-8';
-  if (!utf8 && encoding !== 'latin1' && encoding !== 'binary') return true;
-  const bytes = Buffer.from(expect, encoding);
-  if (bytes.toString(encoding) !== expect || (utf8 && expect.includes('\uFFFD'))) return true;
-  return bytes;
 }
 
 // Read ops that consume a socket's input buffer.

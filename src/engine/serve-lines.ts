@@ -8,6 +8,7 @@ import type { AsyncEngine } from './engine.js';
 import type { EngineError } from './errors.js';
 import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { lineError } from './internal/framing.js';
+import type { LineBatch, LineFilter } from './internal/lines.js';
 import type { Listener, Socket } from './io.js';
 import { type ServeHandle, type ServeOptions, checkServeOptions, serve } from './serve.js';
 import type { LineExpectation } from './types.js';
@@ -45,8 +46,10 @@ export interface ServeLinesOptions extends ServeOptions {
    * What every line must be: a string (the whole line), a RegExp (tested on the line), or `null`
    * (any line; the default). A line that does not match is not delivered: it gets
    * `onMismatch.reply` if given, else the connection ends with `ERR_MISMATCH` (`err.line`).
-   * The check runs in the engine's own JavaScript as each batch of lines is delivered, before
-   * any handler code.
+   * A string is matched natively as the lines are read (when the engine's encoding is UTF-8 or
+   * latin1 and the string has no U+FFFD), so mismatched lines and their replies never reach
+   * JavaScript; a RegExp is tested in the engine's own JavaScript as each batch is delivered,
+   * before any handler code.
    */
   expect?: LineExpectation;
   /**
@@ -164,13 +167,13 @@ export function serveLines(
 
     // The one end of a connection: its socket closed, then connectionLost, once. A handler that
     // threw has its socket closed at once (and the error reported); an end the loop decides
-    // (a mismatch, a line too long, the peer leaving mid-line, the idle timeout) first lets the
-    // writes already queued go out, then sends FIN and closes; a peer that stops taking them
-    // for idleTimeout (10 s without one) is closed then.
+    // (the peer's FIN, a mismatch, a line too long, the peer leaving mid-line, the idle
+    // timeout) first lets the writes already queued go out, then sends FIN and closes; a peer
+    // that stops taking them for idleTimeout (10 s without one) is closed then.
     const end = (err: Error | undefined, thrown = false): void => {
       if (lost) return;
       lost = true;
-      if (!thrown && err !== undefined && !sock.closed && !engine.closed) {
+      if (!thrown && !sock.closed && !engine.closed) {
         const close = (): void => lose(err, false);
         try {
           // A peer that takes none of those bytes for that long is not waited for.
@@ -198,8 +201,16 @@ export function serveLines(
     const replyCallback = (): Callback<number> =>
       new Callback<number>({ failure: (err) => end(sock.closed ? undefined : err) });
 
-    const read: Callback<string[]> = new Callback<string[]>({
+    // A string expect is matched by the batch read itself where bytes can be compared: the
+    // replies are written natively and only the line that ends the connection is delivered.
+    const filter = (): LineFilter | undefined =>
+      typeof expect === 'string'
+        ? { expect, reply, left: maxReplies === Infinity ? -1 : maxReplies - replies }
+        : undefined;
+
+    const read: Callback<LineBatch> = new Callback<LineBatch>({
       success: (lines) => {
+        replies += lines.replied ?? 0;
         for (const line of lines) {
           if (expect !== undefined && expect !== null) {
             const mismatch = lineError(line, expect);
@@ -243,7 +254,7 @@ export function serveLines(
         end(undefined);
         return;
       }
-      engine._readLines(sock, maxBytes, LINES_PER_BATCH, read);
+      engine._readLines(sock, maxBytes, LINES_PER_BATCH, filter(), read);
     };
 
     try {

@@ -159,3 +159,17 @@ function lineMatches(line: string, expect: LineExpectation | undefined): boolean
   expect.lastIndex = 0;
   return ok;
 }
+
+/**
+ * A line expectation as the native side matches it: a string as its bytes, when comparing bytes
+ * is comparing decoded lines (UTF-8 with no U+FFFD, which invalid bytes also decode to; latin1);
+ * otherwise true: JavaScript matches each line, as it does a RegExp.
+ */
+export function nativeExpect(expect: string | RegExp, encoding: BufferEncoding): Buffer | true {
+  if (typeof expect !== 'string') return true;
+  const utf8 = encoding === 'utf8' || encoding === 'utf-8';
+  if (!utf8 && encoding !== 'latin1' && encoding !== 'binary') return true;
+  const bytes = Buffer.from(expect, encoding);
+  if (bytes.toString(encoding) !== expect || (utf8 && expect.includes('\uFFFD'))) return true;
+  return bytes;
+}

@@ -39,7 +39,7 @@ export function resultValue(rec: OpRecord, result: number, payload: unknown): un
     case Kind.ReadLines:
       // A batch too large for the arena came as a Buffer of its own.
       return Buffer.isBuffer(payload)
-        ? linesOf(payload, 0, payload.length, result, rec.encoding)
+        ? linesOf(payload, 0, payload.length, result, rec.encoding, Array.isArray(rec.b))
         : payload;
     case Kind.ReadGlob: {
       const lines = payload as Array<string | Buffer>;
