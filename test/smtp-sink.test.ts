@@ -344,6 +344,38 @@ for (const impl of implsUnderTest()) {
     });
   });
 
+  test(`[${impl}] --max-size is exact, and a message ending just past it leaves the session in step`, async (t) => {
+    await withSink(t, impl, ['--max-size', String(MAX_SIZE)], async (sink) => {
+      const c = await greeted(sink.port);
+      t.regex((await c.exchange('EHLO raw\r\n'))[0]!, /^250-/);
+      // A message of n bytes as sent ends with the CRLF before the dot line. Around the limit,
+      // and with the terminator starting just past the bytes the first read may take, so that
+      // dropping the oversized part must keep the terminator whole.
+      for (let n = MAX_SIZE - 1; n <= MAX_SIZE + 8; n++) {
+        const replies = await c.exchange(
+          `MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n${'x'.repeat(n - 2)}\r\n.\r\nNOOP\r\n`,
+          5,
+        );
+        t.deepEqual(replies.slice(0, 3), [
+          '250 2.1.0 Ok',
+          '250 2.1.5 Ok',
+          '354 End data with <CR><LF>.<CR><LF>',
+        ]);
+        if (n <= MAX_SIZE) t.regex(replies[3]!, QUEUED, `${n} bytes`);
+        else t.is(replies[3], '552 5.3.4 Message size exceeds fixed limit', `${n} bytes`);
+        t.is(replies[4], '250 2.0.0 Ok');
+      }
+      const files = [...stored(sink.maildir).values()];
+      t.deepEqual(
+        files.map((f) => f.length).sort(),
+        [MAX_SIZE - 1, MAX_SIZE].map(
+          (n) => n + 'Return-Path: <a@example.org>\r\nX-Rcpt-To: <b@example.org>\r\n'.length,
+        ),
+      );
+      c.destroy();
+    });
+  });
+
   test(`[${impl}] commands before HELO get the engine's 500 reply and never reach JavaScript`, async (t) => {
     await withSink(t, impl, ['--max-early', '5'], async (sink) => {
       const c = await greeted(sink.port);
