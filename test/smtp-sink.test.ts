@@ -424,6 +424,25 @@ for (const impl of implsUnderTest()) {
     });
   });
 
+  test(`[${impl}] SIGTERM closes the sessions still open, mid-DATA included, and exits 0`, async (t) => {
+    const clients: SmtpClient[] = [];
+    await withSink(t, impl, [], async (sink) => {
+      const c = await greeted(sink.port);
+      t.deepEqual(
+        (
+          await c.exchange(
+            'HELO a\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n',
+            4,
+          )
+        ).map((r) => r.slice(0, 3)),
+        ['250', '250', '250', '354'],
+      );
+      c.send('Subject: never finished\r\n\r\nhalf a bo');
+      clients.push(c, await greeted(sink.port));
+    });
+    for (const c of clients) t.true(await c.closedByServer());
+  });
+
   test(`[${impl}] a client silent past --idle-timeout gets 421 and is closed`, async (t) => {
     await withSink(t, impl, ['--idle-timeout', '1'], async (sink) => {
       const c = await greeted(sink.port);
