@@ -444,7 +444,7 @@ for (const impl of implsUnderTest()) {
   });
 
   test(`[${impl}] a client silent past --idle-timeout gets 421 and is closed`, async (t) => {
-    await withSink(t, impl, ['--idle-timeout', '1'], async (sink) => {
+    await withSink(t, impl, ['--idle-timeout', '3'], async (sink) => {
       const c = await greeted(sink.port);
       const d = await greeted(sink.port);
       t.regex((await d.exchange('EHLO late\r\nMAIL FROM:<a@example.org>\r\n', 2))[1]!, /^250 /);
