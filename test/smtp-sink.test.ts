@@ -456,3 +456,28 @@ for (const impl of implsUnderTest()) {
     });
   });
 }
+
+test('smtp-sink: a bad option exits 2 with the usage, --help exits 0', async (t) => {
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(process.execPath, [MAIN_JS, ...args], { timeout: 10_000 }, (err, stdout, stderr) =>
+        resolve({
+          code: err ? ((err as { code?: number }).code ?? null) : 0,
+          out: stdout + stderr,
+        }),
+      );
+    });
+  for (const args of [
+    ['--port', '70000'],
+    ['--max-size', '0'],
+    ['--idle-timeout', 'soon'],
+    ['--bogus'],
+  ]) {
+    const { code, out } = await run(args);
+    t.is(code, 2, args.join(' '));
+    t.regex(out, /usage: node examples\/smtp-sink\/main\.js/);
+  }
+  const help = await run(['--help']);
+  t.is(help.code, 0);
+  t.regex(help.out, /--maildir DIR/);
+});
