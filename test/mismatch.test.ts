@@ -392,3 +392,54 @@ forEachImpl(
     t.is((await p.waitForBytes(want.length)).toString(), want);
   },
 );
+
+forEachImpl(
+  'a RegExp expect: a run of buffered mismatched lines crosses once, not once a line',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    // Each report of lines to JavaScript is answered by one verdict: count the answers.
+    const native = (
+      engine as unknown as { native: { regexVerdict(id: number, v: number): boolean } }
+    ).native;
+    const verdict = native.regexVerdict.bind(native);
+    let reports = 0;
+    Object.defineProperty(native, 'regexVerdict', {
+      value: (id: number, v: number): boolean => {
+        reports++;
+        return verdict(id, v);
+      },
+    });
+    const r = once<string>();
+    engine.expectLine(p.sock, /^(HELO|EHLO) /, { onMismatch: { reply: REPLY } }, r.cb);
+    await p.write('bad\r\n'.repeat(100));
+    await p.waitForBytes(100 * REPLY.length);
+    await p.write('x\r\ny\r\nHELO me\r\nlater\r\n');
+    t.is(await expectOk(t, r), 'HELO me');
+    t.log(`102 mismatched lines in two runs, then the match: ${reports} report(s)`);
+    // A report per run of buffered lines (the 100 may arrive in a few segments).
+    t.true(reports <= 8, `${reports} reports for 102 mismatched lines`);
+    const want = REPLY.repeat(102);
+    t.is((await p.waitForBytes(want.length)).toString(), want, 'each reply once, in order');
+    // What follows the match is still buffered, for the next read.
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'later');
+  },
+);
+
+forEachImpl(
+  'a RegExp expect with max: the report stops at the line max decides, in one run',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    const r = once<string>();
+    engine.expectLine(p.sock, /^GOOD$/, { onMismatch: { reply: REPLY, max: 3 } }, r.cb);
+    await p.write('a\nb\nc\nd\ne\nGOOD\n');
+    const err = await expectErr(t, r, 'ERR_MISMATCH');
+    t.is(err.line, 'd');
+    const want = REPLY.repeat(3);
+    t.is((await p.waitForBytes(want.length)).toString(), want);
+    const next = once<string>();
+    engine.expectLine(p.sock, null, next.cb);
+    t.is(await expectOk(t, next), 'e', 'the lines after the failing one stay buffered');
+  },
+);

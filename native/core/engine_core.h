@@ -15,6 +15,7 @@
 
 #include "core/backend.h"
 #include "core/byte_buffer.h"
+#include "core/framing.h"
 #include "core/deadline_heap.h"
 #include "core/op_table.h"
 #include "core/ops.h"
@@ -196,8 +197,9 @@ struct OpFields {
   // expectAny none) gets `reply` written by the core and is consumed, while mismatchLeft (-1:
   // unbounded) lasts; the next one settles the op, and JavaScript reports ERR_MISMATCH.
   // serveLines' batch read (ReadLines) filters the same way, and ends its batch with that line.
-  // A RegExp expect (expectJs) is matched in JavaScript: each line is reported as progress and
-  // waits for a verdict (1: deliver it, lineAccepted; 2: reply to it and consume it).
+  // A RegExp expect (expectJs) is matched in JavaScript: the complete lines buffered are
+  // reported as progress at once and wait for a verdict (how many to reply to and consume,
+  // and whether the next is delivered: lineAccepted).
   bool filtered = false;
   bool expectAny = false;
   bool expectJs = false;
@@ -241,6 +243,7 @@ struct Op : OpFields {
   std::vector<char> reply;         // expectLine with onMismatch: the bytes a mismatched line gets
   std::vector<std::string> delims; // readUntil with several delimiters (pattern unused)
   std::vector<std::string> lines;  // readUntilLineglob: lines found so far (not yet consumed)
+  std::vector<size_t> lineEnds;    // expectLine with a RegExp and replies: the lines reported
   std::string collected;           // readExactly, readAll at a file position: the bytes so far
   std::string path;                // open, stat by path
   // Writes: the bytes to send. A vector, not a string: moving it must keep the bytes where a
@@ -265,6 +268,7 @@ struct Op : OpFields {
     reply.clear();
     delims.clear();
     lines.clear();
+    lineEnds.clear();
     collected.clear();
     path.clear();
     if (data.capacity() > 64 * 1024) {
@@ -406,8 +410,8 @@ class EngineCore : public Sink {
   // or 0 to wait for more bytes. For a length-prefixed read: > 0 is the whole record's length
   // (header included), read when all of it is buffered. Returns false when the op is gone
   // (cancelled or timed out).
-  // A line op with a RegExp expect answers each line it reported (lineVerdict): 1 deliver it,
-  // 2 reply to it and consume it.
+  // A line op with a RegExp expect answers the lines it reported (lineVerdict): 2k + d, k of
+  // them answered with the reply and consumed, then (d = 1) the next one delivered.
   bool regexVerdict(int64_t id, int64_t verdict);
 
   // Bulk hand-over of a socket's input to JavaScript, which frames buffered ops itself. Both
@@ -494,6 +498,7 @@ class EngineCore : public Sink {
   bool frameNone(Handle* h, Op* op);
   bool frameUntil(Handle* h, Op* op);
   bool frameLine(Handle* h, Op* op);
+  void reportLines(Handle* h, Op* op, Frame first);
   bool frameLines(Handle* h, Op* op);
   bool frameGlob(Handle* h, Op* op);
   bool frameRegex(Handle* h, Op* op);

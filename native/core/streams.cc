@@ -55,22 +55,27 @@ bool EngineCore::regexVerdict(int64_t id, int64_t verdict) {
   return true;
 }
 
-// A line JavaScript matched against its RegExp: 1 delivers it (a match, or the mismatch that
-// fails the op), 2 replies to it and consumes it, and the op frames the next line.
+// The lines JavaScript matched against its RegExp: verdict 2k + d replies to the first k
+// reported lines and consumes them, then (d = 1) delivers the next (a match, or the mismatch
+// that fails the op); with d = 0 the op frames what follows and reports again.
 bool EngineCore::lineVerdict(Op* op, int64_t verdict) {
-  if (!op->awaitingVerdict) return false;
+  if (!op->awaitingVerdict || verdict < 0) return false;
   op->awaitingVerdict = false;
   Handle* h = op->h;
-  if (verdict == 2) {
-    h->in.consume(std::min(op->reportedLen, h->in.size()));
+  size_t k = std::min(static_cast<size_t>(verdict >> 1), op->lineEnds.size());
+  if (k > 0) {
+    h->in.consume(std::min(op->lineEnds[k - 1], h->in.size()));
     op->scanFrom = 0;
-    if (!queueReply(h, op)) {
-      if (!h->closed) pumpReads(h);
-      return true;
+    for (size_t i = 0; i < k; i++) {
+      if (op->mismatchLeft > 0) op->mismatchLeft--;
+      if (!queueReply(h, op)) {
+        if (!h->closed) pumpReads(h);
+        return true;
+      }
     }
-  } else {
-    op->lineAccepted = true;
   }
+  op->lineEnds.clear();
+  if (verdict & 1) op->lineAccepted = true;
   if (!h->closed) pumpReads(h);
   return true;
 }
@@ -297,15 +302,7 @@ bool EngineCore::frameLine(Handle* h, Op* op) {
       return true;
     }
     if (op->filtered && op->expectJs && !op->lineAccepted) {
-      // JavaScript matches the line (left buffered) and answers with lineVerdict.
-      op->awaitingVerdict = true;
-      op->reportedLen = f.end;
-      Completion pr;
-      pr.id = op->id;
-      pr.result = kProgress;
-      pr.kind = PayloadKind::kProgress;
-      pr.data.assign(p, f.content);
-      ready_.push_back(std::move(pr));
+      reportLines(h, op, f);
       return false;
     }
     // A pre-registered reply: a mismatched line is answered and consumed here, and the op
@@ -325,6 +322,54 @@ bool EngineCore::frameLine(Handle* h, Op* op) {
     finish(op, std::move(c));
     return true;
   }
+}
+
+namespace {
+constexpr size_t kLinesBatchBytes = 256 * 1024;
+
+void appendU32(std::string* s, uint32_t v) {
+  char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
+               static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
+  s->append(b, 4);
+}
+}  // namespace
+
+// The most lines one report of a RegExp-matched expectLine carries: a run of mismatched lines
+// costs one crossing per this many, not one each.
+constexpr size_t kVerdictLines = 1024;
+
+// expectLine with a RegExp and replies: every complete line buffered (from `first`, up to the
+// replies left + 1, kVerdictLines, and about kLinesBatchBytes) reported to JavaScript at once,
+// left buffered, as progress: their bytes back to back, one uint32 (little-endian) length per
+// line, then their count. JavaScript answers with lineVerdict.
+void EngineCore::reportLines(Handle* h, Op* op, Frame first) {
+  const char* p = h->in.data();
+  size_t len = h->in.size();
+  size_t most = kVerdictLines;
+  if (op->mismatchLeft >= 0) most = std::min<size_t>(most, static_cast<size_t>(op->mismatchLeft) + 1);
+  Completion pr;
+  pr.id = op->id;
+  pr.result = kProgress;
+  pr.kind = PayloadKind::kProgress;
+  std::vector<uint32_t> lengths;
+  op->lineEnds.clear();
+  size_t at = 0;
+  Frame f = first;
+  for (;;) {
+    pr.data.append(p + at, f.content);
+    lengths.push_back(static_cast<uint32_t>(f.content));
+    at += f.end;
+    op->lineEnds.push_back(at);
+    if (lengths.size() >= most || pr.data.size() >= kLinesBatchBytes) break;
+    size_t scan = 0;
+    f = async_engine::frameLine(p + at, len - at, op->maxBytes, &scan);
+    if (f.status != FrameStatus::kFound) break;
+  }
+  for (uint32_t n : lengths) appendU32(&pr.data, n);
+  appendU32(&pr.data, static_cast<uint32_t>(lengths.size()));
+  op->awaitingVerdict = true;
+  op->reportedLen = at;
+  ready_.push_back(std::move(pr));
 }
 
 // Replies the peer does not read may wait in the write queue up to this many bytes; past it the
@@ -381,15 +426,6 @@ void EngineCore::replyDone(Op* w, const Completion& c) {
 // for those lines); one past them (or any, with no reply) ends the batch as its last line, and
 // JavaScript ends the connection with ERR_MISMATCH.
 // A filtered batch ends with one more uint32: how many lines the op answered.
-namespace {
-constexpr size_t kLinesBatchBytes = 256 * 1024;
-
-void appendU32(std::string* s, uint32_t v) {
-  char b[4] = {static_cast<char>(v & 0xff), static_cast<char>((v >> 8) & 0xff),
-               static_cast<char>((v >> 16) & 0xff), static_cast<char>((v >> 24) & 0xff)};
-  s->append(b, 4);
-}
-}  // namespace
 
 bool EngineCore::frameLines(Handle* h, Op* op) {
   size_t bound = std::min<size_t>(op->maxBytes, UINT32_MAX);

@@ -1777,7 +1777,7 @@ export class AsyncEngine {
   // A line read (expectLine, alone or ending a chain): its line is decoded with the op's
   // encoding and checked against `expect` (lineError) as it settles. With onMismatch the native
   // side gets [utf8, expect, reply, max]: a string expect as bytes, which it matches itself, or
-  // true for a RegExp, which #lineVerdict matches line by line.
+  // true for a RegExp, which #lineVerdict matches, the lines buffered reported together.
   #lineStage(
     cb: Callback<string>,
     sock: Socket | File | undefined,
@@ -2116,19 +2116,24 @@ export class AsyncEngine {
     this.native.regexVerdict(id, verdict);
   }
 
-  // A line op with pre-registered replies and a RegExp expect reports each line: a mismatch gets
-  // the reply (2) while replies last; anything else settles the op with the line (1), checked
-  // against its expectation as every line is.
-  #lineVerdict(id: number, rec: OpRecord, bytes: Buffer): void {
-    let verdict = 1;
-    if (rec.repliesLeft !== 0) {
-      const err = lineError(bytes.toString(rec.encoding), rec.expect);
-      if (err?.code === 'ERR_MISMATCH') {
-        verdict = 2;
-        if (rec.repliesLeft > 0) rec.repliesLeft--;
+  // A line op with pre-registered replies and a RegExp expect reports the lines buffered, all at
+  // once: the mismatches in front get the reply while replies last (k of them); the line after
+  // them settles the op (d = 1), checked against its expectation as every line is. The verdict
+  // is 2k + d; with d = 0 every line reported was answered and the op reads on.
+  #lineVerdict(id: number, rec: OpRecord, report: Buffer): void {
+    const count = report.readUInt32LE(report.length - 4);
+    const lines = linesOf(report, 0, report.length - 4, count, rec.encoding, false);
+    let replied = 0;
+    let deliver = 0;
+    for (const line of lines) {
+      if (rec.repliesLeft === 0 || lineError(line, rec.expect)?.code !== 'ERR_MISMATCH') {
+        deliver = 1;
+        break;
       }
+      replied++;
+      if (rec.repliesLeft > 0) rec.repliesLeft--;
     }
-    this.native.regexVerdict(id, verdict);
+    this.native.regexVerdict(id, 2 * replied + deliver);
   }
 
   #settle(id: number, rec: OpRecord, result: number, payload: unknown): void {
