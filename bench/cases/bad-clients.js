@@ -12,6 +12,7 @@ import { run as exec } from '../lib/exec.js';
 import { shown } from '../lib/contenders.js';
 import { interleaved } from '../lib/interleave.js';
 import { sleep } from '../lib/measure.js';
+import { cpuTimes } from '../lib/proc.js';
 import { HOST } from '../lib/servers.js';
 
 export const name = 'bad-clients';
@@ -35,6 +36,8 @@ const node = process.execPath;
 
 export const METRICS = [
   { key: 'cpuUsPerRejected', ratio: true },
+  { key: 'userUsPerRejected', ratio: true },
+  { key: 'systemUsPerRejected', ratio: true },
   { key: 'rejectedCallbacksPerRejected' },
   { key: 'callbacksPerRejected' },
   { key: 'batchesPerRejected' },
@@ -49,6 +52,9 @@ export const METRICS = [
   { key: 'serverRejected' },
   { key: 'replied' },
   { key: 'goodErrors' },
+  { key: 'filteredMismatch' },
+  { key: 'filteredTimeout' },
+  { key: 'filteredTooLong' },
   { key: 'serverCpuS' },
 ];
 
@@ -253,18 +259,22 @@ export async function run(ctx) {
       workloads: [{ id: `${total} bad + ${GOOD.clients} good`, total }],
       metrics: METRICS,
       refs: contenders.filter((c) => c.kind === 'plain').map((c) => c.name),
+      // A whole flood first, so that each server's JavaScript is compiled before the rounds.
       async warmup(server) {
-        await runFlood(server.port, 500, 1);
+        await runFlood(server.port, 3000, 1);
       },
       async prepare(server, c) {
         before.set(c.name, await counters(server));
       },
       async measure(server, c, w, round) {
+        const t0 = cpuTimes(server.pid);
         const good = startGoodClients(server.port);
         const f = await runFlood(server.port, w.total, round + 2);
         const g = await good.stop();
+        const t1 = cpuTimes(server.pid);
         const after = await counters(server);
-        return { flood: f, good: g, before: before.get(c.name), after };
+        const cpu = { user: t1.user - t0.user, system: t1.system - t0.system };
+        return { flood: f, good: g, before: before.get(c.name), after, cpu };
       },
       finish(r, w, c) {
         const { flood: f, good: g, before: b, after: a } = r;
@@ -279,6 +289,8 @@ export async function run(ctx) {
         const engine = Boolean(a.engine?.impl);
         return {
           cpuUsPerRejected: (r.serverCpuS * 1e6) / rejected,
+          userUsPerRejected: (r.cpu.user * 1e6) / rejected,
+          systemUsPerRejected: (r.cpu.system * 1e6) / rejected,
           rejectedCallbacksPerRejected: engine
             ? (a.rejectedCallbacks - b.rejectedCallbacks) / rejected
             : NaN,
@@ -295,6 +307,9 @@ export async function run(ctx) {
           serverRejected,
           replied: f.replied,
           goodErrors: g.errors,
+          filteredMismatch: engine ? a.engine.filtered.mismatch - b.engine.filtered.mismatch : NaN,
+          filteredTimeout: engine ? a.engine.filtered.timeout - b.engine.filtered.timeout : NaN,
+          filteredTooLong: engine ? a.engine.filtered.tooLong - b.engine.filtered.tooLong : NaN,
           serverCpuS: r.serverCpuS,
           seconds: f.seconds,
           mix: { garbage: f.garbage, long: f.long, silent: f.silent },
@@ -303,6 +318,7 @@ export async function run(ctx) {
       },
       describe: (m) =>
         `${m.cpuUsPerRejected.toFixed(1).padStart(6)} µs/rejected ` +
+        `(user ${m.userUsPerRejected.toFixed(0)}, sys ${m.systemUsPerRejected.toFixed(0)}) ` +
         `${Math.round(m.rejectedPerS).toLocaleString('en-US').padStart(7)} rejected/s ` +
         `cb/rej ${Number.isFinite(m.rejectedCallbacksPerRejected) ? m.rejectedCallbacksPerRejected.toFixed(2) : '–'} ` +
         `ping p50/p99 ${m.pingP50Ms.toFixed(2)}/${m.pingP99Ms.toFixed(2)} ms ` +
@@ -373,6 +389,15 @@ export function headline(r, kit) {
     `\`expectLine\` + a JavaScript reply, per impl, median (min–max) of ${r.rounds} interleaved rounds (${r.mode}`,
     `pass, ${r.machine.date.slice(0, 10)}); the target is at most ${TARGET}×:`,
     v.map((x) => `\`${x.impl}\` ${kit.ratioCell(x.s)} (${x.met ? 'met' : 'not met'})`).join(', ') +
+      '. User time alone (where JavaScript runs): ' +
+      byImpl(r)
+        .map((p) => [
+          p.impl,
+          r.groups[0].summary[p.filter.name]?.vs[p.plain.name]?.userUsPerRejected,
+        ])
+        .filter(([, s]) => s?.n)
+        .map(([impl, s]) => `\`${impl}\` ${kit.ratioCell(s)}`)
+        .join(', ') +
       '. JavaScript callbacks run per rejected connection with `acceptWhen`: ' +
       byImpl(r)
         .map((p) => r.groups[0].summary[p.filter.name]?.metrics.rejectedCallbacksPerRejected)
@@ -422,21 +447,33 @@ export function render(r, kit) {
   const cpuRows = order.map((c) => {
     const s = g.summary[c.name];
     const pair = byImpl(r).find((p) => p.impl === c.impl);
-    if (!s) return [c.name, '–', '–', '–', '–', '–', '–', '–'];
+    if (!s) return [c.name, '–', '–', '–', '–', '–', '–'];
     const m = s.metrics;
+    const vs = c.kind === 'filter' ? s.vs[pair.plain.name] : undefined;
     return [
       c.name,
       kit.cell(m.cpuUsPerRejected),
-      c.kind === 'filter' ? kit.ratioCell(targetRatio(g, pair)) : '',
-      m.rejectedCallbacksPerRejected.n
-        ? kit.cell(m.rejectedCallbacksPerRejected, { digits: 2 })
-        : '–',
-      m.callbacksPerRejected.n ? kit.cell(m.callbacksPerRejected) : '–',
-      m.batchesPerRejected.n ? kit.cell(m.batchesPerRejected) : '–',
-      m.syscallsPerRejected.n ? kit.cell(m.syscallsPerRejected) : '–',
+      kit.cell(m.userUsPerRejected),
+      kit.cell(m.systemUsPerRejected),
+      vs ? kit.ratioCell(vs.cpuUsPerRejected) : '',
+      vs ? kit.ratioCell(vs.userUsPerRejected) : '',
       kit.cell(m.rejectedPerS),
     ];
   });
+  const jsRows = order
+    .filter((c) => c.engine)
+    .map((c) => {
+      const m = g.summary[c.name]?.metrics;
+      if (!m) return [c.name, '–', '–', '–', '–'];
+      const or = (x, opts) => (x.n ? kit.cell(x, opts) : '–');
+      return [
+        c.name,
+        or(m.rejectedCallbacksPerRejected, { digits: 2 }),
+        or(m.callbacksPerRejected),
+        or(m.batchesPerRejected),
+        or(m.syscallsPerRejected),
+      ];
+    });
   const latencyRows = order.map((c) => {
     const s = g.summary[c.name];
     if (!s) return [c.name, '–', '–', '–', '–', '–', '–', '–'];
@@ -489,30 +526,42 @@ export function render(r, kit) {
       [
         'Server',
         'CPU µs / rejected',
+        'user µs',
+        'system µs',
         'filter ÷ plain',
-        'JS callbacks for rejected conns / rejected',
-        'all JS callbacks / rejected',
-        'JS wake-ups / rejected',
-        'engine syscalls / rejected',
+        'filter ÷ plain, user time',
         'rejected/s',
       ],
       cpuRows,
     ),
     '',
+    kit.table(
+      [
+        'Server',
+        'JS callbacks for rejected connections / rejected',
+        'all JS callbacks / rejected',
+        'JS wake-ups / rejected',
+        'engine syscalls / rejected',
+      ],
+      jsRows,
+    ),
+    '',
     '- **CPU µs / rejected**: the server process’s CPU time (user + system, all threads) over',
-    '  the round ÷ the bad connections, median (min–max) of the rounds. Nothing is subtracted:',
-    '  it includes serving the good clients during the round (their PINGs are a few per hundred',
-    '  rejected connections) and the kernel’s work on the server’s side of each connection.',
-    '- **filter ÷ plain**: the ratio of those two on the same impl, round by round (they run',
-    `  one after the other), median (min–max); the target is at most ${TARGET}×.`,
-    '- **JS callbacks / rejected**: the engine callbacks the server ran that were charged to a',
-    '  rejected connection (each server counts every callback it runs and which connection it',
-    '  was for), ÷ rejected connections; **all JS callbacks** counts every callback of the round,',
-    '  the good clients’ included; **JS wake-ups** are `stats().batches`, the times the engine',
-    '  woke JavaScript; **engine syscalls** are `stats().syscalls`, the socket and wait system',
-    '  calls the engine made (Node’s own, and `close`, are not in it). The filter’s rejected count is `stats().filteredConnections` (by reason),',
-    '  the plain and net servers count the rejections they make; both agreed with the flood’s',
-    '  count in every round or the round failed.',
+    '  the round ÷ the bad connections, median (min–max) of the rounds; **user** and **system**',
+    '  split it (`utime`, `stime`). Nothing is subtracted: it includes serving the good clients',
+    '  during the round (their PINGs are a few per hundred rejected connections) and the',
+    '  kernel’s work on the server’s side of each connection.',
+    '- **filter ÷ plain**: the ratio of those on the same impl, round by round (they run one',
+    `  after the other), median (min–max); the target is at most ${TARGET}× of the whole CPU time.`,
+    '- **JS callbacks for rejected connections**: the engine callbacks the server ran that were',
+    '  charged to a rejected connection (each server counts every callback it runs and which',
+    '  connection it was for), ÷ rejected connections; **all JS callbacks** counts every callback',
+    '  of the round, the good clients’ included; **JS wake-ups** are `stats().batches`, the',
+    '  times the engine woke JavaScript; **engine syscalls** are `stats().syscalls`, the socket',
+    '  and wait system calls the engine made (`close` and Node’s own are not in it). The',
+    '  filter’s rejected count is `stats().filteredConnections` (all reasons), the plain and net',
+    '  servers count the rejections they make; each agreed with the flood’s count in every',
+    '  round, or the round would have failed.',
     '- **rejected/s**: bad connections ÷ the flood’s wall time, which ends with the last silent',
     '  connection’s timeout: on 2 cores it says more about the pair than about the server.',
     '',
@@ -537,6 +586,48 @@ export function render(r, kit) {
       '',
       `**Target** (filter at most ${TARGET}× plain’s CPU per rejected connection, JS callbacks for`,
       `rejected connections 0): ${v.map((x) => `\`${x.impl}\` ${kit.ratioCell(x.s)} — ${x.met ? 'met' : 'not met'}${x.met && !x.always ? ' (not in every round)' : ''}`).join('; ')}.`,
+    );
+  }
+  const split = byImpl(r).flatMap((p) => {
+    const f = g.summary[p.filter.name]?.metrics;
+    const b = g.summary[p.plain.name]?.metrics;
+    if (!f?.userUsPerRejected?.n || !b?.userUsPerRejected?.n) return [];
+    const µs = (x) => kit.fmt(x.median);
+    return [
+      {
+        impl: p.impl,
+        user: `${µs(f.userUsPerRejected)} vs ${µs(b.userUsPerRejected)}`,
+        system: `${µs(f.systemUsPerRejected)} vs ${µs(b.systemUsPerRejected)}`,
+      },
+    ];
+  });
+  const reasons = byImpl(r).flatMap((p) => {
+    const m = g.summary[p.filter.name]?.metrics;
+    if (!m?.filteredMismatch?.n) return [];
+    const n = (x) => kit.fmt(x.median, { digits: 0 });
+    return [
+      `\`${p.impl}\` ${n(m.filteredMismatch)} / ${n(m.filteredTooLong)} / ${n(m.filteredTimeout)}`,
+    ];
+  });
+  if (reasons.length) {
+    md.push(
+      '',
+      'The filter server’s `stats().filteredConnections` per round (median), mismatch / tooLong /',
+      `timeout: ${reasons.join(', ')}; the garbage lines, the long lines and the silent clients of`,
+      'the mix.',
+    );
+  }
+  if (split.length) {
+    md.push(
+      '',
+      '**Where the CPU goes** (medians, µs per rejected connection, filter vs plain). User time,',
+      `where JavaScript runs: ${split.map((x) => `\`${x.impl}\` ${x.user}`).join(', ')}. System time,`,
+      'the kernel’s work for each connection on the server’s side (the accept, the socket’s',
+      'set-up and tear-down, the loopback TCP segments of the reply and the close), which both',
+      `servers pay: ${split.map((x) => `\`${x.impl}\` ${x.system}`).join(', ')}. The filter takes`,
+      'the JavaScript out of a rejection (no callback, no wake-up for it), so what it saves is',
+      'the plain server’s user time less its own; the system time it cannot save bounds the',
+      'whole-CPU ratio from below.',
     );
   }
   md.push(
