@@ -629,7 +629,11 @@ export function render(r, kit) {
       `servers pay: ${split.map((x) => `\`${x.impl}\` ${x.system}`).join(', ')}. The filter takes`,
       'the JavaScript out of a rejection (no callback, no wake-up for it), so what it saves is',
       'the plain server’s user time less its own; the system time it cannot save bounds the',
-      'whole-CPU ratio from below.',
+      'whole-CPU ratio from below. A refusal’s reply and the drain of unread bytes before its',
+      'close are direct `sendto` and `recv` calls on the engine thread on every impl (on',
+      '`completion` too, where the plain server’s reply goes through the ring), and the drain',
+      'ends with a `recv` that finds nothing: hence more engine syscalls per rejected',
+      'connection for the filter than for the plain server.',
     );
   }
   md.push(
