@@ -35,3 +35,10 @@ export function openFilesLimit(pid) {
   );
   return m === null ? NaN : m[1] === 'unlimited' ? Infinity : Number(m[1]);
 }
+
+/** User and system CPU seconds used so far by every thread of `pid`, separately. */
+export function cpuTimes(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK };
+}
