@@ -320,3 +320,52 @@ forEachImpl('acceptWhen: shutdown closes connections being judged and kept', asy
     t.is(p.received().length, 0);
   }
 });
+
+forEachImpl(
+  'acceptWhen: connections that sent before their accept are judged on what is there',
+  async (t, engine) => {
+    const l = engine.listen({ deferAccept: 1 });
+    const port = portOf(l);
+    // All of them connect and send before any acceptWhen is armed: each is judged on the bytes
+    // already waiting when it is accepted.
+    const bad = await netClient(engine, { port });
+    await bad.write('GARBAGE\r\nmore\r\n');
+    const long = await netClient(engine, { port });
+    await long.write(`${'x'.repeat(100)}\n`);
+    const cut = await netClient(engine, { port });
+    await cut.write('HEL');
+    cut.client.end();
+    const big = await netClient(engine, { port });
+    await big.write(`bad\n${'y'.repeat(200_000)}`);
+    const good = await netClient(engine, { port });
+    await good.write('HELO me\r\nMAIL FROM:<a@b>\r\nRCPT');
+    await sleep(50);
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO me', { reply: 'NO\r\n', maxBytes: 64 }, acc.cb);
+    const o = await acc.result();
+    t.true(o.ok);
+    t.is(o.value, 'HELO me');
+    const sock = o.sock as Socket;
+    // The bytes after the line, read with it before the accept finished, come next.
+    const next = once<string>();
+    engine.expectLine(sock, null, next.cb);
+    t.is(await expectOk(t, next), 'MAIL FROM:<a@b>');
+    await good.write(' TO:<c@d>\r\n');
+    const after = once<string>();
+    engine.expectLine(sock, null, after.cb);
+    t.is(await expectOk(t, after), 'RCPT TO:<c@d>');
+    for (const [peer, what] of [
+      [bad, 'a mismatched line'],
+      [long, 'a line over maxBytes'],
+      [cut, 'a partial line, then EOF'],
+      [big, 'a mismatched line followed by more than one read'],
+    ] as const) {
+      await withDeadline(peer.ended, 10_000, `the server to close ${what}`);
+      t.is(peer.received().toString(), 'NO\r\n', what);
+    }
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 3, timeout: 0, tooLong: 1 });
+    t.true(await sameConnection(engine, sock, good));
+    engine.close(sock);
+    engine.close(l);
+  },
+);

@@ -538,6 +538,8 @@ class EngineCore : public Sink {
   void candidateEvent(Handle* h, bool timedOut);
   void passCandidate(Handle* h, std::string line);
   void refuseCandidate(Handle* h, Refusal why);
+  void refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain);
+  void countRefusal(Refusal why);
   void dropCandidate(Handle* h);
   void deliverPassed(Op* op, Handle* h, std::string&& line);
   void shedPendingConnections(Handle* l);

@@ -243,14 +243,43 @@ void EngineCore::startAcceptWhen(Op* op) {
 void EngineCore::addCandidate(Op* op, int fd) {
   Handle* l = op->h;
   applySocketOptions(fd, l->acceptOptions);
+  const std::shared_ptr<const AcceptFilter>& filter = l->filter ? l->filter : op->filter;
+  // A first look at what the peer has sent already (with deferAccept, always something): a
+  // connection refused on it costs no handle, no registration with the backend and no timer.
+  char* first = scratch_.data();
+  ssize_t got = ::recv(fd, first, scratch_.size(), MSG_DONTWAIT);
+  stats_.coreSyscalls++;
+  if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    refuseAtAccept(fd, *filter, Refusal::kMismatch, false, false);
+    return;
+  }
+  if (got == 0) {
+    refuseAtAccept(fd, *filter, Refusal::kMismatch, true, false);
+    return;
+  }
+  if (got > 0) {
+    size_t scan = 0;
+    Frame fr = async_engine::frameLine(first, static_cast<size_t>(got), filter->maxBytes, &scan);
+    bool full = static_cast<size_t>(got) == scratch_.size();
+    if (fr.status == FrameStatus::kOverLimit) {
+      refuseAtAccept(fd, *filter, Refusal::kTooLong, true, full);
+      return;
+    }
+    if (fr.status == FrameStatus::kFound && !filter->any &&
+        (fr.content != filter->expect.size() || std::memcmp(first, filter->expect.data(), fr.content) != 0)) {
+      refuseAtAccept(fd, *filter, Refusal::kMismatch, true, full);
+      return;
+    }
+  }
   int rc = 0;
   Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
   if (!h) {
     fail(op, rc, Syscall::kAccept);
     return;
   }
+  if (got > 0) h->in.append(scratch_.data(), static_cast<size_t>(got));
   h->candidateOf = l;
-  h->filter = l->filter ? l->filter : op->filter;
+  h->filter = filter;
   l->candidates.push_back(h);
   if (h->filter->timeoutNs > 0) {
     h->idleTimer.periodNs = h->filter->timeoutNs;
@@ -340,14 +369,7 @@ void EngineCore::deliverPassed(Op* op, Handle* h, std::string&& line) {
   finish(op, std::move(c));
 }
 
-// The reply, if any, is one send on a connection that has written nothing yet: it fits in the
-// socket's send buffer unless it is larger than that (the rest is then dropped). What the peer
-// sent that was not read is drained first, so that the close is a FIN and not a reset that
-// could discard the reply before the peer reads it.
-void EngineCore::refuseCandidate(Handle* h, Refusal why) {
-  std::shared_ptr<const AcceptFilter> f = h->filter;
-  dropCandidate(h);
-  h->filter.reset();
+void EngineCore::countRefusal(Refusal why) {
   switch (why) {
     case Refusal::kMismatch:
       stats_.filteredMismatch++;
@@ -359,6 +381,17 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
       stats_.filteredTooLong++;
       break;
   }
+}
+
+// The reply, if any, is one send on a connection that has written nothing yet: it fits in the
+// socket's send buffer unless it is larger than that (the rest is then dropped). What the peer
+// sent that was not read is drained first, so that the close is a FIN and not a reset that
+// could discard the reply before the peer reads it.
+void EngineCore::refuseCandidate(Handle* h, Refusal why) {
+  std::shared_ptr<const AcceptFilter> f = h->filter;
+  dropCandidate(h);
+  h->filter.reset();
+  countRefusal(why);
   if (f && !f->reply.empty() && !h->readError) {
     ::send(h->fd, f->reply.data(), f->reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     stats_.coreSyscalls++;
@@ -370,6 +403,22 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
     if (n <= 0) break;
   }
   close(h->id);
+}
+
+// A connection refused on the bytes it sent before it was accepted (addCandidate): the reply,
+// a drain of the rest when the first look may have left some (a full read), and the close.
+void EngineCore::refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain) {
+  countRefusal(why);
+  if (reply && !f.reply.empty()) {
+    ::send(fd, f.reply.data(), f.reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    stats_.coreSyscalls++;
+  }
+  for (int i = 0; i < 16 && drain; i++) {
+    ssize_t n = ::recv(fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    stats_.coreSyscalls++;
+    drain = n == static_cast<ssize_t>(scratch_.size());
+  }
+  ::close(fd);
 }
 
 void EngineCore::startConnect(Op* op) {
