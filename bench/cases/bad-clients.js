@@ -27,6 +27,8 @@ const REPLY = 'ERR bad greeting\r\n';
 /** The servers' first-line timeout (ms, from the accept) and line limit (bytes). */
 const FIRST_LINE_TIMEOUT = 250;
 const MAX_BYTES = 128;
+/** The deferAccept contenders' TCP_DEFER_ACCEPT, in seconds. */
+const DEFER_S = 1;
 /** Bad connections the flood keeps open at once, silent ones not counted. */
 const CONCURRENCY = 64;
 /** Good clients: how many, the pause between PINGs, PINGs per connection. */
@@ -58,9 +60,12 @@ export const METRICS = [
   { key: 'serverCpuS' },
 ];
 
-/** The contenders: filter and plain on each impl, side by side, then node:net. */
+/**
+ * The contenders: filter and plain on each impl, side by side, without and with deferAccept on
+ * the listener, then node:net.
+ */
 export function badClientServers(impls) {
-  const server = (kind, impl) => [
+  const server = (kind, impl, defer = false) => [
     'bench/lib/bad-clients-server.js',
     '--kind',
     kind,
@@ -71,6 +76,7 @@ export function badClientServers(impls) {
     String(FIRST_LINE_TIMEOUT),
     '--max-bytes',
     String(MAX_BYTES),
+    ...(defer ? ['--defer-accept', String(DEFER_S)] : []),
   ];
   const list = [];
   for (const impl of impls) {
@@ -91,6 +97,26 @@ export function badClientServers(impls) {
       kind: 'plain',
       command: node,
       args: server('plain', impl),
+    });
+    list.push({
+      name: `${impl} filter+defer`,
+      label: `async-engine ${impl}, deferAccept + acceptWhen (filter)`,
+      engine: true,
+      impl,
+      kind: 'filter',
+      defer: true,
+      command: node,
+      args: server('filter', impl, true),
+    });
+    list.push({
+      name: `${impl} plain+defer`,
+      label: `async-engine ${impl}, deferAccept + accept + expectLine + JS reply (plain)`,
+      engine: true,
+      impl,
+      kind: 'plain',
+      defer: true,
+      command: node,
+      args: server('plain', impl, true),
     });
   }
   list.push({
@@ -333,6 +359,7 @@ export async function run(ctx) {
         engine: Boolean(c.engine),
         impl: c.impl,
         kind: c.kind,
+        defer: Boolean(c.defer),
         command: shown(c),
       })),
       load: {
@@ -340,6 +367,7 @@ export async function run(ctx) {
         concurrency: CONCURRENCY,
         good: GOOD,
         firstLineTimeoutMs: FIRST_LINE_TIMEOUT,
+        deferS: DEFER_S,
         maxBytes: MAX_BYTES,
         greeting: GREETING,
         reply: REPLY,
@@ -355,13 +383,22 @@ export async function run(ctx) {
 
 // ---- Report ----
 
+// The filter/plain pairs: per impl, without and then with deferAccept (`impl` is the pair's
+// name in the report).
 function byImpl(r) {
   const impls = [...new Set(r.contenders.filter((c) => c.impl).map((c) => c.impl))];
-  return impls.map((impl) => ({
-    impl,
-    filter: r.contenders.find((c) => c.impl === impl && c.kind === 'filter'),
-    plain: r.contenders.find((c) => c.impl === impl && c.kind === 'plain'),
-  }));
+  const pair = (impl, defer) => ({
+    impl: defer ? `${impl} + deferAccept` : impl,
+    filter: r.contenders.find(
+      (c) => c.impl === impl && c.kind === 'filter' && Boolean(c.defer) === defer,
+    ),
+    plain: r.contenders.find(
+      (c) => c.impl === impl && c.kind === 'plain' && Boolean(c.defer) === defer,
+    ),
+  });
+  return [false, true].flatMap((defer) =>
+    impls.map((impl) => pair(impl, defer)).filter((p) => p.filter && p.plain),
+  );
 }
 
 /** filter ÷ plain CPU per rejected connection on one impl, per round, as a ratio summary. */
@@ -446,7 +483,7 @@ export function render(r, kit) {
   const order = [...byImpl(r).flatMap((p) => [p.filter, p.plain]), ...(net ? [net] : [])];
   const cpuRows = order.map((c) => {
     const s = g.summary[c.name];
-    const pair = byImpl(r).find((p) => p.impl === c.impl);
+    const pair = byImpl(r).find((p) => p.filter === c || p.plain === c);
     if (!s) return [c.name, '–', '–', '–', '–', '–', '–'];
     const m = s.metrics;
     const vs = c.kind === 'filter' ? s.vs[pair.plain.name] : undefined;
@@ -498,13 +535,17 @@ export function render(r, kit) {
     '',
     '- **filter**: `acceptWhen(listener, GREETING, { reply, timeout, maxBytes })`, one armed at a',
     '  time and re-armed from its callback; the engine refuses bad connections natively. Good',
-    '  connections are served with `expectLine` + `write`. The listener does not set',
-    '  `deferAccept`: with it the kernel would hold the silent clients unaccepted, and this',
-    '  case compares the two ways of refusing them.',
+    '  connections are served with `expectLine` + `write`.',
     '- **plain**: `accept` re-armed from its callback, `expectLine(sock, GREETING, { maxBytes })`',
     '  with the timeout on its Callback, and for a bad line a `write` of the reply from',
     '  JavaScript and `close` in its callback.',
     '- **net**: the same rules on `node:net` stream events (`socket.end(reply)`), as a reference.',
+    '',
+    `Each engine server runs twice: as above, and with \`deferAccept: ${L.deferS ?? 1}\` on its listener`,
+    '(`+ deferAccept`, `TCP_DEFER_ACCEPT`), the accept filter the kernel offers: an accept',
+    'completes once the client has sent something, so a bad line is there to be judged when the',
+    'connection is accepted, and a silent client is held by the kernel until the deferral ends,',
+    'then accepted and cut by the timeout. The filter/plain ratio is taken within each setup.',
     '',
     `\`acceptWhen\` matches the whole first line against a fixed string, so every good client`,
     `greets with the same \`${L.greeting}\` (it takes no prefix or regular expression); the plain`,
@@ -516,7 +557,8 @@ export function render(r, kit) {
     `line (over the ${L.maxBytes}-byte limit), 10 % silent (cut by the ${L.firstLineTimeoutMs} ms timeout). Meanwhile ${L.good.clients} good`,
     `\`node:net\` clients in the runner greet, send ${L.good.pingsPerSession} PINGs ${L.good.intervalMs} ms apart each waiting for`,
     'its PONG, close and start again, until the flood is over. Every contender of a round gets',
-    'the same garbage (the same seed); rounds are interleaved `filter`, `plain` per impl, then `net`.',
+    'the same garbage (the same seed); rounds are interleaved `filter`, `plain`, `filter+defer`,',
+    '`plain+defer` per impl, then `net`.',
     '',
     '```sh',
     ...r.commands,
@@ -629,11 +671,12 @@ export function render(r, kit) {
       `servers pay: ${split.map((x) => `\`${x.impl}\` ${x.system}`).join(', ')}. The filter takes`,
       'the JavaScript out of a rejection (no callback, no wake-up for it), so what it saves is',
       'the plain server’s user time less its own; the system time it cannot save bounds the',
-      'whole-CPU ratio from below. A refusal’s reply and the drain of unread bytes before its',
-      'close are direct `sendto` and `recv` calls on the engine thread on every impl (on',
-      '`completion` too, where the plain server’s reply goes through the ring), and the drain',
-      'ends with a `recv` that finds nothing: hence more engine syscalls per rejected',
-      'connection for the filter than for the plain server.',
+      'whole-CPU ratio from below. The filter looks at what a connection sent with one `recv`',
+      'as it accepts it; a connection refused on that look costs no handle, no registration with',
+      'the poller or the ring and no timer, and its reply and close are direct `sendto` and',
+      '`close` calls on every impl. One accepted before its line arrived is judged as its bytes',
+      'come, and its refusal drains unread bytes (a `recv` that finds nothing) before the close.',
+      'With `deferAccept` nearly every bad connection is refused on the first look.',
     );
   }
   md.push(

@@ -11,8 +11,10 @@
 // (`other`: an accept that failed). A control port on the loopback (printed on stdout as
 // `control PORT`) answers each line with the counters as one JSON line, so the runner can read
 // them before and after a round.
+// With --defer-accept S, an engine server's listener sets TCP_DEFER_ACCEPT (listen's
+// deferAccept): the kernel completes an accept once the client has sent data, or after S s.
 // usage: node bench/lib/bad-clients-server.js --kind filter|plain|net [--impl IMPL] --port PORT
-//        [--timeout MS] [--max-bytes N]
+//        [--timeout MS] [--max-bytes N] [--defer-accept S]
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 import { Callback, createEngine } from 'async-engine';
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     port: { type: 'string' },
     timeout: { type: 'string', default: '250' },
     'max-bytes': { type: 'string', default: '128' },
+    'defer-accept': { type: 'string', default: '0' },
   },
 });
 const kind = values.kind;
@@ -35,6 +38,7 @@ const host = values.host;
 const port = Number(values.port);
 const timeout = Number(values.timeout);
 const maxBytes = Number(values['max-bytes']);
+const deferAccept = Number(values['defer-accept']);
 if (!['filter', 'plain', 'net'].includes(kind) || !Number.isInteger(port)) {
   console.error('usage: bad-clients-server.js --kind filter|plain|net [--impl IMPL] --port PORT');
   process.exit(2);
@@ -94,7 +98,12 @@ if (kind === 'net') {
   serveNet();
 } else {
   engine = createEngine({ impl: values.impl });
-  const listener = engine.listen({ host, port, backlog: 4096 });
+  const listener = engine.listen({
+    host,
+    port,
+    backlog: 4096,
+    deferAccept: deferAccept > 0 ? deferAccept : false,
+  });
   stats = () => {
     const s = engine.stats();
     return {
