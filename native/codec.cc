@@ -320,6 +320,8 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       constexpr double kMaxMs = 4.0e12;  // saturates, as an op's deadline does
       f->timeoutNs = ms > 0 ? static_cast<int64_t>((ms < kMaxMs ? ms : kMaxMs) * 1e6) : 0;
       f->maxBytes = maxBytes(b);
+      Napi::Value prefix = arr.Get(3u);
+      f->prefix = prefix.IsBoolean() && prefix.As<Napi::Boolean>();
       op->filter = std::move(f);
       break;
     }

@@ -231,6 +231,12 @@ forEachImpl('acceptWhen: bad arguments throw synchronously', (t, engine) => {
   t.throws(() => engine.acceptWhen(l, 'x', { encoding: 'hex' } as never, cb), {
     code: 'ERR_INVALID_ARG_VALUE',
   });
+  t.throws(() => engine.acceptWhen(l, 'x', { prefix: 'yes' as never }, cb), {
+    code: 'ERR_INVALID_ARG_TYPE',
+  });
+  t.throws(() => engine.acceptWhen(l, null, { prefix: true }, cb), {
+    code: 'ERR_INVALID_ARG_VALUE',
+  });
   t.throws(() => engine.listen({ deferAccept: 'yes' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
   t.throws(() => engine.listen({ deferAccept: 0 }), { code: 'ERR_OUT_OF_RANGE' });
   t.is(engine.stats().opsInFlight, 0, 'nothing was submitted');
@@ -366,6 +372,43 @@ forEachImpl(
     t.deepEqual(engine.stats().filteredConnections, { mismatch: 3, timeout: 0, tooLong: 1 });
     t.true(await sameConnection(engine, sock, good));
     engine.close(sock);
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen with prefix: a first line that starts with expect passes, others are refused',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    // Sent before acceptWhen is armed (judged on the bytes waiting at the accept) ...
+    const other = await netClient(engine, { port });
+    await other.write('HELX a\r\n');
+    const short = await netClient(engine, { port });
+    await short.write('HEL\r\n');
+    const first = await netClient(engine, { port });
+    await first.write('HELO a.example\r\n');
+    await sleep(50);
+    const acc1 = once<string>();
+    engine.acceptWhen(l, 'HELO ', { prefix: true, reply: 'NO\r\n' }, acc1.cb);
+    const o1 = await acc1.result();
+    t.is(o1.value, 'HELO a.example');
+    // ... and as it arrives, in pieces.
+    const acc2 = once<string>();
+    engine.acceptWhen(l, 'HELO ', { prefix: true, reply: 'NO\r\n' }, acc2.cb);
+    const second = await netClient(engine, { port });
+    await second.write('HEL');
+    await sleep(20);
+    await second.write('O b\r\n');
+    const o2 = await acc2.result();
+    t.is(o2.value, 'HELO b');
+    for (const peer of [other, short]) {
+      await withDeadline(peer.ended, 10_000, 'the server to close a refused connection');
+      t.is(peer.received().toString(), 'NO\r\n');
+    }
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 2, timeout: 0, tooLong: 0 });
+    engine.close(o1.sock as Socket);
+    engine.close(o2.sock as Socket);
     engine.close(l);
   },
 );

@@ -443,3 +443,21 @@ forEachImpl(
     t.is(await expectOk(t, next), 'e', 'the lines after the failing one stay buffered');
   },
 );
+
+forEachImpl(
+  'stats().mismatchReplies counts the pre-registered replies written',
+  async (t, engine) => {
+    const p = await tcpPair(engine);
+    t.is(engine.stats().mismatchReplies, 0);
+    const a = once<string>();
+    engine.expectLine(p.sock, 'GOOD', { onMismatch: { reply: REPLY } }, a.cb);
+    await p.write('x\ny\nz\nGOOD\n');
+    await expectOk(t, a);
+    const b = once<string>();
+    engine.expectLine(p.sock, /^OK$/, { onMismatch: { reply: REPLY } }, b.cb);
+    await p.write('u\nv\nOK\n');
+    await expectOk(t, b);
+    t.is(engine.stats().mismatchReplies, 5, 'three for the string expect, two for the RegExp');
+    await p.waitForBytes(5 * REPLY.length);
+  },
+);

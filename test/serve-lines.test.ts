@@ -280,6 +280,7 @@ forEachImpl(
     await lost(r);
     t.deepEqual(r.lines, ['HELO a', 'EHLO b']);
     t.is(peer.received().toString(), 'ok HELO a\n500 no\nok EHLO b\n500 no\n');
+    t.is(engine.stats().mismatchReplies, 2);
     t.is(r.lost.length, 1);
     const err = r.lost[0] as EngineError;
     t.is(err.code, 'ERR_MISMATCH');
@@ -304,6 +305,7 @@ forEachImpl(
     await lost(r);
     t.deepEqual(r.lines, ['PING', 'PING']);
     t.is(peer.received().toString(), 'ok PING\n500 no\nok PING\n500 no\n');
+    t.is(engine.stats().mismatchReplies, 2);
     t.is(r.lost.length, 1);
     const err = r.lost[0] as EngineError;
     t.is(err.code, 'ERR_MISMATCH');

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <memory>
 #include <string>
@@ -63,6 +64,14 @@ struct AcceptFilter {
   std::string reply;          // written to a refused connection before it is closed; may be empty
   int64_t timeoutNs = 0;      // a connection silent this long is refused; 0: never
   size_t maxBytes = SIZE_MAX; // a first line longer than this is refused
+  bool prefix = false;        // expect is how the line starts, not the whole of it
+
+  // Whether the line (without its terminator) passes.
+  bool passes(const char* line, size_t n) const {
+    if (any) return true;
+    if (prefix ? n < expect.size() : n != expect.size()) return false;
+    return std::memcmp(line, expect.data(), expect.size()) == 0;
+  }
 };
 
 // Why acceptWhen refused a connection (stats().filteredConnections).
@@ -336,6 +345,7 @@ struct Stats {
   uint64_t filteredMismatch = 0;
   uint64_t filteredTimeout = 0;
   uint64_t filteredTooLong = 0;
+  uint64_t mismatchReplies = 0;  // pre-registered replies queued (onMismatch)
 };
 
 // The caller's memory of a readInto. JavaScript may detach or shrink a buffer while the op

@@ -265,8 +265,7 @@ void EngineCore::addCandidate(Op* op, int fd) {
       refuseAtAccept(fd, *filter, Refusal::kTooLong, true, full);
       return;
     }
-    if (fr.status == FrameStatus::kFound && !filter->any &&
-        (fr.content != filter->expect.size() || std::memcmp(first, filter->expect.data(), fr.content) != 0)) {
+    if (fr.status == FrameStatus::kFound && !filter->passes(first, fr.content)) {
       refuseAtAccept(fd, *filter, Refusal::kMismatch, true, full);
       return;
     }
@@ -301,8 +300,7 @@ void EngineCore::judgeCandidate(Handle* h) {
     }
     if (fr.status == FrameStatus::kFound) {
       const char* p = h->in.data();
-      bool ok = f.any || (fr.content == f.expect.size() && std::memcmp(p, f.expect.data(), fr.content) == 0);
-      if (!ok) {
+      if (!f.passes(p, fr.content)) {
         refuseCandidate(h, Refusal::kMismatch);
         return;
       }

@@ -388,6 +388,7 @@ bool EngineCore::queueReply(Handle* h, Op* op) {
     }
     return false;
   }
+  stats_.mismatchReplies++;
   Op* w = newOp();
   w->kind = OpKind::kWrite;
   w->id = nextInternal_--;

@@ -1723,7 +1723,16 @@ export class AsyncEngine {
       completions: s.completions + this.#framedInJs,
       framedInJs: this.#framedInJs,
       workThreads: this.#work?.threads ?? 0,
+      mismatchReplies: s.mismatchReplies + this.#repliedInJs,
     };
+  }
+
+  // Pre-registered replies serveLines wrote from JavaScript (a RegExp expect).
+  #repliedInJs = 0;
+
+  /** @internal serveLines wrote a pre-registered reply itself (stats().mismatchReplies). */
+  _repliedInJs(): void {
+    this.#repliedInJs++;
   }
 
   #promises: EnginePromises | undefined;

@@ -224,6 +224,7 @@ export function serveLines(
                 return;
               }
               replies++;
+              engine._repliedInJs();
               engine.write(sock, reply, replyCallback());
               continue;
             }

@@ -469,6 +469,11 @@ export interface EngineStats {
    * Connections `acceptWhen` refused and closed natively, never seen by JavaScript, by reason.
    */
   filteredConnections: FilteredConnections;
+  /**
+   * Pre-registered replies written (`onMismatch` of the line ops and of `serveLines`): each a
+   * line that did not match, answered and dropped with no callback of yours.
+   */
+  mismatchReplies: number;
 }
 
 /** {@link EngineStats.filteredConnections}: connections `acceptWhen` refused, by reason. */
@@ -502,6 +507,12 @@ export interface AcceptWhenOptions {
    * `Infinity`; a longer one is refused. Default: the engine's `maxBytes`.
    */
   maxBytes?: number;
+  /**
+   * `true`: `expect` is how the first line starts rather than the whole of it (`'HELO '`
+   * passes `HELO client.example`). Matched natively, byte for byte, like the whole line.
+   * Default `false`. Needs an `expect` other than `null`.
+   */
+  prefix?: boolean;
   /** Cancels the op when aborted, as {@link CommonOptions.signal} does. */
   signal?: AbortSignal;
 }

@@ -336,7 +336,7 @@ export const OPTION_KEYS = {
     'sendBufferSize',
   ]) as ReadonlySet<string>,
   runOnce: new Set(['timeout']) as ReadonlySet<string>,
-  acceptWhen: new Set(['reply', 'timeout', 'maxBytes', 'signal']) as ReadonlySet<string>,
+  acceptWhen: new Set(['reply', 'timeout', 'maxBytes', 'prefix', 'signal']) as ReadonlySet<string>,
 } as const;
 
 /**

@@ -23,7 +23,7 @@ export function deferAcceptOf(v: unknown): number {
 
 /** acceptWhen's checked arguments: the native op's `a` and `b`, and how its line is delivered. */
 export interface AcceptWhenArgs {
-  a: [Buffer | null, Buffer | null, number];
+  a: [Buffer | null, Buffer | null, number, boolean];
   maxBytes: number;
   lineAsBytes: boolean;
 }
@@ -35,7 +35,7 @@ export interface AcceptWhenArgs {
  */
 export function checkAcceptWhen(
   expect: unknown,
-  opts: { reply?: unknown; timeout?: unknown; maxBytes?: unknown },
+  opts: { reply?: unknown; timeout?: unknown; maxBytes?: unknown; prefix?: unknown },
   fallbackMaxBytes: number,
 ): AcceptWhenArgs {
   let want: Buffer | null;
@@ -64,6 +64,13 @@ export function checkAcceptWhen(
     }
     timeout = opts.timeout;
   }
+  if (opts.prefix !== undefined && typeof opts.prefix !== 'boolean') {
+    throw invalidArgType('options.prefix', 'a boolean', opts.prefix);
+  }
+  const prefix = opts.prefix === true;
+  if (prefix && want === null) {
+    throw invalidArgValue('options.prefix', 'needs an expect (null passes any line)', opts.prefix);
+  }
   const maxBytes =
     opts.maxBytes === undefined
       ? fallbackMaxBytes
@@ -72,7 +79,7 @@ export function checkAcceptWhen(
     throw invalidArgValue('expect', `is longer than options.maxBytes (${maxBytes})`, expect);
   }
   return {
-    a: [want, reply, timeout],
+    a: [want, reply, timeout, prefix],
     maxBytes,
     lineAsBytes: expect !== null && typeof expect !== 'string',
   };
