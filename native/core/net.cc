@@ -242,7 +242,6 @@ void EngineCore::startAcceptWhen(Op* op) {
 
 void EngineCore::addCandidate(Op* op, int fd) {
   Handle* l = op->h;
-  applySocketOptions(fd, l->acceptOptions);
   const std::shared_ptr<const AcceptFilter>& filter = l->filter ? l->filter : op->filter;
   // A first look at what the peer has sent already (with deferAccept, always something): a
   // connection refused on it costs no handle, no registration with the backend and no timer.
@@ -270,6 +269,8 @@ void EngineCore::addCandidate(Op* op, int fd) {
       return;
     }
   }
+  // Kept to be judged as its line arrives: it gets the listener's socket options now.
+  applySocketOptions(fd, l->acceptOptions);
   int rc = 0;
   Handle* h = attachNew(fd, HandleKind::kSocket, &rc, true);
   if (!h) {
@@ -382,7 +383,8 @@ void EngineCore::countRefusal(Refusal why) {
 }
 
 // The reply, if any, is one send on a connection that has written nothing yet: it fits in the
-// socket's send buffer unless it is larger than that (the rest is then dropped). What the peer
+// socket's send buffer unless it is larger than that (the rest is then dropped). MSG_MORE holds
+// it for the close, so that it leaves with the FIN in one segment. What the peer
 // sent that was not read is drained first, so that the close is a FIN and not a reset that
 // could discard the reply before the peer reads it.
 void EngineCore::refuseCandidate(Handle* h, Refusal why) {
@@ -391,7 +393,7 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
   h->filter.reset();
   countRefusal(why);
   if (f && !f->reply.empty() && !h->readError) {
-    ::send(h->fd, f->reply.data(), f->reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::send(h->fd, f->reply.data(), f->reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
     stats_.coreSyscalls++;
   }
   for (int i = 0; i < 16 && !h->eof && !h->readError && !h->recvPending; i++) {
@@ -404,11 +406,12 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
 }
 
 // A connection refused on the bytes it sent before it was accepted (addCandidate): the reply,
-// a drain of the rest when the first look may have left some (a full read), and the close.
+// a drain of the rest when the first look may have left some (a full read), and the close. The
+// reply is sent with MSG_MORE: it waits for the close, and leaves with the FIN in one segment.
 void EngineCore::refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain) {
   countRefusal(why);
   if (reply && !f.reply.empty()) {
-    ::send(fd, f.reply.data(), f.reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::send(fd, f.reply.data(), f.reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
     stats_.coreSyscalls++;
   }
   for (int i = 0; i < 16 && drain; i++) {
