@@ -264,7 +264,7 @@ const sum = (o) => Object.values(o ?? {}).reduce((a, b) => a + b, 0);
 
 export async function run(ctx) {
   const full = ctx.mode === 'full';
-  const total = 5000;
+  const total = 10_000;
   const flood = buildFlood();
   const contenders = badClientServers(ctx.impls);
   const before = new Map();
@@ -547,9 +547,9 @@ export function render(r, kit) {
     'connection is accepted, and a silent client is held by the kernel until the deferral ends,',
     'then accepted and cut by the timeout. The filter/plain ratio is taken within each setup.',
     '',
-    `\`acceptWhen\` matches the whole first line against a fixed string, so every good client`,
-    `greets with the same \`${L.greeting}\` (it takes no prefix or regular expression); the plain`,
-    'server matches the same string, natively too (a string `expect`).',
+    `Every good client greets with the same \`${L.greeting}\`, matched as a whole line by both`,
+    'servers, natively: `acceptWhen`’s `expect`, and a string `expect` for the plain server’s',
+    '`expectLine`.',
     '',
     `**Load, per round and server:** ${L.total.toLocaleString('en-US')} bad connections from \`bench/lib/flood.c\` (C, epoll,`,
     `built with \`cc -O2\` when the case starts), ${L.concurrency} at a time plus the silent ones, each waiting for the`,
@@ -674,7 +674,8 @@ export function render(r, kit) {
       'whole-CPU ratio from below. The filter looks at what a connection sent with one `recv`',
       'as it accepts it; a connection refused on that look costs no handle, no registration with',
       'the poller or the ring and no timer, and its reply and close are direct `sendto` and',
-      '`close` calls on every impl. One accepted before its line arrived is judged as its bytes',
+      '`close` calls on every impl (the reply sent with `MSG_MORE`, so that it leaves with the',
+      'FIN in one segment). One accepted before its line arrived is judged as its bytes',
       'come, and its refusal drains unread bytes (a `recv` that finds nothing) before the close.',
       'With `deferAccept` nearly every bad connection is refused on the first look.',
     );
