@@ -22,7 +22,7 @@ interface Sink {
   port: number;
   maildir: string;
   output(): string;
-  /** SIGTERM; resolves with the exit code once the process is gone (SIGKILL after 5 s). */
+  /** SIGTERM; resolves with the exit code once the process is gone (SIGKILL after 15 s). */
   stop(): Promise<number | null>;
 }
 
@@ -39,14 +39,16 @@ async function startSink(impl: string, extra: string[]): Promise<Sink> {
   const gone = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const stop = async (): Promise<number | null> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
     const code = await gone;
     clearTimeout(timer);
     fs.rmSync(maildir, { recursive: true, force: true });
     return code;
   };
   const banner = /listening on 127\.0\.0\.1:(\d+)/;
-  if (!(await waitUntil(() => banner.test(text) || child.exitCode !== null, 10_000))) {
+  // A deadline for a process that never starts; generous, as many start at once (and slowly in
+  // the sanitizer lane).
+  if (!(await waitUntil(() => banner.test(text) || child.exitCode !== null, 60_000))) {
     await stop();
     throw new Error(`no banner: ${text}`);
   }
@@ -88,8 +90,8 @@ function swaks(port: number, args: string[]): Promise<{ code: number; out: strin
   return new Promise((resolve, reject) => {
     execFile(
       SWAKS,
-      ['--server', '127.0.0.1', '--port', String(port), '--timeout', '10', ...args],
-      { timeout: 20_000, encoding: 'latin1' },
+      ['--server', '127.0.0.1', '--port', String(port), '--timeout', '30', ...args],
+      { timeout: 60_000, encoding: 'latin1' },
       (err, stdout, stderr) => {
         if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') return reject(err);
         const code = err ? Number((err as { code?: unknown }).code ?? 1) : 0;
@@ -149,7 +151,7 @@ class SmtpClient {
   }
 
   /** The next reply, within ms. */
-  async reply(ms = 10_000): Promise<string> {
+  async reply(ms = 30_000): Promise<string> {
     if (!(await waitUntil(() => this.replies.length > 0 || this.closed, ms))) {
       throw new Error(`no reply within ${ms} ms (pending: ${JSON.stringify(this.buf)})`);
     }
@@ -168,7 +170,7 @@ class SmtpClient {
   }
 
   /** Resolves true once the server has closed the connection (within ms). */
-  async closedByServer(ms = 10_000): Promise<boolean> {
+  async closedByServer(ms = 30_000): Promise<boolean> {
     return waitUntil(() => this.closed, ms);
   }
 
@@ -460,7 +462,7 @@ for (const impl of implsUnderTest()) {
 test('smtp-sink: a bad option exits 2 with the usage, --help exits 0', async (t) => {
   const run = (args: string[]) =>
     new Promise<{ code: number | null; out: string }>((resolve) => {
-      execFile(process.execPath, [MAIN_JS, ...args], { timeout: 10_000 }, (err, stdout, stderr) =>
+      execFile(process.execPath, [MAIN_JS, ...args], { timeout: 60_000 }, (err, stdout, stderr) =>
         resolve({
           code: err ? ((err as { code?: number }).code ?? null) : 0,
           out: stdout + stderr,
