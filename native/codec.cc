@@ -59,6 +59,22 @@ size_t maxBytes(const Napi::Value& x) {
 
 size_t count(const Napi::Value& x) { return static_cast<size_t>(x.As<Napi::Number>().DoubleValue()); }
 
+// Pre-registered replies of a line read, [_, expect, reply, max]: the bytes of expect and reply
+// when they are Buffers, and how many mismatches get the reply (-1: unbounded; none without one).
+void decodeLineFilter(Op* op, const Napi::Array& arr) {
+  Napi::Value e = arr.Get(1u), r = arr.Get(2u);
+  op->filtered = true;
+  if (e.IsBuffer()) {
+    auto buf = e.As<Napi::Buffer<char>>();
+    op->expect.assign(buf.Data(), buf.Length());
+  }
+  if (r.IsBuffer()) {
+    auto buf = r.As<Napi::Buffer<char>>();
+    op->reply.assign(buf.Data(), buf.Data() + buf.Length());
+  }
+  op->mismatchLeft = r.IsBuffer() ? arr.Get(3u).As<Napi::Number>().Int64Value() : 0;
+}
+
 const char* familyName(OpFamily f) {
   switch (f) {
     case OpFamily::kRead:
@@ -126,24 +142,14 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
       op->maxBytes = maxBytes(a);
       if (b.IsArray()) {
         // With pre-registered replies: [asString, expect (a Buffer, true: a RegExp, or null:
-        // any line), reply
-        // (a Buffer), how many mismatches get it (-1: unbounded)].
+        // any line), reply (a Buffer), how many mismatches get it (-1: unbounded)].
         auto arr = b.As<Napi::Array>();
-        Napi::Value s = arr.Get(0u), e = arr.Get(1u), r = arr.Get(2u);
+        Napi::Value s = arr.Get(0u), e = arr.Get(1u);
         op->asString = s.IsBoolean() && s.As<Napi::Boolean>();
-        op->filtered = true;
-        // expect true: a RegExp, matched in JavaScript line by line.
+        // expect true: a RegExp, matched in JavaScript (the lines buffered reported together).
         op->expectJs = e.IsBoolean() && e.As<Napi::Boolean>();
         op->expectAny = !e.IsBuffer() && !op->expectJs;
-        if (e.IsBuffer()) {
-          auto buf = e.As<Napi::Buffer<char>>();
-          op->expect.assign(buf.Data(), buf.Length());
-        }
-        if (r.IsBuffer()) {
-          auto buf = r.As<Napi::Buffer<char>>();
-          op->reply.assign(buf.Data(), buf.Data() + buf.Length());
-        }
-        op->mismatchLeft = arr.Get(3u).As<Napi::Number>().Int64Value();
+        decodeLineFilter(op, arr);
         break;
       }
       op->asString = b.IsBoolean() && b.As<Napi::Boolean>();
@@ -158,17 +164,7 @@ Op* decodeOp(Napi::Env env, EngineCore& core, Handle* closedHandle, const Napi::
         // null: none), how many mismatches get it (-1: unbounded)].
         auto arr = b.As<Napi::Array>();
         op->n = count(arr.Get(0u));
-        op->filtered = true;
-        Napi::Value e = arr.Get(1u), r = arr.Get(2u);
-        if (e.IsBuffer()) {
-          auto buf = e.As<Napi::Buffer<char>>();
-          op->expect.assign(buf.Data(), buf.Length());
-        }
-        if (r.IsBuffer()) {
-          auto buf = r.As<Napi::Buffer<char>>();
-          op->reply.assign(buf.Data(), buf.Data() + buf.Length());
-        }
-        op->mismatchLeft = r.IsBuffer() ? arr.Get(3u).As<Napi::Number>().Int64Value() : 0;
+        decodeLineFilter(op, arr);
         break;
       }
       op->n = count(b);

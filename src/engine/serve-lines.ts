@@ -10,7 +10,13 @@ import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { lineError } from './internal/framing.js';
 import type { LineBatch, LineFilter } from './internal/lines.js';
 import type { Listener, Socket } from './io.js';
-import { type ServeHandle, type ServeOptions, checkServeOptions, serve } from './serve.js';
+import {
+  type ServeHandle,
+  type ServeOptions,
+  checkServeOptions,
+  errorReporter,
+  serve,
+} from './serve.js';
 import type { LineExpectation } from './types.js';
 import { checkDelay, checkExpect, checkFunction, checkMaxBytes } from './validate.js';
 
@@ -146,20 +152,7 @@ export function serveLines(
   const { expect, reply, maxReplies, idle } = lineOptions;
   const maxBytes = lineOptions.maxBytes;
 
-  const report = (err: unknown, socket: Socket): void => {
-    if (onError !== undefined) {
-      try {
-        onError(err, socket);
-      } catch (e) {
-        process.nextTick(() => {
-          throw e;
-        });
-      }
-      return;
-    }
-    const what = err instanceof Error ? err.message : String(err);
-    process.emitWarning(`serveLines: ${what}`, { code: 'ASYNC_ENGINE_SERVE_ERROR' });
-  };
+  const report = errorReporter(onError, 'serveLines');
 
   const connection = (sock: Socket): void => {
     let lost = false;

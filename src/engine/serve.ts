@@ -81,6 +81,31 @@ function addCloseHook(io: object, hook: () => void): void {
 
 const SERVE_KEYS = new Set(['maxConnections', 'signal', 'onError']);
 
+/**
+ * @internal Where a serve loop's errors go: `onError(err, socket)`, or without it a process
+ * warning (code ASYNC_ENGINE_SERVE_ERROR) named after the loop. What onError throws is rethrown
+ * on the next tick, not into the engine's dispatch.
+ */
+export function errorReporter(
+  onError: ((err: unknown, socket?: Socket) => void) | undefined,
+  loop: string,
+): (err: unknown, socket?: Socket) => void {
+  return (err, socket) => {
+    if (onError !== undefined) {
+      try {
+        onError(err, socket);
+      } catch (e) {
+        process.nextTick(() => {
+          throw e;
+        });
+      }
+      return;
+    }
+    const what = err instanceof Error ? err.message : String(err);
+    process.emitWarning(`${loop}: ${what}`, { code: 'ASYNC_ENGINE_SERVE_ERROR' });
+  };
+}
+
 /** @internal The checked options of a serve loop. */
 export function checkServeOptions(options: unknown): {
   max: number;
@@ -146,20 +171,7 @@ export function serve(
   let resolveDone!: () => void;
   const done = new Promise<void>((resolve) => (resolveDone = resolve));
 
-  const report = (err: unknown, socket?: Socket): void => {
-    if (onError !== undefined) {
-      try {
-        onError(err, socket);
-      } catch (e) {
-        process.nextTick(() => {
-          throw e;
-        });
-      }
-      return;
-    }
-    const what = err instanceof Error ? err.message : String(err);
-    process.emitWarning(`serve: ${what}`, { code: 'ASYNC_ENGINE_SERVE_ERROR' });
-  };
+  const report = errorReporter(onError, 'serve');
 
   const end = (): void => {
     if (ended) return;
