@@ -19,7 +19,7 @@ export const name = 'bad-clients';
 export const title = 'Bad clients: a flood of garbage first lines beside good clients';
 export const order = 27;
 
-/** The target: the filter's CPU per rejected connection at most this × plain's. */
+/** The target: the filter's CPU per rejected connection at most this × plain's. */
 export const TARGET = 0.5;
 
 const GREETING = 'HELLO bench';

@@ -404,7 +404,7 @@ function xAt(v, limit) {
   return `${v.toFixed(d)}×`;
 }
 
-/** The issue's targets, each `{ text, met }` (met: true, false, or null when unmeasured). */
+/** The targets this case checks, each `{ text, met }` (met: true, false, or null when unmeasured). */
 export function targets(r) {
   const random = r.groups.find((g) => g.kind === 'random');
   const seq = r.groups.find((g) => g.kind === 'seq');
@@ -552,7 +552,7 @@ export function render(r, kit) {
     '',
     '### Targets',
     '',
-    'From the issue, checked on the medians of the per-round ratios of this run:',
+    'The targets, checked on the medians of the per-round ratios of this run:',
     '',
     ...targets(r).map((t) => `- ${t.text} — ${metWord(t.met)}`),
     '',

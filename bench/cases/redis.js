@@ -216,7 +216,8 @@ export function headline(r, kit) {
       rows,
     ),
   ];
-  // Issue 4's target for the completion impl, checked on the same figures.
+  // The target for the completion impl (at most 2/3 of net's CPU per request, no more than
+  // redis-server's), checked on the same figures.
   const completion = groups.map((g) => g?.summary.completion);
   if (completion.every(Boolean) && r.contenders.some((c) => c.name === 'redis-server')) {
     const parts = tests.map((t, i) => {

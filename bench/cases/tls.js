@@ -455,7 +455,7 @@ function handshakeSection(p, kit) {
   return { md, charts: {} };
 }
 
-/** The headline: the HTTPS target and the handshake comparison, from this run. */
+/** The headline: the HTTPS target (server CPU per request against node:https) and the handshake comparison, from this run. */
 export function headline(r) {
   const g = r.https?.groups[0];
   if (!g) return '';
