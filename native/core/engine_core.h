@@ -58,6 +58,13 @@ class FilePool;
 // acceptWhen's filter (net.cc): what a connection's first line must be for JavaScript to see the
 // connection, and what is done with one that fails. Shared by the op that set it and by every
 // connection accepted under it.
+// Whether a line (without its terminator) is `expect`, or with `prefix` starts with it: how the
+// pre-registered replies and the accept filters compare a line, byte for byte.
+inline bool lineMatches(const std::string& expect, const char* line, size_t n, bool prefix = false) {
+  if (prefix ? n < expect.size() : n != expect.size()) return false;
+  return std::memcmp(line, expect.data(), expect.size()) == 0;
+}
+
 struct AcceptFilter {
   bool any = false;           // expect null: any complete first line passes
   std::string expect;         // the line, without its terminator
@@ -67,11 +74,7 @@ struct AcceptFilter {
   bool prefix = false;        // expect is how the line starts, not the whole of it
 
   // Whether the line (without its terminator) passes.
-  bool passes(const char* line, size_t n) const {
-    if (any) return true;
-    if (prefix ? n < expect.size() : n != expect.size()) return false;
-    return std::memcmp(line, expect.data(), expect.size()) == 0;
-  }
+  bool passes(const char* line, size_t n) const { return any || lineMatches(expect, line, n, prefix); }
 };
 
 // Why acceptWhen refused a connection (stats().filteredConnections).
@@ -549,6 +552,7 @@ class EngineCore : public Sink {
   void passCandidate(Handle* h, std::string line);
   void refuseCandidate(Handle* h, Refusal why);
   void refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain);
+  void sendRefusal(int fd, const AcceptFilter& f);
   void countRefusal(Refusal why);
   void dropCandidate(Handle* h);
   void deliverPassed(Op* op, Handle* h, std::string&& line);

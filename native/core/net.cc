@@ -368,6 +368,14 @@ void EngineCore::deliverPassed(Op* op, Handle* h, std::string&& line) {
   finish(op, std::move(c));
 }
 
+// A refused connection's reply, if its filter has one: one non-blocking send, held (MSG_MORE) for
+// the close that follows.
+void EngineCore::sendRefusal(int fd, const AcceptFilter& f) {
+  if (f.reply.empty()) return;
+  ::send(fd, f.reply.data(), f.reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
+  stats_.coreSyscalls++;
+}
+
 void EngineCore::countRefusal(Refusal why) {
   switch (why) {
     case Refusal::kMismatch:
@@ -392,10 +400,7 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
   dropCandidate(h);
   h->filter.reset();
   countRefusal(why);
-  if (f && !f->reply.empty() && !h->readError) {
-    ::send(h->fd, f->reply.data(), f->reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
-    stats_.coreSyscalls++;
-  }
+  if (f && !h->readError) sendRefusal(h->fd, *f);
   for (int i = 0; i < 16 && !h->eof && !h->readError && !h->recvPending; i++) {
     char* buf = scratch_.data();
     ssize_t n = ::recv(h->fd, buf, scratch_.size(), MSG_DONTWAIT);
@@ -410,10 +415,7 @@ void EngineCore::refuseCandidate(Handle* h, Refusal why) {
 // reply is sent with MSG_MORE: it waits for the close, and leaves with the FIN in one segment.
 void EngineCore::refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain) {
   countRefusal(why);
-  if (reply && !f.reply.empty()) {
-    ::send(fd, f.reply.data(), f.reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE);
-    stats_.coreSyscalls++;
-  }
+  if (reply) sendRefusal(fd, f);
   for (int i = 0; i < 16 && drain; i++) {
     ssize_t n = ::recv(fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
     stats_.coreSyscalls++;

@@ -308,8 +308,7 @@ bool EngineCore::frameLine(Handle* h, Op* op) {
     // A pre-registered reply: a mismatched line is answered and consumed here, and the op
     // frames the next one, while its replies last. The last mismatch settles the op with its
     // line (JavaScript reports it as ERR_MISMATCH), with no reply.
-    bool mismatch = op->filtered && !op->expectAny && !op->expectJs &&
-                    (f.content != op->expect.size() || std::memcmp(p, op->expect.data(), f.content) != 0);
+    bool mismatch = op->filtered && !op->expectAny && !op->expectJs && !lineMatches(op->expect, p, f.content);
     if (mismatch && op->mismatchLeft != 0) {
       h->in.consume(f.end);
       op->scanFrom = 0;
@@ -368,7 +367,6 @@ void EngineCore::reportLines(Handle* h, Op* op, Frame first) {
   for (uint32_t n : lengths) appendU32(&pr.data, n);
   appendU32(&pr.data, static_cast<uint32_t>(lengths.size()));
   op->awaitingVerdict = true;
-  op->reportedLen = at;
   ready_.push_back(std::move(pr));
 }
 
@@ -451,8 +449,7 @@ bool EngineCore::frameLines(Handle* h, Op* op) {
       return true;
     }
     if (f.status != FrameStatus::kFound) break;
-    bool mismatch = op->filtered && (f.content != op->expect.size() ||
-                                     std::memcmp(p, op->expect.data(), f.content) != 0);
+    bool mismatch = op->filtered && !lineMatches(op->expect, p, f.content);
     if (mismatch && op->mismatchLeft != 0) {
       // Its reply must follow what JavaScript writes for the lines before it: after a line to
       // deliver, it waits for the next batch read.
