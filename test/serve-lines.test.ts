@@ -534,6 +534,16 @@ test('serveLines: bad arguments throw synchronously', async (t) => {
     );
     t.is(
       code(() =>
+        engine.serveLines(
+          listener,
+          { expect: 'a', onMismatch: { reply: 'x', maxx: 1 } } as never,
+          h,
+        ),
+      ),
+      'ERR_INVALID_ARG_VALUE',
+    );
+    t.is(
+      code(() =>
         engine.serveLines(listener, { expect: 'a', onMismatch: { reply: 'x', max: -1 } }, h),
       ),
       'ERR_OUT_OF_RANGE',

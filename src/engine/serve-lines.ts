@@ -6,7 +6,7 @@
 import { Callback } from './callback.js';
 import type { AsyncEngine } from './engine.js';
 import type { EngineError } from './errors.js';
-import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { invalidArgType, invalidArgValue } from './errors.js';
 import { lineError } from './internal/framing.js';
 import type { LineBatch, LineFilter } from './internal/lines.js';
 import type { Listener, Socket } from './io.js';
@@ -18,7 +18,13 @@ import {
   serve,
 } from './serve.js';
 import type { LineExpectation } from './types.js';
-import { checkDelay, checkExpect, checkFunction, checkMaxBytes } from './validate.js';
+import {
+  checkDelay,
+  checkExpect,
+  checkFunction,
+  checkMaxBytes,
+  checkOnMismatch,
+} from './validate.js';
 
 /** The handler of {@link AsyncEngine.serveLines}: what runs for each served connection. */
 export interface LineHandler {
@@ -99,28 +105,12 @@ function checkLineOptions(options: unknown): [LineOptions, ServeOptions] {
   }
   const { expect, onMismatch, maxBytes, idleTimeout } = options as ServeLinesOptions;
   if (expect !== undefined) checkExpect(expect);
-  let reply: Buffer | undefined;
-  let maxReplies = Infinity;
-  if (onMismatch !== undefined) {
-    if (onMismatch === null || typeof onMismatch !== 'object') {
-      throw invalidArgType('options.onMismatch', 'an object', onMismatch);
-    }
-    const r = onMismatch.reply;
-    if (typeof r === 'string') reply = Buffer.from(r);
-    else if (Buffer.isBuffer(r)) reply = r;
-    else throw invalidArgType('options.onMismatch.reply', 'a string or Buffer', r);
-    const max = onMismatch.max;
-    if (max !== undefined) {
-      if (typeof max !== 'number') throw invalidArgType('options.onMismatch.max', 'a number', max);
-      if (max !== Infinity && (!Number.isSafeInteger(max) || max < 0)) {
-        throw outOfRange('options.onMismatch.max', 'an integer >= 0, or Infinity', max);
-      }
-      maxReplies = max;
-    }
-    if (expect === undefined || expect === null) {
-      throw invalidArgValue('options.onMismatch', 'needs options.expect', onMismatch);
-    }
+  const filter = checkOnMismatch(onMismatch);
+  if (filter !== undefined && (expect === undefined || expect === null)) {
+    throw invalidArgValue('options.onMismatch', 'needs options.expect', onMismatch);
   }
+  const reply = filter?.reply;
+  const maxReplies = filter === undefined || filter.max < 0 ? Infinity : filter.max;
   const bound = maxBytes === undefined ? undefined : checkMaxBytes(maxBytes, 'options.maxBytes');
   if (idleTimeout !== undefined) checkDelay(idleTimeout, 'options.idleTimeout');
   return [
