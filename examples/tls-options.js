@@ -139,8 +139,15 @@ function oid(text) {
   }
   return der(0x06, Buffer.from(bytes));
 }
-function integer(buf) {
-  return der(0x02, buf[0] & 0x80 ? Buffer.concat([Buffer.from([0]), buf]) : buf);
+/**
+ * A DER INTEGER of the unsigned big-endian `buf`, in its one valid form: no leading zero byte
+ * unless the next byte's top bit is set (OpenSSL refuses any other form as "illegal padding").
+ */
+function derInteger(buf) {
+  let start = 0;
+  while (start < buf.length - 1 && buf[start] === 0) start++;
+  const body = buf.subarray(start);
+  return der(0x02, body[0] & 0x80 ? Buffer.concat([Buffer.from([0]), body]) : body);
 }
 function utcTime(date) {
   const text = date.toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
@@ -157,8 +164,11 @@ function pem(label, body) {
   return `-----BEGIN ${label}-----\n${lines}\n-----END ${label}-----\n`;
 }
 
-/** A self-signed P-256 certificate for CN=localhost, SAN localhost and 127.0.0.1, 30 days. */
-export function selfSignedWithCrypto() {
+/**
+ * A self-signed P-256 certificate for CN=localhost, SAN localhost and 127.0.0.1, 30 days.
+ * `serial` (unsigned, big-endian) is 16 random bytes unless given.
+ */
+export function selfSignedWithCrypto(serial = randomBytes(16)) {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
   const now = Date.now();
@@ -171,11 +181,9 @@ export function selfSignedWithCrypto() {
     seq(oid('2.5.29.19'), critical, der(0x04, seq(der(0x01, Buffer.from([0xff]))))), // CA:TRUE
     seq(oid('2.5.29.17'), der(0x04, san)),
   );
-  const serial = randomBytes(16);
-  serial[0] &= 0x7f;
   const tbs = seq(
-    der(0xa0, integer(Buffer.from([2]))), // v3
-    integer(serial),
+    der(0xa0, derInteger(Buffer.from([2]))), // v3
+    derInteger(serial),
     ECDSA_SHA256,
     name('localhost'),
     seq(utcTime(new Date(now - 60_000)), utcTime(new Date(now + 30 * 86_400_000))),

@@ -2,13 +2,15 @@
 // --tls-cert/--tls-key, --tls-ca-cert, --workers) on every available impl: redis-cli --tls and
 // node:tls clients sending PING, SET/GET, pipelined requests and a large value; a client that
 // connects and never starts its handshake does not keep the others out; the generated pair
-// (openssl, or node:crypto when openssl is missing) and bad flags.
+// (openssl, or node:crypto when openssl is missing, with serials DER must shorten or pad) and
+// bad flags.
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
@@ -38,6 +40,9 @@ interface ServerModule {
 const { startRedisServer } = (await import(
   new URL('../../examples/redis-server/server.js', import.meta.url).href
 )) as ServerModule;
+const { selfSignedWithCrypto } = (await import(
+  new URL('../../examples/tls-options.js', import.meta.url).href
+)) as { selfSignedWithCrypto(serial?: Buffer): { key: string; cert: string } };
 const MAIN_JS = fileURLToPath(new URL('../../examples/redis-server/main.js', import.meta.url));
 const REDIS_CLI = '/usr/bin/redis-cli';
 const haveCli = existsSync(REDIS_CLI);
@@ -390,6 +395,39 @@ for (const impl of implsUnderTest()) {
       },
     );
   }
+
+  test.serial(
+    `[${impl}] selfSignedWithCrypto: serials with leading zero bytes or the top bit set load and verify`,
+    async (t) => {
+      // DER allows one form of an integer: a serial whose first byte is 0 must lose it (OpenSSL
+      // refuses it as "illegal padding"), one whose top bit is set must gain a 0 byte.
+      const serials: [string, string][] = [
+        ['0012' + '34'.repeat(14), '12' + '34'.repeat(14)],
+        ['0000' + '7f'.repeat(14), '7f'.repeat(14)],
+        ['0080' + '01'.repeat(14), '80' + '01'.repeat(14)],
+        ['ff' + '00'.repeat(15), 'ff' + '00'.repeat(15)],
+        ['00'.repeat(15) + '05', '05'],
+      ];
+      const engine = createEngine({ impl });
+      try {
+        for (const [given, expected] of serials) {
+          const pair = selfSignedWithCrypto(Buffer.from(given, 'hex'));
+          t.is(new X509Certificate(pair.cert).serialNumber, expected.toUpperCase(), given);
+          const server = startRedisServer({ engine, port: 0, tls: pair });
+          try {
+            const { client, socket } = await tlsClient(server.address.port, { ca: pair.cert });
+            t.true(socket.authorized, given);
+            t.is(await client.call(inline('PING')), 'PONG');
+            client.destroy();
+          } finally {
+            server.close();
+          }
+        }
+      } finally {
+        await engine.shutdown();
+      }
+    },
+  );
 
   test.serial(
     `[${impl}] main.js --tls without openssl: node:crypto makes the pair and says openssl is needed`,
