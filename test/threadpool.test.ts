@@ -23,7 +23,10 @@ import {
 
 noFdLeaks();
 
-/** Threads of this process (from /proc/self/task). */
+/**
+ * Threads of this process (from /proc/self/task). A thread pthread_join() has returned for may
+ * still be listed for a moment, until the kernel has reaped it: compare with waitUntil.
+ */
 function threadCount(): number {
   return fs.readdirSync('/proc/self/task').length;
 }
@@ -232,7 +235,10 @@ test.serial(
     await counter.allSettled(5_000);
     counter.assertExactlyOnce(t);
     t.deepEqual(counter.tally(), { ECANCELED: 13 });
-    t.is(threadCount(), threadsBefore, 'no worker thread outlives shutdown()');
+    t.true(
+      await waitUntil(() => threadCount() === threadsBefore),
+      `no worker thread outlives shutdown(): ${threadsBefore} → ${threadCount()}`,
+    );
     p.destroy();
     t.true(await waitUntil(() => fdCount() === fdsBefore), `fds: ${fdsBefore} → ${fdCount()}`);
   },
@@ -264,7 +270,10 @@ test.serial(
       engine.close(c);
     }
     await engine.shutdown();
-    t.is(threadCount(), threadsBefore);
+    t.true(
+      await waitUntil(() => threadCount() === threadsBefore),
+      `threads: ${threadsBefore} → ${threadCount()}`,
+    );
     t.true(await waitUntil(() => fdCount() === fdsBefore), `fds: ${fdsBefore} → ${fdCount()}`);
   },
 );
