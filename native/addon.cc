@@ -517,6 +517,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine>, public IntoTargets, 
     filtered.Set("timeout", Napi::Number::New(env, static_cast<double>(s.filteredTimeout)));
     filtered.Set("tooLong", Napi::Number::New(env, static_cast<double>(s.filteredTooLong)));
     o.Set("filteredConnections", filtered);
+    o.Set("lingeringConnections", Napi::Number::New(env, static_cast<double>(core_.lingering())));
     o.Set("mismatchReplies", Napi::Number::New(env, static_cast<double>(s.mismatchReplies)));
     o.Set("bytesWritten", Napi::Number::New(env, static_cast<double>(s.bytesWritten)));
     o.Set("sockets", Napi::Number::New(env, static_cast<double>(core_.sockets())));

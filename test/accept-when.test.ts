@@ -1,6 +1,7 @@
 // acceptWhen: connections judged natively by their first line (a refused one gets the reply and
 // is closed without reaching JavaScript, counted in stats().filteredConnections), and listen's
-// deferAccept (TCP_DEFER_ACCEPT).
+// deferAccept (TCP_DEFER_ACCEPT); a refused client still sending is read to its end first.
+import net from 'node:net';
 import type { Socket } from 'async-engine';
 import {
   type Engine,
@@ -10,6 +11,7 @@ import {
   forEachImpl,
   netClient,
   noFdLeaks,
+  onCleanup,
   once,
   portOf,
   shutdownEngine,
@@ -409,6 +411,174 @@ forEachImpl(
     t.deepEqual(engine.stats().filteredConnections, { mismatch: 2, timeout: 0, tooLong: 0 });
     engine.close(o1.sock as Socket);
     engine.close(o2.sock as Socket);
+    engine.close(l);
+  },
+);
+
+// A node:net client whose errors are kept (a reset shows as ECONNRESET or EPIPE), for the
+// lingering close. Half-open: the server's FIN does not end its own side.
+async function keptClient(
+  engine: Engine,
+  port: number,
+): Promise<{
+  client: net.Socket;
+  received: () => string;
+  errors: string[];
+  ended: Promise<void>;
+  closed: Promise<void>;
+}> {
+  const client = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  onCleanup(engine, () => void client.destroy());
+  const errors: string[] = [];
+  let received = '';
+  client.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
+  client.setEncoding('latin1').on('data', (d: string) => (received += d));
+  const ended = new Promise<void>((resolve) => client.on('end', () => resolve()));
+  const closed = new Promise<void>((resolve) => client.on('close', () => resolve()));
+  await withDeadline(
+    new Promise<void>((resolve) => client.once('connect', () => resolve())),
+    10_000,
+    'a client to connect',
+  );
+  return { client, received: () => received, errors, ended, closed };
+}
+
+forEachImpl(
+  'acceptWhen: a refused client still sending is read to its FIN: it gets the reply, no reset',
+  async (t, engine) => {
+    // Refused at the first look (deferAccept: the bytes are there at the accept), and refused
+    // as a candidate (the line arrives after the accept).
+    for (const deferAccept of [1, undefined]) {
+      const l = engine.listen({ deferAccept });
+      const acc = once<string>();
+      engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
+      const before = engine.stats().filteredConnections.mismatch;
+      const peer = await keptClient(engine, portOf(l));
+      if (!deferAccept) await sleep(50); // accepted and waiting for its line
+      // More than the line: the client does not wait for an answer before it goes on.
+      peer.client.write(`EHLO x\r\n${'a'.repeat(1000)}`);
+      await withDeadline(
+        waitUntil(() => peer.received() === '554 no\r\n', 10_000),
+        12_000,
+        'the reply',
+      );
+      t.is(engine.stats().lingeringConnections, 1, 'read on after the reply');
+      // It goes on sending after the reply: a close would have answered with a reset.
+      for (let i = 0; i < 8; i++) {
+        await sleep(20);
+        peer.client.write(Buffer.alloc(32 * 1024, 'b'));
+      }
+      peer.client.end();
+      await withDeadline(peer.closed, 10_000, 'the client to close');
+      t.deepEqual(peer.errors, [], `no reset (deferAccept ${deferAccept})`);
+      t.is(peer.received(), '554 no\r\n');
+      t.is(engine.stats().filteredConnections.mismatch, before + 1);
+      t.true(await waitUntil(() => engine.stats().lingeringConnections === 0, 10_000));
+      t.is(acc.calls.length, 0);
+      t.is(engine.stats().sockets, 0, 'the lingering socket is closed at the FIN');
+      engine.close(l);
+    }
+  },
+);
+
+forEachImpl(
+  'acceptWhen: a refused client that keeps its side open is closed when the linger ends',
+  async (t, engine) => {
+    const l = engine.listen();
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n', maxBytes: 16 }, acc.cb);
+    const peer = await keptClient(engine, portOf(l));
+    peer.client.write('x'.repeat(40)); // over maxBytes, and no end to the line
+    await withDeadline(
+      waitUntil(() => peer.received() === '554 no\r\n', 10_000),
+      12_000,
+      'the reply',
+    );
+    t.is(engine.stats().lingeringConnections, 1);
+    t.is(engine.stats().sockets, 1);
+    // The server's side is shut down at once; the client never ends its own.
+    t.true(await waitUntil(() => engine.stats().lingeringConnections === 0, 10_000));
+    t.is(engine.stats().sockets, 0, 'closed at the end of the linger');
+    t.deepEqual(engine.stats().filteredConnections, { mismatch: 0, timeout: 0, tooLong: 1 });
+    peer.client.destroy();
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: a refused client that floods past the linger bound is closed',
+  async (t, engine) => {
+    const l = engine.listen();
+    const port = portOf(l);
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
+    const readBefore = engine.stats().bytesRead;
+    const peer = await keptClient(engine, port);
+    peer.client.write(`EHLO x\r\n${'c'.repeat(1000)}`); // more than the line: it lingers
+    // 8 MiB, more than a linger reads (1 MiB): it does not wait for the client's FIN.
+    for (let i = 0; i < 128; i++) peer.client.write(Buffer.alloc(64 * 1024, 'c'));
+    await withDeadline(peer.closed, 10_000, 'the flooding client to be cut off');
+    t.true(await waitUntil(() => engine.stats().sockets === 0, 10_000));
+    t.is(engine.stats().lingeringConnections, 0);
+    t.true(engine.stats().bytesRead - readBefore > 1024 * 1024, 'read up to the bound');
+    t.true(engine.stats().bytesRead - readBefore < 8 * 1024 * 1024, 'and stopped there');
+    // The listener goes on.
+    const good = await netClient(engine, { port });
+    await good.write('HELO\n');
+    t.is(await expectOk(t, acc), 'HELO');
+    engine.close(acc.calls[0]!.sock as Socket);
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: a refused client whose bytes end with a line end is closed at once, no linger',
+  async (t, engine) => {
+    const l = engine.listen({ deferAccept: 1 });
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
+    const peer = await keptClient(engine, portOf(l));
+    peer.client.write('EHLO x\r\nMAIL FROM:<a@b>\r\n'); // whole lines: it waits for an answer
+    await withDeadline(peer.ended, 10_000, 'the server to close');
+    t.is(peer.received(), '554 no\r\n');
+    t.deepEqual(peer.errors, []);
+    t.is(engine.stats().lingeringConnections, 0);
+    t.is(engine.stats().sockets, 0);
+    peer.client.destroy();
+    engine.close(l);
+  },
+);
+
+forEachImpl(
+  'acceptWhen: at most 1024 refused connections linger at once; the rest are closed at once',
+  async (t, engine) => {
+    const l = engine.listen({ deferAccept: 1, backlog: 2048 });
+    const port = portOf(l);
+    const n = 1030;
+    // Every client connects and sends before anything is accepted, then keeps its side open.
+    const peers = await Promise.all(Array.from({ length: n }, () => keptClient(engine, port)));
+    for (const p of peers) p.client.write(`EHLO x\r\n${'d'.repeat(100)}`);
+    await sleep(100);
+    const acc = once<string>();
+    engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
+    t.true(
+      await waitUntil(() => engine.stats().filteredConnections.mismatch === n, 20_000),
+      'every one refused',
+    );
+    t.is(engine.stats().lingeringConnections, 1024);
+    t.is(engine.stats().sockets, 1024, 'the others are closed');
+    await withDeadline(
+      Promise.all(peers.map((p) => p.ended)),
+      20_000,
+      'every client to see the FIN',
+    );
+    t.true(
+      peers.every((p) => p.received() === '554 no\r\n'),
+      'every one got the reply',
+    );
+    t.true(await waitUntil(() => engine.stats().lingeringConnections === 0, 20_000));
+    t.is(engine.stats().sockets, 0);
+    t.true(acc.cancel());
     engine.close(l);
   },
 );

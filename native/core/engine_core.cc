@@ -140,6 +140,10 @@ void EngineCore::close(uint64_t id) {
   Handle* h = handle(id);
   if (!h) return;
   if (h->candidateOf) dropCandidate(h);
+  if (h->lingering) {
+    h->lingering = false;
+    lingering_--;
+  }
   if (h->tls) tlsCloseNotify(h);
   h->closed = true;
   socketTimers_.remove(&h->idleTimer);
@@ -613,7 +617,8 @@ void EngineCore::armSocketTimer(SocketTimer* t) {
 // Bytes moved on `h` (received, or taken by the kernel from its writes when `wrote`): its armed
 // timers count from now. Only the time is noted; a timer that comes due later sees it.
 void EngineCore::progressed(Handle* h, bool wrote) {
-  if (h->candidateOf) return;  // an acceptWhen candidate's timeout counts from its accept
+  // An acceptWhen candidate's timeout counts from its accept, a linger's from the refusal.
+  if (h->candidateOf || h->lingering) return;
   if (h->idleTimer.periodNs == 0 && (!wrote || h->writeTimer.periodNs == 0)) return;
   int64_t now = nowNs();
   h->idleTimer.since = now;
@@ -629,6 +634,10 @@ void EngineCore::socketTimerDue(SocketTimer* t, int64_t now) {
   Handle* h = t->h;
   if (h->candidateOf) {
     candidateEvent(h, true);  // an acceptWhen candidate with no first line in time
+    return;
+  }
+  if (h->lingering) {
+    lingerEvent(h, true);  // a refused connection's linger is over (net.cc)
     return;
   }
   if (t->since + t->periodNs > now) {

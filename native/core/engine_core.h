@@ -164,6 +164,10 @@ struct Handle : BackendHandle {
   // in the order they passed; by handle id, as shutdown may close one first) and the filter the
   // next connections get.
   Handle* candidateOf = nullptr;
+  // A refused connection whose peer was still sending: read and dropped until its FIN, for a
+  // bounded time and number of bytes, before the close (net.cc, linger). `lingerBytes`: dropped.
+  bool lingering = false;
+  size_t lingerBytes = 0;
   std::shared_ptr<const AcceptFilter> filter;
   std::vector<Handle*> candidates;
   std::deque<std::pair<uint64_t, std::string>> passed;
@@ -453,6 +457,7 @@ class EngineCore : public Sink {
   }
   size_t sockets() const { return sockets_; }
   size_t listeners() const { return listeners_; }
+  size_t lingering() const { return lingering_; }
   Stats stats() const;
   // The engine's TLS contexts, one per listener configuration and per client configuration.
   TlsContexts& tlsContexts() { return tlsContexts_; }
@@ -550,8 +555,11 @@ class EngineCore : public Sink {
   void judgeCandidate(Handle* h);
   void candidateEvent(Handle* h, bool timedOut);
   void passCandidate(Handle* h, std::string line);
-  void refuseCandidate(Handle* h, Refusal why);
-  void refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain);
+  void refuseCandidate(Handle* h, Refusal why, bool moreComing);
+  void refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool moreComing);
+  void linger(Handle* h);
+  void lingerEvent(Handle* h, bool timedOut);
+  void drain(int fd);
   void sendRefusal(int fd, const AcceptFilter& f);
   void countRefusal(Refusal why);
   void dropCandidate(Handle* h);
@@ -609,6 +617,7 @@ class EngineCore : public Sink {
   int64_t nextInternal_ = -2;  // core-owned ops' ids count down from -2 (-1 is the id table's)
   size_t sockets_ = 0;
   size_t listeners_ = 0;
+  size_t lingering_ = 0;  // handles with `lingering` set
   TlsContexts tlsContexts_;
   size_t files_ = 0;
   std::unique_ptr<FilePool> filePool_;

@@ -20,6 +20,18 @@ namespace async_engine {
 namespace {
 // acceptWhen: the most connections a listener judges at once.
 constexpr size_t kMaxCandidates = 1024;
+// A refused connection that was still sending is read for at most this long and this many
+// bytes before its close (linger), and at most this many linger at once in the engine.
+constexpr int64_t kLingerNs = 2'000'000'000;
+constexpr size_t kLingerBytes = 1 << 20;
+constexpr size_t kMaxLingering = 1024;
+// A close without lingering first drains at most this many reads of what the peer sent.
+constexpr int kDrainReads = 16;
+
+// Whether a refused peer is still sending, judged by the `n` bytes it has sent so far: a read
+// that filled its buffer, or bytes that stop mid-line. One whose bytes end with a line end
+// waits for an answer (a request/response protocol) and is closed at once.
+bool stillSending(const char* p, size_t n, bool full) { return full || (n > 0 && p[n - 1] != '\n'); }
 }  // namespace
 
 // ---- handles ----
@@ -259,13 +271,13 @@ void EngineCore::addCandidate(Op* op, int fd) {
   if (got > 0) {
     size_t scan = 0;
     Frame fr = async_engine::frameLine(first, static_cast<size_t>(got), filter->maxBytes, &scan);
-    bool full = static_cast<size_t>(got) == scratch_.size();
+    bool more = stillSending(first, static_cast<size_t>(got), static_cast<size_t>(got) == scratch_.size());
     if (fr.status == FrameStatus::kOverLimit) {
-      refuseAtAccept(fd, *filter, Refusal::kTooLong, true, full);
+      refuseAtAccept(fd, *filter, Refusal::kTooLong, true, more);
       return;
     }
     if (fr.status == FrameStatus::kFound && !filter->passes(first, fr.content)) {
-      refuseAtAccept(fd, *filter, Refusal::kMismatch, true, full);
+      refuseAtAccept(fd, *filter, Refusal::kMismatch, true, more);
       return;
     }
   }
@@ -296,13 +308,13 @@ void EngineCore::judgeCandidate(Handle* h) {
     size_t scan = 0;
     Frame fr = async_engine::frameLine(h->in.data(), h->in.size(), f.maxBytes, &scan);
     if (fr.status == FrameStatus::kOverLimit) {
-      refuseCandidate(h, Refusal::kTooLong);
+      refuseCandidate(h, Refusal::kTooLong, stillSending(h->in.data(), h->in.size(), false));
       return;
     }
     if (fr.status == FrameStatus::kFound) {
       const char* p = h->in.data();
       if (!f.passes(p, fr.content)) {
-        refuseCandidate(h, Refusal::kMismatch);
+        refuseCandidate(h, Refusal::kMismatch, stillSending(p, h->in.size(), false));
         return;
       }
       std::string line(p, fr.content);
@@ -312,7 +324,7 @@ void EngineCore::judgeCandidate(Handle* h) {
       return;
     }
     if (h->eof || h->readError) {
-      refuseCandidate(h, Refusal::kMismatch);
+      refuseCandidate(h, Refusal::kMismatch, false);
       return;
     }
     if (h->recvPending) return;
@@ -331,7 +343,7 @@ void EngineCore::judgeCandidate(Handle* h) {
 void EngineCore::candidateEvent(Handle* h, bool timedOut) {
   Handle* l = h->candidateOf;
   if (timedOut) {
-    refuseCandidate(h, Refusal::kTimeout);
+    refuseCandidate(h, Refusal::kTimeout, stillSending(h->in.data(), h->in.size(), false));
   } else {
     judgeCandidate(h);  // the handle may be gone after this
   }
@@ -392,36 +404,92 @@ void EngineCore::countRefusal(Refusal why) {
 
 // The reply, if any, is one send on a connection that has written nothing yet: it fits in the
 // socket's send buffer unless it is larger than that (the rest is then dropped). MSG_MORE holds
-// it for the close, so that it leaves with the FIN in one segment. What the peer
-// sent that was not read is drained first, so that the close is a FIN and not a reset that
-// could discard the reply before the peer reads it.
-void EngineCore::refuseCandidate(Handle* h, Refusal why) {
+// it for the close or the linger's shutdown, so that it leaves with the FIN in one segment.
+// `moreComing`: the peer was still sending (stillSending); the connection then lingers.
+// Otherwise what the peer sent that was not read is drained first, so that the close is a FIN
+// and not a reset that could discard the reply before the peer reads it.
+void EngineCore::refuseCandidate(Handle* h, Refusal why, bool moreComing) {
   std::shared_ptr<const AcceptFilter> f = h->filter;
   dropCandidate(h);
   h->filter.reset();
   countRefusal(why);
   if (f && !h->readError) sendRefusal(h->fd, *f);
-  for (int i = 0; i < 16 && !h->eof && !h->readError && !h->recvPending; i++) {
-    char* buf = scratch_.data();
-    ssize_t n = ::recv(h->fd, buf, scratch_.size(), MSG_DONTWAIT);
-    stats_.coreSyscalls++;
-    if (n <= 0) break;
+  if (moreComing && !h->eof && !h->readError && lingering_ < kMaxLingering) {
+    linger(h);
+    return;
   }
+  if (!h->eof && !h->readError && !h->recvPending) drain(h->fd);
   close(h->id);
 }
 
-// A connection refused on the bytes it sent before it was accepted (addCandidate): the reply,
-// a drain of the rest when the first look may have left some (a full read), and the close. The
-// reply is sent with MSG_MORE: it waits for the close, and leaves with the FIN in one segment.
-void EngineCore::refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool drain) {
+// A connection refused on the bytes it sent before it was accepted (addCandidate): the reply
+// (held by MSG_MORE for the FIN), then the close, or a linger when the peer was still sending.
+// Only those get a handle: one that sent its line and waits costs none.
+void EngineCore::refuseAtAccept(int fd, const AcceptFilter& f, Refusal why, bool reply, bool moreComing) {
   countRefusal(why);
   if (reply) sendRefusal(fd, f);
-  for (int i = 0; i < 16 && drain; i++) {
+  if (!moreComing) {
+    ::close(fd);
+    return;
+  }
+  if (lingering_ < kMaxLingering) {
+    int rc = 0;
+    if (Handle* h = attachNew(fd, HandleKind::kSocket, &rc, false)) {
+      linger(h);
+      return;
+    }
+  }
+  drain(fd);
+  ::close(fd);
+}
+
+// Reads and drops what the peer sent and nobody read, at most kDrainReads full reads of it.
+void EngineCore::drain(int fd) {
+  for (int i = 0; i < kDrainReads; i++) {
     ssize_t n = ::recv(fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
     stats_.coreSyscalls++;
-    drain = n == static_cast<ssize_t>(scratch_.size());
+    if (n != static_cast<ssize_t>(scratch_.size())) break;
   }
-  ::close(fd);
+}
+
+// A lingering close, for a refused connection whose peer is still sending. Closed at once, a
+// socket with bytes unread or still arriving answers with a reset, and a reset can make the
+// peer's stack drop the reply before the peer reads it (RFC 1122, 4.2.2.13; Apache and nginx
+// linger for the same reason). So the sending side is shut down now (the reply leaves with the
+// FIN) and what the peer sends is read and dropped until its FIN or an error, for at most
+// kLingerNs and kLingerBytes; then the close. No JavaScript runs for it:
+// stats().lingeringConnections counts the connections lingering.
+void EngineCore::linger(Handle* h) {
+  h->lingering = true;
+  lingering_++;
+  ::shutdown(h->fd, SHUT_WR);
+  stats_.coreSyscalls++;
+  h->in.consume(h->in.size());
+  socketTimers_.remove(&h->idleTimer);
+  h->idleTimer.periodNs = kLingerNs;
+  armSocketTimer(&h->idleTimer);
+  lingerEvent(h, false);
+}
+
+// A receive report or the linger's end on a lingering connection.
+void EngineCore::lingerEvent(Handle* h, bool timedOut) {
+  for (;;) {
+    h->lingerBytes += h->in.size();
+    h->in.consume(h->in.size());
+    h->in.settle();
+    if (timedOut || h->eof || h->readError || h->lingerBytes > kLingerBytes) {
+      close(h->id);
+      return;
+    }
+    if (h->recvPending) return;
+    const char* data = nullptr;
+    ssize_t r = backend_->recv(h, &data);
+    if (r == kPending) {
+      h->recvPending = true;
+      return;
+    }
+    recvResult(h, r, data);
+  }
 }
 
 void EngineCore::startConnect(Op* op) {

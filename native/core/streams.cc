@@ -144,6 +144,10 @@ void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
 // Received bytes are framed where they landed; whatever is left is copied into the socket's
 // buffer before that memory is received into again, and before returning.
 void EngineCore::pumpReads(Handle* h) {
+  if (h->lingering) {
+    lingerEvent(h, false);  // a refused connection read to its end (net.cc)
+    return;
+  }
   if (h->candidateOf) {
     candidateEvent(h, false);  // acceptWhen (net.cc): no op reads it, the core judges its first line
     return;

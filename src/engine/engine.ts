@@ -1462,7 +1462,9 @@ export class AsyncEngine {
    * reads its first line natively; one whose line does not match, that stays silent past
    * `options.timeout`, or whose line is over `options.maxBytes`, gets `options.reply` (if given)
    * and is closed there: no JavaScript runs for it, and `stats().filteredConnections` counts it.
-   * The op waits, like `accept`, until one connection passes. Connections that pass while no
+   * One whose peer was still sending (its bytes stop mid-line) is read to its FIN first (at
+   * most 2 s and 1 MiB), so that the reply is not lost to a reset
+   * (`stats().lingeringConnections`). The op waits, like `accept`, until one connection passes. Connections that pass while no
    * `acceptWhen` waits are kept (in order) for the next one; at most 1024 connections are judged
    * at once per listener, the rest wait in the kernel's backlog. The Callback's `timeout` is the
    * op's deadline. TCP and Unix listeners; not a TLS listener (a TypeError).

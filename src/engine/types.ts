@@ -470,6 +470,12 @@ export interface EngineStats {
    */
   filteredConnections: FilteredConnections;
   /**
+   * Connections `acceptWhen` refused while their peer was still sending (its bytes stopped
+   * mid-line), being read to their end before the close (at most 2 s and 1 MiB each, 1024 at once) so that the reply is not
+   * lost to a reset. A gauge; they count in `sockets` too.
+   */
+  lingeringConnections: number;
+  /**
    * Pre-registered replies written (`onMismatch` of the line ops and of `serveLines`): each a
    * line that did not match, answered and dropped with no callback of yours.
    */
