@@ -573,6 +573,7 @@ class EngineCore : public Sink {
   void releaseHandle(Handle* h);
   static void unlinkUnixPath(int fd);
   bool primitiveAfterClose(Handle* h);
+  bool receive(Handle* h);
   void recvResult(Handle* h, ssize_t r, const char* data);
 
   // Files (files.cc).

@@ -329,13 +329,7 @@ void EngineCore::judgeCandidate(Handle* h) {
     }
     if (h->recvPending) return;
     h->in.settle();
-    const char* data = nullptr;
-    ssize_t r = backend_->recv(h, &data);
-    if (r == kPending) {
-      h->recvPending = true;
-      return;
-    }
-    recvResult(h, r, data);
+    if (!receive(h)) return;
   }
 }
 
@@ -482,13 +476,7 @@ void EngineCore::lingerEvent(Handle* h, bool timedOut) {
       return;
     }
     if (h->recvPending) return;
-    const char* data = nullptr;
-    ssize_t r = backend_->recv(h, &data);
-    if (r == kPending) {
-      h->recvPending = true;
-      return;
-    }
-    recvResult(h, r, data);
+    if (!receive(h)) return;
   }
 }
 

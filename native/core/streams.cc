@@ -118,6 +118,19 @@ bool EngineCore::primitiveAfterClose(Handle* h) {
   return true;
 }
 
+// One receive on `h`, its result taken in (recvResult). False when it is pending: recvPending
+// is set and the backend reports it later (onRecv).
+bool EngineCore::receive(Handle* h) {
+  const char* data = nullptr;
+  ssize_t r = backend_->recv(h, &data);
+  if (r == kPending) {
+    h->recvPending = true;
+    return false;
+  }
+  recvResult(h, r, data);
+  return true;
+}
+
 // `data`: where the backend says the r bytes are (its own memory, the scratch area or the
 // handle's receive area); borrowed by the buffer until the next settle().
 void EngineCore::recvResult(Handle* h, ssize_t r, const char* data) {
@@ -176,13 +189,7 @@ void EngineCore::pumpReadsLoop(Handle* h) {
       if (h->recvPending) return;
       continue;  // it failed at once (no memory): the head op fails with the error
     }
-    const char* data = nullptr;
-    ssize_t r = backend_->recv(h, &data);
-    if (r == kPending) {
-      h->recvPending = true;
-      return;
-    }
-    recvResult(h, r, data);
+    if (!receive(h)) return;
   }
 }
 
