@@ -1,7 +1,6 @@
 // acceptWhen: connections judged natively by their first line (a refused one gets the reply and
 // is closed without reaching JavaScript, counted in stats().filteredConnections), and listen's
 // deferAccept (TCP_DEFER_ACCEPT); a refused client still sending is read to its end first.
-import net from 'node:net';
 import type { Socket } from 'async-engine';
 import {
   type Engine,
@@ -11,7 +10,6 @@ import {
   forEachImpl,
   netClient,
   noFdLeaks,
-  onCleanup,
   once,
   portOf,
   shutdownEngine,
@@ -415,34 +413,6 @@ forEachImpl(
   },
 );
 
-// A node:net client whose errors are kept (a reset shows as ECONNRESET or EPIPE), for the
-// lingering close. Half-open: the server's FIN does not end its own side.
-async function keptClient(
-  engine: Engine,
-  port: number,
-): Promise<{
-  client: net.Socket;
-  received: () => string;
-  errors: string[];
-  ended: Promise<void>;
-  closed: Promise<void>;
-}> {
-  const client = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-  onCleanup(engine, () => void client.destroy());
-  const errors: string[] = [];
-  let received = '';
-  client.on('error', (e: NodeJS.ErrnoException) => errors.push(e.code ?? e.message));
-  client.setEncoding('latin1').on('data', (d: string) => (received += d));
-  const ended = new Promise<void>((resolve) => client.on('end', () => resolve()));
-  const closed = new Promise<void>((resolve) => client.on('close', () => resolve()));
-  await withDeadline(
-    new Promise<void>((resolve) => client.once('connect', () => resolve())),
-    10_000,
-    'a client to connect',
-  );
-  return { client, received: () => received, errors, ended, closed };
-}
-
 forEachImpl(
   'acceptWhen: a refused client still sending is read to its FIN: it gets the reply, no reset',
   async (t, engine) => {
@@ -453,12 +423,12 @@ forEachImpl(
       const acc = once<string>();
       engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
       const before = engine.stats().filteredConnections.mismatch;
-      const peer = await keptClient(engine, portOf(l));
+      const peer = await netClient(engine, { port: portOf(l), allowHalfOpen: true });
       if (!deferAccept) await sleep(50); // accepted and waiting for its line
       // More than the line: the client does not wait for an answer before it goes on.
       peer.client.write(`EHLO x\r\n${'a'.repeat(1000)}`);
       await withDeadline(
-        waitUntil(() => peer.received() === '554 no\r\n', 10_000),
+        waitUntil(() => peer.received().toString() === '554 no\r\n', 10_000),
         12_000,
         'the reply',
       );
@@ -471,7 +441,7 @@ forEachImpl(
       peer.client.end();
       await withDeadline(peer.closed, 10_000, 'the client to close');
       t.deepEqual(peer.errors, [], `no reset (deferAccept ${deferAccept})`);
-      t.is(peer.received(), '554 no\r\n');
+      t.is(peer.received().toString(), '554 no\r\n');
       t.is(engine.stats().filteredConnections.mismatch, before + 1);
       t.true(await waitUntil(() => engine.stats().lingeringConnections === 0, 10_000));
       t.is(acc.calls.length, 0);
@@ -487,10 +457,10 @@ forEachImpl(
     const l = engine.listen();
     const acc = once<string>();
     engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n', maxBytes: 16 }, acc.cb);
-    const peer = await keptClient(engine, portOf(l));
+    const peer = await netClient(engine, { port: portOf(l), allowHalfOpen: true });
     peer.client.write('x'.repeat(40)); // over maxBytes, and no end to the line
     await withDeadline(
-      waitUntil(() => peer.received() === '554 no\r\n', 10_000),
+      waitUntil(() => peer.received().toString() === '554 no\r\n', 10_000),
       12_000,
       'the reply',
     );
@@ -513,7 +483,7 @@ forEachImpl(
     const acc = once<string>();
     engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
     const readBefore = engine.stats().bytesRead;
-    const peer = await keptClient(engine, port);
+    const peer = await netClient(engine, { port, allowHalfOpen: true });
     peer.client.write(`EHLO x\r\n${'c'.repeat(1000)}`); // more than the line: it lingers
     // 8 MiB, more than a linger reads (1 MiB): it does not wait for the client's FIN.
     for (let i = 0; i < 128; i++) peer.client.write(Buffer.alloc(64 * 1024, 'c'));
@@ -537,10 +507,10 @@ forEachImpl(
     const l = engine.listen({ deferAccept: 1 });
     const acc = once<string>();
     engine.acceptWhen(l, 'HELO', { reply: '554 no\r\n' }, acc.cb);
-    const peer = await keptClient(engine, portOf(l));
+    const peer = await netClient(engine, { port: portOf(l), allowHalfOpen: true });
     peer.client.write('EHLO x\r\nMAIL FROM:<a@b>\r\n'); // whole lines: it waits for an answer
     await withDeadline(peer.ended, 10_000, 'the server to close');
-    t.is(peer.received(), '554 no\r\n');
+    t.is(peer.received().toString(), '554 no\r\n');
     t.deepEqual(peer.errors, []);
     t.is(engine.stats().lingeringConnections, 0);
     t.is(engine.stats().sockets, 0);
@@ -556,7 +526,9 @@ forEachImpl(
     const port = portOf(l);
     const n = 1030;
     // Every client connects and sends before anything is accepted, then keeps its side open.
-    const peers = await Promise.all(Array.from({ length: n }, () => keptClient(engine, port)));
+    const peers = await Promise.all(
+      Array.from({ length: n }, () => netClient(engine, { port, allowHalfOpen: true })),
+    );
     for (const p of peers) p.client.write(`EHLO x\r\n${'d'.repeat(100)}`);
     await sleep(100);
     const acc = once<string>();
@@ -573,7 +545,7 @@ forEachImpl(
       'every client to see the FIN',
     );
     t.true(
-      peers.every((p) => p.received() === '554 no\r\n'),
+      peers.every((p) => p.received().toString() === '554 no\r\n'),
       'every one got the reply',
     );
     t.true(await waitUntil(() => engine.stats().lingeringConnections === 0, 20_000));

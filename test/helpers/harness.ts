@@ -436,6 +436,10 @@ export interface NetPeer {
   waitForBytes(n: number, ms?: number): Promise<Buffer>;
   /** Resolves when the client saw the engine side's FIN or an error ('end' / 'close'). */
   ended: Promise<void>;
+  /** Resolves when the client's socket is closed ('close'), both sides done. */
+  closed: Promise<void>;
+  /** The code of every error the client saw (a reset shows as ECONNRESET or EPIPE). */
+  errors: string[];
   /** Writes and resolves when the data was handed to the kernel. */
   write(data: string | Buffer): Promise<void>;
 }
@@ -445,9 +449,17 @@ function collectPeer(client: net.Socket): NetPeer {
   let total = 0;
   const waiters: Array<{ n: number; d: Deferred<Buffer> }> = [];
   const ended = deferred<void>();
-  client.on('error', () => ended.resolve());
+  const closed = deferred<void>();
+  const errors: string[] = [];
+  client.on('error', (e: NodeJS.ErrnoException) => {
+    errors.push(e.code ?? e.message);
+    ended.resolve();
+  });
   client.on('end', () => ended.resolve());
-  client.on('close', () => ended.resolve());
+  client.on('close', () => {
+    ended.resolve();
+    closed.resolve();
+  });
   client.on('data', (b: Buffer) => {
     chunks.push(b);
     total += b.length;
@@ -468,6 +480,8 @@ function collectPeer(client: net.Socket): NetPeer {
       return withDeadline(d.promise, ms, () => `${n} bytes at the net client (have ${total})`);
     },
     ended: ended.promise,
+    closed: closed.promise,
+    errors,
     write(data) {
       return new Promise((resolve, reject) =>
         client.write(data, (err) => (err ? reject(err) : resolve())),
@@ -557,15 +571,19 @@ export async function netServer(
   };
 }
 
-/** Connects a node:net client to a port (or path) and collects what it receives. */
+/**
+ * Connects a node:net client to a port (or path) and collects what it receives. With
+ * `allowHalfOpen` the engine side's FIN does not end the client's own side.
+ */
 export async function netClient(
   engine: Engine,
-  to: { host?: string; port?: number; path?: string },
+  to: { host?: string; port?: number; path?: string; allowHalfOpen?: boolean },
 ): Promise<NetPeer> {
+  const allowHalfOpen = to.allowHalfOpen ?? false;
   const client =
     to.path !== undefined
-      ? net.connect({ path: to.path })
-      : net.connect({ host: to.host ?? '127.0.0.1', port: to.port ?? 0 });
+      ? net.connect({ path: to.path, allowHalfOpen })
+      : net.connect({ host: to.host ?? '127.0.0.1', port: to.port ?? 0, allowHalfOpen });
   const peer = collectPeer(client);
   onCleanup(engine, () => {
     client.destroy();
