@@ -55,9 +55,6 @@ struct Op;
 struct Handle;
 class FilePool;
 
-// acceptWhen's filter (net.cc): what a connection's first line must be for JavaScript to see the
-// connection, and what is done with one that fails. Shared by the op that set it and by every
-// connection accepted under it.
 // Whether a line (without its terminator) is `expect`, or with `prefix` starts with it: how the
 // pre-registered replies and the accept filters compare a line, byte for byte.
 inline bool lineMatches(const std::string& expect, const char* line, size_t n, bool prefix = false) {
@@ -65,6 +62,9 @@ inline bool lineMatches(const std::string& expect, const char* line, size_t n, b
   return std::memcmp(line, expect.data(), expect.size()) == 0;
 }
 
+// acceptWhen's filter (net.cc): what a connection's first line must be for JavaScript to see the
+// connection, and what is done with one that fails. Shared by the op that set it and by every
+// connection accepted under it.
 struct AcceptFilter {
   bool any = false;           // expect null: any complete first line passes
   std::string expect;         // the line, without its terminator

@@ -1464,10 +1464,11 @@ export class AsyncEngine {
    * and is closed there: no JavaScript runs for it, and `stats().filteredConnections` counts it.
    * One whose peer was still sending (its bytes stop mid-line) is read to its FIN first (at
    * most 2 s and 1 MiB), so that the reply is not lost to a reset
-   * (`stats().lingeringConnections`). The op waits, like `accept`, until one connection passes. Connections that pass while no
-   * `acceptWhen` waits are kept (in order) for the next one; at most 1024 connections are judged
-   * at once per listener, the rest wait in the kernel's backlog. The Callback's `timeout` is the
-   * op's deadline. TCP and Unix listeners; not a TLS listener (a TypeError).
+   * (`stats().lingeringConnections`). The op waits, like `accept`, until one connection
+   * passes. Connections that pass while no `acceptWhen` waits are kept (in order) for the next
+   * one; at most 1024 connections are judged at once per listener, the rest wait in the
+   * kernel's backlog. The Callback's `timeout` is the op's deadline. TCP and Unix listeners; not
+   * a TLS listener (a TypeError).
    */
   acceptWhen(
     listener: Listener,

@@ -471,8 +471,8 @@ export interface EngineStats {
   filteredConnections: FilteredConnections;
   /**
    * Connections `acceptWhen` refused while their peer was still sending (its bytes stopped
-   * mid-line), being read to their end before the close (at most 2 s and 1 MiB each, 1024 at once) so that the reply is not
-   * lost to a reset. A gauge; they count in `sockets` too.
+   * mid-line), being read to their end before the close (at most 2 s and 1 MiB each, 1024 at
+   * once) so that the reply is not lost to a reset. A gauge; they count in `sockets` too.
    */
   lingeringConnections: number;
   /**
